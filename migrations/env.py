@@ -1,0 +1,35 @@
+import asyncio
+
+from alembic import context
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import services.wallet.models  # noqa: F401  (registers the tables)
+from shared.models import Base
+
+SCHEMAS = ("platform", "wallet", "coupons", "settlement")
+
+
+def run(connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        include_schemas=True,
+        version_table_schema="platform",
+        include_name=lambda name, type_, parent: type_ != "schema" or name in SCHEMAS,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def main() -> None:
+    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url"))
+    async with engine.connect() as connection:
+        # The version table lives in `platform`, so that schema must exist before Alembic looks.
+        await connection.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS platform")
+        await connection.commit()
+        await connection.run_sync(run)
+        await connection.commit()
+    await engine.dispose()
+
+
+asyncio.run(main())

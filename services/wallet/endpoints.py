@@ -1,0 +1,343 @@
+"""The wallet API (/v1). Thin: authenticate, call the service, shape the answer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from pydantic import ValidationError
+
+from services.wallet import service
+from services.wallet.models import Entry, Journal
+from services.wallet.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    AuditEventOut,
+    BalanceOut,
+    BankTopupEvent,
+    CashoutRequest,
+    HistoryItem,
+    MerchantCreate,
+    MerchantOut,
+    MerchantUpdate,
+    MovementOut,
+    RegionOut,
+    RegionSettingsUpdate,
+    SystemAccountOut,
+    TerminalOut,
+    TopupRequest,
+    WalletOut,
+    WalletStatusUpdate,
+)
+from shared import audit
+from shared.auth import Principal, Role, require
+from shared.db import SessionDep
+from shared.deps import ClockDep, SettingsDep
+from shared.errors import Problem, Unprocessable
+from shared.idempotency import IdempotencyDep
+from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
+
+router = APIRouter(prefix="/v1")
+
+Anyone = Annotated[Principal, require(*Role)]
+Resident_ = Annotated[Principal, require(Role.RESIDENT)]
+Operator = Annotated[Principal, require(Role.OPERATOR)]
+Overseer = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR)]
+WalletReader = Annotated[Principal, require(Role.RESIDENT, Role.OPERATOR, Role.AUDITOR)]
+MerchantReader = Annotated[
+    Principal,
+    require(Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN, Role.MERCHANT_STAFF, Role.TERMINAL),
+]
+KeyManager = Annotated[Principal, require(Role.OPERATOR, Role.MERCHANT_ADMIN)]
+KeyReader = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN)]
+Terminal = Annotated[Principal, require(Role.TERMINAL)]
+Auditor = Annotated[Principal, require(Role.AUDITOR)]
+
+PROBLEMS = {
+    status: {"description": description, "content": {"application/problem+json": {}}}
+    for status, description in {
+        400: "bad request (malformed JSON, missing Idempotency-Key, bad cursor)",
+        401: "not authenticated",
+        403: "role not allowed",
+        404: "not found, or not visible to the caller",
+        409: "conflicts with the current state",
+        413: "request body too large",
+        422: "invalid request",
+    }.items()
+}
+
+
+def wallet_out(wallet: service.Wallet) -> WalletOut:
+    return WalletOut(
+        id=wallet.account.id, subject=wallet.resident.subject, unit=wallet.account.unit,
+        balance=wallet.account.balance, balance_cap=wallet.region.balance_cap,
+        status=wallet.account.status, created_at=wallet.account.created_at,
+    )
+
+
+def history_page(rows: list[tuple[Entry, Journal]], limit: int) -> Page[HistoryItem]:
+    items = [
+        HistoryItem(
+            entry_id=e.id, journal_id=j.id, kind=j.kind, amount=e.amount, balance_after=e.balance_after,
+            reference=j.reference, memo=j.memo, created_at=e.created_at,
+        )
+        for e, j in rows
+    ]
+    return page_of(items, [e.id for e, _ in rows], limit)
+
+
+# --- region -----------------------------------------------------------------------------------
+
+
+@router.get("/region", response_model=RegionOut, tags=["region"], responses=PROBLEMS)
+async def get_region(principal: Anyone, session: SessionDep) -> RegionOut:
+    """The caller's region and its wallet settings."""
+    return RegionOut.model_validate(await service.region_of(session, principal))
+
+
+@router.patch("/region", response_model=RegionOut, tags=["region"], responses=PROBLEMS)
+async def update_region(
+    body: RegionSettingsUpdate, principal: Operator, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """Change the balance cap and top-up limits (operator; audited)."""
+    if replay := await idem.replay():
+        return replay
+    region = await service.update_region_settings(session, clock, principal, body.model_dump(exclude_none=True))
+    return await idem.respond(200, RegionOut.model_validate(region))
+
+
+# --- wallets ----------------------------------------------------------------------------------
+
+
+@router.get("/wallet", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
+async def my_wallet(principal: Resident_, session: SessionDep, clock: ClockDep) -> WalletOut:
+    """The calling resident's wallet; created on their first call."""
+    return wallet_out(await service.my_wallet(session, clock, principal))
+
+
+@router.get("/wallet/history", response_model=Page[HistoryItem], tags=["wallet"], responses=PROBLEMS)
+async def my_history(
+    principal: Resident_, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50
+) -> Page[HistoryItem]:
+    """The calling resident's movements, newest first."""
+    wallet = await service.my_wallet(session, clock, principal)
+    rows = await service.history(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1)
+    return history_page(rows, limit)
+
+
+@router.get("/wallets", response_model=Page[WalletOut], tags=["wallet"], responses=PROBLEMS)
+async def find_wallets(
+    principal: Overseer, session: SessionDep, subject: str | None = None,
+    cursor: CursorParam = None, limit: LimitParam = 50,
+) -> Page[WalletOut]:
+    """Residents' wallets of the region, optionally the one of a given subject (operator, auditor)."""
+    region, rows = await service.find_wallets(
+        session, principal, subject=subject, after_id=decode_cursor(cursor), limit=limit + 1
+    )
+    items = [wallet_out(service.Wallet(resident, account, region)) for resident, account in rows]
+    return page_of(items, [account.id for _, account in rows], limit)
+
+
+@router.get("/wallets/{wallet_id}", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
+async def get_wallet(wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep) -> WalletOut:
+    return wallet_out(await service.visible_wallet(session, principal, wallet_id))
+
+
+@router.get("/wallets/{wallet_id}/history", response_model=Page[HistoryItem], tags=["wallet"], responses=PROBLEMS)
+async def wallet_history(
+    wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep,
+    cursor: CursorParam = None, limit: LimitParam = 50,
+) -> Page[HistoryItem]:
+    wallet = await service.visible_wallet(session, principal, wallet_id)
+    rows = await service.history(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1)
+    return history_page(rows, limit)
+
+
+@router.patch("/wallets/{wallet_id}", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
+async def set_wallet_status(
+    wallet_id: uuid.UUID, body: WalletStatusUpdate, principal: Operator, session: SessionDep,
+    clock: ClockDep, idem: IdempotencyDep,
+):
+    """Suspend, reactivate or close a wallet (operator; audited)."""
+    if replay := await idem.replay():
+        return replay
+    wallet = await service.set_wallet_status(session, clock, principal, wallet_id, body.status)
+    return await idem.respond(200, wallet_out(wallet))
+
+
+@router.post("/wallets/{wallet_id}/topups", status_code=201, response_model=MovementOut, tags=["top-up"], responses=PROBLEMS)
+async def counter_topup(
+    wallet_id: uuid.UUID, body: TopupRequest, principal: Operator, session: SessionDep,
+    clock: ClockDep, idem: IdempotencyDep,
+):
+    """チャージ at a city counter: the operator takes cash and credits the wallet."""
+    if replay := await idem.replay():
+        return replay
+    movement = await service.counter_topup(session, clock, principal, wallet_id, body.amount, body.memo)
+    return await idem.respond(201, MovementOut.model_validate(movement))
+
+
+@router.post("/wallets/{wallet_id}/cashouts", status_code=201, response_model=MovementOut, tags=["top-up"], responses=PROBLEMS)
+async def cashout(
+    wallet_id: uuid.UUID, body: CashoutRequest, principal: Operator, session: SessionDep,
+    clock: ClockDep, idem: IdempotencyDep,
+):
+    """払戻し of prepaid value to the resident, in the cases the law allows (operator; audited)."""
+    if replay := await idem.replay():
+        return replay
+    movement = await service.cashout(session, clock, principal, wallet_id, body.amount, body.reason)
+    return await idem.respond(201, MovementOut.model_validate(movement))
+
+
+@router.post(
+    "/webhooks/bank/topups",
+    status_code=201,
+    response_model=MovementOut,
+    tags=["top-up"],
+    responses=PROBLEMS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BankTopupEvent"}}},
+        }
+    },
+)
+async def bank_topup(
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    x_chiikipay_timestamp: Annotated[str, Header(description="Unix seconds when the bank signed")],
+    x_chiikipay_signature: Annotated[str, Header(description='"sha256=" + hex HMAC of "<timestamp>.<body>"')],
+) -> MovementOut:
+    """チャージ from a linked bank account. The bank signs each event; the event id makes it
+    idempotent (a replay is refused with 409 and moves nothing)."""
+    body = await request.body()
+    service.verify_bank_signature(settings, clock, x_chiikipay_timestamp, x_chiikipay_signature, body)
+    try:
+        event = BankTopupEvent.model_validate_json(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    movement = await service.bank_topup(session, clock, event_id=event.event_id, account_id=event.wallet_id, amount=event.amount)
+    return MovementOut.model_validate(movement)
+
+
+def _invalid(exc: ValidationError) -> Problem:
+    problem = Unprocessable(
+        "The request failed validation.",
+        errors=[{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()],
+    )
+    problem.slug, problem.title = "validation-error", "Invalid request"
+    return problem
+
+
+@router.get("/accounts", response_model=list[SystemAccountOut], tags=["ledger"], responses=PROBLEMS)
+async def system_accounts(principal: Overseer, session: SessionDep) -> list[SystemAccountOut]:
+    """The region's system accounts (bank clearing, counter cash, fee income …) and balances."""
+    return [
+        SystemAccountOut(account_id=a.id, kind=a.kind, unit=a.unit, balance=balance)
+        for a, balance in await service.system_balances(session, principal)
+    ]
+
+
+# --- merchants --------------------------------------------------------------------------------
+
+
+@router.post("/merchants", status_code=201, response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
+async def onboard_merchant(
+    body: MerchantCreate, principal: Operator, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """加盟店 onboarding (operator; audited)."""
+    if replay := await idem.replay():
+        return replay
+    merchant = await service.onboard_merchant(session, clock, principal, body.model_dump())
+    return await idem.respond(201, MerchantOut.model_validate(merchant))
+
+
+@router.get("/merchants", response_model=Page[MerchantOut], tags=["merchants"], responses=PROBLEMS)
+async def list_merchants(
+    principal: Overseer, session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50
+) -> Page[MerchantOut]:
+    merchants = await service.list_merchants(session, principal, after_id=decode_cursor(cursor), limit=limit + 1)
+    return page_of([MerchantOut.model_validate(m) for m in merchants], [m.id for m in merchants], limit)
+
+
+@router.get("/merchants/{merchant_id}", response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
+async def get_merchant(merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep) -> MerchantOut:
+    return MerchantOut.model_validate(await service.visible_merchant(session, principal, merchant_id))
+
+
+@router.patch("/merchants/{merchant_id}", response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
+async def update_merchant(
+    merchant_id: uuid.UUID, body: MerchantUpdate, principal: Operator, session: SessionDep,
+    clock: ClockDep, idem: IdempotencyDep,
+):
+    """Change details or status (active / suspended / closed) (operator; audited)."""
+    if replay := await idem.replay():
+        return replay
+    merchant = await service.update_merchant(session, clock, principal, merchant_id, body.model_dump(exclude_none=True))
+    return await idem.respond(200, MerchantOut.model_validate(merchant))
+
+
+@router.get("/merchants/{merchant_id}/balance", response_model=BalanceOut, tags=["merchants"], responses=PROBLEMS)
+async def merchant_balance(merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep) -> BalanceOut:
+    account, balance = await service.merchant_balance(session, principal, merchant_id)
+    return BalanceOut(account_id=account.id, unit=account.unit, balance=balance)
+
+
+@router.post(
+    "/merchants/{merchant_id}/api-keys", status_code=201, response_model=ApiKeyCreated, tags=["merchants"],
+    responses=PROBLEMS,
+)
+async def create_api_key(
+    merchant_id: uuid.UUID, body: ApiKeyCreate, principal: KeyManager, session: SessionDep,
+    clock: ClockDep, idem: IdempotencyDep,
+):
+    """A key for one POS terminal of this merchant. The secret is shown once (audited)."""
+    if replay := await idem.replay():
+        return replay
+    key, secret = await service.create_api_key(session, clock, principal, merchant_id, body.name)
+    return await idem.respond(201, ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), secret=secret))
+
+
+@router.get("/merchants/{merchant_id}/api-keys", response_model=list[ApiKeyOut], tags=["merchants"], responses=PROBLEMS)
+async def list_api_keys(merchant_id: uuid.UUID, principal: KeyReader, session: SessionDep) -> list[ApiKeyOut]:
+    return [ApiKeyOut.model_validate(k) for k in await service.list_api_keys(session, principal, merchant_id)]
+
+
+@router.delete(
+    "/merchants/{merchant_id}/api-keys/{key_id}", response_model=ApiKeyOut, tags=["merchants"], responses=PROBLEMS
+)
+async def revoke_api_key(
+    merchant_id: uuid.UUID, key_id: uuid.UUID, principal: KeyManager, session: SessionDep,
+    clock: ClockDep, idem: IdempotencyDep,
+):
+    """Revoke a terminal's key at once (audited)."""
+    if replay := await idem.replay():
+        return replay
+    key = await service.revoke_api_key(session, clock, principal, merchant_id, key_id)
+    return await idem.respond(200, ApiKeyOut.model_validate(key))
+
+
+@router.get("/terminal", response_model=TerminalOut, tags=["merchants"], responses=PROBLEMS)
+async def terminal_identity(principal: Terminal, session: SessionDep) -> TerminalOut:
+    """Which merchant a POS terminal's key belongs to: the terminal's first call after set-up."""
+    assert principal.merchant_id is not None and principal.api_key_id is not None
+    merchant = await service.visible_merchant(session, principal, principal.merchant_id)
+    return TerminalOut(api_key_id=principal.api_key_id, merchant=MerchantOut.model_validate(merchant))
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+@router.get("/audit-events", response_model=Page[AuditEventOut], tags=["audit"], responses=PROBLEMS)
+async def audit_events(
+    principal: Auditor, session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50
+) -> Page[AuditEventOut]:
+    """The region's audit trail, newest first (auditor)."""
+    region = await service.region_of(session, principal)
+    events = await audit.list_events(session, region.id, after_id=decode_cursor(cursor), limit=limit + 1)
+    return page_of([AuditEventOut.model_validate(e) for e in events], [e.id for e in events], limit)
+

@@ -1,0 +1,236 @@
+"""Tables of the `wallet` schema: regions, residents, merchants, accounts and the ledger.
+
+Sign convention: an entry's `amount` is what the account gains (+) or gives up (−). Issuance
+accounts (bank clearing, counter cash, campaign funds) therefore run negative: their balance is
+the mirror of the value they have put into circulation. Every journal sums to zero per unit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models import Base
+
+SCHEMA = "wallet"
+
+
+class AccountKind(StrEnum):
+    RESIDENT = "resident"
+    MERCHANT = "merchant"
+    BANK_CLEARING = "bank_clearing"  # money held at the bank for wallet holders; bank top-ups, payouts
+    COUNTER_CASH = "counter_cash"  # cash taken at a city counter for top-ups
+    FEE_INCOME = "fee_income"
+    CAMPAIGN_FUND = "campaign_fund"  # funds premiums and point grants
+    EXPIRED = "expired"  # sink for value forfeited at expiry
+
+
+# Where value may enter or leave circulation (invariant 4).
+ISSUANCE_KINDS = frozenset({AccountKind.BANK_CLEARING, AccountKind.COUNTER_CASH, AccountKind.CAMPAIGN_FUND})
+SYSTEM_KINDS = (
+    AccountKind.BANK_CLEARING,
+    AccountKind.COUNTER_CASH,
+    AccountKind.FEE_INCOME,
+    AccountKind.CAMPAIGN_FUND,
+    AccountKind.EXPIRED,
+)
+
+
+class JournalKind(StrEnum):
+    TOPUP = "topup"  # チャージ: issuance against bank clearing or counter cash
+    CASHOUT = "cashout"  # 払戻し: prepaid value returned in a legally allowed case
+
+
+# The journal kinds allowed to touch an issuance account (invariant 4): every other journal moves
+# value between holders and cannot create or destroy it.
+ISSUANCE_JOURNALS = frozenset({JournalKind.TOPUP, JournalKind.CASHOUT})
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+
+
+class Sector(StrEnum):
+    """Business sectors, as counted by the city's 適用分野数 KPI."""
+
+    RETAIL = "retail"
+    FOOD_SERVICE = "food_service"
+    TOURISM = "tourism"
+    TRANSPORT = "transport"
+    AGRICULTURE = "agriculture"
+    HEALTHCARE = "healthcare"
+    EDUCATION = "education"
+    SERVICES = "services"
+
+
+class Region(Base):
+    __tablename__ = "regions"
+    __table_args__ = (
+        CheckConstraint("balance_cap > 0", "balance_cap_positive"),
+        CheckConstraint("topup_step > 0 AND topup_min > 0 AND topup_max >= topup_min", "topup_limits"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str]
+    name_ja: Mapped[str]
+    balance_cap: Mapped[int]
+    topup_min: Mapped[int]
+    topup_max: Mapped[int]
+    topup_step: Mapped[int]
+    created_at: Mapped[datetime]
+
+
+class Resident(Base):
+    __tablename__ = "residents"
+    __table_args__ = (UniqueConstraint("region_id", "subject"), {"schema": SCHEMA})
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    subject: Mapped[str]  # the `sub` of the resident's token at the city's identity provider
+    created_at: Mapped[datetime]
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+    __table_args__ = (
+        UniqueConstraint("region_id", "name"),
+        CheckConstraint("mcc ~ '^[0-9]{4}$'", "mcc_four_digits"),
+        CheckConstraint("bank_code ~ '^[0-9]{4}$' AND branch_code ~ '^[0-9]{3}$'", "bank_codes"),
+        CheckConstraint("account_number ~ '^[0-9]{7}$'", "account_number"),
+        CheckConstraint("account_type IN (1, 2, 4)", "account_type"),
+        CheckConstraint("status IN ('active', 'suspended', 'closed')", "status"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    name: Mapped[str]
+    name_ja: Mapped[str]
+    sector: Mapped[str]
+    mcc: Mapped[str]
+    address: Mapped[str]
+    bank_code: Mapped[str]
+    branch_code: Mapped[str]
+    account_type: Mapped[int] = mapped_column(SmallInteger)  # 全銀: 1 普通, 2 当座, 4 貯蓄
+    account_number: Mapped[str]
+    account_holder_kana: Mapped[str]  # payee name as the bank file needs it (half-width katakana)
+    status: Mapped[str]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Account(Base):
+    """One account per holder and unit.
+
+    `tracks_balance` accounts (resident wallets) keep a `balance` column, updated by an atomic
+    check-and-debit, because their owner spends from them concurrently. All other accounts are
+    only credited on the hot paths: their balance is the sum of their entries, so crediting a
+    busy merchant or the fee-income account takes no row lock.
+    """
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("may_go_negative OR balance >= 0", "no_overdraft"),
+        CheckConstraint("tracks_balance OR balance = 0", "untracked_balance_zero"),
+        CheckConstraint("status IN ('active', 'suspended', 'closed')", "status"),
+        CheckConstraint("unit IN ('yen', 'point')", "unit"),
+        CheckConstraint(
+            "(kind = 'resident') = (resident_id IS NOT NULL) AND (kind = 'merchant') = (merchant_id IS NOT NULL)",
+            "owner_matches_kind",
+        ),
+        Index("uq_accounts_resident_unit", "resident_id", "unit", unique=True, postgresql_where=text("resident_id IS NOT NULL")),
+        Index("uq_accounts_merchant_unit", "merchant_id", "unit", unique=True, postgresql_where=text("merchant_id IS NOT NULL")),
+        Index(
+            "uq_accounts_region_system_kind_unit",
+            "region_id",
+            "kind",
+            "unit",
+            unique=True,
+            postgresql_where=text("resident_id IS NULL AND merchant_id IS NULL"),
+        ),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    kind: Mapped[str]
+    unit: Mapped[str]
+    resident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.residents.id"))
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))
+    status: Mapped[str]
+    tracks_balance: Mapped[bool]
+    may_go_negative: Mapped[bool]
+    balance: Mapped[int] = mapped_column(server_default=text("0"))
+    created_at: Mapped[datetime]
+
+
+class Journal(Base):
+    """An immutable transfer of value between accounts (a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "journals"
+    __table_args__ = (Index("ix_journals_region_id_id", "region_id", "id"), {"schema": SCHEMA})
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    kind: Mapped[str]
+    actor: Mapped[str]  # who caused it: a subject, an API key, or a bank event source
+    reference: Mapped[str | None]  # e.g. the bank's event id, a reason code
+    memo: Mapped[str | None]
+    created_at: Mapped[datetime]
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", "amount_nonzero"),
+        Index("ix_entries_account_id_id", "account_id", "id", postgresql_include=["amount"]),
+        Index("ix_entries_journal_id", "journal_id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    journal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.accounts.id"))
+    region_id: Mapped[uuid.UUID]
+    unit: Mapped[str]
+    amount: Mapped[int]
+    # Filled for balance-tracking accounts: the balance right after this entry, for the history.
+    balance_after: Mapped[int | None]
+    created_at: Mapped[datetime]
+
+
+class BankEvent(Base):
+    """Bank webhook events already processed, so a replayed event id moves no money."""
+
+    __tablename__ = "bank_events"
+    __table_args__ = (UniqueConstraint("region_id", "event_id"), {"schema": SCHEMA})
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    event_id: Mapped[str]
+    journal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
+    received_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """A merchant POS terminal's key. Only a SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_merchant_id", "merchant_id"), {"schema": SCHEMA})
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))
+    name: Mapped[str]
+    secret_hash: Mapped[str] = mapped_column(unique=True)
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -1,0 +1,374 @@
+"""Every SQL query of the wallet service. Set-based, few round trips on the money path."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.ids import new_id
+from services.wallet.models import (
+    Account,
+    AccountKind,
+    ApiKey,
+    BankEvent,
+    Entry,
+    ISSUANCE_JOURNALS,
+    ISSUANCE_KINDS,
+    Journal,
+    Merchant,
+    Region,
+    Resident,
+)
+
+# --- regions ----------------------------------------------------------------------------------
+
+
+async def region_by_code(session: AsyncSession, code: str) -> Region | None:
+    return (await session.execute(select(Region).where(Region.code == code))).scalar_one_or_none()
+
+
+async def region_by_id(session: AsyncSession, region_id: uuid.UUID) -> Region:
+    region = await session.get(Region, region_id)
+    assert region is not None, f"region {region_id} exists (foreign keys guarantee it)"
+    return region
+
+
+async def insert_region(session: AsyncSession, **values: Any) -> Region:
+    return (await session.execute(insert(Region).values(**values).returning(Region))).scalar_one()
+
+
+async def update_region(session: AsyncSession, region_id: uuid.UUID, **values: Any) -> Region:
+    result = await session.execute(update(Region).where(Region.id == region_id).values(**values).returning(Region))
+    return result.scalar_one()
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+
+async def insert_account(session: AsyncSession, **values: Any) -> Account:
+    return (await session.execute(insert(Account).values(**values).returning(Account))).scalar_one()
+
+
+async def account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
+    return await session.get(Account, account_id)
+
+
+async def system_account(session: AsyncSession, region_id: uuid.UUID, kind: AccountKind, unit: str) -> Account:
+    query = select(Account).where(
+        Account.region_id == region_id,
+        Account.kind == kind.value,
+        Account.unit == unit,
+        Account.resident_id.is_(None),
+        Account.merchant_id.is_(None),
+    )
+    return (await session.execute(query)).scalar_one()
+
+
+async def system_accounts(session: AsyncSession, region_id: uuid.UUID) -> list[Account]:
+    query = select(Account).where(
+        Account.region_id == region_id, Account.resident_id.is_(None), Account.merchant_id.is_(None)
+    )
+    return list((await session.execute(query.order_by(Account.kind, Account.unit))).scalars())
+
+
+async def update_account_status(session: AsyncSession, account_id: uuid.UUID, status: str) -> Account:
+    result = await session.execute(
+        update(Account).where(Account.id == account_id).values(status=status).returning(Account)
+    )
+    return result.scalar_one()
+
+
+# --- residents --------------------------------------------------------------------------------
+
+
+async def resident_wallet(
+    session: AsyncSession, region_id: uuid.UUID, subject: str, unit: str
+) -> tuple[Resident, Account] | None:
+    query = (
+        select(Resident, Account)
+        .join(Account, and_(Account.resident_id == Resident.id, Account.unit == unit))
+        .where(Resident.region_id == region_id, Resident.subject == subject)
+    )
+    row = (await session.execute(query)).first()
+    return (row[0], row[1]) if row else None
+
+
+async def ensure_resident(session: AsyncSession, region_id: uuid.UUID, subject: str, now: datetime) -> uuid.UUID:
+    """The resident's id, creating the row if this is their first call (race-safe)."""
+    created = await session.execute(
+        pg_insert(Resident)
+        .values(id=new_id(), region_id=region_id, subject=subject, created_at=now)
+        .on_conflict_do_nothing(index_elements=[Resident.region_id, Resident.subject])
+        .returning(Resident.id)
+    )
+    resident_id = created.scalar_one_or_none()
+    if resident_id is not None:
+        return resident_id
+    query = select(Resident.id).where(Resident.region_id == region_id, Resident.subject == subject)
+    return (await session.execute(query)).scalar_one()
+
+
+async def ensure_resident_account(session: AsyncSession, **values: Any) -> None:
+    await session.execute(
+        pg_insert(Account)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Account.resident_id, Account.unit], index_where=text("resident_id IS NOT NULL"))
+    )
+
+
+async def resident_wallets(
+    session: AsyncSession, region_id: uuid.UUID, *, subject: str | None, after_id: uuid.UUID | None, limit: int
+) -> list[tuple[Resident, Account]]:
+    query = (
+        select(Resident, Account)
+        .join(Account, Account.resident_id == Resident.id)
+        .where(Resident.region_id == region_id)
+    )
+    if subject is not None:
+        query = query.where(Resident.subject == subject)
+    if after_id is not None:
+        query = query.where(Account.id < after_id)
+    rows = await session.execute(query.order_by(Account.id.desc()).limit(limit))
+    return [(r[0], r[1]) for r in rows]
+
+
+async def wallet(session: AsyncSession, account_id: uuid.UUID) -> tuple[Resident, Account] | None:
+    query = select(Resident, Account).join(Account, Account.resident_id == Resident.id).where(Account.id == account_id)
+    row = (await session.execute(query)).first()
+    return (row[0], row[1]) if row else None
+
+
+# --- merchants --------------------------------------------------------------------------------
+
+
+async def insert_merchant(session: AsyncSession, **values: Any) -> Merchant:
+    return (await session.execute(insert(Merchant).values(**values).returning(Merchant))).scalar_one()
+
+
+async def merchant(session: AsyncSession, merchant_id: uuid.UUID) -> Merchant | None:
+    return await session.get(Merchant, merchant_id)
+
+
+async def merchant_by_name(session: AsyncSession, region_id: uuid.UUID, name: str) -> Merchant | None:
+    query = select(Merchant).where(Merchant.region_id == region_id, Merchant.name == name)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def merchants(
+    session: AsyncSession, region_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int
+) -> list[Merchant]:
+    query = select(Merchant).where(Merchant.region_id == region_id)
+    if after_id is not None:
+        query = query.where(Merchant.id < after_id)
+    return list((await session.execute(query.order_by(Merchant.id.desc()).limit(limit))).scalars())
+
+
+async def update_merchant(session: AsyncSession, merchant_id: uuid.UUID, **values: Any) -> Merchant:
+    result = await session.execute(
+        update(Merchant).where(Merchant.id == merchant_id).values(**values).returning(Merchant)
+    )
+    return result.scalar_one()
+
+
+async def merchant_account(session: AsyncSession, merchant_id: uuid.UUID, unit: str) -> Account:
+    query = select(Account).where(Account.merchant_id == merchant_id, Account.unit == unit)
+    return (await session.execute(query)).scalar_one()
+
+
+async def set_merchant_accounts_status(session: AsyncSession, merchant_id: uuid.UUID, status: str) -> None:
+    await session.execute(update(Account).where(Account.merchant_id == merchant_id).values(status=status))
+
+
+# --- the ledger -------------------------------------------------------------------------------
+
+
+async def apply_to_tracked(
+    session: AsyncSession, account_id: uuid.UUID, delta: int, ceiling: int | None
+) -> int | None:
+    """Atomic check-and-apply on a balance-tracking account; None if it would overdraw the
+    account, pass the ceiling, or the account is not active. The row lock lasts to commit."""
+    conditions = [Account.id == account_id, Account.status == "active"]
+    if delta < 0:
+        conditions.append(or_(Account.may_go_negative, Account.balance + delta >= 0))
+    if ceiling is not None and delta > 0:
+        conditions.append(Account.balance + delta <= ceiling)
+    result = await session.execute(
+        update(Account).where(*conditions).values(balance=Account.balance + delta).returning(Account.balance)
+    )
+    return result.scalar_one_or_none()
+
+
+async def lock_and_sum(session: AsyncSession, account_id: uuid.UUID) -> int:
+    """Lock an untracked account against other debits and return its balance (sum of entries).
+    Credits take no lock, so they may land meanwhile; they only raise the balance."""
+    await session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+    return await entries_sum(session, account_id)
+
+
+async def entries_sum(session: AsyncSession, account_id: uuid.UUID) -> int:
+    query = select(func.coalesce(func.sum(Entry.amount), 0)).where(Entry.account_id == account_id)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def insert_journal(session: AsyncSession, journal: dict[str, Any], entries: Sequence[dict[str, Any]]) -> None:
+    await session.execute(insert(Journal).values(**journal))
+    await session.execute(insert(Entry).values(list(entries)))
+
+
+async def history(
+    session: AsyncSession, account_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int
+) -> list[tuple[Entry, Journal]]:
+    query = select(Entry, Journal).join(Journal, Journal.id == Entry.journal_id).where(Entry.account_id == account_id)
+    if after_id is not None:
+        query = query.where(Entry.id < after_id)
+    rows = await session.execute(query.order_by(Entry.id.desc()).limit(limit))
+    return [(r[0], r[1]) for r in rows]
+
+
+async def insert_bank_event(session: AsyncSession, **values: Any) -> bool:
+    """False when the event id was already processed (a replay)."""
+    result = await session.execute(
+        pg_insert(BankEvent).values(**values).on_conflict_do_nothing().returning(BankEvent.id)
+    )
+    return result.scalar_one_or_none() is not None
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+async def insert_api_key(session: AsyncSession, **values: Any) -> ApiKey:
+    return (await session.execute(insert(ApiKey).values(**values).returning(ApiKey))).scalar_one()
+
+
+async def api_keys(session: AsyncSession, merchant_id: uuid.UUID) -> list[ApiKey]:
+    query = select(ApiKey).where(ApiKey.merchant_id == merchant_id).order_by(ApiKey.id.desc())
+    return list((await session.execute(query)).scalars())
+
+
+async def api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
+async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID, at: datetime) -> ApiKey:
+    result = await session.execute(
+        update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=func.coalesce(ApiKey.revoked_at, at)).returning(ApiKey)
+    )
+    return result.scalar_one()
+
+
+async def active_api_key(session: AsyncSession, secret_hash: str) -> tuple[ApiKey, str] | None:
+    """The unrevoked key with this hash and its region's code."""
+    query = (
+        select(ApiKey, Region.code)
+        .join(Region, Region.id == ApiKey.region_id)
+        .where(ApiKey.secret_hash == secret_hash, ApiKey.revoked_at.is_(None))
+    )
+    row = (await session.execute(query)).first()
+    return (row[0], row[1]) if row else None
+
+
+# --- verification (invariants 1–4 over the whole ledger, or one region) ------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: int
+    subject: str  # "journal <id>" or "account <id>"
+    detail: str
+
+
+async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = None) -> list[Violation]:
+    params = {"region_id": region_id}
+    region_filter = "AND {alias}.region_id = :region_id" if region_id is not None else ""
+    found: list[Violation] = []
+
+    async def rows(sql: str, alias: str) -> Sequence[Any]:
+        return (await session.execute(text(sql.format(region=region_filter.format(alias=alias))), params)).all()
+
+    # 1. Double entry: every journal has two or more entries summing to zero per unit, and every
+    #    entry's unit and region are those of its account.
+    for journal_id, unit, total in await rows(
+        "SELECT e.journal_id, e.unit, sum(e.amount) FROM wallet.entries e WHERE true {region} "
+        "GROUP BY e.journal_id, e.unit HAVING sum(e.amount) <> 0",
+        "e",
+    ):
+        found.append(Violation(1, f"journal {journal_id}", f"{unit} entries sum to {total}, not 0"))
+    for journal_id, count in await rows(
+        "SELECT j.id, count(e.id) FROM wallet.journals j LEFT JOIN wallet.entries e ON e.journal_id = j.id "
+        "WHERE true {region} GROUP BY j.id HAVING count(e.id) < 2",
+        "j",
+    ):
+        found.append(Violation(1, f"journal {journal_id}", f"has {count} entries; a transfer needs two or more"))
+    for entry_id, journal_id, account_id in await rows(
+        "SELECT e.id, e.journal_id, e.account_id FROM wallet.entries e JOIN wallet.accounts a ON a.id = e.account_id "
+        "WHERE (e.unit <> a.unit OR e.region_id <> a.region_id) {region}",
+        "e",
+    ):
+        found.append(
+            Violation(1, f"journal {journal_id}", f"entry {entry_id} differs in unit or region from account {account_id}")
+        )
+
+    # 2. An account's balance equals the sum of its entries; the history's running balance too.
+    for account_id, balance, total in await rows(
+        "SELECT a.id, a.balance, coalesce(s.total, 0) FROM wallet.accounts a "
+        "LEFT JOIN (SELECT account_id, sum(amount) AS total FROM wallet.entries GROUP BY account_id) s "
+        "ON s.account_id = a.id WHERE a.tracks_balance AND a.balance <> coalesce(s.total, 0) {region}",
+        "a",
+    ):
+        found.append(Violation(2, f"account {account_id}", f"balance {balance} but entries sum to {total}"))
+    for account_id, entry_id, recorded, running in await rows(
+        "SELECT account_id, id, balance_after, running FROM ("
+        "  SELECT e.account_id, e.id, e.balance_after,"
+        "         sum(e.amount) OVER (PARTITION BY e.account_id ORDER BY e.id) AS running"
+        "  FROM wallet.entries e JOIN wallet.accounts a ON a.id = e.account_id"
+        "  WHERE a.tracks_balance {region}) r "
+        "WHERE balance_after IS DISTINCT FROM running",
+        "a",
+    ):
+        found.append(
+            Violation(2, f"account {account_id}", f"entry {entry_id} records balance {recorded}, entries give {running}")
+        )
+
+    # 3. No account that may not go negative is below zero.
+    for account_id, kind, total in await rows(
+        "SELECT a.id, a.kind, coalesce(sum(e.amount), 0) FROM wallet.accounts a "
+        "LEFT JOIN wallet.entries e ON e.account_id = a.id WHERE NOT a.may_go_negative {region} "
+        "GROUP BY a.id, a.kind HAVING coalesce(sum(e.amount), 0) < 0",
+        "a",
+    ):
+        found.append(Violation(3, f"account {account_id}", f"{kind} account is at {total}, below zero"))
+
+    # 4. Value enters or leaves circulation only through issuance journals on issuance accounts.
+    issuance_kinds = ", ".join(f"'{k.value}'" for k in ISSUANCE_KINDS)
+    issuance_journals = ", ".join(f"'{k.value}'" for k in ISSUANCE_JOURNALS)
+    for journal_id, kind, account_id, account_kind in await rows(
+        "SELECT j.id, j.kind, a.id, a.kind FROM wallet.journals j "
+        "JOIN wallet.entries e ON e.journal_id = j.id JOIN wallet.accounts a ON a.id = e.account_id "
+        f"WHERE a.kind IN ({issuance_kinds}) AND j.kind NOT IN ({issuance_journals}) {{region}}",
+        "j",
+    ):
+        found.append(
+            Violation(4, f"journal {journal_id}", f"a {kind} journal touches {account_kind} account {account_id}")
+        )
+    for journal_id, kind in await rows(
+        "SELECT j.id, j.kind FROM wallet.journals j WHERE j.kind IN "
+        f"({issuance_journals}) {{region}} AND NOT EXISTS (SELECT 1 FROM wallet.entries e "
+        f"JOIN wallet.accounts a ON a.id = e.account_id WHERE e.journal_id = j.id AND a.kind IN ({issuance_kinds}))",
+        "j",
+    ):
+        found.append(Violation(4, f"journal {journal_id}", f"a {kind} journal touches no issuance account"))
+    return found
+
+
+async def ledger_totals(session: AsyncSession) -> tuple[int, int]:
+    journals = (await session.execute(select(func.count()).select_from(Journal))).scalar_one()
+    accounts = (await session.execute(select(func.count()).select_from(Account))).scalar_one()
+    return int(journals), int(accounts)
+

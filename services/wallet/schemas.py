@@ -1,0 +1,181 @@
+"""Request and response bodies of the wallet API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from services.wallet.models import Sector, Status
+from shared.money import Amount
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
+Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Memo = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+# 全銀 payee names: half-width katakana, upper-case letters, digits, space and a few symbols.
+KanaName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Zｦ-ﾟ ().,\-/]{1,30}$")]
+
+
+class RegionOut(Schema):
+    code: str
+    name: str
+    name_ja: str
+    balance_cap: int = Field(description="largest balance a resident wallet may hold, yen")
+    topup_min: int
+    topup_max: int
+    topup_step: int
+
+
+class RegionSettingsUpdate(Schema):
+    balance_cap: Amount | None = None
+    topup_min: Amount | None = None
+    topup_max: Amount | None = None
+    topup_step: Amount | None = None
+
+
+class WalletOut(Schema):
+    id: uuid.UUID
+    subject: str
+    unit: str
+    balance: int
+    balance_cap: int
+    status: Status
+    created_at: datetime
+
+
+class WalletStatusUpdate(Schema):
+    status: Status
+
+
+class HistoryItem(Schema):
+    entry_id: uuid.UUID
+    journal_id: uuid.UUID
+    kind: str
+    amount: int = Field(description="what the wallet gained (+) or gave up (−)")
+    balance_after: int | None
+    reference: str | None
+    memo: str | None
+    created_at: datetime
+
+
+class TopupRequest(Schema):
+    amount: Amount
+    memo: Memo | None = None
+
+
+class CashoutRequest(Schema):
+    amount: Amount
+    reason: Literal["moving_away", "service_closure"] = Field(
+        description="prepaid value is paid back only in the cases the law allows"
+    )
+
+
+class MovementOut(Schema):
+    journal_id: uuid.UUID
+    wallet_id: uuid.UUID
+    amount: int
+    balance_after: int
+    created_at: datetime
+
+
+class BankTopupEvent(Schema):
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    wallet_id: uuid.UUID
+    amount: Amount
+    occurred_at: datetime
+
+
+class MerchantCreate(Schema):
+    name: Text100
+    name_ja: Text100
+    sector: Sector
+    mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] = Field(description="merchant category code")
+    address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    bank_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
+    branch_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{3}$")]
+    account_type: Literal[1, 2, 4] = Field(description="全銀 account type: 1 普通, 2 当座, 4 貯蓄")
+    account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{7}$")]
+    account_holder_kana: KanaName
+
+
+class MerchantUpdate(Schema):
+    name: Text100 | None = None
+    name_ja: Text100 | None = None
+    sector: Sector | None = None
+    mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
+    address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    bank_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
+    branch_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{3}$")] | None = None
+    account_type: Literal[1, 2, 4] | None = None
+    account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{7}$")] | None = None
+    account_holder_kana: KanaName | None = None
+    status: Status | None = None
+
+
+class MerchantOut(Schema):
+    id: uuid.UUID
+    name: str
+    name_ja: str
+    sector: Sector
+    mcc: str
+    address: str
+    bank_code: str
+    branch_code: str
+    account_type: int
+    account_number: str
+    account_holder_kana: str
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+
+
+class BalanceOut(Schema):
+    account_id: uuid.UUID
+    unit: str
+    balance: int = Field(description="sum of all entries at the time of the call (never lagging)")
+
+
+class SystemAccountOut(BalanceOut):
+    kind: str
+
+
+class ApiKeyCreate(Schema):
+    name: Text100
+
+
+class ApiKeyOut(Schema):
+    id: uuid.UUID
+    merchant_id: uuid.UUID
+    name: str
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    secret: str = Field(description="shown once; send as the X-API-Key header from the terminal")
+
+
+class TerminalOut(Schema):
+    api_key_id: uuid.UUID
+    merchant: MerchantOut
+
+
+class AuditEventOut(Schema):
+    id: uuid.UUID
+    actor_subject: str
+    actor_role: str
+    action: str
+    target_type: str
+    target_id: str | None
+    before: dict | None
+    after: dict | None
+    request_id: str | None
+    source_address: str | None
+    created_at: datetime

@@ -1,0 +1,552 @@
+"""The wallet's business rules: regions, wallets, top-ups, cash-outs, merchants, API keys, and
+`post_journal`, the one way value moves.
+
+Functions take the request's session and flush; the request dependency commits once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet import repository as repo
+from services.wallet.errors import (
+    AccountInactive,
+    AmountAboveMaximum,
+    AmountBelowMinimum,
+    AmountNotMultipleOfStep,
+    ApiKeyNotFound,
+    BalanceCapExceeded,
+    InsufficientBalance,
+    InvalidRegionSettings,
+    MerchantNameTaken,
+    MerchantNotFound,
+    RegionNotFound,
+    WalletNotFound,
+    WebhookReplayed,
+    WebhookSignatureInvalid,
+    WebhookTimestampStale,
+)
+from services.wallet.models import (
+    SYSTEM_KINDS,
+    Account,
+    AccountKind,
+    ApiKey,
+    Entry,
+    ISSUANCE_KINDS,
+    Journal,
+    JournalKind,
+    Merchant,
+    Region,
+    Resident,
+    Status,
+)
+from shared import audit
+from shared.auth import MERCHANT_ROLES, Principal, Role, hash_api_key, new_api_key_secret
+from shared.clock import Clock
+from shared.config import Settings
+from shared.errors import Forbidden
+from shared.ids import new_id
+from shared.money import Unit
+
+# --- posting: the one way value moves ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leg:
+    account: Account
+    amount: int  # what the account gains (+) or gives up (−)
+    ceiling: int | None = None  # a balance the account may not exceed (the wallet cap)
+
+
+@dataclass(frozen=True)
+class Posted:
+    journal_id: uuid.UUID
+    created_at: datetime
+    balances_after: dict[uuid.UUID, int]  # for balance-tracking accounts
+
+
+async def post_journal(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    region_id: uuid.UUID,
+    kind: JournalKind,
+    actor: str,
+    legs: Sequence[Leg],
+    reference: str | None = None,
+    memo: str | None = None,
+) -> Posted:
+    """Record one immutable journal. Checks and locks in account-id order, so that two journals
+    touching the same accounts never deadlock; refuses (and changes nothing) if any debit would
+    overdraw, any credit would pass its ceiling, or any account is not active."""
+    _assert_balanced(region_id, kind, legs)
+    balances_after: dict[uuid.UUID, int] = {}
+    for leg in sorted(legs, key=lambda leg: leg.account.id):
+        account = leg.account
+        if account.status != Status.ACTIVE:
+            raise AccountInactive(f"The {account.kind} account is {account.status}.", account_id=str(account.id))
+        if account.tracks_balance:
+            balance = await repo.apply_to_tracked(session, account.id, leg.amount, leg.ceiling)
+            if balance is None:
+                raise await _refusal(session, leg)
+            balances_after[account.id] = balance
+        elif leg.amount < 0 and not account.may_go_negative:
+            available = await repo.lock_and_sum(session, account.id)
+            if available + leg.amount < 0:
+                raise InsufficientBalance(
+                    f"The {account.kind} account holds {available}; {-leg.amount} is needed.",
+                    balance=available,
+                    required=-leg.amount,
+                )
+    journal_id, now = new_id(), clock.now()
+    await repo.insert_journal(
+        session,
+        {"id": journal_id, "region_id": region_id, "kind": kind.value, "actor": actor,
+         "reference": reference, "memo": memo, "created_at": now},
+        [
+            {"id": new_id(), "journal_id": journal_id, "account_id": leg.account.id, "region_id": region_id,
+             "unit": leg.account.unit, "amount": leg.amount,
+             "balance_after": balances_after.get(leg.account.id), "created_at": now}
+            for leg in legs
+        ],
+    )
+    return Posted(journal_id, now, balances_after)
+
+
+def _assert_balanced(region_id: uuid.UUID, kind: JournalKind, legs: Sequence[Leg]) -> None:
+    """Programming errors, not user errors: fail loudly (invariants 1 and 4)."""
+    assert len(legs) >= 2, "a journal moves value between two or more accounts"
+    assert len({leg.account.id for leg in legs}) == len(legs), "one leg per account"
+    totals: dict[str, int] = defaultdict(int)
+    for leg in legs:
+        assert isinstance(leg.amount, int) and leg.amount != 0, f"bad leg amount {leg.amount!r}"
+        assert leg.account.region_id == region_id, "a journal stays inside one region"
+        totals[leg.account.unit] += leg.amount
+        if AccountKind(leg.account.kind) in ISSUANCE_KINDS:
+            assert kind in (JournalKind.TOPUP, JournalKind.CASHOUT), f"{kind} may not touch {leg.account.kind}"
+    assert all(total == 0 for total in totals.values()), f"journal does not balance: {dict(totals)}"
+
+
+async def _refusal(session: AsyncSession, leg: Leg) -> Exception:
+    current = await repo.account(session, leg.account.id)
+    assert current is not None
+    await session.refresh(current)
+    if current.status != Status.ACTIVE:
+        return AccountInactive(f"The account is {current.status}.", account_id=str(current.id))
+    if leg.amount < 0:
+        return InsufficientBalance(
+            f"The balance is {current.balance}; {-leg.amount} is needed.",
+            balance=current.balance,
+            required=-leg.amount,
+        )
+    return BalanceCapExceeded(
+        f"The balance is {current.balance}; adding {leg.amount} would pass the cap of {leg.ceiling}.",
+        balance=current.balance,
+        balance_cap=leg.ceiling,
+    )
+
+
+# --- regions ----------------------------------------------------------------------------------
+
+
+async def create_region(
+    session: AsyncSession, clock: Clock, settings: Settings, *, code: str, name: str, name_ja: str
+) -> Region:
+    """A region with its system accounts and the defaults from settings."""
+    now = clock.now()
+    region = await repo.insert_region(
+        session,
+        id=new_id(),
+        code=code,
+        name=name,
+        name_ja=name_ja,
+        balance_cap=settings.default_balance_cap,
+        topup_min=settings.default_topup_min,
+        topup_max=settings.default_topup_max,
+        topup_step=settings.default_topup_step,
+        created_at=now,
+    )
+    for kind in SYSTEM_KINDS:
+        await repo.insert_account(
+            session,
+            id=new_id(),
+            region_id=region.id,
+            kind=kind.value,
+            unit=Unit.YEN.value,
+            status=Status.ACTIVE.value,
+            tracks_balance=False,
+            may_go_negative=kind in ISSUANCE_KINDS,
+            created_at=now,
+        )
+    return region
+
+
+async def region_of(session: AsyncSession, principal: Principal) -> Region:
+    region = await repo.region_by_code(session, principal.region_code)
+    if region is None:
+        raise RegionNotFound(f"Region {principal.region_code!r} is not hosted here.")
+    return region
+
+
+async def update_region_settings(
+    session: AsyncSession, clock: Clock, principal: Principal, changes: dict[str, int]
+) -> Region:
+    region = await region_of(session, principal)
+    before = _region_settings(region)
+    after = {**before, **changes}
+    if not after["topup_min"] <= after["topup_max"]:
+        raise InvalidRegionSettings("topup_min must not exceed topup_max.")
+    if after["topup_min"] % after["topup_step"] or after["topup_max"] % after["topup_step"]:
+        raise InvalidRegionSettings("topup_min and topup_max must be multiples of topup_step.")
+    if after["topup_max"] > after["balance_cap"]:
+        raise InvalidRegionSettings("topup_max must not exceed balance_cap.")
+    updated = await repo.update_region(session, region.id, **changes)
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="region.settings.update",
+        target_type="region", target_id=region.code, before=before, after=_region_settings(updated),
+    )
+    return updated
+
+
+def _region_settings(region: Region) -> dict[str, int]:
+    return {
+        "balance_cap": region.balance_cap,
+        "topup_min": region.topup_min,
+        "topup_max": region.topup_max,
+        "topup_step": region.topup_step,
+    }
+
+
+# --- wallets ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wallet:
+    resident: Resident
+    account: Account
+    region: Region
+
+
+async def my_wallet(session: AsyncSession, clock: Clock, principal: Principal) -> Wallet:
+    """A resident's wallet, created on their first authenticated call."""
+    assert principal.role is Role.RESIDENT
+    region = await region_of(session, principal)
+    found = await repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
+    if found is None:
+        now = clock.now()
+        resident_id = await repo.ensure_resident(session, region.id, principal.subject, now)
+        await repo.ensure_resident_account(
+            session, id=new_id(), region_id=region.id, kind=AccountKind.RESIDENT.value, unit=Unit.YEN.value,
+            resident_id=resident_id, status=Status.ACTIVE.value, tracks_balance=True, may_go_negative=False,
+            created_at=now,
+        )
+        found = await repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
+        assert found is not None
+    return Wallet(found[0], found[1], region)
+
+
+async def visible_wallet(session: AsyncSession, principal: Principal, account_id: uuid.UUID) -> Wallet:
+    """A wallet the caller may see: a resident their own, operators and auditors their region's.
+    Anything else is reported as not found, so that ids of others' wallets reveal nothing."""
+    region = await region_of(session, principal)
+    found = await repo.wallet(session, account_id)
+    if found is None or found[1].region_id != region.id:
+        raise WalletNotFound(f"No wallet {account_id} in region {region.code}.")
+    resident, account = found
+    if principal.role is Role.RESIDENT and resident.subject != principal.subject:
+        raise WalletNotFound(f"No wallet {account_id} in region {region.code}.")
+    if principal.role not in (Role.RESIDENT, Role.OPERATOR, Role.AUDITOR):
+        raise Forbidden("Only the resident, an operator or an auditor may see a wallet.")
+    return Wallet(resident, account, region)
+
+
+async def find_wallets(
+    session: AsyncSession, principal: Principal, *, subject: str | None, after_id: uuid.UUID | None, limit: int
+) -> tuple[Region, list[tuple[Resident, Account]]]:
+    region = await region_of(session, principal)
+    return region, await repo.resident_wallets(session, region.id, subject=subject, after_id=after_id, limit=limit)
+
+
+async def history(
+    session: AsyncSession, wallet: Wallet, *, after_id: uuid.UUID | None, limit: int
+) -> list[tuple[Entry, Journal]]:
+    return await repo.history(session, wallet.account.id, after_id=after_id, limit=limit)
+
+
+async def set_wallet_status(
+    session: AsyncSession, clock: Clock, principal: Principal, account_id: uuid.UUID, status: Status
+) -> Wallet:
+    wallet = await visible_wallet(session, principal, account_id)
+    updated = await repo.update_account_status(session, account_id, status.value)
+    await audit.record(
+        session, clock, principal, region_id=wallet.region.id, action="wallet.status.update",
+        target_type="account", target_id=account_id,
+        before={"status": wallet.account.status}, after={"status": updated.status},
+    )
+    return Wallet(wallet.resident, updated, wallet.region)
+
+
+# --- top-ups and cash-outs ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Movement:
+    journal_id: uuid.UUID
+    wallet_id: uuid.UUID
+    amount: int
+    balance_after: int
+    created_at: datetime
+
+
+def check_topup_amount(region: Region, amount: int) -> None:
+    if amount < region.topup_min:
+        raise AmountBelowMinimum(f"The smallest top-up is {region.topup_min} yen.", minimum=region.topup_min)
+    if amount > region.topup_max:
+        raise AmountAboveMaximum(f"The largest top-up is {region.topup_max} yen.", maximum=region.topup_max)
+    if amount % region.topup_step:
+        raise AmountNotMultipleOfStep(f"Top-ups go in steps of {region.topup_step} yen.", step=region.topup_step)
+
+
+async def _topup(
+    session: AsyncSession, clock: Clock, wallet: Wallet, source: AccountKind, amount: int, *,
+    actor: str, reference: str | None, memo: str | None,
+) -> Movement:
+    check_topup_amount(wallet.region, amount)
+    issuer = await repo.system_account(session, wallet.region.id, source, wallet.account.unit)
+    posted = await post_journal(
+        session, clock, region_id=wallet.region.id, kind=JournalKind.TOPUP, actor=actor,
+        legs=[Leg(wallet.account, amount, ceiling=wallet.region.balance_cap), Leg(issuer, -amount)],
+        reference=reference, memo=memo,
+    )
+    return Movement(posted.journal_id, wallet.account.id, amount, posted.balances_after[wallet.account.id], posted.created_at)
+
+
+async def counter_topup(
+    session: AsyncSession, clock: Clock, principal: Principal, account_id: uuid.UUID, amount: int, memo: str | None
+) -> Movement:
+    """チャージ at a city counter: cash in hand, recorded by an operator."""
+    wallet = await visible_wallet(session, principal, account_id)
+    movement = await _topup(
+        session, clock, wallet, AccountKind.COUNTER_CASH, amount,
+        actor=principal.subject, reference=None, memo=memo,
+    )
+    await audit.record(
+        session, clock, principal, region_id=wallet.region.id, action="wallet.topup.counter",
+        target_type="account", target_id=account_id,
+        after={"amount": amount, "journal_id": str(movement.journal_id), "balance_after": movement.balance_after},
+    )
+    return movement
+
+
+def verify_bank_signature(settings: Settings, clock: Clock, timestamp: str, signature: str, body: bytes) -> None:
+    """HMAC-SHA256 over "<timestamp>.<raw body>", hex, sent as `sha256=<hex>`."""
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise WebhookTimestampStale("The timestamp header must be Unix seconds.") from None
+    if abs(clock.now().timestamp() - sent_at) > settings.bank_webhook_tolerance_seconds:
+        raise WebhookTimestampStale(
+            f"The timestamp is more than {settings.bank_webhook_tolerance_seconds} s from now."
+        )
+    expected = hmac.new(
+        settings.bank_webhook_secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest("sha256=" + expected, signature):
+        raise WebhookSignatureInvalid()
+
+
+async def bank_topup(
+    session: AsyncSession, clock: Clock, *, event_id: str, account_id: uuid.UUID, amount: int
+) -> Movement:
+    """チャージ from a linked bank account, announced by the bank's signed webhook."""
+    found = await repo.wallet(session, account_id)
+    if found is None:
+        raise WalletNotFound(f"No wallet {account_id}.")
+    resident, account = found
+    region = await repo.region_by_id(session, account.region_id)
+    movement = await _topup(
+        session, clock, Wallet(resident, account, region), AccountKind.BANK_CLEARING, amount,
+        actor="bank", reference=event_id, memo=None,
+    )
+    # A replayed event id conflicts here and the whole transaction, top-up included, rolls back.
+    if not await repo.insert_bank_event(
+        session, id=new_id(), region_id=region.id, event_id=event_id, journal_id=movement.journal_id,
+        received_at=clock.now(),
+    ):
+        raise WebhookReplayed(f"Bank event {event_id!r} was already processed.", event_id=event_id)
+    return movement
+
+
+async def cashout(
+    session: AsyncSession, clock: Clock, principal: Principal, account_id: uuid.UUID, amount: int, reason: str
+) -> Movement:
+    """払戻し: prepaid value paid back to the resident's bank account, only in the cases the law
+    allows (moving away, service closure); recorded by an operator."""
+    wallet = await visible_wallet(session, principal, account_id)
+    clearing = await repo.system_account(session, wallet.region.id, AccountKind.BANK_CLEARING, wallet.account.unit)
+    posted = await post_journal(
+        session, clock, region_id=wallet.region.id, kind=JournalKind.CASHOUT, actor=principal.subject,
+        legs=[Leg(wallet.account, -amount), Leg(clearing, amount)], reference=reason,
+    )
+    movement = Movement(posted.journal_id, account_id, amount, posted.balances_after[account_id], posted.created_at)
+    await audit.record(
+        session, clock, principal, region_id=wallet.region.id, action="wallet.cashout",
+        target_type="account", target_id=account_id,
+        after={"amount": amount, "reason": reason, "journal_id": str(movement.journal_id),
+               "balance_after": movement.balance_after},
+    )
+    return movement
+
+
+# --- merchants --------------------------------------------------------------------------------
+
+
+async def onboard_merchant(
+    session: AsyncSession, clock: Clock, principal: Principal, details: dict[str, Any]
+) -> Merchant:
+    region = await region_of(session, principal)
+    if await repo.merchant_by_name(session, region.id, details["name"]) is not None:
+        raise MerchantNameTaken(f"{details['name']!r} is already a merchant in {region.code}.")
+    now = clock.now()
+    merchant = await repo.insert_merchant(
+        session, id=new_id(), region_id=region.id, status=Status.ACTIVE.value, created_at=now, updated_at=now,
+        **details,
+    )
+    await repo.insert_account(
+        session, id=new_id(), region_id=region.id, kind=AccountKind.MERCHANT.value, unit=Unit.YEN.value,
+        merchant_id=merchant.id, status=Status.ACTIVE.value, tracks_balance=False, may_go_negative=False,
+        created_at=now,
+    )
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="merchant.onboard",
+        target_type="merchant", target_id=merchant.id, after=_merchant_record(merchant),
+    )
+    return merchant
+
+
+async def visible_merchant(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> Merchant:
+    """Operators and auditors see their region's merchants; merchant roles only their own."""
+    region = await region_of(session, principal)
+    merchant = await repo.merchant(session, merchant_id)
+    if merchant is None or merchant.region_id != region.id:
+        raise MerchantNotFound(f"No merchant {merchant_id} in region {region.code}.")
+    if principal.role in MERCHANT_ROLES and principal.merchant_id != merchant_id:
+        raise MerchantNotFound(f"No merchant {merchant_id} in region {region.code}.")
+    return merchant
+
+
+async def list_merchants(
+    session: AsyncSession, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+) -> list[Merchant]:
+    region = await region_of(session, principal)
+    return await repo.merchants(session, region.id, after_id=after_id, limit=limit)
+
+
+async def update_merchant(
+    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, changes: dict[str, Any]
+) -> Merchant:
+    merchant = await visible_merchant(session, principal, merchant_id)
+    before = _merchant_record(merchant)
+    if "name" in changes and changes["name"] != merchant.name:
+        if await repo.merchant_by_name(session, merchant.region_id, changes["name"]) is not None:
+            raise MerchantNameTaken(f"{changes['name']!r} is already a merchant in this region.")
+    if merchant.status == Status.CLOSED and changes.get("status", Status.CLOSED) != Status.CLOSED:
+        raise AccountInactive("A closed merchant stays closed; onboard it again instead.")
+    updated = await repo.update_merchant(session, merchant_id, **changes, updated_at=clock.now())
+    if "status" in changes:
+        await repo.set_merchant_accounts_status(session, merchant_id, changes["status"])
+    await audit.record(
+        session, clock, principal, region_id=merchant.region_id, action="merchant.update",
+        target_type="merchant", target_id=merchant_id, before=before, after=_merchant_record(updated),
+    )
+    return updated
+
+
+async def merchant_balance(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> tuple[Account, int]:
+    """Summed from entries at the moment of the call: exact, never lagging."""
+    await visible_merchant(session, principal, merchant_id)
+    account = await repo.merchant_account(session, merchant_id, Unit.YEN.value)
+    return account, await repo.entries_sum(session, account.id)
+
+
+def _merchant_record(merchant: Merchant) -> dict[str, Any]:
+    fields = ("name", "name_ja", "sector", "mcc", "address", "bank_code", "branch_code", "account_type",
+              "account_number", "account_holder_kana", "status")
+    return {field: getattr(merchant, field) for field in fields}
+
+
+# --- API keys for merchant POS terminals -------------------------------------------------------
+
+
+async def create_api_key(
+    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, name: str
+) -> tuple[ApiKey, str]:
+    merchant = await visible_merchant(session, principal, merchant_id)
+    if merchant.status != Status.ACTIVE:
+        raise AccountInactive(f"The merchant is {merchant.status}.")
+    secret = new_api_key_secret()
+    key = await repo.insert_api_key(
+        session, id=new_id(), region_id=merchant.region_id, merchant_id=merchant_id, name=name,
+        secret_hash=hash_api_key(secret), created_by=principal.subject, created_at=clock.now(),
+    )
+    await audit.record(
+        session, clock, principal, region_id=merchant.region_id, action="api_key.create",
+        target_type="api_key", target_id=key.id, after={"merchant_id": str(merchant_id), "name": name},
+    )
+    return key, secret
+
+
+async def list_api_keys(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> list[ApiKey]:
+    await visible_merchant(session, principal, merchant_id)
+    return await repo.api_keys(session, merchant_id)
+
+
+async def revoke_api_key(
+    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, key_id: uuid.UUID
+) -> ApiKey:
+    merchant = await visible_merchant(session, principal, merchant_id)
+    key = await repo.api_key(session, key_id)
+    if key is None or key.merchant_id != merchant_id:
+        raise ApiKeyNotFound(f"No API key {key_id} for this merchant.")
+    revoked = await repo.revoke_api_key(session, key_id, clock.now())
+    await audit.record(
+        session, clock, principal, region_id=merchant.region_id, action="api_key.revoke",
+        target_type="api_key", target_id=key_id,
+        before={"revoked_at": key.revoked_at.isoformat() if key.revoked_at else None},
+        after={"revoked_at": revoked.revoked_at.isoformat() if revoked.revoked_at else None},
+    )
+    return revoked
+
+
+async def resolve_api_key(session: AsyncSession, secret: str) -> Principal | None:
+    """The terminal behind a presented key (shared.auth calls this); None if unknown or revoked."""
+    found = await repo.active_api_key(session, hash_api_key(secret))
+    if found is None:
+        return None
+    key, region_code = found
+    return Principal(
+        subject=f"api_key:{key.id}", role=Role.TERMINAL, region_code=region_code,
+        merchant_id=key.merchant_id, api_key_id=key.id,
+    )
+
+
+# --- system accounts and verification ---------------------------------------------------------
+
+
+async def system_balances(session: AsyncSession, principal: Principal) -> list[tuple[Account, int]]:
+    region = await region_of(session, principal)
+    return [(a, await repo.entries_sum(session, a.id)) for a in await repo.system_accounts(session, region.id)]
+
+
+async def verify_ledger(session: AsyncSession, region_id: uuid.UUID | None = None) -> list[repo.Violation]:
+    return await repo.find_violations(session, region_id)
+

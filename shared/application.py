@@ -1,0 +1,134 @@
+"""Builds the FastAPI app for one service or for all of them in one process (the embedded
+default), with what every service shares: lifespan resources, auth, errors, health, metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from redis.asyncio import Redis
+from sqlalchemy import text
+
+from shared.auth import DevIssuer, TokenVerifier
+from shared.clock import Clock, SystemClock
+from shared.config import Settings, get_settings
+from shared.db import create_engine, create_sessionmaker
+from shared.embedded import embedded_servers
+from shared.errors import ServiceUnavailable, install_error_handlers, problem_response
+from shared.observability import Metrics, RequestMiddleware, configure_logging
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("wallet", "coupons", "settlement")
+
+
+def _routers(service: str) -> list[APIRouter]:
+    if service == "wallet":
+        from services.wallet.endpoints import router
+    elif service == "coupons":
+        from services.coupons.endpoints import router
+    elif service == "settlement":
+        from services.settlement.endpoints import router
+    else:
+        raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    return [router]
+
+
+def create_app(
+    settings: Settings | None = None, *, services: Sequence[str] = SERVICES, clock: Clock | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    clock = clock or SystemClock()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A lone `uvicorn services.wallet.app:app` with no URLs starts the embedded servers itself;
+        # `chiikipay serve` resolves them before starting workers and passes the URLs down.
+        with embedded_servers(settings) as resolved:
+            if settings.embedded:
+                from shared.migrate import upgrade
+
+                await upgrade(resolved.database_url)
+            engine = create_engine(resolved)
+            redis = Redis.from_url(resolved.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            dev_issuer = DevIssuer(resolved, clock) if resolved.dev_issuer_enabled else None
+            app.state.settings = resolved
+            app.state.clock = clock
+            app.state.engine = engine
+            app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.redis = redis
+            app.state.dev_issuer = dev_issuer
+            app.state.token_verifier = TokenVerifier(resolved, clock, dev_issuer)
+            from services.wallet.service import resolve_api_key
+
+            app.state.api_key_resolver = resolve_api_key
+            try:
+                yield
+            finally:
+                await redis.aclose()
+                await engine.dispose()
+
+    name = "chiikipay" if len(services) > 1 else f"chiikipay {services[0]}"
+    app = FastAPI(
+        title=name,
+        version="0.1.0",
+        description="Regional digital currency and coupon payments. Errors are RFC 9457 problem+json.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.include_router(_operations_router(metrics, services))
+    for service in services:
+        for router in _routers(service):
+            app.include_router(router)
+    return app
+
+
+def _operations_router(metrics: Metrics, services: Sequence[str]) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, object]:
+        """The process is up."""
+        return {"status": "ok", "services": list(services)}
+
+    @router.get("/readyz", responses={503: {"content": {"application/problem+json": {}}}})
+    async def readyz(request: Request) -> Response:
+        """PostgreSQL and Redis answer."""
+        checks: dict[str, str] = {}
+        try:
+            async with request.app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # readiness reports the failure instead of raising it
+            log.warning("database not ready", extra={"error": type(exc).__name__})
+            checks["database"] = "unavailable"
+        try:
+            await request.app.state.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # as above
+            log.warning("redis not ready", extra={"error": type(exc).__name__})
+            checks["redis"] = "unavailable"
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ready", **checks})
+        return problem_response(ServiceUnavailable("Not ready.", checks=checks), request)
+
+    @router.get("/metrics", response_class=Response)
+    async def metrics_endpoint() -> Response:
+        """Prometheus metrics."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return router
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory `chiikipay serve` runs in each worker."""
+    services = [s for s in os.environ.get("CHIIKIPAY_SERVICES", ",".join(SERVICES)).split(",") if s]
+    configure_logging(get_settings().log_level)
+    return create_app(services=services)

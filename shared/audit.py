@@ -1,0 +1,59 @@
+"""The audit trail: who moved value or changed settings, accounts or access, and how.
+
+Written in the same transaction as the change it describes, so the two commit or fail together;
+append-only in the database (a trigger refuses UPDATE and DELETE).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.auth import Principal
+from shared.clock import Clock
+from shared.ids import new_id
+from shared.models import AuditEvent
+
+
+async def record(
+    session: AsyncSession,
+    clock: Clock,
+    principal: Principal,
+    *,
+    region_id: uuid.UUID | None,
+    action: str,
+    target_type: str,
+    target_id: Any,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    await session.execute(
+        insert(AuditEvent).values(
+            id=new_id(),
+            region_id=region_id,
+            actor_subject=principal.subject if principal.api_key_id is None else f"api_key:{principal.api_key_id}",
+            actor_role=principal.role.value,
+            action=action,
+            target_type=target_type,
+            target_id=str(target_id) if target_id is not None else None,
+            before=before,
+            after=after,
+            request_id=principal.request_id,
+            source_address=principal.source_address,
+            created_at=clock.now(),
+        )
+    )
+
+
+async def list_events(
+    session: AsyncSession, region_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int
+) -> list[AuditEvent]:
+    """Newest first; `after_id` is the cursor (ids are time-ordered)."""
+    query = select(AuditEvent).where(AuditEvent.region_id == region_id)
+    if after_id is not None:
+        query = query.where(AuditEvent.id < after_id)
+    result = await session.execute(query.order_by(AuditEvent.id.desc()).limit(limit))
+    return list(result.scalars())

@@ -1,0 +1,244 @@
+"""Who is calling: OAuth2 bearer JWTs for people, API keys for merchant POS terminals.
+
+Tokens are RS256, checked for signature, issuer, audience and expiry. In production the keys come
+from the city's OpenID Connect provider (a JWKS URL or a configured public key); on the embedded
+default a built-in dev issuer signs them with a key kept in the data folder. Claims besides the
+standard ones: `role`, `region` (the region code) and, for merchant roles, `merchant` (its id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.clock import Clock
+from shared.config import Settings
+from shared.db import SessionDep
+from shared.errors import Forbidden, InvalidToken, Unauthenticated
+
+
+class Role(StrEnum):
+    RESIDENT = "resident"
+    MERCHANT_STAFF = "merchant_staff"
+    MERCHANT_ADMIN = "merchant_admin"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+    TERMINAL = "terminal"  # a merchant POS terminal authenticated by API key
+
+
+MERCHANT_ROLES = frozenset({Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request, with what the audit trail needs about it."""
+
+    subject: str
+    role: Role
+    region_code: str
+    merchant_id: uuid.UUID | None = None
+    api_key_id: uuid.UUID | None = None
+    request_id: str | None = None
+    source_address: str | None = None
+
+    @property
+    def caller(self) -> str:
+        """The scope of this caller's idempotency keys."""
+        if self.api_key_id is not None:
+            return f"api_key:{self.api_key_id}"
+        return f"{self.region_code}:{self.role}:{self.subject}"
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+ALGORITHM = "RS256"
+
+
+class DevIssuer:
+    """The built-in issuer of the embedded default; its private key lives in the data folder."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.private_key = _load_or_create_key(settings.data_dir / "dev-issuer-key.pem")
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self.private_key.public_key()
+
+    def mint(
+        self,
+        *,
+        subject: str,
+        role: Role,
+        region: str,
+        merchant_id: uuid.UUID | None = None,
+        ttl: timedelta | None = None,
+    ) -> str:
+        now = self.clock.now()
+        ttl = ttl or timedelta(seconds=self.settings.dev_token_ttl_seconds)
+        claims: dict[str, Any] = {
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+            "sub": subject,
+            "iat": int(now.timestamp()),
+            "exp": int((now + ttl).timestamp()),
+            "role": role.value,
+            "region": region,
+        }
+        if merchant_id is not None:
+            claims["merchant"] = str(merchant_id)
+        return jwt.encode(claims, self.private_key, algorithm=ALGORITHM)
+
+
+def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return key
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pem)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return key
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings, clock: Clock, dev_issuer: DevIssuer | None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.static_key: Any = None
+        self.jwks: jwt.PyJWKClient | None = None
+        if settings.jwt_jwks_url:
+            self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True)
+        elif settings.jwt_public_key:
+            self.static_key = serialization.load_pem_public_key(settings.jwt_public_key.encode())
+        elif dev_issuer is not None:
+            self.static_key = dev_issuer.public_key
+        else:
+            raise RuntimeError("no token keys: set JWT_JWKS_URL or JWT_PUBLIC_KEY, or enable the dev issuer")
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        try:
+            key = self.static_key
+            if self.jwks is not None:
+                # PyJWKClient fetches over blocking HTTP (and caches); keep it off the event loop.
+                key = (await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)).key
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"], "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"The bearer token was rejected: {exc}.") from None
+        # Expiry against the injectable clock, so that tests move time rather than wait.
+        if claims["exp"] <= self.clock.now().timestamp():
+            raise InvalidToken("The bearer token has expired.")
+        return claims
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    try:
+        role = Role(claims.get("role"))
+    except ValueError:
+        raise InvalidToken("The token carries no known role.") from None
+    if role is Role.TERMINAL:
+        raise InvalidToken("Terminals authenticate with an API key, not a token.")
+    region = claims.get("region")
+    if not isinstance(region, str) or not region:
+        raise InvalidToken("The token names no region.")
+    merchant_id = None
+    if role in MERCHANT_ROLES:
+        try:
+            merchant_id = uuid.UUID(str(claims.get("merchant")))
+        except ValueError:
+            raise InvalidToken("A merchant role needs the merchant's id in the `merchant` claim.") from None
+    return Principal(subject=str(claims["sub"]), role=role, region_code=region, merchant_id=merchant_id)
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+API_KEY_PREFIX = "ckpos_"
+
+
+def new_api_key_secret() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(secret: str) -> str:
+    # The secret has 256 random bits, so a plain SHA-256 suffices; no slow hash needed.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# The service that owns merchants resolves a presented key to its principal (None: no such key).
+ApiKeyResolver = Callable[[AsyncSession, str], Awaitable[Principal | None]]
+
+
+# --- dependencies -----------------------------------------------------------------------------
+
+bearer_scheme = HTTPBearer(auto_error=False, description="OAuth2 bearer JWT")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="Merchant POS terminal key")
+
+
+async def current_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    context = {
+        "request_id": request.scope.get("state", {}).get("request_id"),
+        "source_address": request.client.host if request.client else None,
+    }
+    if api_key:
+        resolver: ApiKeyResolver = request.app.state.api_key_resolver
+        principal = await resolver(session, api_key)
+        if principal is None:
+            raise InvalidToken("The API key is unknown or revoked.")
+        return Principal(**{**principal.__dict__, **context})
+    if credentials is None:
+        raise Unauthenticated("Send `Authorization: Bearer <token>` (or `X-API-Key` from a terminal).")
+    verifier: TokenVerifier = request.app.state.token_verifier
+    claims = await verifier.verify(credentials.credentials)
+    principal = principal_from_claims(claims)
+    return Principal(**{**principal.__dict__, **context})
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(*roles: Role) -> Any:
+    """A dependency admitting only the given roles; every endpoint declares its roles with it."""
+    allowed = frozenset(roles)
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden(
+                f"Role {principal.role.value} may not do this; allowed: {', '.join(sorted(allowed))}."
+            )
+        return principal
+
+    return Depends(dependency)

@@ -1,0 +1,165 @@
+"""`chiikipay`: run, migrate, seed the demo town, mint dev tokens, verify the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.application import SERVICES
+from shared.auth import DevIssuer, Role
+from shared.clock import SystemClock
+from shared.config import Settings, get_settings
+from shared.db import create_engine, create_sessionmaker
+from shared.embedded import embedded_servers
+from shared.migrate import upgrade_sync
+from shared.observability import configure_logging
+
+app = typer.Typer(help="chiikipay: regional digital currency and coupon payments.", no_args_is_help=True)
+ledger = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(ledger, name="ledger")
+console = Console()
+T = TypeVar("T")
+
+
+def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction against the resolved database, committed if it returns."""
+
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _seed_demo(settings: Settings) -> None:
+    from shared.demo import AUDITOR, OPERATOR, seed
+
+    town = _in_transaction(settings, lambda session: seed(session, SystemClock(), settings))
+    table = Table(title=f"Demo town: region {town.region_code}")
+    table.add_column("who")
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("balance (yen)", justify="right")
+    for name, merchant_id in town.merchants.items():
+        table.add_row(f"merchant: {name}", merchant_id, "")
+    for subject, (wallet_id, balance) in town.residents.items():
+        table.add_row(f"resident: {subject}", wallet_id, f"{balance:,}")
+    table.add_row(f"operator: {OPERATOR}", "", "")
+    table.add_row(f"auditor: {AUDITOR}", "", "")
+    console.print(table)
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    service: Annotated[list[str] | None, typer.Option(help="serve only this service (repeatable)")] = None,
+    workers: int = 1,
+    demo: Annotated[bool, typer.Option(help="seed the demo town first")] = False,
+) -> None:
+    """Run the services (all three in one process by default) on the embedded default unless
+    DATABASE_URL and REDIS_URL point elsewhere."""
+    import uvicorn
+
+    services = service or list(SERVICES)
+    for name in services:
+        if name not in SERVICES:
+            raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        if demo:
+            _seed_demo(resolved)
+        # Workers inherit the resolved servers instead of starting their own.
+        os.environ["DATABASE_URL"] = resolved.database_url
+        os.environ["REDIS_URL"] = resolved.redis_url
+        os.environ["CHIIKIPAY_SERVICES"] = ",".join(services)
+        console.print(f"chiikipay on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+        uvicorn.run(
+            "shared.application:app_from_env", factory=True, host=host, port=port, workers=workers,
+            log_config=None, access_log=False,
+        )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest revision."""
+    settings = get_settings()
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+    console.print("database is at the newest revision")
+
+
+@app.command()
+def demo() -> None:
+    """Seed the demo town (idempotent)."""
+    settings = get_settings()
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        _seed_demo(resolved)
+
+
+@app.command()
+def token(
+    role: Annotated[Role, typer.Argument(help="resident, merchant_staff, merchant_admin, operator or auditor")],
+    subject: Annotated[str, typer.Argument(help="the token's subject, e.g. resident-hanako")],
+    region: str = "aizu",
+    merchant: Annotated[str | None, typer.Option(help="merchant id, for merchant roles")] = None,
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
+) -> None:
+    """Mint a token from the built-in dev issuer (refused unless it is enabled)."""
+    settings = get_settings()
+    if not settings.dev_issuer_enabled:
+        console.print("[red]the dev issuer is disabled (DEV_ISSUER_ENABLED=false): tokens come from the city's provider")
+        raise typer.Exit(2)
+    if role is Role.TERMINAL:
+        raise typer.BadParameter("terminals use API keys, not tokens")
+    merchant_id = uuid.UUID(merchant) if merchant else None
+    if role in (Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN) and merchant_id is None:
+        raise typer.BadParameter("merchant roles need --merchant <merchant id>")
+    issuer = DevIssuer(settings, SystemClock())
+    print(issuer.mint(subject=subject, role=role, region=region, merchant_id=merchant_id, ttl=timedelta(seconds=ttl)))
+
+
+@ledger.command("verify")
+def ledger_verify(region: Annotated[str | None, typer.Option(help="only this region's code")] = None) -> None:
+    """Check ledger invariants 1–4 over the whole ledger; exit 1 listing what breaks them."""
+    from services.wallet import repository, service
+
+    settings = get_settings()
+
+    async def check(session: AsyncSession) -> tuple[list[repository.Violation], tuple[int, int]]:
+        region_id = None
+        if region is not None:
+            found = await repository.region_by_code(session, region)
+            if found is None:
+                raise typer.BadParameter(f"no region {region!r}")
+            region_id = found.id
+        return await service.verify_ledger(session, region_id), await repository.ledger_totals(session)
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        violations, (journals, accounts) = _in_transaction(resolved, check)
+    if not violations:
+        console.print(f"ledger verified: {journals} journals, {accounts} accounts, invariants 1–4 hold")
+        return
+    table = Table(title=f"{len(violations)} ledger violation(s)")
+    for column in ("invariant", "where", "what"):
+        table.add_column(column)
+    for v in violations:
+        table.add_row(str(v.invariant), v.subject, v.detail)
+    console.print(table)
+    raise typer.Exit(1)

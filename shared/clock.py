@@ -1,0 +1,49 @@
+"""Time. Stored in UTC; days, months and cut-offs computed in Asia/Tokyo.
+
+Every piece of code reads the time through a `Clock`, so tests move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FrozenClock:
+    """A clock that stands still until moved; for tests."""
+
+    def __init__(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("a clock needs an aware datetime")
+        self._at = at.astimezone(UTC)
+
+    def now(self) -> datetime:
+        return self._at
+
+    def advance(self, by: timedelta) -> None:
+        self._at += by
+
+    def set(self, at: datetime) -> None:
+        self._at = at.astimezone(UTC)
+
+
+def tokyo_date(at: datetime) -> date:
+    return at.astimezone(TOKYO).date()
+
+
+def fiscal_year(at: datetime) -> int:
+    """年度: the fiscal year starting 1 April (FY2024 = 2024-04-01 … 2025-03-31), in Tokyo."""
+    day = tokyo_date(at)
+    return day.year if day.month >= 4 else day.year - 1

@@ -1,0 +1,53 @@
+"""Settings, read from the environment (prefix-free names, as a deployment sets them).
+
+With neither `DATABASE_URL` nor `REDIS_URL` set, the process starts its own embedded
+PostgreSQL and Valkey inside `DATA_DIR` (see `shared.embedded`); that is the default a new user
+gets. Production sets both URLs and the OpenID Connect issuer of the city.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".chiikipay")
+
+    # Authentication. The built-in dev issuer signs tokens with a key kept in the data folder;
+    # production turns it off and points at the city's OpenID Connect provider.
+    jwt_issuer: str = "chiikipay-dev"
+    jwt_audience: str = "chiikipay"
+    jwt_jwks_url: str | None = None
+    jwt_public_key: str | None = None
+    dev_issuer_enabled: bool = True
+    dev_token_ttl_seconds: int = 3600
+
+    # Bank top-up webhook: HMAC-SHA256 over "<timestamp>.<body>" with this shared secret.
+    bank_webhook_secret: str = Field(default="dev-bank-webhook-secret", repr=False)
+    bank_webhook_tolerance_seconds: int = 300
+
+    # Region defaults, copied into a region when it is created; operators change them per region.
+    default_region_code: str = "aizu"
+    default_balance_cap: int = 100_000
+    default_topup_min: int = 1_000
+    default_topup_max: int = 50_000
+    default_topup_step: int = 1_000
+
+    max_body_bytes: int = 64 * 1024
+    db_pool_size: int = 20
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.redis_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

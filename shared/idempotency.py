@@ -1,0 +1,103 @@
+"""Idempotency-Key handling (DESIGN.md invariant 6).
+
+The key is claimed by inserting its row in the request's own transaction before any effect.
+A concurrent twin blocks on that row until the first commits, then finds the stored response and
+returns it; if the first rolls back (a business error), nothing was stored and the twin runs as
+the first. Same key with a different body: 422. So a retry never moves money twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from shared.auth import CurrentPrincipal
+from shared.clock import Clock
+from shared.db import SessionDep
+from shared.errors import IdempotencyKeyMissing, Unprocessable
+from shared.models import IdempotencyRecord
+
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    slug, title = "idempotency-key-reused", "Idempotency-Key was already used with a different request"
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode() if body else b""
+    except ValueError:
+        canonical = body
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
+
+
+class Idempotency:
+    def __init__(self, session: Any, clock: Clock, caller: str, key: str, fingerprint: str) -> None:
+        self.session = session
+        self.clock = clock
+        self.caller = caller
+        self.key = key
+        self.fingerprint = fingerprint
+
+    async def replay(self) -> JSONResponse | None:
+        """Claim the key; if an earlier request holds it, return that request's response."""
+        claimed = await self.session.execute(
+            insert(IdempotencyRecord)
+            .values(caller=self.caller, key=self.key, request_hash=self.fingerprint, created_at=self.clock.now())
+            .on_conflict_do_nothing()
+            .returning(IdempotencyRecord.key)
+        )
+        if claimed.first() is not None:
+            return None
+        record = (
+            await self.session.execute(
+                select(IdempotencyRecord).where(
+                    IdempotencyRecord.caller == self.caller, IdempotencyRecord.key == self.key
+                )
+            )
+        ).scalar_one()
+        if record.request_hash != self.fingerprint:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was used for a different request; use a new key for a new request."
+            )
+        return JSONResponse(record.response, status_code=record.status_code, headers={REPLAY_HEADER: "true"})
+
+    async def respond(self, status_code: int, body: BaseModel | None) -> JSONResponse:
+        """Store the response beside the effect (same transaction) and return it."""
+        content = body.model_dump(mode="json") if body is not None else None
+        await self.session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.caller == self.caller, IdempotencyRecord.key == self.key)
+            .values(status_code=status_code, response=content)
+        )
+        return JSONResponse(content, status_code=status_code)
+
+
+async def idempotency(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Unique per intended effect; a retry with the same key and body returns the first response.",
+        ),
+    ] = None,
+) -> Idempotency:
+    if not idempotency_key:
+        raise IdempotencyKeyMissing("Every state-changing request needs an Idempotency-Key header.")
+    fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
+    return Idempotency(session, request.app.state.clock, principal.caller, idempotency_key, fingerprint)
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]

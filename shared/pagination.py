@@ -1,0 +1,42 @@
+"""Cursor pagination. Rows are listed newest first by their time-ordered UUIDv7 id; the cursor
+is the last id of a page, opaque to clients."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel, Field
+
+from shared.errors import BadRequest
+
+T = TypeVar("T")
+
+CursorParam = Annotated[str | None, Query(description="`next_cursor` of the previous page", max_length=64)]
+LimitParam = Annotated[int, Query(ge=1, le=200, description="page size")]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> uuid.UUID | None:
+    if not cursor:
+        return None
+    try:
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise BadRequest("The cursor is not one this API gave out.") from None
+
+
+def page_of(items: list[T], ids: list[uuid.UUID], limit: int) -> Page[T]:
+    """Build a page from up to limit + 1 fetched rows (the extra one says whether more exist)."""
+    more = len(items) > limit
+    return Page[T](items=items[:limit], next_cursor=encode_cursor(ids[limit - 1]) if more else None)
