@@ -130,5 +130,6 @@ def _operations_router(metrics: Metrics, services: Sequence[str]) -> APIRouter:
 def app_from_env() -> FastAPI:
     """The uvicorn factory `chiikipay serve` runs in each worker."""
     services = [s for s in os.environ.get("CHIIKIPAY_SERVICES", ",".join(SERVICES)).split(",") if s]
-    configure_logging(get_settings().log_level)
-    return create_app(services=services)
+    settings = Settings()  # fresh: `serve` set DATABASE_URL and REDIS_URL after any cached read
+    configure_logging(settings.log_level)
+    return create_app(settings, services=services)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -88,6 +90,9 @@ def serve(
         os.environ["REDIS_URL"] = resolved.redis_url
         os.environ["CHIIKIPAY_SERVICES"] = ",".join(services)
         console.print(f"chiikipay on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turned into SystemExit, it unwinds
+        # through this `with` so the embedded servers stop too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(
             "shared.application:app_from_env", factory=True, host=host, port=port, workers=workers,
             log_config=None, access_log=False,
@@ -148,13 +153,14 @@ def ledger_verify(region: Annotated[str | None, typer.Option(help="only this reg
             if found is None:
                 raise typer.BadParameter(f"no region {region!r}")
             region_id = found.id
-        return await service.verify_ledger(session, region_id), await repository.ledger_totals(session)
+        return await service.verify_ledger(session, region_id), await repository.ledger_totals(session, region_id)
 
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
         violations, (journals, accounts) = _in_transaction(resolved, check)
     if not violations:
-        console.print(f"ledger verified: {journals} journals, {accounts} accounts, invariants 1–4 hold")
+        scope = f"region {region}" if region else "whole ledger"
+        console.print(f"ledger verified ({scope}): {journals} journals, {accounts} accounts, invariants 1–4 hold")
         return
     table = Table(title=f"{len(violations)} ledger violation(s)")
     for column in ("invariant", "where", "what"):

@@ -33,7 +33,6 @@ class Settings(BaseSettings):
     bank_webhook_tolerance_seconds: int = 300
 
     # Region defaults, copied into a region when it is created; operators change them per region.
-    default_region_code: str = "aizu"
     default_balance_cap: int = 100_000
     default_topup_min: int = 1_000
     default_topup_max: int = 50_000

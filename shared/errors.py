@@ -91,12 +91,24 @@ class ServiceUnavailable(Problem):
     status, slug, title = 503, "service-unavailable", "A backing service is unavailable"
 
 
-def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+def problem_response(
+    problem: Problem, request: Request | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     instance = request.url.path if request is not None else None
     return JSONResponse(
         problem.body(instance), status_code=problem.status, media_type=PROBLEM_JSON,
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store", **(headers or {})},
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method any route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.scope["path"]):
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -112,6 +124,10 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         if any(e["type"] == "json_invalid" for e in errors):
             return problem_response(MalformedJSON(errors=errors), request)
+        if any(e["loc"] == ["header", "Idempotency-Key"] and e["type"] == "missing" for e in errors):
+            return problem_response(
+                IdempotencyKeyMissing("Every state-changing request needs an Idempotency-Key header."), request
+            )
         problem = Unprocessable("The request failed validation.", errors=errors)
         problem.slug, problem.title = "validation-error", "Invalid request"
         return problem_response(problem, request)
@@ -122,7 +138,10 @@ def install_error_handlers(app: FastAPI) -> None:
         problem.status = exc.status_code
         problem.slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         problem.title = str(exc.detail)
-        return problem_response(problem, request)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return problem_response(problem, request, headers=headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from shared.auth import CurrentPrincipal
 from shared.clock import Clock
 from shared.db import SessionDep
-from shared.errors import IdempotencyKeyMissing, Unprocessable
+from shared.errors import Unprocessable
 from shared.models import IdempotencyRecord
 
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -86,16 +86,16 @@ async def idempotency(
     session: SessionDep,
     principal: CurrentPrincipal,
     idempotency_key: Annotated[
-        str | None,
+        str,
         Header(
+            alias="Idempotency-Key",
             min_length=1,
             max_length=255,
             description="Unique per intended effect; a retry with the same key and body returns the first response.",
         ),
-    ] = None,
+    ],
 ) -> Idempotency:
-    if not idempotency_key:
-        raise IdempotencyKeyMissing("Every state-changing request needs an Idempotency-Key header.")
+    # A missing header is answered as 400 idempotency-key-missing by shared.errors.
     fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
     return Idempotency(session, request.app.state.clock, principal.caller, idempotency_key, fingerprint)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Index, MetaData, SmallInteger, Text, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSON, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -42,7 +42,8 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(primary_key=True)
     request_hash: Mapped[str]
     status_code: Mapped[int] = mapped_column(SmallInteger, nullable=True)
-    response: Mapped[dict[str, Any]] = mapped_column(nullable=True)
+    # json (not jsonb) keeps the first response exactly as sent, key order included.
+    response: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime]
 
 

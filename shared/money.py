@@ -1,18 +1,37 @@
 """Money is an integer number of yen or points; never a float (DESIGN.md invariant 8).
 
-Request bodies take amounts as JSON integers only: "100.5", 100.5, "100" and true are all
-rejected by validation before any rule runs.
+Request bodies take amounts as JSON integers. JSON Schema counts a number with a zero fraction
+(`3000.0`) as an integer too, so it is taken as exactly that integer; anything with a fraction
+(`100.5`), a string (`"100"`, `"100.5"`) or a boolean is refused by validation before any rule
+runs. The bound keeps every value exact (far below 2**53) and every sum inside bigint.
 """
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, Strict
+from pydantic import BeforeValidator, Field
 
-# Upper bound keeps every sum far inside PostgreSQL bigint.
 MAX_AMOUNT = 10**12
 
-Amount = Annotated[int, Strict(), Field(gt=0, le=MAX_AMOUNT, description="Integer yen (or points); no decimals.")]
+
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError("an amount is a JSON integer, not a string or boolean")
+    if isinstance(value, int):
+        return value
+    if hasattr(value, "is_integer"):  # a JSON number parsed with a fraction part
+        if value.is_integer() and abs(value) <= MAX_AMOUNT:
+            return int(value)
+        raise ValueError("an amount is a whole number of yen; decimals are not allowed")
+    raise ValueError("an amount is a JSON integer")
+
+
+# The bounds come before the validator so that they stay plain JSON Schema bounds in OpenAPI.
+Amount = Annotated[
+    int,
+    Field(gt=0, le=MAX_AMOUNT, description="Whole yen (or points); no decimals."),
+    BeforeValidator(_whole_number),
+]
 
 
 class Unit(StrEnum):
@@ -20,4 +39,3 @@ class Unit(StrEnum):
 
     YEN = "yen"  # paid-in money (prepaid): counts toward the unused balance reported at base dates
     POINT = "point"  # free value: premiums and rewards, with their own expiry
-

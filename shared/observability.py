@@ -93,7 +93,8 @@ class RequestMiddleware:
             self.metrics.latency.labels(scope["method"], route).observe(elapsed)
             access_log.info(
                 "request",
-                extra={"method": scope["method"], "route": route, "status": status, "ms": round(elapsed * 1000, 2)},
+                extra={"method": scope["method"], "route": route, "status": status,
+                       "ms": round(elapsed * 1000, 2), "request_id": request_id},
             )
             request_id_var.reset(token)
 

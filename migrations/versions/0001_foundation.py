@@ -46,7 +46,7 @@ def upgrade() -> None:
     sa.Column('key', sa.Text(), nullable=False),
     sa.Column('request_hash', sa.Text(), nullable=False),
     sa.Column('status_code', sa.SmallInteger(), nullable=True),
-    sa.Column('response', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('response', postgresql.JSON(astext_type=sa.Text()), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('caller', 'key', name=op.f('pk_idempotency_keys')),
     schema='platform'

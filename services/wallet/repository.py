@@ -367,8 +367,11 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
     return found
 
 
-async def ledger_totals(session: AsyncSession) -> tuple[int, int]:
-    journals = (await session.execute(select(func.count()).select_from(Journal))).scalar_one()
-    accounts = (await session.execute(select(func.count()).select_from(Account))).scalar_one()
-    return int(journals), int(accounts)
+async def ledger_totals(session: AsyncSession, region_id: uuid.UUID | None = None) -> tuple[int, int]:
+    journals = select(func.count()).select_from(Journal)
+    accounts = select(func.count()).select_from(Account)
+    if region_id is not None:
+        journals = journals.where(Journal.region_id == region_id)
+        accounts = accounts.where(Account.region_id == region_id)
+    return int((await session.execute(journals)).scalar_one()), int((await session.execute(accounts)).scalar_one())
 

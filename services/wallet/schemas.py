@@ -16,8 +16,10 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, extra="forbid")
 
 
-Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Memo = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+# Not stripped: what the schema documents is exactly what is checked (at least one visible character).
+Text100 = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]
+Address = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+Memo = Annotated[str, StringConstraints(max_length=200)]
 # 全銀 payee names: half-width katakana, upper-case letters, digits, space and a few symbols.
 KanaName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Zｦ-ﾟ ().,\-/]{1,30}$")]
 
@@ -96,7 +98,7 @@ class MerchantCreate(Schema):
     name_ja: Text100
     sector: Sector
     mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] = Field(description="merchant category code")
-    address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    address: Address
     bank_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
     branch_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{3}$")]
     account_type: Literal[1, 2, 4] = Field(description="全銀 account type: 1 普通, 2 当座, 4 貯蓄")
@@ -109,7 +111,7 @@ class MerchantUpdate(Schema):
     name_ja: Text100 | None = None
     sector: Sector | None = None
     mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
-    address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    address: Address | None = None
     bank_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
     branch_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{3}$")] | None = None
     account_type: Literal[1, 2, 4] | None = None

@@ -201,6 +201,8 @@ async def update_region_settings(
     session: AsyncSession, clock: Clock, principal: Principal, changes: dict[str, int]
 ) -> Region:
     region = await region_of(session, principal)
+    if not changes:
+        return region
     before = _region_settings(region)
     after = {**before, **changes}
     if not after["topup_min"] <= after["topup_max"]:

@@ -1,0 +1,59 @@
+"""Helpers shared by the tests: idempotency headers and a snapshot of everything value-bearing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def idem(headers: dict[str, str], key: str | None = None) -> dict[str, str]:
+    """The headers plus an Idempotency-Key (a fresh one unless given)."""
+    return {**headers, "Idempotency-Key": key or f"test-{uuid.uuid4()}"}
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
+    body = response.json()
+    assert body["type"] == f"urn:chiikipay:problem:{slug}", body
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+async def snapshot(sessionmaker: Any) -> dict[str, Any]:
+    """Every account's status and balances, and the row count of every table that records value
+    or its history: compare before and after a rejected request to prove nothing changed."""
+    async with sessionmaker() as session:
+        session: AsyncSession
+        accounts = (
+            await session.execute(
+                text(
+                    "SELECT a.id, a.status, a.balance, coalesce(sum(e.amount), 0) "
+                    "FROM wallet.accounts a LEFT JOIN wallet.entries e ON e.account_id = a.id "
+                    "GROUP BY a.id ORDER BY a.id"
+                )
+            )
+        ).all()
+        counts = {}
+        for table in ("wallet.journals", "wallet.entries", "wallet.bank_events", "wallet.merchants",
+                      "wallet.residents", "wallet.api_keys", "platform.audit_events", "platform.idempotency_keys"):
+            counts[table] = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+        merchants = (await session.execute(text("SELECT id, status, name FROM wallet.merchants ORDER BY id"))).all()
+        regions = (await session.execute(text(
+            "SELECT code, balance_cap, topup_min, topup_max, topup_step FROM wallet.regions ORDER BY code"
+        ))).all()
+    return {"accounts": [tuple(r) for r in accounts], "counts": counts,
+            "merchants": [tuple(r) for r in merchants], "regions": [tuple(r) for r in regions]}
+
+
+async def ledger_violations(sessionmaker: Any) -> list[Any]:
+    from services.wallet.service import verify_ledger
+
+    async with sessionmaker() as session:
+        return await verify_ledger(session)
