@@ -162,10 +162,12 @@ def ledger_verify(region: Annotated[str | None, typer.Option(help="only this reg
         scope = f"region {region}" if region else "whole ledger"
         console.print(f"ledger verified ({scope}): {journals} journals, {accounts} accounts, invariants 1–4 hold")
         return
-    table = Table(title=f"{len(violations)} ledger violation(s)")
-    for column in ("invariant", "where", "what"):
-        table.add_column(column)
+    # One plain line per violation: readable in a CI log, greppable, never wrapped.
+    print(f"{len(violations)} ledger violation(s):")
     for v in violations:
-        table.add_row(str(v.invariant), v.subject, v.detail)
-    console.print(table)
+        print(f"invariant {v.invariant}: {v.subject}: {v.detail}")
     raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

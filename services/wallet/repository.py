@@ -295,7 +295,7 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
     # 1. Double entry: every journal has two or more entries summing to zero per unit, and every
     #    entry's unit and region are those of its account.
     for journal_id, unit, total in await rows(
-        "SELECT e.journal_id, e.unit, sum(e.amount) FROM wallet.entries e WHERE true {region} "
+        "SELECT e.journal_id, e.unit, sum(e.amount)::bigint FROM wallet.entries e WHERE true {region} "
         "GROUP BY e.journal_id, e.unit HAVING sum(e.amount) <> 0",
         "e",
     ):
@@ -318,7 +318,7 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
     # 2. An account's balance equals the sum of its entries; the history's running balance too.
     for account_id, balance, total in await rows(
         "SELECT a.id, a.balance, coalesce(s.total, 0) FROM wallet.accounts a "
-        "LEFT JOIN (SELECT account_id, sum(amount) AS total FROM wallet.entries GROUP BY account_id) s "
+        "LEFT JOIN (SELECT account_id, sum(amount)::bigint AS total FROM wallet.entries GROUP BY account_id) s "
         "ON s.account_id = a.id WHERE a.tracks_balance AND a.balance <> coalesce(s.total, 0) {region}",
         "a",
     ):
@@ -326,7 +326,7 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
     for account_id, entry_id, recorded, running in await rows(
         "SELECT account_id, id, balance_after, running FROM ("
         "  SELECT e.account_id, e.id, e.balance_after,"
-        "         sum(e.amount) OVER (PARTITION BY e.account_id ORDER BY e.id) AS running"
+        "         (sum(e.amount) OVER (PARTITION BY e.account_id ORDER BY e.id))::bigint AS running"
         "  FROM wallet.entries e JOIN wallet.accounts a ON a.id = e.account_id"
         "  WHERE a.tracks_balance {region}) r "
         "WHERE balance_after IS DISTINCT FROM running",
@@ -338,7 +338,7 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
 
     # 3. No account that may not go negative is below zero.
     for account_id, kind, total in await rows(
-        "SELECT a.id, a.kind, coalesce(sum(e.amount), 0) FROM wallet.accounts a "
+        "SELECT a.id, a.kind, coalesce(sum(e.amount), 0)::bigint FROM wallet.accounts a "
         "LEFT JOIN wallet.entries e ON e.account_id = a.id WHERE NOT a.may_go_negative {region} "
         "GROUP BY a.id, a.kind HAVING coalesce(sum(e.amount), 0) < 0",
         "a",

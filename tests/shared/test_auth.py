@@ -51,6 +51,20 @@ async def test_bad_tokens_are_refused_and_change_nothing(client, app, clock, tow
     assert await snapshot(sessionmaker) == before
 
 
+async def test_a_forged_operator_token_moves_no_money(client, app, clock, tokens, town, sessionmaker):
+    hanako = (await client.get("/v1/wallet", headers=tokens.resident())).json()
+    before = await snapshot(sessionmaker)
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for headers in (
+        token_with(app, clock, key=forger, role="operator", sub="operator-aizu"),
+        token_with(app, clock, role="operator", sub="operator-aizu", aud="someone-else"),
+        token_with(app, clock, role="operator", sub="operator-aizu", exp=int(clock.now().timestamp()) - 1),
+    ):
+        response = await client.post(f"/v1/wallets/{hanako['id']}/topups", json={"amount": 1_000}, headers=idem(headers))
+        assert_problem(response, 401, "invalid-token")
+    assert await snapshot(sessionmaker) == before
+
+
 async def test_token_expires_when_the_clock_passes_its_expiry(client, tokens, clock, town):
     headers = tokens.mint(Role.RESIDENT, "resident-hanako", ttl=timedelta(minutes=5))
     assert (await client.get("/v1/wallet", headers=headers)).status_code == 200

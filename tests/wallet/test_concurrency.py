@@ -92,3 +92,27 @@ async def test_many_concurrent_credits_to_one_account_all_land(client, tokens, t
     accounts = {a["kind"]: a["balance"] for a in (await client.get("/v1/accounts", headers=tokens.operator())).json()}
     assert accounts["counter_cash"] == -(30_000 + 12_000 + 5_000 + 40 * 1_000)
     assert await ledger_violations(sessionmaker) == []
+
+
+async def test_journals_locking_the_same_wallets_in_opposite_order_do_not_deadlock(sessionmaker, town, clock):
+    """Legs are locked in account-id order whatever order the caller lists them in; without that,
+    these pairs would deadlock (PostgreSQL would abort one of each pair)."""
+    async with sessionmaker() as s:
+        region = await repo.region_by_code(s, "aizu")
+        hanako = (await repo.resident_wallet(s, region.id, "resident-hanako", Unit.YEN.value))[1]
+        taro = (await repo.resident_wallet(s, region.id, "resident-taro", Unit.YEN.value))[1]
+        cash = await repo.system_account(s, region.id, AccountKind.COUNTER_CASH, Unit.YEN.value)
+
+    async def household_topup(first, second) -> None:
+        async with sessionmaker() as s, s.begin():
+            await service.post_journal(
+                s, clock, region_id=region.id, kind=JournalKind.TOPUP, actor="test",
+                legs=[service.Leg(first, 1_000), service.Leg(second, 1_000), service.Leg(cash, -2_000)],
+            )
+            await asyncio.sleep(0)  # hold the locks across a scheduling point
+
+    await asyncio.gather(*[household_topup(*((hanako, taro) if i % 2 else (taro, hanako))) for i in range(30)])
+    async with sessionmaker() as s:
+        assert (await repo.account(s, hanako.id)).balance == 30_000 + 30 * 1_000
+        assert (await repo.account(s, taro.id)).balance == 12_000 + 30 * 1_000
+    assert await ledger_violations(sessionmaker) == []

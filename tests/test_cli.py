@@ -1,0 +1,116 @@
+"""The `chiikipay` command: demo, token, ledger verify, and serve on the embedded default."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import jwt
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+from typer.testing import CliRunner
+
+from shared.cli import app as cli
+from shared.config import get_settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(settings, sessionmaker, monkeypatch):
+    """The CLI pointed at the test database and Redis (`sessionmaker` empties the tables first)."""
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
+
+
+def test_demo_is_idempotent_and_the_ledger_verifies(cli_env):
+    first = runner.invoke(cli, ["demo"])
+    assert first.exit_code == 0, first.output
+    assert "resident-hanako" in first.output and "Aizu Bus" in first.output
+    again = runner.invoke(cli, ["demo"])
+    assert again.exit_code == 0, again.output
+
+    verified = runner.invoke(cli, ["ledger", "verify"])
+    assert verified.exit_code == 0, verified.output
+    # Three opening top-ups (one per resident), even after seeding twice.
+    assert "3 journals" in verified.output
+    assert runner.invoke(cli, ["ledger", "verify", "--region", "aizu"]).exit_code == 0
+
+
+def test_ledger_verify_exits_non_zero_naming_the_broken_account(cli_env):
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+
+    async def tamper() -> str:
+        engine = create_async_engine(cli_env.database_url)
+        async with engine.begin() as conn:
+            account = (await conn.exec_driver_sql(
+                "UPDATE wallet.accounts SET balance = balance + 1 WHERE resident_id IS NOT NULL "
+                "AND id = (SELECT id FROM wallet.accounts WHERE resident_id IS NOT NULL ORDER BY id LIMIT 1) RETURNING id"
+            )).scalar_one()
+        await engine.dispose()
+        return str(account)
+
+    account = asyncio.run(tamper())
+    result = runner.invoke(cli, ["ledger", "verify"], terminal_width=200)
+    assert result.exit_code == 1
+    assert account in result.output and "violation" in result.output
+
+
+def test_token_is_accepted_by_the_dev_issuer_key_and_refused_when_disabled(cli_env, app, monkeypatch):
+    minted = runner.invoke(cli, ["token", "operator", "operator-aizu", "--region", "aizu"])
+    assert minted.exit_code == 0, minted.output
+    claims = jwt.decode(minted.output.strip(), app.state.dev_issuer.public_key, algorithms=["RS256"], audience="chiikipay")
+    assert (claims["sub"], claims["role"], claims["region"]) == ("operator-aizu", "operator", "aizu")
+
+    assert runner.invoke(cli, ["token", "merchant_admin", "owner"]).exit_code != 0  # needs --merchant
+
+    monkeypatch.setenv("DEV_ISSUER_ENABLED", "false")
+    get_settings.cache_clear()
+    refused = runner.invoke(cli, ["token", "operator", "operator-aizu"])
+    assert refused.exit_code == 2 and "disabled" in refused.output
+
+
+def _wait_for(url: str, deadline: float) -> bytes:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_serve_on_the_embedded_default_starts_and_stops_its_servers(tmp_path: Path):
+    """What the README's first command does, on a fresh data folder: embedded PostgreSQL and
+    Valkey start, the demo is seeded, the API answers; on SIGTERM everything stops."""
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["DATA_DIR"] = str(data_dir)
+    port = 18_000 + os.getpid() % 1_000
+    server = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "serve", "--demo", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        ready = _wait_for(f"http://127.0.0.1:{port}/readyz", time.monotonic() + 90)
+        assert b'"database":"ok"' in ready and b'"redis":"ok"' in ready
+        assert (data_dir / "valkey" / "port").exists()
+        assert (data_dir / "pgdata" / "postmaster.pid").exists()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=60)[0].decode()
+    assert server.returncode == 0, output
+    assert "resident-hanako" in output  # the demo table
+    assert not (data_dir / "valkey" / "port").exists()
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
