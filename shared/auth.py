@@ -14,7 +14,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -216,22 +216,22 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
-    context = {
-        "request_id": request.scope.get("state", {}).get("request_id"),
-        "source_address": request.client.host if request.client else None,
-    }
     if api_key:
         resolver: ApiKeyResolver = request.app.state.api_key_resolver
-        principal = await resolver(session, api_key)
-        if principal is None:
+        found = await resolver(session, api_key)
+        if found is None:
             raise InvalidToken("The API key is unknown or revoked.")
-        return Principal(**{**principal.__dict__, **context})
-    if credentials is None:
+        principal = found
+    elif credentials is not None:
+        verifier: TokenVerifier = request.app.state.token_verifier
+        principal = principal_from_claims(await verifier.verify(credentials.credentials))
+    else:
         raise Unauthenticated("Send `Authorization: Bearer <token>` (or `X-API-Key` from a terminal).")
-    verifier: TokenVerifier = request.app.state.token_verifier
-    claims = await verifier.verify(credentials.credentials)
-    principal = principal_from_claims(claims)
-    return Principal(**{**principal.__dict__, **context})
+    return replace(
+        principal,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        source_address=request.client.host if request.client else None,
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

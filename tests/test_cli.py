@@ -88,7 +88,7 @@ def _wait_for(url: str, deadline: float) -> bytes:
         except OSError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+            time.sleep(0.2)  # polling a real child process while it starts; no clock to move
 
 
 def test_serve_on_the_embedded_default_starts_and_stops_its_servers(tmp_path: Path):

@@ -41,6 +41,7 @@ from services.wallet.models import (
     AccountKind,
     ApiKey,
     Entry,
+    ISSUANCE_JOURNALS,
     ISSUANCE_KINDS,
     Journal,
     JournalKind,
@@ -132,7 +133,7 @@ def _assert_balanced(region_id: uuid.UUID, kind: JournalKind, legs: Sequence[Leg
         assert leg.account.region_id == region_id, "a journal stays inside one region"
         totals[leg.account.unit] += leg.amount
         if AccountKind(leg.account.kind) in ISSUANCE_KINDS:
-            assert kind in (JournalKind.TOPUP, JournalKind.CASHOUT), f"{kind} may not touch {leg.account.kind}"
+            assert kind in ISSUANCE_JOURNALS, f"{kind} may not touch {leg.account.kind}"
     assert all(total == 0 for total in totals.values()), f"journal does not balance: {dict(totals)}"
 
 

@@ -168,7 +168,7 @@ async def test_pos_api_key_lifecycle(client, tokens, town, sessionmaker):
     revoked = await client.delete(
         f"/v1/merchants/{teahouse}/api-keys/{key['id']}", headers=idem(tokens.merchant_admin(teahouse))
     )
-    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] == "2026-04-01T00:30:00Z"  # the frozen clock
     assert_problem(await client.get("/v1/terminal", headers={"X-API-Key": key["secret"]}), 401, "invalid-token")
     assert_problem(await client.get("/v1/terminal", headers={"X-API-Key": "ckpos_made_up"}), 401, "invalid-token")
 

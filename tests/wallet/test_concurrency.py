@@ -109,7 +109,6 @@ async def test_journals_locking_the_same_wallets_in_opposite_order_do_not_deadlo
                 s, clock, region_id=region.id, kind=JournalKind.TOPUP, actor="test",
                 legs=[service.Leg(first, 1_000), service.Leg(second, 1_000), service.Leg(cash, -2_000)],
             )
-            await asyncio.sleep(0)  # hold the locks across a scheduling point
 
     await asyncio.gather(*[household_topup(*((hanako, taro) if i % 2 else (taro, hanako))) for i in range(30)])
     async with sessionmaker() as s:
