@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import services.wallet.models  # noqa: F401  (registers the tables)
+import services.wallet.payments.models  # noqa: F401
 from shared.models import Base
 
 SCHEMAS = ("platform", "wallet", "coupons", "settlement")

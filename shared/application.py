@@ -29,6 +29,9 @@ SERVICES = ("wallet", "coupons", "settlement")
 def _routers(service: str) -> list[APIRouter]:
     if service == "wallet":
         from services.wallet.endpoints import router
+        from services.wallet.payments.endpoints import router as payments_router
+
+        return [router, payments_router]
     elif service == "coupons":
         from services.coupons.endpoints import router
     elif service == "settlement":

@@ -68,6 +68,7 @@ class Principal:
 # --- tokens -----------------------------------------------------------------------------------
 
 ALGORITHM = "RS256"
+CLOCK_SKEW_SECONDS = 60  # tolerated drift between the identity provider's clock and ours
 
 
 class DevIssuer:
@@ -157,13 +158,17 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,
-                options={"require": ["exp", "iat", "sub", "iss", "aud"], "verify_exp": False},
+                # Times are checked below against the injectable clock, so tests move time, not wait.
+                options={"require": ["exp", "iat", "sub", "iss", "aud"], "verify_exp": False,
+                         "verify_iat": False, "verify_nbf": False},
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"The bearer token was rejected: {exc}.") from None
-        # Expiry against the injectable clock, so that tests move time rather than wait.
-        if claims["exp"] <= self.clock.now().timestamp():
+        now = self.clock.now().timestamp()
+        if claims["exp"] <= now:
             raise InvalidToken("The bearer token has expired.")
+        if claims["iat"] > now + CLOCK_SKEW_SECONDS or claims.get("nbf", 0) > now + CLOCK_SKEW_SECONDS:
+            raise InvalidToken("The bearer token is not valid yet.")
         return claims
 
 

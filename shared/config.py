@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     default_topup_min: int = 1_000
     default_topup_max: int = 50_000
     default_topup_step: int = 1_000
+    default_refund_window_days: int = 0  # same (Tokyo) day only
+    default_payment_request_minutes: int = 5
 
     max_body_bytes: int = 64 * 1024
     db_pool_size: int = 20

@@ -1,5 +1,9 @@
-"""Ids: UUIDv7, time-ordered, so that busy tables append to the end of their primary key index."""
+"""Ids: UUIDv7, time-ordered, so that busy tables append to the end of their primary key index.
+Their short form (22 base64url characters) fits where 36 characters do not: a pagination
+cursor, the 25-character bill number of a QR code."""
 
+import base64
+import binascii
 import uuid
 
 from uuid_utils.compat import uuid7
@@ -7,3 +11,17 @@ from uuid_utils.compat import uuid7
 
 def new_id() -> uuid.UUID:
     return uuid7()
+
+
+def short_id(value: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(value.bytes).decode().rstrip("=")
+
+
+def from_short_id(text: str) -> uuid.UUID:
+    """ValueError unless `text` is the short form of some UUID."""
+    if len(text) != 22:
+        raise ValueError("a short id has 22 characters")
+    try:
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=="))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not a short id") from exc

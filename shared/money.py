@@ -22,7 +22,7 @@ def _whole_number(value: Any) -> Any:
     if hasattr(value, "is_integer"):  # a JSON number parsed with a fraction part
         if value.is_integer() and abs(value) <= MAX_AMOUNT:
             return int(value)
-        raise ValueError("an amount is a whole number of yen; decimals are not allowed")
+        raise ValueError("a whole number is required; decimals are not allowed")
     raise ValueError("an amount is a JSON integer")
 
 
@@ -30,6 +30,12 @@ def _whole_number(value: Any) -> Any:
 Amount = Annotated[
     int,
     Field(gt=0, le=MAX_AMOUNT, description="Whole yen (or points); no decimals."),
+    BeforeValidator(_whole_number),
+]
+
+BasisPoints = Annotated[
+    int,
+    Field(ge=0, le=10_000, description="A rate in basis points: 200 = 2 %."),
     BeforeValidator(_whole_number),
 ]
 

@@ -3,12 +3,13 @@ is the last id of a page, opaque to clients."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
+
+from shared.ids import from_short_id, short_id
 
 
 T = TypeVar("T")
@@ -25,14 +26,12 @@ class Page(BaseModel, Generic[T]):
 
 
 def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+    return short_id(last_id)
 
 
 def decode_cursor(cursor: str | None) -> uuid.UUID | None:
-    """`CursorParam`'s pattern admits only 22 base64url characters, which always decode to 16 bytes."""
-    if not cursor:
-        return None
-    return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=="))
+    """`CursorParam`'s pattern admits only 22 base64url characters, which always decode."""
+    return from_short_id(cursor) if cursor else None
 
 
 def page_of(items: list[T], ids: list[uuid.UUID], limit: int) -> Page[T]:

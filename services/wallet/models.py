@@ -43,6 +43,9 @@ SYSTEM_KINDS = (
 class JournalKind(StrEnum):
     TOPUP = "topup"  # チャージ: issuance against bank clearing or counter cash
     CASHOUT = "cashout"  # 払戻し: prepaid value returned in a legally allowed case
+    PAYMENT = "payment"  # a resident pays a merchant; the fee goes to fee income
+    REFUND = "refund"  # (part of) a payment goes back to the wallet it came from, fee returned pro rata
+    TRANSFER = "transfer"  # merchant to merchant (the restaurant pays the farmer)
 
 
 # The journal kinds allowed to touch an issuance account (invariant 4): every other journal moves
@@ -85,6 +88,11 @@ class Region(Base):
     topup_min: Mapped[int]
     topup_max: Mapped[int]
     topup_step: Mapped[int]
+    # The globally unique id in the merchant-account template of the region's QR codes.
+    qr_guid: Mapped[str] = mapped_column(unique=True)
+    # Merchants may refund a payment until the end of its (Tokyo) day plus this many days.
+    refund_window_days: Mapped[int] = mapped_column(SmallInteger)
+    payment_request_minutes: Mapped[int] = mapped_column(SmallInteger)  # lifetime of a dynamic QR
     created_at: Mapped[datetime]
 
 

@@ -174,8 +174,14 @@ async def create_region(
         topup_min=settings.default_topup_min,
         topup_max=settings.default_topup_max,
         topup_step=settings.default_topup_step,
+        qr_guid=f"jp.chiikipay.{code}",
+        refund_window_days=settings.default_refund_window_days,
+        payment_request_minutes=settings.default_payment_request_minutes,
         created_at=now,
     )
+    from services.wallet.payments.service import create_default_fee_plans
+
+    await create_default_fee_plans(session, region, actor="region.create")
     for kind in SYSTEM_KINDS:
         await repo.insert_account(
             session,
@@ -429,6 +435,10 @@ async def onboard_merchant(
         merchant_id=merchant.id, status=Status.ACTIVE.value, tracks_balance=False, may_go_negative=False,
         created_at=now,
     )
+    from services.wallet.payments.service import create_store
+
+    # Every merchant starts with one store (its first register); more are added per place of sale.
+    await create_store(session, clock, merchant, name=merchant.name, name_ja=merchant.name_ja, terminal_label=None)
     await audit.record(
         session, clock, principal, region_id=region.id, action="merchant.onboard",
         target_type="merchant", target_id=merchant.id, after=_merchant_record(merchant),

@@ -33,6 +33,7 @@ async def test_a_good_token_opens_the_wallet(client, app, clock, town):
     "overrides",
     [
         pytest.param({"exp": 0}, id="expired"),
+        pytest.param({"iat": "future"}, id="issued-in-the-future"),
         pytest.param({"key": rsa.generate_private_key(public_exponent=65537, key_size=2048)}, id="forged"),
         pytest.param({"iss": "https://evil.example"}, id="wrong-issuer"),
         pytest.param({"aud": "someone-else"}, id="wrong-audience"),
@@ -46,6 +47,8 @@ async def test_bad_tokens_are_refused_and_change_nothing(client, app, clock, tow
     before = await snapshot(sessionmaker)
     if overrides.get("exp") == 0:
         overrides = {"exp": int(clock.now().timestamp()) - 1}
+    if overrides.get("iat") == "future":
+        overrides = {"iat": int(clock.now().timestamp()) + 3_600, "exp": int(clock.now().timestamp()) + 7_200}
     response = await client.get("/v1/wallet", headers=token_with(app, clock, **overrides))
     assert_problem(response, 401, "invalid-token")
     assert await snapshot(sessionmaker) == before

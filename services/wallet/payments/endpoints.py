@@ -1,0 +1,268 @@
+"""Paying at the shop (/v1): store QR codes, payments, refunds, dynamic payment requests, fee
+plans, merchant-to-merchant transfers, and the shop's real-time payment stream."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from services.wallet import service as wallet
+from services.wallet.endpoints import PROBLEMS
+from services.wallet.payments import notify, qr_render, service
+from services.wallet.payments.schemas import (
+    FeePlanCreate,
+    FeePlanOut,
+    PaymentCreate,
+    PaymentOut,
+    PaymentRequestCreate,
+    PaymentRequestOut,
+    RefundCreate,
+    RefundOut,
+    StoreCreate,
+    StoreOut,
+    StoreQROut,
+    TransferCreate,
+    TransferOut,
+)
+from shared.auth import Principal, Role, require
+from shared.db import SessionDep
+from shared.deps import ClockDep, RedisDep
+from shared.idempotency import IdempotencyDep
+from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+
+Resident = Annotated[Principal, require(Role.RESIDENT)]
+Operator = Annotated[Principal, require(Role.OPERATOR)]
+Shop = Annotated[Principal, require(Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL)]
+ShopAdmin = Annotated[Principal, require(Role.MERCHANT_ADMIN, Role.OPERATOR)]
+ShopOrOverseer = Annotated[
+    Principal, require(Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL, Role.OPERATOR, Role.AUDITOR)
+]
+Anyone = Annotated[Principal, require(*Role)]
+Overseer = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN)]
+IMAGE = {200: {"content": {"image/png": {}, "image/svg+xml": {}, "application/pdf": {}}}}
+
+
+# --- stores and their QR codes ------------------------------------------------------------------
+
+
+@router.post("/merchants/{merchant_id}/stores", status_code=201, response_model=StoreOut, responses=PROBLEMS)
+async def add_store(
+    merchant_id: uuid.UUID, body: StoreCreate, principal: ShopAdmin, session: SessionDep, clock: ClockDep,
+    idem: IdempotencyDep,
+):
+    """A further place of sale (a second register, a market stall) with its own QR code."""
+    if replay := await idem.replay():
+        return replay
+    store = await service.add_store(session, clock, principal, merchant_id, body.model_dump())
+    return await idem.respond(201, StoreOut.model_validate(store))
+
+
+@router.get("/merchants/{merchant_id}/stores", response_model=list[StoreOut], responses=PROBLEMS)
+async def list_stores(merchant_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> list[StoreOut]:
+    return [StoreOut.model_validate(s) for s in await service.list_stores(session, principal, merchant_id)]
+
+
+@router.get("/stores/{store_id}/qr", response_model=StoreQROut, responses=PROBLEMS)
+async def store_qr(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> StoreQROut:
+    """The static merchant-presented QR payload of a store."""
+    qr = await service.store_qr(session, principal, store_id)
+    return StoreQROut(store_id=store_id, payload=qr.payload)
+
+
+@router.get("/stores/{store_id}/qr.png", response_class=Response, responses={**PROBLEMS, **IMAGE})
+async def store_qr_png(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
+    qr = await service.store_qr(session, principal, store_id)
+    return Response(qr_render.png(qr.payload), media_type="image/png")
+
+
+@router.get("/stores/{store_id}/qr.svg", response_class=Response, responses={**PROBLEMS, **IMAGE})
+async def store_qr_svg(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
+    qr = await service.store_qr(session, principal, store_id)
+    return Response(qr_render.svg(qr.payload), media_type="image/svg+xml")
+
+
+@router.get("/stores/{store_id}/stand.pdf", response_class=Response, responses={**PROBLEMS, **IMAGE})
+async def store_stand(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
+    """The printable A6 stand for the register: store name, QR code and how to pay."""
+    qr = await service.store_qr(session, principal, store_id)
+    pdf = qr_render.stand_pdf(
+        qr.payload, store_name_ja=qr.store.name_ja, merchant_name=qr.merchant.name, region_name_ja=qr.region.name_ja
+    )
+    return Response(pdf, media_type="application/pdf")
+
+
+# --- payments ---------------------------------------------------------------------------------
+
+
+@router.post("/payments", status_code=201, response_model=PaymentOut, responses=PROBLEMS)
+async def pay(
+    body: PaymentCreate, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep,
+    redis: RedisDep, background: BackgroundTasks,
+):
+    """The resident pays by scanning the shop's QR: the printed static one (with the amount they
+    typed) or the POS's dynamic one (amount in the code). The shop is notified once committed."""
+    if replay := await idem.replay():
+        return replay
+    payment = PaymentOut.model_validate(await service.pay_by_qr(session, clock, principal, body.qr, body.amount))
+    background.add_task(notify.publish_payment, redis, payment)  # runs after the commit and the response
+    return await idem.respond(201, payment)
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut, responses=PROBLEMS)
+async def get_payment(payment_id: uuid.UUID, principal: Anyone, session: SessionDep) -> PaymentOut:
+    """A payment as a receipt: seen by the resident who paid, the shop paid, operators and auditors."""
+    return PaymentOut.model_validate(await service.visible_payment(session, principal, payment_id))
+
+
+@router.post("/payments/{payment_id}/refunds", status_code=201, response_model=RefundOut, responses=PROBLEMS)
+async def refund(
+    payment_id: uuid.UUID, body: RefundCreate, principal: Shop, session: SessionDep, clock: ClockDep,
+    idem: IdempotencyDep,
+):
+    """Full or partial refund back to the paying wallet, by the shop, within the region's window."""
+    if replay := await idem.replay():
+        return replay
+    payment, fee_returned = await service.refund(session, clock, principal, payment_id, body.amount, body.reason)
+    return await idem.respond(
+        201, RefundOut(payment=PaymentOut.model_validate(payment), refunded_now=body.amount, fee_returned_now=fee_returned)
+    )
+
+
+@router.get("/merchants/{merchant_id}/payments", response_model=Page[PaymentOut], responses=PROBLEMS)
+async def merchant_payments(
+    merchant_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep,
+    since: Annotated[datetime | None, Query(alias="from", description="inclusive")] = None,
+    until: Annotated[datetime | None, Query(alias="to", description="exclusive")] = None,
+    store_id: uuid.UUID | None = None, cursor: CursorParam = None, limit: LimitParam = 50,
+) -> Page[PaymentOut]:
+    """The shop's payments, newest first, by period and store."""
+    payments = await service.merchant_payments(
+        session, principal, merchant_id, after_id=decode_cursor(cursor), limit=limit + 1, since=since, until=until,
+        store_id=store_id,
+    )
+    return page_of([PaymentOut.model_validate(p) for p in payments], [p.id for p in payments], limit)
+
+
+@router.get(
+    "/merchants/{merchant_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        **PROBLEMS,
+        200: {"content": {"text/event-stream": {}}},
+        503: {"description": "Redis is down", "content": {"application/problem+json": {}}},
+    },
+)
+async def payment_events(
+    merchant_id: uuid.UUID, request: Request, principal: Shop, session: SessionDep, redis: RedisDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(max_length=64, description="resume after this payment id (an SSE client sends it on reconnect)"),
+    ] = None,
+) -> StreamingResponse:
+    """Server-sent events: `payment.received` for each payment to this shop, as it commits."""
+    await wallet.visible_merchant(session, principal, merchant_id)
+    stream = await notify.open_stream(
+        redis, request.app.state.sessionmaker, merchant_id, _payment_id_or_none(last_event_id), request.is_disconnected
+    )
+    return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+def _payment_id_or_none(last_event_id: str | None) -> uuid.UUID | None:
+    """An id this stream did not give out means "from now on", as a fresh connection would."""
+    try:
+        return uuid.UUID(last_event_id) if last_event_id else None
+    except ValueError:
+        return None
+
+
+# --- dynamic payment requests -------------------------------------------------------------------
+
+
+def _request_out(request, payload: str) -> PaymentRequestOut:
+    return PaymentRequestOut(
+        id=request.id, store_id=request.store_id, amount=request.amount, order_reference=request.order_reference,
+        status=request.status, expires_at=request.expires_at, payment_id=request.payment_id, payload=payload,
+    )
+
+
+@router.post("/payment-requests", status_code=201, response_model=PaymentRequestOut, responses=PROBLEMS)
+async def create_payment_request(
+    body: PaymentRequestCreate, principal: Shop, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """The POS asks for one sale's amount: a dynamic QR, single use, expiring, cancellable."""
+    if replay := await idem.replay():
+        return replay
+    request, payload = await service.create_payment_request(
+        session, clock, principal, body.store_id, body.amount, body.order_reference
+    )
+    return await idem.respond(201, _request_out(request, payload))
+
+
+@router.get("/payment-requests/{request_id}", response_model=PaymentRequestOut, responses=PROBLEMS)
+async def get_payment_request(request_id: uuid.UUID, principal: Shop, session: SessionDep) -> PaymentRequestOut:
+    return _request_out(*await service.visible_payment_request(session, principal, request_id))
+
+
+@router.get("/payment-requests/{request_id}/qr.png", response_class=Response, responses={**PROBLEMS, **IMAGE})
+async def payment_request_png(request_id: uuid.UUID, principal: Shop, session: SessionDep) -> Response:
+    _, payload = await service.visible_payment_request(session, principal, request_id)
+    return Response(qr_render.png(payload), media_type="image/png")
+
+
+@router.post("/payment-requests/{request_id}/cancel", response_model=PaymentRequestOut, responses=PROBLEMS)
+async def cancel_payment_request(request_id: uuid.UUID, principal: Shop, session: SessionDep, idem: IdempotencyDep):
+    if replay := await idem.replay():
+        return replay
+    request, payload = await service.cancel_payment_request(session, principal, request_id)
+    return await idem.respond(200, _request_out(request, payload))
+
+
+# --- fee plans and transfers --------------------------------------------------------------------
+
+
+@router.post("/fee-plans", status_code=201, response_model=FeePlanOut, responses=PROBLEMS)
+async def add_region_fee_plan(body: FeePlanCreate, principal: Operator, session: SessionDep, clock: ClockDep,
+                              idem: IdempotencyDep):
+    """A new default plan for the region, from `effective_from` on (operator; audited)."""
+    if replay := await idem.replay():
+        return replay
+    plan = await service.add_fee_plan(session, clock, principal, None, body.model_dump())
+    return await idem.respond(201, FeePlanOut.model_validate(plan))
+
+
+@router.post("/merchants/{merchant_id}/fee-plans", status_code=201, response_model=FeePlanOut, responses=PROBLEMS)
+async def add_merchant_fee_plan(merchant_id: uuid.UUID, body: FeePlanCreate, principal: Operator, session: SessionDep,
+                                clock: ClockDep, idem: IdempotencyDep):
+    """A plan for one merchant (e.g. the Aizu model: 2 % up to a yearly cap) (operator; audited)."""
+    if replay := await idem.replay():
+        return replay
+    plan = await service.add_fee_plan(session, clock, principal, merchant_id, body.model_dump())
+    return await idem.respond(201, FeePlanOut.model_validate(plan))
+
+
+@router.get("/fee-plans", response_model=list[FeePlanOut], responses=PROBLEMS)
+async def region_fee_plans(principal: Anyone, session: SessionDep) -> list[FeePlanOut]:
+    return [FeePlanOut.model_validate(p) for p in await service.list_fee_plans(session, principal, None)]
+
+
+@router.get("/merchants/{merchant_id}/fee-plans", response_model=list[FeePlanOut], responses=PROBLEMS)
+async def merchant_fee_plans(merchant_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> list[FeePlanOut]:
+    return [FeePlanOut.model_validate(p) for p in await service.list_fee_plans(session, principal, merchant_id)]
+
+
+@router.post("/merchants/{merchant_id}/transfers", status_code=201, response_model=TransferOut, responses=PROBLEMS)
+async def transfer(
+    merchant_id: uuid.UUID, body: TransferCreate, principal: Annotated[Principal, require(Role.MERCHANT_ADMIN)],
+    session: SessionDep, clock: ClockDep, idem: IdempotencyDep,
+):
+    """Pay another merchant from this merchant's balance (the restaurant pays the farmer)."""
+    if replay := await idem.replay():
+        return replay
+    result = await service.transfer(session, clock, principal, merchant_id, body.to_merchant_id, body.amount, body.memo)
+    return await idem.respond(201, TransferOut.model_validate(result))

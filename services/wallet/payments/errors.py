@@ -1,0 +1,71 @@
+"""Business errors of paying at the shop."""
+
+from shared.errors import Conflict, NotFound, Unprocessable
+
+
+class QRMalformed(Unprocessable):
+    slug, title = "qr-malformed", "The scanned code is not a chiikipay merchant QR"
+
+
+class QRChecksumMismatch(Unprocessable):
+    slug, title = "qr-checksum-mismatch", "The scanned code fails its checksum (damaged or tampered)"
+
+
+class QRCurrency(Unprocessable):
+    slug, title = "qr-currency", "The scanned code is not for whole yen"
+
+
+class QRForeign(Unprocessable):
+    slug, title = "qr-foreign", "The scanned code belongs to another payment service or region"
+
+
+class StoreNotFound(NotFound):
+    slug, title = "store-not-found", "No such store"
+
+
+class MerchantInactive(Conflict):
+    slug, title = "merchant-inactive", "The merchant is suspended or closed"
+
+
+class AmountRequired(Unprocessable):
+    slug, title = "amount-required", "A static QR needs the amount typed by the resident"
+
+
+class AmountMismatch(Unprocessable):
+    slug, title = "amount-mismatch", "The amount differs from the one in the shop's QR"
+
+
+class PaymentRequestNotFound(NotFound):
+    slug, title = "payment-request-not-found", "No such payment request"
+
+
+class PaymentRequestExpired(Conflict):
+    slug, title = "payment-request-expired", "The payment request has expired"
+
+
+class PaymentRequestPaid(Conflict):
+    slug, title = "payment-request-paid", "The payment request was already paid"
+
+
+class PaymentRequestCancelled(Conflict):
+    slug, title = "payment-request-cancelled", "The payment request was cancelled"
+
+
+class PaymentNotFound(NotFound):
+    slug, title = "payment-not-found", "No such payment"
+
+
+class RefundExceedsRemaining(Conflict):
+    slug, title = "refund-exceeds-remaining", "The refund is larger than what remains of the payment"
+
+
+class RefundWindowClosed(Conflict):
+    slug, title = "refund-window-closed", "The payment can no longer be refunded by the shop"
+
+
+class SelfTransfer(Unprocessable):
+    slug, title = "self-transfer", "A merchant cannot pay itself"
+
+
+class InvalidFeePlan(Unprocessable):
+    slug, title = "invalid-fee-plan", "The fee plan is not acceptable"

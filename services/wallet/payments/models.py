@@ -1,0 +1,163 @@
+"""Tables of paying at the shop: stores, fee plans, payments, refunds, dynamic payment requests,
+and the per-merchant fee totals that yearly fee caps need. All in the `wallet` schema: a payment
+is a ledger journal plus the facts about it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.wallet.models import SCHEMA
+from shared.models import Base
+
+
+class PaymentMethod(StrEnum):
+    MPM_STATIC = "mpm_static"  # the printed QR at the register; the resident types the amount
+    MPM_DYNAMIC = "mpm_dynamic"  # a QR with the amount, made by the POS for one sale
+    CPM = "cpm"  # the resident's one-time code, scanned by the shop
+    CARD = "card"  # the printed resident card, scanned by the shop, with a PIN
+
+
+class FeeKind(StrEnum):
+    PAYMENT = "payment"
+    TRANSFER = "transfer"
+
+
+class Rounding(StrEnum):
+    DOWN = "down"  # the default: the merchant never pays a fraction of a yen
+    HALF_UP = "half_up"
+    UP = "up"
+
+
+class Store(Base):
+    """A merchant's place of sale; its id is in the store's QR code."""
+
+    __tablename__ = "stores"
+    __table_args__ = (
+        UniqueConstraint("region_id", "merchant_id", "name"),
+        Index("ix_stores_merchant_id", "merchant_id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))
+    name: Mapped[str]
+    name_ja: Mapped[str]
+    terminal_label: Mapped[str | None]
+    created_at: Mapped[datetime]
+
+
+class FeePlan(Base):
+    """A fee rate in basis points from `effective_from` on, for one merchant or (merchant_id
+    NULL) the region's default. Plans are never edited: a change is a new plan with a later start."""
+
+    __tablename__ = "fee_plans"
+    __table_args__ = (
+        CheckConstraint("rate_bp BETWEEN 0 AND 10000", "rate_bp_range"),
+        CheckConstraint("yearly_cap IS NULL OR yearly_cap >= 0", "yearly_cap_non_negative"),
+        CheckConstraint("kind IN ('payment', 'transfer')", "kind"),
+        CheckConstraint("rounding IN ('down', 'half_up', 'up')", "rounding"),
+        Index("ix_fee_plans_lookup", "region_id", "kind", "merchant_id", "effective_from"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))
+    kind: Mapped[str]
+    rate_bp: Mapped[int] = mapped_column(SmallInteger)
+    rounding: Mapped[str]
+    yearly_cap: Mapped[int | None]  # fees per fiscal year (年度) above this are not charged
+    effective_from: Mapped[datetime]
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+class MerchantFeeYear(Base):
+    """Fees charged to a merchant in one fiscal year; kept only for plans with a yearly cap, and
+    locked only by their payments, so uncapped merchants never queue on it."""
+
+    __tablename__ = "merchant_fee_years"
+    __table_args__ = ({"schema": SCHEMA},)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"), primary_key=True)
+    fiscal_year: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    fees_charged: Mapped[int]
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount > 0 AND fee >= 0 AND fee <= amount", "amounts"),
+        CheckConstraint("refunded_amount BETWEEN 0 AND amount AND fee_returned BETWEEN 0 AND fee", "refunds"),
+        Index("ix_payments_merchant_id_id", "merchant_id", "id"),
+        Index("ix_payments_resident_account_id_id", "resident_account_id", "id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    journal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
+    resident_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.accounts.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.stores.id"))
+    method: Mapped[str]
+    amount: Mapped[int]
+    fee: Mapped[int]
+    fee_rate_bp: Mapped[int] = mapped_column(SmallInteger)
+    fee_plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.fee_plans.id"))
+    fiscal_year: Mapped[int] = mapped_column(SmallInteger)
+    # Running totals of refunds, changed only under this row's lock (one refund at a time).
+    refunded_amount: Mapped[int]
+    fee_returned: Mapped[int]
+    order_reference: Mapped[str | None]
+    created_at: Mapped[datetime]
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0 AND fee_returned >= 0", "amounts"),
+        Index("ix_refunds_payment_id", "payment_id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.payments.id"))
+    journal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
+    amount: Mapped[int]
+    fee_returned: Mapped[int]
+    reason: Mapped[str | None]
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+class PaymentRequest(Base):
+    """A dynamic QR: one sale's amount, single use, expiring, cancellable."""
+
+    __tablename__ = "payment_requests"
+    __table_args__ = (
+        CheckConstraint("amount > 0", "amount_positive"),
+        CheckConstraint("status IN ('open', 'paid', 'cancelled')", "status"),
+        Index("ix_payment_requests_merchant_id_id", "merchant_id", "id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.stores.id"))
+    amount: Mapped[int]
+    order_reference: Mapped[str]
+    status: Mapped[str]
+    expires_at: Mapped[datetime]
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.payments.id"))
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]

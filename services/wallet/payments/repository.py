@@ -1,0 +1,193 @@
+"""Every SQL query of paying at the shop."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet.models import Merchant
+from services.wallet.payments.models import (
+    FeePlan,
+    MerchantFeeYear,
+    Payment,
+    PaymentRequest,
+    Refund,
+    Store,
+)
+
+# --- stores -----------------------------------------------------------------------------------
+
+
+async def insert_store(session: AsyncSession, **values: Any) -> Store:
+    return (await session.execute(insert(Store).values(**values).returning(Store))).scalar_one()
+
+
+async def store_with_merchant(session: AsyncSession, store_id: uuid.UUID) -> tuple[Store, Merchant] | None:
+    query = select(Store, Merchant).join(Merchant, Merchant.id == Store.merchant_id).where(Store.id == store_id)
+    row = (await session.execute(query)).first()
+    return (row[0], row[1]) if row else None
+
+
+async def stores(session: AsyncSession, merchant_id: uuid.UUID) -> list[Store]:
+    query = select(Store).where(Store.merchant_id == merchant_id).order_by(Store.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def store_by_name(session: AsyncSession, merchant_id: uuid.UUID, name: str) -> Store | None:
+    query = select(Store).where(Store.merchant_id == merchant_id, Store.name == name)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+# --- fee plans --------------------------------------------------------------------------------
+
+
+async def insert_fee_plan(session: AsyncSession, **values: Any) -> FeePlan:
+    return (await session.execute(insert(FeePlan).values(**values).returning(FeePlan))).scalar_one()
+
+
+async def plan_in_force(
+    session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID, kind: str, at: datetime
+) -> FeePlan | None:
+    """The merchant's own plan in force at `at` if it has one, else the region's default."""
+    query = (
+        select(FeePlan)
+        .where(
+            FeePlan.region_id == region_id,
+            FeePlan.kind == kind,
+            or_(FeePlan.merchant_id == merchant_id, FeePlan.merchant_id.is_(None)),
+            FeePlan.effective_from <= at,
+        )
+        # Merchant plans first (NULLs last), then the latest start.
+        .order_by(FeePlan.merchant_id.asc().nulls_last(), FeePlan.effective_from.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def fee_plans(session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID | None) -> list[FeePlan]:
+    condition = FeePlan.merchant_id.is_(None) if merchant_id is None else FeePlan.merchant_id == merchant_id
+    query = select(FeePlan).where(FeePlan.region_id == region_id, condition).order_by(FeePlan.effective_from.desc())
+    return list((await session.execute(query)).scalars())
+
+
+async def lock_fee_year(session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID, fiscal_year: int) -> int:
+    """Fees charged so far this fiscal year, with the row locked until commit."""
+    await session.execute(
+        pg_insert(MerchantFeeYear)
+        .values(merchant_id=merchant_id, fiscal_year=fiscal_year, region_id=region_id, fees_charged=0)
+        .on_conflict_do_nothing()
+    )
+    query = (
+        select(MerchantFeeYear.fees_charged)
+        .where(MerchantFeeYear.merchant_id == merchant_id, MerchantFeeYear.fiscal_year == fiscal_year)
+        .with_for_update()
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def add_to_fee_year(session: AsyncSession, merchant_id: uuid.UUID, fiscal_year: int, delta: int) -> None:
+    await session.execute(
+        update(MerchantFeeYear)
+        .where(MerchantFeeYear.merchant_id == merchant_id, MerchantFeeYear.fiscal_year == fiscal_year)
+        .values(fees_charged=MerchantFeeYear.fees_charged + delta)
+    )
+
+
+# --- payments and refunds -----------------------------------------------------------------------
+
+
+async def insert_payment(session: AsyncSession, **values: Any) -> Payment:
+    return (await session.execute(insert(Payment).values(**values).returning(Payment))).scalar_one()
+
+
+async def payment(session: AsyncSession, payment_id: uuid.UUID, *, lock: bool = False) -> Payment | None:
+    query = select(Payment).where(Payment.id == payment_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def record_refund(
+    session: AsyncSession, payment_id: uuid.UUID, amount: int, fee_returned: int, refund: dict[str, Any]
+) -> Payment:
+    await session.execute(insert(Refund).values(**refund))
+    result = await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(refunded_amount=Payment.refunded_amount + amount, fee_returned=Payment.fee_returned + fee_returned)
+        .returning(Payment)
+    )
+    return result.scalar_one()
+
+
+async def refunds(session: AsyncSession, payment_id: uuid.UUID) -> list[Refund]:
+    query = select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def merchant_payments(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    *,
+    after_id: uuid.UUID | None,
+    limit: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    store_id: uuid.UUID | None = None,
+    newest_first: bool = True,
+) -> list[Payment]:
+    conditions = [Payment.merchant_id == merchant_id]
+    if since is not None:
+        conditions.append(Payment.created_at >= since)
+    if until is not None:
+        conditions.append(Payment.created_at < until)
+    if store_id is not None:
+        conditions.append(Payment.store_id == store_id)
+    if after_id is not None:
+        conditions.append(Payment.id < after_id if newest_first else Payment.id > after_id)
+    order = Payment.id.desc() if newest_first else Payment.id.asc()
+    query = select(Payment).where(and_(*conditions)).order_by(order).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+# --- dynamic payment requests -------------------------------------------------------------------
+
+
+async def insert_payment_request(session: AsyncSession, **values: Any) -> PaymentRequest:
+    return (await session.execute(insert(PaymentRequest).values(**values).returning(PaymentRequest))).scalar_one()
+
+
+async def payment_request(session: AsyncSession, request_id: uuid.UUID) -> PaymentRequest | None:
+    return (await session.execute(select(PaymentRequest).where(PaymentRequest.id == request_id))).scalar_one_or_none()
+
+
+async def claim_payment_request(session: AsyncSession, request_id: uuid.UUID, now: datetime) -> bool:
+    """Single use: only one payment can move an open, unexpired request to paid."""
+    result = await session.execute(
+        update(PaymentRequest)
+        .where(PaymentRequest.id == request_id, PaymentRequest.status == "open", PaymentRequest.expires_at > now)
+        .values(status="paid")
+        .returning(PaymentRequest.id)
+    )
+    return result.scalar_one_or_none() is not None
+
+
+async def link_payment_request(session: AsyncSession, request_id: uuid.UUID, payment_id: uuid.UUID) -> None:
+    await session.execute(
+        update(PaymentRequest).where(PaymentRequest.id == request_id).values(payment_id=payment_id)
+    )
+
+
+async def cancel_payment_request(session: AsyncSession, request_id: uuid.UUID) -> PaymentRequest | None:
+    result = await session.execute(
+        update(PaymentRequest)
+        .where(PaymentRequest.id == request_id, PaymentRequest.status == "open")
+        .values(status="cancelled")
+        .returning(PaymentRequest)
+    )
+    return result.scalar_one_or_none()

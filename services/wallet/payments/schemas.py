@@ -1,0 +1,118 @@
+"""Request and response bodies of paying at the shop."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from services.wallet.payments.models import FeeKind, PaymentMethod, Rounding
+from services.wallet.schemas import Memo, Schema, Text100
+from shared.money import Amount, BasisPoints
+
+QRPayload = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+OrderReference = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"\S")]
+
+
+class StoreCreate(Schema):
+    name: Text100
+    name_ja: Text100
+    terminal_label: Annotated[str, StringConstraints(min_length=1, max_length=25, pattern=r"^[ -~]+$")] | None = None
+
+
+class StoreOut(Schema):
+    id: uuid.UUID
+    merchant_id: uuid.UUID
+    name: str
+    name_ja: str
+    terminal_label: str | None
+    created_at: datetime
+
+
+class StoreQROut(Schema):
+    store_id: uuid.UUID
+    payload: str = Field(description="EMVCo merchant-presented QR payload (static)")
+
+
+class PaymentCreate(Schema):
+    qr: QRPayload = Field(description="the payload the resident's app scanned")
+    amount: Amount | None = Field(default=None, description="typed by the resident for a static QR")
+
+
+class PaymentOut(Schema):
+    id: uuid.UUID
+    journal_id: uuid.UUID
+    merchant_id: uuid.UUID
+    store_id: uuid.UUID
+    method: PaymentMethod
+    amount: int
+    fee: int
+    fee_rate_bp: int
+    refunded_amount: int
+    fee_returned: int
+    order_reference: str | None
+    created_at: datetime
+
+
+class RefundCreate(Schema):
+    amount: Amount
+    reason: Memo | None = None
+
+
+class RefundOut(Schema):
+    payment: PaymentOut
+    refunded_now: int
+    fee_returned_now: int
+
+
+class PaymentRequestCreate(Schema):
+    store_id: uuid.UUID
+    amount: Amount
+    order_reference: OrderReference
+
+
+class PaymentRequestOut(Schema):
+    id: uuid.UUID
+    store_id: uuid.UUID
+    amount: int
+    order_reference: str
+    status: str
+    expires_at: datetime
+    payment_id: uuid.UUID | None
+    payload: str = Field(description="EMVCo merchant-presented QR payload (dynamic) to show the resident")
+
+
+class FeePlanCreate(Schema):
+    kind: FeeKind = FeeKind.PAYMENT
+    rate_bp: BasisPoints
+    rounding: Rounding = Rounding.DOWN
+    yearly_cap: Amount | None = Field(default=None, description="most fees per fiscal year, yen")
+    effective_from: AwareDatetime | None = Field(default=None, description="default: now")
+
+
+class FeePlanOut(Schema):
+    id: uuid.UUID
+    merchant_id: uuid.UUID | None
+    kind: FeeKind
+    rate_bp: int
+    rounding: Rounding
+    yearly_cap: int | None
+    effective_from: datetime
+
+
+class TransferCreate(Schema):
+    to_merchant_id: uuid.UUID
+    amount: Amount
+    memo: Memo | None = None
+
+
+class TransferOut(Schema):
+    journal_id: uuid.UUID
+    from_merchant_id: uuid.UUID
+    to_merchant_id: uuid.UUID
+    amount: int
+    fee: int
+    fee_rate_bp: int
+    created_at: datetime

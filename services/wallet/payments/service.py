@@ -1,0 +1,468 @@
+"""Paying at the shop: stores and their QR codes, fee plans, payments, refunds, dynamic payment
+requests and merchant-to-merchant transfers.
+
+Fees. A plan gives a rate in basis points and a rounding rule (default: down to the yen, so a
+merchant never pays a fraction of a yen); the plan used is the one in force at the moment of the
+payment, and its rate and the fee are stored with the payment. A plan may cap the fees a merchant
+pays per fiscal year (年度, from 1 April, Tokyo time): the payment that reaches the cap pays only
+what is left under it, later ones pay nothing.
+
+Refunds return the fee pro rata, rounded down on the running total: after refunds totalling R of
+a payment of A with fee F, the fee returned so far is floor(F × R / A). Partial refunds therefore
+never return more fee than a single full refund would, and a payment refunded in full returns all
+of its fee, to the yen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet import repository as wallet_repo
+from services.wallet import service as wallet
+from services.wallet.errors import MerchantNotFound
+from services.wallet.models import AccountKind, JournalKind, Merchant, Region, Status
+from services.wallet.payments import emvco
+from services.wallet.payments import repository as repo
+from services.wallet.payments.errors import (
+    AmountMismatch,
+    AmountRequired,
+    InvalidFeePlan,
+    MerchantInactive,
+    PaymentNotFound,
+    PaymentRequestCancelled,
+    PaymentRequestExpired,
+    PaymentRequestNotFound,
+    PaymentRequestPaid,
+    QRChecksumMismatch,
+    QRCurrency,
+    QRForeign,
+    QRMalformed,
+    RefundExceedsRemaining,
+    RefundWindowClosed,
+    SelfTransfer,
+    StoreNotFound,
+)
+from services.wallet.payments.models import FeeKind, FeePlan, Payment, PaymentMethod, PaymentRequest, Rounding, Store
+from shared import audit
+from shared.auth import MERCHANT_ROLES, Principal, Role
+from shared.clock import Clock, fiscal_year, tokyo_date
+from shared.errors import Forbidden
+from shared.ids import from_short_id, new_id, short_id
+from shared.money import Unit
+
+DEFAULT_PAYMENT_RATE_BP = 200  # Aizu: 2 % of the payment amount
+DEFAULT_TRANSFER_RATE_BP = 0  # merchant-to-merchant transfers keep money circulating: free by default
+
+
+# --- region and merchant set-up -----------------------------------------------------------------
+
+
+async def create_default_fee_plans(session: AsyncSession, region: Region, actor: str) -> None:
+    for kind, rate in ((FeeKind.PAYMENT, DEFAULT_PAYMENT_RATE_BP), (FeeKind.TRANSFER, DEFAULT_TRANSFER_RATE_BP)):
+        await repo.insert_fee_plan(
+            session, id=new_id(), region_id=region.id, merchant_id=None, kind=kind.value, rate_bp=rate,
+            rounding=Rounding.DOWN.value, yearly_cap=None, effective_from=region.created_at,
+            created_by=actor, created_at=region.created_at,
+        )
+
+
+async def create_store(
+    session: AsyncSession, clock: Clock, merchant: Merchant, *, name: str, name_ja: str, terminal_label: str | None
+) -> Store:
+    return await repo.insert_store(
+        session, id=new_id(), region_id=merchant.region_id, merchant_id=merchant.id, name=name, name_ja=name_ja,
+        terminal_label=terminal_label, created_at=clock.now(),
+    )
+
+
+async def add_store(
+    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, details: dict[str, Any]
+) -> Store:
+    merchant = await wallet.visible_merchant(session, principal, merchant_id)
+    store = await create_store(session, clock, merchant, **details)
+    await audit.record(
+        session, clock, principal, region_id=merchant.region_id, action="store.create",
+        target_type="store", target_id=store.id, after={"merchant_id": str(merchant_id), **details},
+    )
+    return store
+
+
+async def list_stores(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> list[Store]:
+    await wallet.visible_merchant(session, principal, merchant_id)
+    return await repo.stores(session, merchant_id)
+
+
+@dataclass(frozen=True)
+class StoreQR:
+    store: Store
+    merchant: Merchant
+    region: Region
+    payload: str
+
+
+async def store_qr(session: AsyncSession, principal: Principal, store_id: uuid.UUID) -> StoreQR:
+    """The static MPM code printed at the register."""
+    store, merchant = await _visible_store(session, principal, store_id)
+    region = await wallet_repo.region_by_id(session, store.region_id)
+    return StoreQR(store, merchant, region, _payload(region, merchant, store))
+
+
+def _payload(region: Region, merchant: Merchant, store: Store, request: PaymentRequest | None = None) -> str:
+    return emvco.build_payload(
+        guid=region.qr_guid, store_id=str(store.id), mcc=merchant.mcc, name=merchant.name, city=region.name,
+        name_ja=store.name_ja, city_ja=region.name_ja, terminal=store.terminal_label,
+        amount=request.amount if request else None, bill_number=short_id(request.id) if request else None,
+    )
+
+
+async def _visible_store(session: AsyncSession, principal: Principal, store_id: uuid.UUID) -> tuple[Store, Merchant]:
+    found = await repo.store_with_merchant(session, store_id)
+    region = await wallet.region_of(session, principal)
+    if found is None or found[0].region_id != region.id:
+        raise StoreNotFound(f"No store {store_id} in region {region.code}.")
+    if principal.role in MERCHANT_ROLES and principal.merchant_id != found[1].id:
+        raise StoreNotFound(f"No store {store_id} in region {region.code}.")
+    return found
+
+
+# --- fee plans --------------------------------------------------------------------------------
+
+
+def fee_for(amount: int, plan: FeePlan) -> int:
+    product = amount * plan.rate_bp
+    if plan.rounding == Rounding.UP:
+        return -(-product // 10_000)
+    if plan.rounding == Rounding.HALF_UP:
+        return (product + 5_000) // 10_000
+    return product // 10_000
+
+
+async def add_fee_plan(
+    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID | None, details: dict[str, Any]
+) -> FeePlan:
+    """A new plan from `effective_from` on (operator; audited). Plans already in force are never
+    rewritten: a change takes effect from its start, and payments keep the rate they were made at."""
+    region = await wallet.region_of(session, principal)
+    if merchant_id is not None:
+        await wallet.visible_merchant(session, principal, merchant_id)
+    effective_from = details.get("effective_from") or clock.now()
+    if effective_from < clock.now() - timedelta(minutes=1):
+        raise InvalidFeePlan("A fee plan cannot start in the past: payments already made keep their fee.")
+    plan = await repo.insert_fee_plan(
+        session, id=new_id(), region_id=region.id, merchant_id=merchant_id, kind=details["kind"],
+        rate_bp=details["rate_bp"], rounding=details["rounding"], yearly_cap=details.get("yearly_cap"),
+        effective_from=effective_from, created_by=principal.subject, created_at=clock.now(),
+    )
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="fee_plan.create", target_type="fee_plan",
+        target_id=plan.id,
+        after={"merchant_id": str(merchant_id) if merchant_id else None, "kind": plan.kind, "rate_bp": plan.rate_bp,
+               "rounding": plan.rounding, "yearly_cap": plan.yearly_cap, "effective_from": effective_from.isoformat()},
+    )
+    return plan
+
+
+async def list_fee_plans(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID | None) -> list[FeePlan]:
+    region = await wallet.region_of(session, principal)
+    if merchant_id is not None:
+        await wallet.visible_merchant(session, principal, merchant_id)
+    return await repo.fee_plans(session, region.id, merchant_id)
+
+
+async def _charge(
+    session: AsyncSession, region: Region, merchant: Merchant, kind: FeeKind, amount: int, at: datetime
+) -> tuple[FeePlan, int]:
+    plan = await repo.plan_in_force(session, region.id, merchant.id, kind.value, at)
+    assert plan is not None, f"region {region.code} has a default {kind} fee plan from its creation"
+    fee = fee_for(amount, plan)
+    if plan.yearly_cap is not None and fee > 0:
+        year = fiscal_year(at)
+        charged = await repo.lock_fee_year(session, region.id, merchant.id, year)
+        fee = min(fee, max(plan.yearly_cap - charged, 0))
+        if fee:
+            await repo.add_to_fee_year(session, merchant.id, year, fee)
+    return plan, fee
+
+
+# --- paying -----------------------------------------------------------------------------------
+
+
+async def pay_by_qr(
+    session: AsyncSession, clock: Clock, principal: Principal, payload: str, amount: int | None
+) -> Payment:
+    """The resident scanned a merchant's QR (static: types the amount; dynamic: it is in the code)."""
+    resident = await wallet.my_wallet(session, clock, principal)
+    qr = _read_qr(payload, resident.region)
+    store, merchant = await _store_for_qr(session, resident.region, qr)
+    request = None
+    if qr.dynamic:
+        request = await _claim_request(session, clock, qr, store)
+        if amount is not None and amount != request.amount:
+            raise AmountMismatch(f"The shop asked for {request.amount} yen, not {amount}.", expected=request.amount)
+        amount = request.amount
+    elif amount is None:
+        raise AmountRequired("Type the amount the shop asks for.")
+    method = PaymentMethod.MPM_DYNAMIC if request else PaymentMethod.MPM_STATIC
+    payment = await pay(
+        session, clock, region=resident.region, resident_account=resident.account, store=store, merchant=merchant,
+        amount=amount, method=method, order_reference=request.order_reference if request else None,
+    )
+    if request is not None:
+        await repo.link_payment_request(session, request.id, payment.id)
+    return payment
+
+
+def _read_qr(payload: str, region: Region) -> emvco.MerchantQR:
+    try:
+        qr = emvco.parse_payload(payload)
+    except emvco.QRChecksumError as exc:
+        raise QRChecksumMismatch(str(exc)) from None
+    except emvco.QRCurrencyError as exc:
+        raise QRCurrency(str(exc)) from None
+    except emvco.InvalidQR as exc:
+        raise QRMalformed(str(exc)) from None
+    if qr.guid != region.qr_guid:
+        raise QRForeign(f"This code is for {qr.guid!r}, not for {region.name_ja} ({region.qr_guid}).")
+    return qr
+
+
+async def _store_for_qr(session: AsyncSession, region: Region, qr: emvco.MerchantQR) -> tuple[Store, Merchant]:
+    try:
+        store_id = uuid.UUID(qr.store_id)
+    except (TypeError, ValueError):
+        raise QRMalformed("The code names no store.") from None
+    found = await repo.store_with_merchant(session, store_id)
+    if found is None or found[0].region_id != region.id:
+        raise StoreNotFound("The code names a store that is not a merchant here.")
+    return found
+
+
+async def _claim_request(session: AsyncSession, clock: Clock, qr: emvco.MerchantQR, store: Store) -> PaymentRequest:
+    try:
+        request_id = from_short_id(qr.bill_number or "")
+    except ValueError:
+        raise QRMalformed("The dynamic code carries no payment request.") from None
+    request = await repo.payment_request(session, request_id)
+    if request is None or request.store_id != store.id:
+        raise PaymentRequestNotFound("The shop's payment request does not exist.")
+    if not await repo.claim_payment_request(session, request_id, clock.now()):
+        await session.refresh(request)
+        if request.status == "paid":
+            raise PaymentRequestPaid("This payment request was already paid.")
+        if request.status == "cancelled":
+            raise PaymentRequestCancelled("The shop cancelled this payment request.")
+        raise PaymentRequestExpired("This payment request has expired; ask the shop for a new one.")
+    return request
+
+
+async def pay(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    region: Region,
+    resident_account: Any,
+    store: Store,
+    merchant: Merchant,
+    amount: int,
+    method: PaymentMethod,
+    order_reference: str | None = None,
+) -> Payment:
+    """One journal: the resident pays `amount`; the merchant gets it less the fee; fee income
+    gets the fee. The plan, rate and fee are stored with the payment."""
+    if merchant.status != Status.ACTIVE:
+        raise MerchantInactive(f"{merchant.name_ja} is {merchant.status}; it cannot take payments.")
+    now = clock.now()
+    plan, fee = await _charge(session, region, merchant, FeeKind.PAYMENT, amount, now)
+    merchant_account = await wallet_repo.merchant_account(session, merchant.id, Unit.YEN.value)
+    legs = [wallet.Leg(resident_account, -amount), wallet.Leg(merchant_account, amount - fee)]
+    if fee:
+        legs.append(wallet.Leg(await wallet_repo.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value), fee))
+    payment_id = new_id()
+    posted = await wallet.post_journal(
+        session, clock, region_id=region.id, kind=JournalKind.PAYMENT, actor=f"resident:{resident_account.id}",
+        legs=[leg for leg in legs if leg.amount], reference=str(payment_id),
+    )
+    return await repo.insert_payment(
+        session, id=payment_id, region_id=region.id, journal_id=posted.journal_id,
+        resident_account_id=resident_account.id, merchant_id=merchant.id, store_id=store.id, method=method.value,
+        amount=amount, fee=fee, fee_rate_bp=plan.rate_bp, fee_plan_id=plan.id, fiscal_year=fiscal_year(now),
+        refunded_amount=0, fee_returned=0, order_reference=order_reference, created_at=posted.created_at,
+    )
+
+
+# --- dynamic payment requests -------------------------------------------------------------------
+
+
+async def create_payment_request(
+    session: AsyncSession, clock: Clock, principal: Principal, store_id: uuid.UUID, amount: int, order_reference: str
+) -> tuple[PaymentRequest, str]:
+    store, merchant = await _visible_store(session, principal, store_id)
+    if merchant.status != Status.ACTIVE:
+        raise MerchantInactive(f"{merchant.name_ja} is {merchant.status}; it cannot take payments.")
+    region = await wallet_repo.region_by_id(session, store.region_id)
+    now = clock.now()
+    request = await repo.insert_payment_request(
+        session, id=new_id(), region_id=region.id, merchant_id=merchant.id, store_id=store.id, amount=amount,
+        order_reference=order_reference, status="open",
+        expires_at=now + timedelta(minutes=region.payment_request_minutes), created_by=principal.subject, created_at=now,
+    )
+    return request, _payload(region, merchant, store, request)
+
+
+async def visible_payment_request(
+    session: AsyncSession, principal: Principal, request_id: uuid.UUID
+) -> tuple[PaymentRequest, str]:
+    request = await repo.payment_request(session, request_id)
+    if request is None or (principal.role in MERCHANT_ROLES and principal.merchant_id != request.merchant_id):
+        raise PaymentRequestNotFound(f"No payment request {request_id}.")
+    store, merchant = await _visible_store(session, principal, request.store_id)
+    region = await wallet_repo.region_by_id(session, store.region_id)
+    return request, _payload(region, merchant, store, request)
+
+
+async def cancel_payment_request(
+    session: AsyncSession, principal: Principal, request_id: uuid.UUID
+) -> tuple[PaymentRequest, str]:
+    request, payload = await visible_payment_request(session, principal, request_id)
+    cancelled = await repo.cancel_payment_request(session, request_id)
+    if cancelled is None:
+        if request.status == "paid":
+            raise PaymentRequestPaid("The request was already paid; refund the payment instead.")
+        raise PaymentRequestCancelled("The request was already cancelled.")
+    return cancelled, payload
+
+
+# --- payments seen and refunded -----------------------------------------------------------------
+
+
+async def visible_payment(session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> Payment:
+    """The resident who paid, the merchant paid, and the region's operators and auditors see a
+    payment; anyone else is told it does not exist."""
+    region = await wallet.region_of(session, principal)
+    payment = await repo.payment(session, payment_id)
+    if payment is None or payment.region_id != region.id:
+        raise PaymentNotFound(f"No payment {payment_id}.")
+    if principal.role in MERCHANT_ROLES and principal.merchant_id != payment.merchant_id:
+        raise PaymentNotFound(f"No payment {payment_id}.")
+    if principal.role is Role.RESIDENT:
+        mine = await wallet_repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
+        if mine is None or mine[1].id != payment.resident_account_id:
+            raise PaymentNotFound(f"No payment {payment_id}.")
+    return payment
+
+
+async def refund(
+    session: AsyncSession, clock: Clock, principal: Principal, payment_id: uuid.UUID, amount: int, reason: str | None
+) -> tuple[Payment, int]:
+    """Give (part of) a payment back to the wallet it came from, by the merchant's staff, within
+    the region's window. Several partial refunds may add up to the payment, never more."""
+    if principal.role not in MERCHANT_ROLES:
+        raise Forbidden("Refunds are made by the shop that was paid.")
+    found = await visible_payment(session, principal, payment_id)
+    payment = await repo.payment(session, found.id, lock=True)  # one refund of a payment at a time
+    assert payment is not None
+    remaining = payment.amount - payment.refunded_amount
+    if amount > remaining:
+        raise RefundExceedsRemaining(
+            f"{remaining} yen of this payment is left to refund; {amount} was asked.", remaining=remaining
+        )
+    region = await wallet_repo.region_by_id(session, payment.region_id)
+    last_day = tokyo_date(payment.created_at) + timedelta(days=region.refund_window_days)
+    if tokyo_date(clock.now()) > last_day:
+        raise RefundWindowClosed(
+            f"The shop could refund this payment until the end of {last_day.isoformat()} (Tokyo); "
+            "ask the operator.", last_day=last_day.isoformat()
+        )
+    fee_returned = payment.fee * (payment.refunded_amount + amount) // payment.amount - payment.fee_returned
+    resident = await wallet_repo.account(session, payment.resident_account_id)
+    merchant_account = await wallet_repo.merchant_account(session, payment.merchant_id, Unit.YEN.value)
+    legs = [wallet.Leg(resident, amount), wallet.Leg(merchant_account, -(amount - fee_returned))]
+    if fee_returned:
+        fee_income = await wallet_repo.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value)
+        legs.append(wallet.Leg(fee_income, -fee_returned))
+    refund_id = new_id()
+    posted = await wallet.post_journal(
+        session, clock, region_id=region.id, kind=JournalKind.REFUND, actor=principal.subject,
+        legs=[leg for leg in legs if leg.amount], reference=str(payment.id), memo=reason,
+    )
+    plan = await session.get(FeePlan, payment.fee_plan_id)
+    if plan is not None and plan.yearly_cap is not None and fee_returned:
+        await repo.lock_fee_year(session, region.id, payment.merchant_id, payment.fiscal_year)
+        await repo.add_to_fee_year(session, payment.merchant_id, payment.fiscal_year, -fee_returned)
+    updated = await repo.record_refund(
+        session, payment.id, amount, fee_returned,
+        {"id": refund_id, "region_id": region.id, "payment_id": payment.id, "journal_id": posted.journal_id,
+         "amount": amount, "fee_returned": fee_returned, "reason": reason, "created_by": principal.subject,
+         "created_at": posted.created_at},
+    )
+    if principal.role in (Role.MERCHANT_ADMIN, Role.TERMINAL):
+        await audit.record(
+            session, clock, principal, region_id=region.id, action="payment.refund", target_type="payment",
+            target_id=payment.id, after={"amount": amount, "fee_returned": fee_returned, "reason": reason},
+        )
+    return updated, fee_returned
+
+
+async def merchant_payments(
+    session: AsyncSession, principal: Principal, merchant_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int,
+    since: datetime | None, until: datetime | None, store_id: uuid.UUID | None,
+) -> list[Payment]:
+    await wallet.visible_merchant(session, principal, merchant_id)
+    return await repo.merchant_payments(
+        session, merchant_id, after_id=after_id, limit=limit, since=since, until=until, store_id=store_id
+    )
+
+
+# --- merchant-to-merchant transfers ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transfer:
+    journal_id: uuid.UUID
+    from_merchant_id: uuid.UUID
+    to_merchant_id: uuid.UUID
+    amount: int
+    fee: int
+    fee_rate_bp: int
+    created_at: datetime
+
+
+async def transfer(
+    session: AsyncSession, clock: Clock, principal: Principal, from_id: uuid.UUID, to_id: uuid.UUID, amount: int,
+    memo: str | None,
+) -> Transfer:
+    """The restaurant pays the farmer from its balance, before payout: money keeps circulating.
+    The payee bears the transfer fee, as with payments (0 % by default)."""
+    payer = await wallet.visible_merchant(session, principal, from_id)
+    if to_id == from_id:
+        raise SelfTransfer("A merchant cannot transfer to itself.")
+    payee = await wallet_repo.merchant(session, to_id)
+    if payee is None or payee.region_id != payer.region_id:
+        raise MerchantNotFound(f"No merchant {to_id} in this region.")
+    for party in (payer, payee):
+        if party.status != Status.ACTIVE:
+            raise MerchantInactive(f"{party.name_ja} is {party.status}.")
+    region = await wallet_repo.region_by_id(session, payer.region_id)
+    plan, fee = await _charge(session, region, payee, FeeKind.TRANSFER, amount, clock.now())
+    legs = [
+        wallet.Leg(await wallet_repo.merchant_account(session, payer.id, Unit.YEN.value), -amount),
+        wallet.Leg(await wallet_repo.merchant_account(session, payee.id, Unit.YEN.value), amount - fee),
+    ]
+    if fee:
+        legs.append(wallet.Leg(await wallet_repo.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value), fee))
+    posted = await wallet.post_journal(
+        session, clock, region_id=region.id, kind=JournalKind.TRANSFER, actor=principal.subject,
+        legs=[leg for leg in legs if leg.amount], reference=str(payee.id), memo=memo,
+    )
+    result = Transfer(posted.journal_id, payer.id, payee.id, amount, fee, plan.rate_bp, posted.created_at)
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="merchant.transfer", target_type="merchant",
+        target_id=payer.id, after={"to": str(payee.id), "amount": amount, "fee": fee, "journal_id": str(posted.journal_id)},
+    )
+    return result
+
