@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     default_topup_step: int = 1_000
     default_refund_window_days: int = 0  # same (Tokyo) day only
     default_payment_request_minutes: int = 5
+    cpm_token_ttl_seconds: int = 60  # a resident's one-time code at the register
+    default_card_daily_limit: int = 10_000  # what a printed resident card may pay per (Tokyo) day
 
     max_body_bytes: int = 64 * 1024
     db_pool_size: int = 20

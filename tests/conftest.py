@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -122,6 +123,19 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 async def session(sessionmaker: Any) -> AsyncIterator[AsyncSession]:
     async with sessionmaker() as s:
         yield s
+
+
+
+@pytest.fixture
+async def redis_down(app) -> AsyncIterator[None]:
+    """Redis unreachable for the length of a test; the working client is put back after."""
+    working = app.state.redis
+    app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2, socket_timeout=0.2)
+    try:
+        yield
+    finally:
+        await app.state.redis.aclose()
+        app.state.redis = working
 
 
 # --- identities -------------------------------------------------------------------------------

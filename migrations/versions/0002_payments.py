@@ -63,6 +63,25 @@ def upgrade() -> None:
     schema='wallet'
     )
     op.create_index('ix_stores_merchant_id', 'stores', ['merchant_id'], unique=False, schema='wallet')
+    op.create_table('resident_cards',
+    sa.Column('id', sa.UUID(), nullable=False),
+    sa.Column('region_id', sa.UUID(), nullable=False),
+    sa.Column('account_id', sa.UUID(), nullable=False),
+    sa.Column('code', sa.Text(), nullable=False),
+    sa.Column('pin_hash', sa.Text(), nullable=False),
+    sa.Column('failed_pins', sa.SmallInteger(), nullable=False),
+    sa.Column('daily_limit', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("status IN ('active', 'locked', 'lost', 'replaced')", name=op.f('ck_resident_cards_status')),
+    sa.CheckConstraint('daily_limit > 0 AND failed_pins >= 0', name=op.f('ck_resident_cards_limits')),
+    sa.ForeignKeyConstraint(['account_id'], ['wallet.accounts.id'], name=op.f('fk_resident_cards_account_id_accounts')),
+    sa.ForeignKeyConstraint(['region_id'], ['wallet.regions.id'], name=op.f('fk_resident_cards_region_id_regions')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_resident_cards')),
+    sa.UniqueConstraint('region_id', 'code', name=op.f('uq_resident_cards_region_id_code')),
+    schema='wallet'
+    )
+    op.create_index('ix_resident_cards_account_id', 'resident_cards', ['account_id'], unique=False, schema='wallet')
     op.create_table('payments',
     sa.Column('id', sa.UUID(), nullable=False),
     sa.Column('region_id', sa.UUID(), nullable=False),
@@ -79,8 +98,10 @@ def upgrade() -> None:
     sa.Column('refunded_amount', sa.BigInteger(), nullable=False),
     sa.Column('fee_returned', sa.BigInteger(), nullable=False),
     sa.Column('order_reference', sa.Text(), nullable=True),
+    sa.Column('card_id', sa.UUID(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint('amount > 0 AND fee >= 0 AND fee <= amount', name=op.f('ck_payments_amounts')),
+    sa.ForeignKeyConstraint(['card_id'], ['wallet.resident_cards.id'], name=op.f('fk_payments_card_id_resident_cards')),
     sa.CheckConstraint('refunded_amount BETWEEN 0 AND amount AND fee_returned BETWEEN 0 AND fee', name=op.f('ck_payments_refunds')),
     sa.ForeignKeyConstraint(['fee_plan_id'], ['wallet.fee_plans.id'], name=op.f('fk_payments_fee_plan_id_fee_plans')),
     sa.ForeignKeyConstraint(['journal_id'], ['wallet.journals.id'], name=op.f('fk_payments_journal_id_journals')),
@@ -92,6 +113,7 @@ def upgrade() -> None:
     schema='wallet'
     )
     op.create_index('ix_payments_merchant_id_id', 'payments', ['merchant_id', 'id'], unique=False, schema='wallet')
+    op.create_index('ix_payments_card_id_created_at', 'payments', ['card_id', 'created_at'], unique=False, schema='wallet', postgresql_where=sa.text('card_id IS NOT NULL'))
     op.create_index('ix_payments_resident_account_id_id', 'payments', ['resident_account_id', 'id'], unique=False, schema='wallet')
     op.create_table('payment_requests',
     sa.Column('id', sa.UUID(), nullable=False),
@@ -166,7 +188,10 @@ def downgrade() -> None:
     op.drop_table('payment_requests', schema='wallet')
     op.drop_index('ix_payments_resident_account_id_id', table_name='payments', schema='wallet')
     op.drop_index('ix_payments_merchant_id_id', table_name='payments', schema='wallet')
+    op.drop_index('ix_payments_card_id_created_at', table_name='payments', schema='wallet')
     op.drop_table('payments', schema='wallet')
+    op.drop_index('ix_resident_cards_account_id', table_name='resident_cards', schema='wallet')
+    op.drop_table('resident_cards', schema='wallet')
     op.drop_index('ix_stores_merchant_id', table_name='stores', schema='wallet')
     op.drop_table('stores', schema='wallet')
     op.drop_table('merchant_fee_years', schema='wallet')

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import uvicorn
-from redis.asyncio import Redis
 
 from tests.helpers import assert_problem, idem
 from tests.wallet.test_payments import pay, store_of, terminal_key
@@ -77,17 +76,6 @@ async def test_another_shop_cannot_listen(client, tokens, town):
     shop = await store_of(client, tokens, town)
     other = tokens.merchant_staff(town.merchants["Aizu Bus"])
     assert_problem(await client.get(f"/v1/merchants/{shop['merchant_id']}/events", headers=other), 404, "merchant-not-found")
-
-
-@pytest.fixture
-async def redis_down(app) -> AsyncIterator[None]:
-    working = app.state.redis
-    app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2, socket_timeout=0.2)
-    try:
-        yield
-    finally:
-        await app.state.redis.aclose()
-        app.state.redis = working
 
 
 async def test_with_redis_down_qr_payments_work_and_the_stream_says_503(client, tokens, town, app, redis_down, sessionmaker):

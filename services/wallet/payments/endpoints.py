@@ -12,8 +12,13 @@ from fastapi.responses import Response, StreamingResponse
 
 from services.wallet import service as wallet
 from services.wallet.endpoints import PROBLEMS
-from services.wallet.payments import notify, qr_render, service
+from services.wallet.payments import notify, presented, qr_render, service
 from services.wallet.payments.schemas import (
+    CardIssue,
+    CardOut,
+    CardPaymentCreate,
+    CpmPaymentCreate,
+    CpmTokenOut,
     FeePlanCreate,
     FeePlanOut,
     PaymentCreate,
@@ -30,7 +35,7 @@ from services.wallet.payments.schemas import (
 )
 from shared.auth import Principal, Role, require
 from shared.db import SessionDep
-from shared.deps import ClockDep, RedisDep
+from shared.deps import ClockDep, RedisDep, SettingsDep
 from shared.idempotency import IdempotencyDep
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
@@ -44,6 +49,7 @@ ShopOrOverseer = Annotated[
     Principal, require(Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL, Role.OPERATOR, Role.AUDITOR)
 ]
 Anyone = Annotated[Principal, require(*Role)]
+CardReader = Annotated[Principal, require(Role.RESIDENT, Role.OPERATOR, Role.AUDITOR)]
 Overseer = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN)]
 IMAGE = {200: {"content": {"image/png": {}, "image/svg+xml": {}, "application/pdf": {}}}}
 
@@ -179,6 +185,86 @@ def _payment_id_or_none(last_event_id: str | None) -> uuid.UUID | None:
         return uuid.UUID(last_event_id) if last_event_id else None
     except ValueError:
         return None
+
+
+# --- customer-presented codes: the app's one-time token and the printed card ----------------------
+
+
+@router.post("/wallet/cpm-tokens", status_code=201, response_model=CpmTokenOut, responses=PROBLEMS)
+async def issue_cpm_token(
+    principal: Resident, session: SessionDep, clock: ClockDep, settings: SettingsDep, redis: RedisDep,
+    idem: IdempotencyDep,
+):
+    """A one-time code for the shop to scan (short-lived; needs Redis, else 503)."""
+    if replay := await idem.replay():
+        return replay
+    token = await presented.issue_token(session, clock, settings, redis, principal)
+    return await idem.respond(201, CpmTokenOut(token=token.token, expires_at=token.expires_at))
+
+
+@router.post("/cpm-payments", status_code=201, response_model=PaymentOut, responses=PROBLEMS)
+async def pay_by_cpm_token(
+    body: CpmPaymentCreate, principal: Shop, session: SessionDep, clock: ClockDep, redis: RedisDep,
+    idem: IdempotencyDep, background: BackgroundTasks,
+):
+    """The shop scanned the resident's one-time code: exactly one terminal can use it."""
+    if replay := await idem.replay():
+        return replay
+    payment = PaymentOut.model_validate(
+        await presented.pay_by_token(session, clock, redis, principal, body.token, body.amount, body.store_id)
+    )
+    background.add_task(notify.publish_payment, redis, payment)
+    return await idem.respond(201, payment)
+
+
+@router.post("/wallets/{wallet_id}/cards", status_code=201, response_model=CardOut, responses=PROBLEMS)
+async def issue_card(
+    wallet_id: uuid.UUID, body: CardIssue, principal: Operator, session: SessionDep, clock: ClockDep,
+    settings: SettingsDep, idem: IdempotencyDep,
+):
+    """A printed card with a static QR, for a resident without a smartphone; replaces any
+    earlier card of the wallet (operator, at the counter; audited)."""
+    if replay := await idem.replay():
+        return replay
+    card = await presented.issue_card(session, clock, settings, principal, wallet_id, body.pin, body.daily_limit)
+    return await idem.respond(201, CardOut.model_validate(card))
+
+
+@router.get("/cards/{card_id}", response_model=CardOut, responses=PROBLEMS)
+async def get_card(card_id: uuid.UUID, principal: CardReader, session: SessionDep) -> CardOut:
+    return CardOut.model_validate(await presented.visible_card(session, principal, card_id))
+
+
+@router.get("/cards/{card_id}/qr.png", response_class=Response, responses={**PROBLEMS, **IMAGE})
+async def card_qr(card_id: uuid.UUID, principal: CardReader, session: SessionDep) -> Response:
+    """The card's printed QR."""
+    card = await presented.visible_card(session, principal, card_id)
+    return Response(qr_render.png(card.code), media_type="image/png")
+
+
+@router.post("/cards/{card_id}/lost", response_model=CardOut, responses=PROBLEMS)
+async def report_card_lost(
+    card_id: uuid.UUID, principal: CardReader, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """Stop a lost card at once (the resident, or an operator; audited). Reissue it at the counter."""
+    if replay := await idem.replay():
+        return replay
+    return await idem.respond(200, CardOut.model_validate(await presented.report_lost(session, clock, principal, card_id)))
+
+
+@router.post("/card-payments", status_code=201, response_model=PaymentOut, responses=PROBLEMS)
+async def pay_by_card(
+    body: CardPaymentCreate, principal: Shop, session: SessionDep, clock: ClockDep, redis: RedisDep,
+    idem: IdempotencyDep, background: BackgroundTasks,
+):
+    """The shop scanned a resident card and the resident typed the PIN on the terminal."""
+    if replay := await idem.replay():
+        return replay
+    payment = PaymentOut.model_validate(
+        await presented.pay_by_card(session, clock, principal, body.card_code, body.pin, body.amount, body.store_id)
+    )
+    background.add_task(notify.publish_payment, redis, payment)
+    return await idem.respond(201, payment)
 
 
 # --- dynamic payment requests -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Business errors of paying at the shop."""
 
-from shared.errors import Conflict, NotFound, Unprocessable
+from shared.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 
 
 class QRMalformed(Unprocessable):
@@ -69,3 +69,35 @@ class SelfTransfer(Unprocessable):
 
 class InvalidFeePlan(Unprocessable):
     slug, title = "invalid-fee-plan", "The fee plan is not acceptable"
+
+
+class CpmUnavailable(ServiceUnavailable):
+    slug, title = "cpm-unavailable", "Customer-presented codes are unavailable (Redis is down); scan the shop's QR instead"
+
+
+class CpmTokenExpired(Conflict):
+    slug, title = "cpm-token-expired", "The resident's code has expired; ask for a fresh one"
+
+
+class CpmTokenUsed(Conflict):
+    slug, title = "cpm-token-used", "The resident's code was already used"
+
+
+class CardNotFound(NotFound):
+    slug, title = "card-not-found", "No such resident card"
+
+
+class CardLocked(Conflict):
+    slug, title = "card-locked", "The card is locked after too many wrong PINs; the resident can unlock it at the counter"
+
+
+class CardLost(Conflict):
+    slug, title = "card-lost", "The card was reported lost or replaced and can no longer pay"
+
+
+class CardPinWrong(Unprocessable):
+    slug, title = "card-pin-wrong", "The PIN is wrong"
+
+
+class CardDayLimitExceeded(Conflict):
+    slug, title = "card-day-limit-exceeded", "The card's daily limit would be exceeded"

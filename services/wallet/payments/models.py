@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.wallet.models import SCHEMA
@@ -98,6 +98,7 @@ class Payment(Base):
         CheckConstraint("refunded_amount BETWEEN 0 AND amount AND fee_returned BETWEEN 0 AND fee", "refunds"),
         Index("ix_payments_merchant_id_id", "merchant_id", "id"),
         Index("ix_payments_resident_account_id_id", "resident_account_id", "id"),
+        Index("ix_payments_card_id_created_at", "card_id", "created_at", postgresql_where=text("card_id IS NOT NULL")),
         {"schema": SCHEMA},
     )
 
@@ -117,6 +118,32 @@ class Payment(Base):
     refunded_amount: Mapped[int]
     fee_returned: Mapped[int]
     order_reference: Mapped[str | None]
+    card_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.resident_cards.id"))
+    created_at: Mapped[datetime]
+
+
+class ResidentCard(Base):
+    """A printed card with a static QR for residents without a smartphone (DOMAIN.md). Paying
+    with it needs its 4-digit PIN on the shop's terminal; 5 wrong PINs lock it; a daily limit
+    caps the damage of a stolen card; reporting it lost or reissuing it kills the old code."""
+
+    __tablename__ = "resident_cards"
+    __table_args__ = (
+        UniqueConstraint("region_id", "code"),
+        CheckConstraint("status IN ('active', 'locked', 'lost', 'replaced')", "status"),
+        CheckConstraint("daily_limit > 0 AND failed_pins >= 0", "limits"),
+        Index("ix_resident_cards_account_id", "account_id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.accounts.id"))
+    code: Mapped[str]  # what the card's QR holds; random, so a code reveals nothing
+    pin_hash: Mapped[str]  # scrypt, with its salt
+    failed_pins: Mapped[int] = mapped_column(SmallInteger)
+    daily_limit: Mapped[int]
+    status: Mapped[str]
     created_at: Mapped[datetime]
 
 

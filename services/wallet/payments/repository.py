@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from services.wallet.payments.models import (
     Payment,
     PaymentRequest,
     Refund,
+    ResidentCard,
     Store,
 )
 
@@ -191,3 +192,67 @@ async def cancel_payment_request(session: AsyncSession, request_id: uuid.UUID) -
         .returning(PaymentRequest)
     )
     return result.scalar_one_or_none()
+
+
+# --- resident cards ---------------------------------------------------------------------------
+
+
+async def insert_card(session: AsyncSession, **values: Any) -> ResidentCard:
+    return (await session.execute(insert(ResidentCard).values(**values).returning(ResidentCard))).scalar_one()
+
+
+async def card(session: AsyncSession, card_id: uuid.UUID) -> ResidentCard | None:
+    return await session.get(ResidentCard, card_id)
+
+
+async def card_by_code(session: AsyncSession, region_id: uuid.UUID, code: str) -> ResidentCard | None:
+    query = select(ResidentCard).where(ResidentCard.region_id == region_id, ResidentCard.code == code)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def retire_cards(session: AsyncSession, account_id: uuid.UUID, status: str) -> None:
+    """Kill every usable card of a wallet (a new one replaces them, or they were lost)."""
+    await session.execute(
+        update(ResidentCard)
+        .where(ResidentCard.account_id == account_id, ResidentCard.status.in_(("active", "locked")))
+        .values(status=status)
+    )
+
+
+async def set_card_status(session: AsyncSession, card_id: uuid.UUID, status: str) -> ResidentCard:
+    result = await session.execute(
+        update(ResidentCard).where(ResidentCard.id == card_id).values(status=status).returning(ResidentCard)
+    )
+    return result.scalar_one()
+
+
+async def count_wrong_pin(session: AsyncSession, card_id: uuid.UUID, lock_at: int) -> ResidentCard:
+    result = await session.execute(
+        update(ResidentCard)
+        .where(ResidentCard.id == card_id)
+        .values(
+            failed_pins=ResidentCard.failed_pins + 1,
+            status=case((ResidentCard.failed_pins + 1 >= lock_at, "locked"), else_=ResidentCard.status),
+        )
+        .returning(ResidentCard)
+    )
+    return result.scalar_one()
+
+
+async def lock_card_for_payment(session: AsyncSession, card_id: uuid.UUID) -> ResidentCard | None:
+    """The active card, locked until commit (one payment per card at a time, so the daily
+    limit holds), with its wrong-PIN count reset by this right PIN."""
+    result = await session.execute(
+        update(ResidentCard)
+        .where(ResidentCard.id == card_id, ResidentCard.status == "active")
+        .values(failed_pins=0)
+        .returning(ResidentCard)
+    )
+    return result.scalar_one_or_none()
+
+
+async def card_spent_since(session: AsyncSession, card_id: uuid.UUID, since: datetime) -> int:
+    query = select(func.coalesce(func.sum(Payment.amount - Payment.refunded_amount), 0)).where(
+        Payment.card_id == card_id, Payment.created_at >= since
+    )
+    return int((await session.execute(query)).scalar_one())

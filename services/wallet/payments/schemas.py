@@ -53,6 +53,7 @@ class PaymentOut(Schema):
     refunded_amount: int
     fee_returned: int
     order_reference: str | None
+    card_id: uuid.UUID | None = None
     created_at: datetime
 
 
@@ -116,3 +117,38 @@ class TransferOut(Schema):
     fee: int
     fee_rate_bp: int
     created_at: datetime
+
+
+class CpmTokenOut(Schema):
+    token: str = Field(description="show as a QR code or barcode; single use")
+    expires_at: datetime
+
+
+class CpmPaymentCreate(Schema):
+    token: Annotated[str, StringConstraints(pattern=r"^[0-9]{20}$")]
+    amount: Amount
+    store_id: uuid.UUID | None = Field(default=None, description="default: the merchant's first store")
+
+
+Pin = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
+
+
+class CardIssue(Schema):
+    pin: Pin = Field(description="4 digits, chosen by the resident at the counter")
+    daily_limit: Amount | None = None
+
+
+class CardOut(Schema):
+    id: uuid.UUID
+    account_id: uuid.UUID
+    code: str = Field(description="what the card's printed QR holds")
+    daily_limit: int
+    status: str
+    created_at: datetime
+
+
+class CardPaymentCreate(Schema):
+    card_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{16}$")]
+    pin: Pin
+    amount: Amount
+    store_id: uuid.UUID | None = None

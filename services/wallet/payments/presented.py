@@ -1,0 +1,228 @@
+"""Customer-presented payments (CPM): the shop scans the resident's code.
+
+Two kinds of code:
+- a one-time token from the app, kept in Redis with a short TTL (Redis holds only what may be
+  lost: a lost token just means showing a new one). The terminal's scan takes the token with an
+  atomic GETDEL, so when two terminals scan the same code at the same instant exactly one wins.
+  Taken is spent: if the payment is then refused (say, the balance is short) the resident shows
+  a fresh code.
+- a printed resident card with a static QR, for residents without a smartphone (DOMAIN.md),
+  usable only with its 4-digit PIN typed on the shop's terminal; 5 wrong PINs lock it, and a
+  daily limit bounds what a stolen card and a guessed PIN could spend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet import repository as wallet_repo
+from services.wallet import service as wallet
+from services.wallet.errors import AccountInactive, WalletNotFound
+from services.wallet.models import Merchant, Status
+from services.wallet.payments import repository as repo
+from services.wallet.payments.errors import (
+    CardDayLimitExceeded,
+    CardLocked,
+    CardLost,
+    CardNotFound,
+    CardPinWrong,
+    CpmTokenExpired,
+    CpmTokenUsed,
+    CpmUnavailable,
+    StoreNotFound,
+)
+from services.wallet.payments.models import Payment, PaymentMethod, ResidentCard, Store
+from services.wallet.payments.service import pay
+from shared import audit
+from shared.auth import Principal, Role
+from shared.clock import TOKYO, Clock, tokyo_date
+from shared.config import Settings
+from shared.errors import Forbidden
+from shared.ids import new_id
+
+WRONG_PINS_TO_LOCK = 5
+USED_MARK_SECONDS = 600  # how long a spent token is remembered, to say "used" rather than "expired"
+
+
+# --- one-time tokens from the app ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpmToken:
+    token: str
+    expires_at: datetime
+
+
+def _token_key(region_code: str, token: str) -> str:
+    return f"chiikipay:cpm:{region_code}:{token}"
+
+
+async def issue_token(
+    session: AsyncSession, clock: Clock, settings: Settings, redis: Redis, principal: Principal
+) -> CpmToken:
+    """A 20-digit one-time code for the app to show as a QR or barcode."""
+    resident = await wallet.my_wallet(session, clock, principal)
+    if resident.account.status != Status.ACTIVE:
+        raise AccountInactive(f"The wallet is {resident.account.status}.")
+    token = f"{secrets.randbelow(10**20):020d}"
+    value = json.dumps({"account_id": str(resident.account.id)})
+    try:
+        await redis.set(_token_key(principal.region_code, token), value, ex=settings.cpm_token_ttl_seconds, nx=True)
+    except (RedisError, OSError):
+        raise CpmUnavailable("Pay by scanning the shop's QR code instead.") from None
+    return CpmToken(token, clock.now() + timedelta(seconds=settings.cpm_token_ttl_seconds))
+
+
+async def pay_by_token(
+    session: AsyncSession, clock: Clock, redis: Redis, principal: Principal, token: str, amount: int,
+    store_id: uuid.UUID | None,
+) -> Payment:
+    store, merchant = await _terminal_store(session, principal, store_id)
+    key = _token_key(principal.region_code, token)
+    try:
+        value = await redis.getdel(key)
+        if value is None:
+            used = await redis.exists(key + ":used")
+        else:
+            await redis.set(key + ":used", "1", ex=USED_MARK_SECONDS)
+    except (RedisError, OSError):
+        raise CpmUnavailable("Ask the resident to scan the shop's QR code instead.") from None
+    if value is None:
+        if used:
+            raise CpmTokenUsed("This code was already used; ask the resident for a fresh one.")
+        raise CpmTokenExpired("This code has expired or was never issued; ask the resident for a fresh one.")
+    account = await wallet_repo.account(session, uuid.UUID(json.loads(value)["account_id"]))
+    assert account is not None
+    region = await wallet_repo.region_by_id(session, store.region_id)
+    return await pay(
+        session, clock, region=region, resident_account=account, store=store, merchant=merchant, amount=amount,
+        method=PaymentMethod.CPM,
+    )
+
+
+async def _terminal_store(session: AsyncSession, principal: Principal, store_id: uuid.UUID | None) -> tuple[Store, Merchant]:
+    """The store a shop's terminal sells at: the one named, or the merchant's first."""
+    assert principal.merchant_id is not None
+    merchant = await wallet.visible_merchant(session, principal, principal.merchant_id)
+    stores = await repo.stores(session, merchant.id)
+    store = next((s for s in stores if store_id is None or s.id == store_id), None)
+    if store is None:
+        raise StoreNotFound(f"No store {store_id} of this merchant.")
+    return store, merchant
+
+
+# --- printed resident cards ---------------------------------------------------------------------
+
+
+def _hash_pin(pin: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(pin.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def _pin_matches(pin: str, stored: str) -> bool:
+    _, salt, _ = stored.split("$")
+    return hmac.compare_digest(_hash_pin(pin, bytes.fromhex(salt)), stored)
+
+
+async def issue_card(
+    session: AsyncSession, clock: Clock, settings: Settings, principal: Principal, account_id: uuid.UUID, pin: str,
+    daily_limit: int | None,
+) -> ResidentCard:
+    """At the counter: a new card for a wallet; any earlier card of the wallet stops working."""
+    found = await wallet.visible_wallet(session, principal, account_id)
+    await repo.retire_cards(session, account_id, "replaced")
+    card = await repo.insert_card(
+        session, id=new_id(), region_id=found.region.id, account_id=account_id,
+        code=f"{secrets.randbelow(10**16):016d}", pin_hash=_hash_pin(pin), failed_pins=0,
+        daily_limit=daily_limit or settings.default_card_daily_limit, status="active", created_at=clock.now(),
+    )
+    await audit.record(
+        session, clock, principal, region_id=found.region.id, action="card.issue", target_type="card",
+        target_id=card.id, after={"account_id": str(account_id), "daily_limit": card.daily_limit},
+    )
+    return card
+
+
+async def visible_card(session: AsyncSession, principal: Principal, card_id: uuid.UUID) -> ResidentCard:
+    card = await repo.card(session, card_id)
+    if card is None:
+        raise CardNotFound(f"No card {card_id}.")
+    try:
+        await wallet.visible_wallet(session, principal, card.account_id)
+    except WalletNotFound:
+        raise CardNotFound(f"No card {card_id}.") from None
+    return card
+
+
+async def report_lost(session: AsyncSession, clock: Clock, principal: Principal, card_id: uuid.UUID) -> ResidentCard:
+    """The resident (in the app) or an operator stops a card at once."""
+    card = await visible_card(session, principal, card_id)
+    if principal.role is Role.AUDITOR:
+        raise Forbidden("Auditors only read.")
+    lost = await repo.set_card_status(session, card.id, "lost") if card.status in ("active", "locked") else card
+    await audit.record(
+        session, clock, principal, region_id=card.region_id, action="card.lost", target_type="card",
+        target_id=card.id, before={"status": card.status}, after={"status": lost.status},
+    )
+    return lost
+
+
+async def pay_by_card(
+    session: AsyncSession, clock: Clock, principal: Principal, code: str, pin: str, amount: int,
+    store_id: uuid.UUID | None,
+) -> Payment:
+    store, merchant = await _terminal_store(session, principal, store_id)
+    card = await repo.card_by_code(session, store.region_id, code)
+    if card is None:
+        raise CardNotFound("This card is not one of this region's.")
+    _refuse_unusable(card)
+    if not _pin_matches(pin, card.pin_hash):
+        counted = await _count_wrong_pin(session, card.id)
+        if counted.status == "locked":
+            raise CardLocked("Too many wrong PINs: the card is now locked.")
+        raise CardPinWrong(
+            f"Wrong PIN; {WRONG_PINS_TO_LOCK - counted.failed_pins} tries left before the card locks.",
+            attempts_left=WRONG_PINS_TO_LOCK - counted.failed_pins,
+        )
+    locked = await repo.lock_card_for_payment(session, card.id)
+    if locked is None:  # locked or lost by a concurrent request since we read it
+        await session.refresh(card)
+        _refuse_unusable(card)
+        raise CardLost("The card cannot pay.")
+    day_start = datetime.combine(tokyo_date(clock.now()), time(0), tzinfo=TOKYO)
+    spent = await repo.card_spent_since(session, card.id, day_start)
+    if spent + amount > card.daily_limit:
+        raise CardDayLimitExceeded(
+            f"Today this card may pay {card.daily_limit - spent} yen more.", remaining_today=card.daily_limit - spent
+        )
+    account = await wallet_repo.account(session, card.account_id)
+    region = await wallet_repo.region_by_id(session, store.region_id)
+    return await pay(
+        session, clock, region=region, resident_account=account, store=store, merchant=merchant, amount=amount,
+        method=PaymentMethod.CARD, card_id=card.id,
+    )
+
+
+def _refuse_unusable(card: ResidentCard) -> None:
+    if card.status == "locked":
+        raise CardLocked()
+    if card.status in ("lost", "replaced"):
+        raise CardLost()
+
+
+async def _count_wrong_pin(session: AsyncSession, card_id: uuid.UUID) -> ResidentCard:
+    """A wrong PIN must count even though the payment is refused and the request's transaction
+    rolls back, so it is recorded in a transaction of its own."""
+    async with AsyncSession(session.bind, expire_on_commit=False) as own, own.begin():
+        return await repo.count_wrong_pin(own, card_id, WRONG_PINS_TO_LOCK)

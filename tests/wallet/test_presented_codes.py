@@ -1,0 +1,171 @@
+"""Customer-presented payments: the app's one-time code and the printed resident card."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from tests.helpers import assert_problem, idem, ledger_violations, snapshot
+from tests.wallet.test_payments import balances, terminal_key
+
+TEAHOUSE = "Tsurugajo Teahouse"
+
+
+async def cpm_token(client, tokens, resident="resident-hanako") -> str:
+    response = await client.post("/v1/wallet/cpm-tokens", headers=idem(tokens.resident(resident)))
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+async def test_the_shop_scans_the_residents_code_once(client, tokens, town, sessionmaker):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    token = await cpm_token(client, tokens)
+    assert len(token) == 20 and token.isdigit()
+    paid = await client.post("/v1/cpm-payments", json={"token": token, "amount": 880}, headers=idem(pos))
+    assert paid.status_code == 201, paid.text
+    assert (paid.json()["method"], paid.json()["amount"], paid.json()["fee"]) == ("cpm", 880, 17)
+    assert await balances(client, tokens, town) == {"resident": 30_000 - 880, "merchant": 863, "fee_income": 17}
+
+    before = await snapshot(sessionmaker)
+    again = await client.post("/v1/cpm-payments", json={"token": token, "amount": 880}, headers=idem(pos))
+    assert_problem(again, 409, "cpm-token-used")
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_two_terminals_scanning_one_code_at_once_make_one_payment(client, tokens, town, sessionmaker):
+    teahouse, bus = town.merchants[TEAHOUSE], town.merchants["Aizu Bus"]
+    terminals = [await terminal_key(client, tokens, teahouse) for _ in range(3)] + [await terminal_key(client, tokens, bus)]
+    for _ in range(5):  # several rounds: a race is only a test if it is run more than once
+        token = await cpm_token(client, tokens)
+        responses = await asyncio.gather(
+            *[client.post("/v1/cpm-payments", json={"token": token, "amount": 100}, headers=idem(t)) for t in terminals]
+        )
+        assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
+    assert (await client.get("/v1/wallet", headers=tokens.resident())).json()["balance"] == 30_000 - 5 * 100
+    assert await ledger_violations(sessionmaker) == []
+
+
+async def test_an_expired_or_unknown_code_is_refused_and_changes_nothing(client, tokens, town, sessionmaker, app):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    token = await cpm_token(client, tokens)
+    await app.state.redis.delete(f"chiikipay:cpm:aizu:{token}")  # what Redis does when the TTL runs out
+    before = await snapshot(sessionmaker)
+    for code in (token, "0" * 20):
+        response = await client.post("/v1/cpm-payments", json={"token": code, "amount": 100}, headers=idem(pos))
+        assert_problem(response, 409, "cpm-token-expired")
+    assert_problem(
+        await client.post("/v1/cpm-payments", json={"token": "12345", "amount": 100}, headers=idem(pos)), 422, "validation-error"
+    )
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_the_code_lives_only_for_its_ttl(client, tokens, town, app, settings):
+    token = await cpm_token(client, tokens)
+    ttl = await app.state.redis.ttl(f"chiikipay:cpm:aizu:{token}")
+    assert 0 < ttl <= settings.cpm_token_ttl_seconds
+
+
+async def test_a_code_that_cannot_pay_is_spent_and_nothing_moves(client, tokens, town, sessionmaker):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    token = await cpm_token(client, tokens, "resident-sachiko")  # holds 5,000
+    before = await snapshot(sessionmaker)
+    short = await client.post("/v1/cpm-payments", json={"token": token, "amount": 5_001}, headers=idem(pos))
+    assert_problem(short, 402, "insufficient-balance")
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_with_redis_down_codes_answer_503(client, tokens, town, sessionmaker, redis_down):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    before = await snapshot(sessionmaker)
+    assert_problem(await client.post("/v1/wallet/cpm-tokens", headers=idem(tokens.resident())), 503, "cpm-unavailable")
+    assert_problem(
+        await client.post("/v1/cpm-payments", json={"token": "1" * 20, "amount": 100}, headers=idem(pos)), 503, "cpm-unavailable"
+    )
+    assert await snapshot(sessionmaker) == before
+
+
+# --- the printed resident card ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def card(client, tokens, town) -> dict:
+    wallet = (await client.get("/v1/wallet", headers=tokens.resident("resident-taro"))).json()
+    issued = await client.post(
+        f"/v1/wallets/{wallet['id']}/cards", json={"pin": "2468", "daily_limit": 5_000}, headers=idem(tokens.operator())
+    )
+    assert issued.status_code == 201, issued.text
+    return issued.json()
+
+
+async def card_pay(client, pos, card, pin="2468", amount=1_000):
+    body = {"card_code": card["code"], "pin": pin, "amount": amount}
+    return await client.post("/v1/card-payments", json=body, headers=idem(pos))
+
+
+async def test_card_pays_with_its_pin_within_its_daily_limit(client, tokens, town, card, sessionmaker, clock):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    paid = await card_pay(client, pos, card, amount=3_000)
+    assert paid.status_code == 201, paid.text
+    assert (paid.json()["method"], paid.json()["card_id"]) == ("card", card["id"])
+    assert (await card_pay(client, pos, card, amount=2_000)).status_code == 201
+
+    before = await snapshot(sessionmaker)
+    over = await card_pay(client, pos, card, amount=1)
+    assert assert_problem(over, 409, "card-day-limit-exceeded")["remaining_today"] == 0
+    assert await snapshot(sessionmaker) == before
+    clock.advance(timedelta(days=1))  # a new Tokyo day
+    assert (await card_pay(client, pos, card, amount=1_000)).status_code == 201
+    assert (await client.get("/v1/wallet", headers=tokens.resident("resident-taro"))).json()["balance"] == 12_000 - 6_000
+
+
+async def test_five_wrong_pins_lock_the_card_and_move_no_money(client, tokens, town, card, sessionmaker):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    before = await snapshot(sessionmaker)
+    for left in (4, 3, 2, 1):
+        assert assert_problem(await card_pay(client, pos, card, pin="0000"), 422, "card-pin-wrong")["attempts_left"] == left
+    assert_problem(await card_pay(client, pos, card, pin="0000"), 409, "card-locked")
+    assert_problem(await card_pay(client, pos, card), 409, "card-locked")  # even the right PIN now
+    assert await snapshot(sessionmaker) == before  # no balance, journal or payment moved
+    seen = (await client.get(f"/v1/cards/{card['id']}", headers=tokens.operator())).json()
+    assert seen["status"] == "locked"
+
+
+async def test_a_right_pin_resets_the_wrong_pin_count(client, tokens, town, card):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    for _ in range(4):
+        await card_pay(client, pos, card, pin="1111")
+    assert (await card_pay(client, pos, card)).status_code == 201
+    assert assert_problem(await card_pay(client, pos, card, pin="1111"), 422, "card-pin-wrong")["attempts_left"] == 4
+
+
+async def test_lost_card_is_dead_and_a_reissued_card_kills_the_old_code(client, tokens, town, card, sessionmaker):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    lost = await client.post(f"/v1/cards/{card['id']}/lost", headers=idem(tokens.resident("resident-taro")))
+    assert lost.status_code == 200 and lost.json()["status"] == "lost"
+    before = await snapshot(sessionmaker)
+    assert_problem(await card_pay(client, pos, card), 409, "card-lost")
+    assert await snapshot(sessionmaker) == before
+
+    reissued = await client.post(
+        f"/v1/wallets/{card['account_id']}/cards", json={"pin": "1357"}, headers=idem(tokens.operator())
+    )
+    new = reissued.json()
+    assert new["code"] != card["code"]
+    assert (await card_pay(client, pos, new, pin="1357")).status_code == 201
+    # Reissuing again replaces the second card too.
+    await client.post(f"/v1/wallets/{card['account_id']}/cards", json={"pin": "9999"}, headers=idem(tokens.operator()))
+    assert_problem(await card_pay(client, pos, new, pin="1357"), 409, "card-lost")
+
+
+async def test_others_cannot_see_or_stop_a_card(client, tokens, town, card):
+    assert_problem(await client.get(f"/v1/cards/{card['id']}", headers=tokens.resident("resident-hanako")), 404, "card-not-found")
+    assert_problem(
+        await client.post(f"/v1/cards/{card['id']}/lost", headers=idem(tokens.resident("resident-hanako"))), 404, "card-not-found"
+    )
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    assert_problem(
+        await client.post("/v1/card-payments", json={"card_code": "0" * 16, "pin": "1234", "amount": 1}, headers=idem(pos)),
+        404, "card-not-found",
+    )
