@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import ValidationError
 
 from services.wallet import service
-from services.wallet.models import Entry, Journal
+from services.wallet.models import Entry, Journal, JournalKind
 from services.wallet.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -69,6 +70,17 @@ PROBLEMS = {
 }
 
 
+def history_filters(
+    kind: Annotated[JournalKind | None, Query(description="only movements of this kind")] = None,
+    since: Annotated[datetime | None, Query(alias="from", description="inclusive")] = None,
+    until: Annotated[datetime | None, Query(alias="to", description="exclusive")] = None,
+) -> dict[str, Any]:
+    return {"kind": kind.value if kind else None, "since": since, "until": until}
+
+
+HistoryFilters = Annotated[dict[str, Any], Depends(history_filters)]
+
+
 def wallet_out(wallet: service.Wallet) -> WalletOut:
     return WalletOut(
         id=wallet.account.id, subject=wallet.resident.subject, unit=wallet.account.unit,
@@ -119,11 +131,12 @@ async def my_wallet(principal: Resident_, session: SessionDep, clock: ClockDep) 
 
 @router.get("/wallet/history", response_model=Page[HistoryItem], tags=["wallet"], responses=PROBLEMS)
 async def my_history(
-    principal: Resident_, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50
+    principal: Resident_, session: SessionDep, clock: ClockDep, filters: HistoryFilters,
+    cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
-    """The calling resident's movements, newest first."""
+    """The calling resident's movements, newest first, by kind and period."""
     wallet = await service.my_wallet(session, clock, principal)
-    rows = await service.history(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1)
+    rows = await service.history(session, wallet.account, after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
 
@@ -147,11 +160,11 @@ async def get_wallet(wallet_id: uuid.UUID, principal: WalletReader, session: Ses
 
 @router.get("/wallets/{wallet_id}/history", response_model=Page[HistoryItem], tags=["wallet"], responses=PROBLEMS)
 async def wallet_history(
-    wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep,
+    wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep, filters: HistoryFilters,
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
     wallet = await service.visible_wallet(session, principal, wallet_id)
-    rows = await service.history(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1)
+    rows = await service.history(session, wallet.account, after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
 
@@ -279,6 +292,18 @@ async def update_merchant(
         return replay
     merchant = await service.update_merchant(session, clock, principal, merchant_id, body.model_dump(exclude_none=True))
     return await idem.respond(200, MerchantOut.model_validate(merchant))
+
+
+@router.get("/merchants/{merchant_id}/history", response_model=Page[HistoryItem], tags=["merchants"], responses=PROBLEMS)
+async def merchant_history(
+    merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep, filters: HistoryFilters,
+    cursor: CursorParam = None, limit: LimitParam = 50,
+) -> Page[HistoryItem]:
+    """Every movement of the merchant's balance (payments less fees, refunds, transfers), newest first."""
+    rows = await service.merchant_history(
+        session, principal, merchant_id, after_id=decode_cursor(cursor), limit=limit + 1, **filters
+    )
+    return history_page(rows, limit)
 
 
 @router.get("/merchants/{merchant_id}/balance", response_model=BalanceOut, tags=["merchants"], responses=PROBLEMS)

@@ -223,11 +223,24 @@ async def insert_journal(session: AsyncSession, journal: dict[str, Any], entries
 
 
 async def history(
-    session: AsyncSession, account_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    after_id: uuid.UUID | None,
+    limit: int,
+    kind: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[tuple[Entry, Journal]]:
     query = select(Entry, Journal).join(Journal, Journal.id == Entry.journal_id).where(Entry.account_id == account_id)
     if after_id is not None:
         query = query.where(Entry.id < after_id)
+    if kind is not None:
+        query = query.where(Journal.kind == kind)
+    if since is not None:
+        query = query.where(Entry.created_at >= since)
+    if until is not None:
+        query = query.where(Entry.created_at < until)
     rows = await session.execute(query.order_by(Entry.id.desc()).limit(limit))
     return [(r[0], r[1]) for r in rows]
 

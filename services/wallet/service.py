@@ -286,9 +286,19 @@ async def find_wallets(
 
 
 async def history(
-    session: AsyncSession, wallet: Wallet, *, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession, account: Account, *, after_id: uuid.UUID | None, limit: int, **filters: Any
 ) -> list[tuple[Entry, Journal]]:
-    return await repo.history(session, wallet.account.id, after_id=after_id, limit=limit)
+    """An account's movements, newest first, filtered by journal kind and period."""
+    return await repo.history(session, account.id, after_id=after_id, limit=limit, **filters)
+
+
+async def merchant_history(
+    session: AsyncSession, principal: Principal, merchant_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int,
+    **filters: Any,
+) -> list[tuple[Entry, Journal]]:
+    await visible_merchant(session, principal, merchant_id)
+    account = await repo.merchant_account(session, merchant_id, Unit.YEN.value)
+    return await history(session, account, after_id=after_id, limit=limit, **filters)
 
 
 async def set_wallet_status(

@@ -368,3 +368,31 @@ async def test_store_qr_images_and_stand(client, tokens, town):
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
     other = tokens.merchant_staff(town.merchants["Aizu Bus"])
     assert_problem(await client.get(f"/v1/stores/{shop['store_id']}/qr.png", headers=other), 404, "store-not-found")
+
+
+async def test_receipt_and_filtered_histories(client, tokens, town, clock):
+    shop = await store_of(client, tokens, town)
+    payment = (await pay(client, tokens, shop["payload"], 1_500)).json()
+    staff = tokens.merchant_staff(shop["merchant_id"])
+    await client.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": 500}, headers=idem(staff))
+    receipt = await client.get(f"/v1/payments/{payment['id']}/receipt.html", headers=tokens.resident())
+    assert receipt.status_code == 200 and receipt.headers["content-type"].startswith("text/html")
+    for text in ("領収書", "鶴ヶ城茶屋", "¥1,500", "¥500", "¥1,000", "2026-04-01 09:30 (JST)"):
+        assert text in receipt.text
+    assert_problem(
+        await client.get(f"/v1/payments/{payment['id']}/receipt.html", headers=tokens.resident("resident-taro")),
+        404, "payment-not-found",
+    )
+
+    mine = (await client.get("/v1/wallet/history", params={"kind": "payment"}, headers=tokens.resident())).json()["items"]
+    assert [(h["kind"], h["amount"]) for h in mine] == [("payment", -1_500)]
+    refunds = (await client.get("/v1/wallet/history", params={"kind": "refund"}, headers=tokens.resident())).json()["items"]
+    assert [(h["kind"], h["amount"]) for h in refunds] == [("refund", 500)]
+    later = (clock.now() + timedelta(seconds=1)).isoformat()
+    assert (await client.get("/v1/wallet/history", params={"from": later}, headers=tokens.resident())).json()["items"] == []
+    shop_history = (await client.get(f"/v1/merchants/{shop['merchant_id']}/history", headers=staff)).json()["items"]
+    assert [(h["kind"], h["amount"]) for h in shop_history] == [("refund", -490), ("payment", 1_470)]
+    by_store = await client.get(
+        f"/v1/merchants/{shop['merchant_id']}/payments", params={"store_id": str(uuid.uuid4())}, headers=staff
+    )
+    assert by_store.json()["items"] == []

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from services.wallet import service as wallet
 from services.wallet.endpoints import PROBLEMS
@@ -124,6 +124,15 @@ async def pay(
 async def get_payment(payment_id: uuid.UUID, principal: Anyone, session: SessionDep) -> PaymentOut:
     """A payment as a receipt: seen by the resident who paid, the shop paid, operators and auditors."""
     return PaymentOut.model_validate(await service.visible_payment(session, principal, payment_id))
+
+
+@router.get(
+    "/payments/{payment_id}/receipt.html", response_class=HTMLResponse,
+    responses={**PROBLEMS, 200: {"content": {"text/html": {}}}},
+)
+async def payment_receipt(payment_id: uuid.UUID, principal: Anyone, session: SessionDep) -> HTMLResponse:
+    """The printable receipt (領収書)."""
+    return HTMLResponse(await service.receipt(session, principal, payment_id))
 
 
 @router.post("/payments/{payment_id}/refunds", status_code=201, response_model=RefundOut, responses=PROBLEMS)

@@ -28,6 +28,7 @@ from services.wallet.errors import MerchantNotFound
 from services.wallet.models import AccountKind, JournalKind, Merchant, Region, Status
 from services.wallet.payments import emvco
 from services.wallet.payments import repository as repo
+from services.wallet.payments.receipt import render_html as render_receipt
 from services.wallet.payments.errors import (
     AmountMismatch,
     AmountRequired,
@@ -356,6 +357,14 @@ async def visible_payment(session: AsyncSession, principal: Principal, payment_i
         if mine is None or mine[1].id != payment.resident_account_id:
             raise PaymentNotFound(f"No payment {payment_id}.")
     return payment
+
+
+async def receipt(session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> str:
+    payment = await visible_payment(session, principal, payment_id)
+    found = await repo.store_with_merchant(session, payment.store_id)
+    assert found is not None
+    region = await wallet_repo.region_by_id(session, payment.region_id)
+    return render_receipt(payment, found[0], found[1], region)
 
 
 async def refund(
