@@ -109,13 +109,68 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def _tree_cpu(pid: int | None) -> float:
+    """CPU seconds of a process, its reaped children and its living descendants."""
+    import psutil
+
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        t = root.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in root.children(recursive=True):
+            try:
+                c = child.cpu_times()
+                total += c.user + c.system
+            except psutil.Error:
+                pass
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+@dataclass
+class CpuSample:
+    at: float
+    machine: float  # busy CPU seconds of the whole machine
+    app: float  # `chiikipay serve`: its workers, Valkey
+    postgres: float  # the postmaster and its backends
+    driver: float  # this script and the load generator it ran (wrk or pgbench, once reaped)
+
+
+def cpu_sample(server: "Server") -> CpuSample:
+    import psutil
+
+    m = psutil.cpu_times()
+    busy = m.user + m.system + m.nice + m.irq + m.softirq + getattr(m, "steal", 0.0)
+    try:
+        pg_pid: int | None = server.postmaster()[0]
+    except (OSError, IndexError, ValueError):
+        pg_pid = None
+    own = os.times()  # this process and its reaped children (wrk, pgbench, psql); not the server
+    return CpuSample(time.monotonic(), busy, _tree_cpu(server.proc.pid if server.proc else None),
+                     _tree_cpu(pg_pid), own.user + own.system + own.children_user + own.children_system)
+
+
+def cpu_split(a: CpuSample, b: CpuSample) -> dict[str, float]:
+    """Cores used on average between two samples, by whom; `other` is everything else on the
+    machine (another user's work: the figures of a case with much of it are not comparable)."""
+    wall = b.at - a.at
+    app, pg, drv = b.app - a.app, b.postgres - a.postgres, b.driver - a.driver
+    other = max((b.machine - a.machine) - app - pg - drv, 0.0)
+    return {"wall_s": wall, "app_cores": app / wall, "postgres_cores": pg / wall, "load_gen_cores": drv / wall,
+            "other_cores": other / wall, "app_cpu_s": app, "postgres_cpu_s": pg}
+
+
 # --- the server under test ------------------------------------------------------------------------
 
 
 class Server:
     """`chiikipay serve` on a fresh data folder, as a deployment of the embedded default runs it."""
 
-    def __init__(self, run_dir: Path, *, workers: int, pool_size: int | None, log_level: str | None) -> None:
+    def __init__(self, run_dir: Path, *, workers: int, pool_size: int | None, log_level: str | None,
+                 source: Path | None = None) -> None:
         self.run_dir = run_dir
         self.data_dir = run_dir / "data"
         self.pgdata = self.data_dir / "pgdata"
@@ -130,6 +185,8 @@ class Server:
             self.env["DB_POOL_SIZE"] = str(pool_size)
         if log_level is not None:
             self.env["LOG_LEVEL"] = log_level
+        if source is not None:  # serve that source tree instead of the one installed in the venv
+            self.env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [os.environ.get("PYTHONPATH")])])
         bindir = Path(sys.executable).parent
         self.cli = [str(bindir / "chiikipay")] if (bindir / "chiikipay").exists() else [sys.executable, "-m", "shared.cli"]
 
@@ -341,6 +398,7 @@ class Case:
     max_ms: float = 0.0
     new_payments: int = 0
     pgbench_tps: float | None = None
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float | None:
@@ -403,7 +461,8 @@ def fmt(x: float | None, spec: str = ".2f") -> str:
     return "–" if x is None else format(x, spec)
 
 
-def report(cases: list[Case], pgbench: dict[int, tuple[float, float]]) -> list[str]:
+def report(cases: list[Case], pgbench: dict[int, tuple[float, float]],
+           pgbench_cpu: dict[int, dict[str, float]]) -> list[str]:
     lines = [
         "| case | conns | requests | 2xx | non-2xx | payments/s | p50 ms | p99 ms | pgbench TPS | ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -422,6 +481,26 @@ def report(cases: list[Case], pgbench: dict[int, tuple[float, float]]) -> list[s
                          f"(p99 {hot.p99_ms:.1f} ms vs {spread.p99_ms:.1f} ms)")
     for n, (tps, lat) in sorted(pgbench.items()):
         lines.append(f"pgbench at {n} clients: {tps:.0f} TPS, mean latency {lat:.1f} ms")
+    lines += [
+        "",
+        "CPU (cores used on average during the case; `other` is load on the machine that is not this benchmark's):",
+        "",
+        "| case | conns | app ms/payment | postgres ms/payment | app cores | postgres cores | load gen cores | other cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in cases:
+        if c.cpu and c.ok:
+            lines.append(
+                f"| {c.name} | {c.connections} | {1000 * c.cpu['app_cpu_s'] / c.ok:.2f} | "
+                f"{1000 * c.cpu['postgres_cpu_s'] / c.ok:.2f} | {c.cpu['app_cores']:.2f} | {c.cpu['postgres_cores']:.2f} | "
+                f"{c.cpu['load_gen_cores']:.2f} | {c.cpu['other_cores']:.2f} |"
+            )
+    for n, cpu in sorted(pgbench_cpu.items()):
+        tps = pgbench[n][0]
+        lines.append(
+            f"| pgbench | {n} | – | {1000 * cpu['postgres_cpu_s'] / (tps * cpu['wall_s']):.2f} | – | "
+            f"{cpu['postgres_cores']:.2f} | {cpu['load_gen_cores']:.2f} | {cpu['other_cores']:.2f} |"
+        )
     return lines
 
 
@@ -444,6 +523,32 @@ def targets(cases: list[Case]) -> list[tuple[str, bool]]:
 # --- main ---------------------------------------------------------------------------------------
 
 
+def export_commit(rev: str, dest: Path) -> str:
+    """`git archive` of a commit into dest (read-only for the repository); its full hash."""
+    commit = run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"], timeout=30).stdout.strip()
+    dest.mkdir(parents=True)
+    archive = subprocess.Popen(["git", "-C", str(REPO), "archive", commit], stdout=subprocess.PIPE)
+    try:
+        subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout, check=True, timeout=120)
+    finally:
+        archive.stdout.close()  # type: ignore[union-attr]
+        archive.wait(timeout=30)
+    if archive.returncode != 0:
+        raise RunError(f"git archive {commit} failed")
+    return commit
+
+
+def working_tree_state() -> str:
+    """The commit the working tree is at and which files differ from it (read-only git)."""
+    try:
+        head = run(["git", "-C", str(REPO), "rev-parse", "HEAD"], timeout=30).stdout.strip()
+        dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--", ".", ":!bench"], timeout=30).stdout.split("\n")
+    except RunError:
+        return "unknown (no git)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return f"working tree at {head[:12]}" + (f" with uncommitted changes in {', '.join(changed)}" if changed else " (clean)")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/payments", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -460,6 +565,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="pgbench -i scale (default: the largest connection count, as pgbench advises)")
     p.add_argument("--db-pool-size", type=int, default=None, help="DB_POOL_SIZE for the server (default: its own)")
     p.add_argument("--log-level", default=None, help="LOG_LEVEL for the server (default: its own, INFO)")
+    p.add_argument("--commit", default=None,
+                   help="serve this commit (exported with git archive into the run folder) instead of the working tree")
     p.add_argument("--keep-data", action="store_true", help="keep the run's data folder (PostgreSQL, Valkey)")
     p.add_argument("--out", type=Path, default=BENCH / "out", help="where run folders go (default bench/out)")
     p.add_argument("--max-seconds", type=int, default=3600, help="abort the whole run after this long (default 3600)")
@@ -481,13 +588,25 @@ def main(argv: list[str]) -> int:
         print("bench/payments needs wrk, the HTTP load generator: on Debian or Ubuntu, "
               "`apt-get install -y wrk` (as root; `apt-get update` first on a fresh machine).", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(REPO))  # the chiikipay package (also installed in the venv)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = (args.out / f"payments-{stamp}").resolve()
     run_dir.mkdir(parents=True)
     tag = f"bench-{stamp}"
+    source: Path | None = None
+    if args.commit:
+        try:
+            commit = export_commit(args.commit, run_dir / "src")
+        except (RunError, subprocess.SubprocessError) as exc:
+            print(f"cannot export {args.commit}: {exc}", file=sys.stderr)
+            return 2
+        source = run_dir / "src"
+        code = f"commit {commit[:12]} (exported to {source})"
+    else:
+        code = working_tree_state()
+    sys.path.insert(0, str(source or REPO))  # the chiikipay package the driver mints tokens with
     machine = machine_info()
     log(f"run folder {run_dir}")
+    log(f"code: {code}")
     log(f"machine: {machine['nproc']} × {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}")
 
     def on_deadline(*_: Any) -> None:
@@ -500,9 +619,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.alarm(args.max_seconds)
 
-    server = Server(run_dir, workers=args.workers, pool_size=args.db_pool_size, log_level=args.log_level)
+    server = Server(run_dir, workers=args.workers, pool_size=args.db_pool_size, log_level=args.log_level,
+                    source=source)
     cases: list[Case] = []
     pgbench: dict[int, tuple[float, float]] = {}
+    pgbench_cpu: dict[int, dict[str, float]] = {}
     checks: list[tuple[str, bool]] = []
     info: dict[str, Any] = {}
     try:
@@ -531,20 +652,30 @@ def main(argv: list[str]) -> int:
             checkpoint(server)
             if name == "pgbench":
                 log(f"pgbench: {n} clients, {args.duration} s")
+                a = cpu_sample(server)
                 pgbench[n] = run_pgbench(server, n, args.duration, run_dir)
-                log(f"  {pgbench[n][0]:.0f} TPS")
+                pgbench_cpu[n] = cpu_split(a, cpu_sample(server))
+                log(f"  {pgbench[n][0]:.0f} TPS; cores: postgres {pgbench_cpu[n]['postgres_cores']:.2f}, "
+                    f"pgbench {pgbench_cpu[n]['load_gen_cores']:.2f}, other {pgbench_cpu[n]['other_cores']:.2f}")
                 continue
             case = Case(name, n)
             log(f"payments, {name}: {n} connections, {args.duration} s (+{args.drain} s drain)")
             before = count_payments(server)
+            a = cpu_sample(server)
             run_wrk(server, case, duration=args.duration, drain=args.drain, threads=args.wrk_threads, data=data,
                     tag=f"{tag}-{name}-{n}", out_dir=run_dir)
+            case.cpu = cpu_split(a, cpu_sample(server))
             case.new_payments = count_payments(server) - before
             case.pgbench_tps = pgbench.get(n, (None,))[0]
             log(f"  {case.per_second:.0f} payments/s, p50 {case.p50_ms:.1f} ms, p99 {case.p99_ms:.1f} ms, "
                 f"{case.ok} 2xx, {case.bad} non-2xx, {case.new_payments} new payments"
                 + (f", statuses {case.statuses}" if case.statuses else "")
                 + (f", socket errors {case.socket_errors}" if case.socket_errors else ""))
+            if case.ok:
+                log(f"  CPU per payment: app {1000 * case.cpu['app_cpu_s'] / case.ok:.2f} ms, "
+                    f"postgres {1000 * case.cpu['postgres_cpu_s'] / case.ok:.2f} ms; cores: app "
+                    f"{case.cpu['app_cores']:.2f}, postgres {case.cpu['postgres_cores']:.2f}, "
+                    f"wrk {case.cpu['load_gen_cores']:.2f}, other {case.cpu['other_cores']:.2f}")
             if case.first_error:
                 log(f"  first non-2xx body: {case.first_error}")
             cases.append(case)
@@ -574,25 +705,30 @@ def main(argv: list[str]) -> int:
             if not args.keep_data and server.data_dir.is_dir() and server.data_dir.parent == run_dir:
                 shutil.rmtree(server.data_dir, ignore_errors=True)
 
-    lines = report(cases, pgbench)
+    lines = report(cases, pgbench, pgbench_cpu)
     target_lines = targets(cases)
     print()
     print(f"chiikipay payments benchmark, {stamp}: workers {args.workers}, {args.residents} residents, "
           f"{args.merchants} merchants, {args.duration} s per case, pgbench -s {args.pgbench_scale}")
     print(f"machine: {machine['nproc']} × {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}, "
           f"Python {machine['python']}, {info.get('postgres', '?').split(' on ')[0]}")
+    print(f"code: {code}")
     print()
     print("\n".join(lines))
     print("\ntargets:")
     for text, met in target_lines:
         print(f"  {'met   ' if met else 'MISSED'}  {text}")
+    busy = [f"{c.name} {c.connections}" for c in cases if c.cpu.get("other_cores", 0) > 0.2]
+    busy += [f"pgbench {n}" for n, cpu in sorted(pgbench_cpu.items()) if cpu.get("other_cores", 0) > 0.2]
+    if busy:
+        print(f"  note: other work used more than 0.2 cores during {', '.join(busy)}: those figures are disturbed")
     print("\nchecks:")
     for text, passed in checks:
         print(f"  {'pass' if passed else 'FAIL'}  {text}")
     results = {
         "stamp": stamp, "command": " ".join(["bench/payments", *argv]), "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": machine, "server": info, "cases": [{**asdict(c), "ratio": c.ratio} for c in cases],
-        "pgbench": {str(k): {"tps": v[0], "latency_ms": v[1]} for k, v in pgbench.items()},
+        "machine": machine, "code": code, "server": info, "cases": [{**asdict(c), "ratio": c.ratio} for c in cases],
+        "pgbench": {str(k): {"tps": v[0], "latency_ms": v[1], "cpu": pgbench_cpu.get(k)} for k, v in pgbench.items()},
         "targets": [{"target": t, "met": m} for t, m in target_lines],
         "checks": [{"check": t, "passed": p} for t, p in checks],
     }

@@ -6,8 +6,10 @@ Every piece of code reads the time through a `Clock`, so tests move time instead
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
+from typing import Annotated, Protocol
 from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BeforeValidator
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -47,3 +49,14 @@ def fiscal_year(at: datetime) -> int:
     """年度: the fiscal year starting 1 April (FY2024 = 2024-04-01 … 2025-03-31), in Tokyo."""
     day = tokyo_date(at)
     return day.year if day.month >= 4 else day.year - 1
+
+
+def _iso_only(value: object) -> object:
+    # Pydantic would read "0.5" or "1700000000" as Unix time; the API documents ISO 8601 only.
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("expected an ISO 8601 date-time with its offset, e.g. 2026-04-01T09:00:00+09:00")
+    return value
+
+
+# A moment given by a client: ISO 8601 with an explicit offset (a bare local time is ambiguous).
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_only)]

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from services.wallet.service import region_identities
 from shared.application import create_app
 from shared.auth import DevIssuer, Role
 from shared.clock import FrozenClock
@@ -96,6 +97,7 @@ async def clean(request: pytest.FixtureRequest, clock: FrozenClock) -> None:
     clock.set(START)
     if "sessionmaker" not in request.fixturenames and "app" not in request.fixturenames:
         return
+    region_identities.clear()  # regions are recreated under the same codes below
     maker = request.getfixturevalue("sessionmaker")
     async with maker() as session:
         tables = (

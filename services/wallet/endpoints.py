@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -34,6 +33,7 @@ from services.wallet.schemas import (
 )
 from shared import audit
 from shared.auth import Principal, Role, require
+from shared.clock import Instant
 from shared.db import SessionDep
 from shared.deps import ClockDep, SettingsDep
 from shared.errors import Problem, Unprocessable
@@ -72,8 +72,8 @@ PROBLEMS = {
 
 def history_filters(
     kind: Annotated[JournalKind | None, Query(description="only movements of this kind")] = None,
-    since: Annotated[datetime | None, Query(alias="from", description="inclusive")] = None,
-    until: Annotated[datetime | None, Query(alias="to", description="exclusive")] = None,
+    since: Annotated[Instant | None, Query(alias="from", description="inclusive")] = None,
+    until: Annotated[Instant | None, Query(alias="to", description="exclusive")] = None,
 ) -> dict[str, Any]:
     return {"kind": kind.value if kind else None, "since": since, "until": until}
 

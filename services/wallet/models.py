@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, SmallInteger, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models import Base
@@ -201,6 +201,7 @@ class Entry(Base):
         CheckConstraint("amount <> 0", "amount_nonzero"),
         Index("ix_entries_account_id_id", "account_id", "id", postgresql_include=["amount"]),
         Index("ix_entries_journal_id", "journal_id"),
+        Index("ix_entries_account_id_seq", "account_id", "seq"),
         {"schema": SCHEMA},
     )
 
@@ -213,6 +214,8 @@ class Entry(Base):
     # Filled for balance-tracking accounts: the balance right after this entry, for the history.
     balance_after: Mapped[int | None]
     created_at: Mapped[datetime]
+    # Application order, assigned by the database at insert (behind the account's lock).
+    seq: Mapped[int] = mapped_column(Identity(always=True))
 
 
 class BankEvent(Base):

@@ -339,7 +339,7 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
     for account_id, entry_id, recorded, running in await rows(
         "SELECT account_id, id, balance_after, running FROM ("
         "  SELECT e.account_id, e.id, e.balance_after,"
-        "         (sum(e.amount) OVER (PARTITION BY e.account_id ORDER BY e.id))::bigint AS running"
+        "         (sum(e.amount) OVER (PARTITION BY e.account_id ORDER BY e.seq))::bigint AS running"
         "  FROM wallet.entries e JOIN wallet.accounts a ON a.id = e.account_id"
         "  WHERE a.tracks_balance {region}) r "
         "WHERE balance_after IS DISTINCT FROM running",

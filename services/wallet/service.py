@@ -197,6 +197,33 @@ async def create_region(
     return region
 
 
+@dataclass(frozen=True)
+class RegionIdentity:
+    """What never changes about a region; cached per process so that a payment needs no query for it."""
+
+    id: uuid.UUID
+    code: str
+    qr_guid: str
+    name: str
+    name_ja: str
+
+
+# Regions are never deleted or renamed, so a cached identity cannot go stale. (Tests that empty
+# the tables and recreate a region under the same code clear it.)
+region_identities: dict[str, RegionIdentity] = {}
+
+
+async def region_identity(session: AsyncSession, code: str) -> RegionIdentity:
+    identity = region_identities.get(code)
+    if identity is None:
+        region = await repo.region_by_code(session, code)
+        if region is None:
+            raise RegionNotFound(f"Region {code!r} is not hosted here.")
+        identity = RegionIdentity(region.id, region.code, region.qr_guid, region.name, region.name_ja)
+        region_identities[code] = identity
+    return identity
+
+
 async def region_of(session: AsyncSession, principal: Principal) -> Region:
     region = await repo.region_by_code(session, principal.region_code)
     if region is None:

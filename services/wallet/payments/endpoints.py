@@ -4,7 +4,6 @@ plans, merchant-to-merchant transfers, and the shop's real-time payment stream."
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
@@ -34,6 +33,7 @@ from services.wallet.payments.schemas import (
     TransferOut,
 )
 from shared.auth import Principal, Role, require
+from shared.clock import Instant
 from shared.db import SessionDep
 from shared.deps import ClockDep, RedisDep, SettingsDep
 from shared.idempotency import IdempotencyDep
@@ -152,8 +152,8 @@ async def refund(
 @router.get("/merchants/{merchant_id}/payments", response_model=Page[PaymentOut], responses=PROBLEMS)
 async def merchant_payments(
     merchant_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep,
-    since: Annotated[datetime | None, Query(alias="from", description="inclusive")] = None,
-    until: Annotated[datetime | None, Query(alias="to", description="exclusive")] = None,
+    since: Annotated[Instant | None, Query(alias="from", description="inclusive")] = None,
+    until: Annotated[Instant | None, Query(alias="to", description="exclusive")] = None,
     store_id: uuid.UUID | None = None, cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[PaymentOut]:
     """The shop's payments, newest first, by period and store."""

@@ -87,7 +87,7 @@ async def pay_by_token(
     session: AsyncSession, clock: Clock, redis: Redis, principal: Principal, token: str, amount: int,
     store_id: uuid.UUID | None,
 ) -> Payment:
-    store, merchant = await _terminal_store(session, principal, store_id)
+    store, _ = await _terminal_store(session, principal, store_id)
     key = _token_key(principal.region_code, token)
     try:
         value = await redis.getdel(key)
@@ -101,12 +101,9 @@ async def pay_by_token(
         if used:
             raise CpmTokenUsed("This code was already used; ask the resident for a fresh one.")
         raise CpmTokenExpired("This code has expired or was never issued; ask the resident for a fresh one.")
-    account = await wallet_repo.account(session, uuid.UUID(json.loads(value)["account_id"]))
-    assert account is not None
-    region = await wallet_repo.region_by_id(session, store.region_id)
     return await pay(
-        session, clock, region=region, resident_account=account, store=store, merchant=merchant, amount=amount,
-        method=PaymentMethod.CPM,
+        session, clock, region=await wallet.region_identity(session, principal.region_code), store_id=store.id,
+        account_id=uuid.UUID(json.loads(value)["account_id"]), amount=amount, method=PaymentMethod.CPM,
     )
 
 
@@ -182,7 +179,7 @@ async def pay_by_card(
     session: AsyncSession, clock: Clock, principal: Principal, code: str, pin: str, amount: int,
     store_id: uuid.UUID | None,
 ) -> Payment:
-    store, merchant = await _terminal_store(session, principal, store_id)
+    store, _ = await _terminal_store(session, principal, store_id)
     card = await repo.card_by_code(session, store.region_id, code)
     if card is None:
         raise CardNotFound("This card is not one of this region's.")
@@ -206,11 +203,9 @@ async def pay_by_card(
         raise CardDayLimitExceeded(
             f"Today this card may pay {card.daily_limit - spent} yen more.", remaining_today=card.daily_limit - spent
         )
-    account = await wallet_repo.account(session, card.account_id)
-    region = await wallet_repo.region_by_id(session, store.region_id)
     return await pay(
-        session, clock, region=region, resident_account=account, store=store, merchant=merchant, amount=amount,
-        method=PaymentMethod.CARD, card_id=card.id,
+        session, clock, region=await wallet.region_identity(session, principal.region_code), store_id=store.id,
+        account_id=card.account_id, amount=amount, method=PaymentMethod.CARD, card_id=card.id,
     )
 
 

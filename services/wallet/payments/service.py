@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import BigInteger, DateTime, SmallInteger, Text, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet import repository as wallet_repo
 from services.wallet import service as wallet
-from services.wallet.errors import MerchantNotFound
+from services.wallet.errors import AccountInactive, InsufficientBalance, MerchantNotFound
 from services.wallet.models import AccountKind, JournalKind, Merchant, Region, Status
 from services.wallet.payments import emvco
 from services.wallet.payments import repository as repo
@@ -197,28 +199,28 @@ async def pay_by_qr(
     session: AsyncSession, clock: Clock, principal: Principal, payload: str, amount: int | None
 ) -> Payment:
     """The resident scanned a merchant's QR (static: types the amount; dynamic: it is in the code)."""
-    resident = await wallet.my_wallet(session, clock, principal)
-    qr = _read_qr(payload, resident.region)
-    store, merchant = await _store_for_qr(session, resident.region, qr)
+    region = await wallet.region_identity(session, principal.region_code)
+    qr = _read_qr(payload, region)
+    store_id = _store_id(qr)
     request = None
     if qr.dynamic:
-        request = await _claim_request(session, clock, qr, store)
+        request = await _claim_request(session, clock, qr, store_id)
         if amount is not None and amount != request.amount:
             raise AmountMismatch(f"The shop asked for {request.amount} yen, not {amount}.", expected=request.amount)
         amount = request.amount
     elif amount is None:
         raise AmountRequired("Type the amount the shop asks for.")
-    method = PaymentMethod.MPM_DYNAMIC if request else PaymentMethod.MPM_STATIC
     payment = await pay(
-        session, clock, region=resident.region, resident_account=resident.account, store=store, merchant=merchant,
-        amount=amount, method=method, order_reference=request.order_reference if request else None,
+        session, clock, region=region, subject=principal.subject, store_id=store_id, amount=amount,
+        method=PaymentMethod.MPM_DYNAMIC if request else PaymentMethod.MPM_STATIC,
+        order_reference=request.order_reference if request else None,
     )
     if request is not None:
         await repo.link_payment_request(session, request.id, payment.id)
     return payment
 
 
-def _read_qr(payload: str, region: Region) -> emvco.MerchantQR:
+def _read_qr(payload: str, region: wallet.RegionIdentity) -> emvco.MerchantQR:
     try:
         qr = emvco.parse_payload(payload)
     except emvco.QRChecksumError as exc:
@@ -232,24 +234,22 @@ def _read_qr(payload: str, region: Region) -> emvco.MerchantQR:
     return qr
 
 
-async def _store_for_qr(session: AsyncSession, region: Region, qr: emvco.MerchantQR) -> tuple[Store, Merchant]:
+def _store_id(qr: emvco.MerchantQR) -> uuid.UUID:
     try:
-        store_id = uuid.UUID(qr.store_id)
+        return uuid.UUID(qr.store_id)
     except (TypeError, ValueError):
         raise QRMalformed("The code names no store.") from None
-    found = await repo.store_with_merchant(session, store_id)
-    if found is None or found[0].region_id != region.id:
-        raise StoreNotFound("The code names a store that is not a merchant here.")
-    return found
 
 
-async def _claim_request(session: AsyncSession, clock: Clock, qr: emvco.MerchantQR, store: Store) -> PaymentRequest:
+async def _claim_request(
+    session: AsyncSession, clock: Clock, qr: emvco.MerchantQR, store_id: uuid.UUID
+) -> PaymentRequest:
     try:
         request_id = from_short_id(qr.bill_number or "")
     except ValueError:
         raise QRMalformed("The dynamic code carries no payment request.") from None
     request = await repo.payment_request(session, request_id)
-    if request is None or request.store_id != store.id:
+    if request is None or request.store_id != store_id:
         raise PaymentRequestNotFound("The shop's payment request does not exist.")
     if not await repo.claim_payment_request(session, request_id, clock.now()):
         await session.refresh(request)
@@ -265,37 +265,64 @@ async def pay(
     session: AsyncSession,
     clock: Clock,
     *,
-    region: Region,
-    resident_account: Any,
-    store: Store,
-    merchant: Merchant,
+    region: wallet.RegionIdentity,
+    store_id: uuid.UUID,
     amount: int,
     method: PaymentMethod,
+    account_id: uuid.UUID | None = None,
+    subject: str | None = None,
     order_reference: str | None = None,
     card_id: uuid.UUID | None = None,
 ) -> Payment:
     """One journal: the resident pays `amount`; the merchant gets it less the fee; fee income
-    gets the fee. The plan, rate and fee are stored with the payment."""
-    if merchant.status != Status.ACTIVE:
-        raise MerchantInactive(f"{merchant.name_ja} is {merchant.status}; it cannot take payments.")
+    gets the fee; the plan, rate and fee are stored with the payment. The payer is the wallet
+    `account_id`, or the wallet of resident `subject` in the region.
+
+    This is the hot path, so it runs as one database function (migration 0003, `wallet.pay`):
+    lock and debit the payer's balance (the only lock a payment takes), find the plan in force,
+    compute the fee (and take the merchant's fiscal-year total under a capped plan), write the
+    journal, its entries and the payment. Merchant and fee income are credited without a lock."""
     now = clock.now()
-    plan, fee = await _charge(session, region, merchant, FeeKind.PAYMENT, amount, now)
-    merchant_account = await wallet_repo.merchant_account(session, merchant.id, Unit.YEN.value)
-    legs = [wallet.Leg(resident_account, -amount), wallet.Leg(merchant_account, amount - fee)]
-    if fee:
-        legs.append(wallet.Leg(await wallet_repo.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value), fee))
-    payment_id = new_id()
-    posted = await wallet.post_journal(
-        session, clock, region_id=region.id, kind=JournalKind.PAYMENT, actor=f"resident:{resident_account.id}",
-        legs=[leg for leg in legs if leg.amount], reference=str(payment_id),
+    payment_id, journal_id = new_id(), new_id()
+    row = (
+        await session.execute(
+            PAY,
+            {"region_id": region.id, "account_id": account_id, "subject": subject, "store_id": store_id,
+             "amount": amount, "method": method.value, "order_reference": order_reference, "card_id": card_id,
+             "now": now, "fiscal_year": fiscal_year(now), "payment_id": payment_id, "journal_id": journal_id,
+             "entry_ids": [new_id(), new_id(), new_id()]},
+        )
+    ).one()
+    if row.outcome == "no_store":
+        raise StoreNotFound("The code names a store that is not a merchant here.")
+    if row.outcome == "merchant_inactive":
+        raise MerchantInactive("The shop is suspended or closed; it cannot take payments.", merchant_id=str(row.merchant_id))
+    if row.outcome == "account_inactive":
+        raise AccountInactive("The wallet is suspended or closed.")
+    if row.outcome == "insufficient":
+        raise InsufficientBalance(
+            f"The balance is {row.balance}; {amount} is needed.", balance=row.balance, required=amount
+        )
+    assert row.outcome == "ok", row.outcome
+    return Payment(
+        id=payment_id, region_id=region.id, journal_id=journal_id, resident_account_id=row.account_id,
+        merchant_id=row.merchant_id, store_id=store_id, method=method.value, amount=amount, fee=row.fee,
+        fee_rate_bp=row.fee_rate_bp, fee_plan_id=row.fee_plan_id, fiscal_year=fiscal_year(now), refunded_amount=0,
+        fee_returned=0, order_reference=order_reference, card_id=card_id, created_at=now,
     )
-    return await repo.insert_payment(
-        session, id=payment_id, region_id=region.id, journal_id=posted.journal_id,
-        resident_account_id=resident_account.id, merchant_id=merchant.id, store_id=store.id, method=method.value,
-        amount=amount, fee=fee, fee_rate_bp=plan.rate_bp, fee_plan_id=plan.id, fiscal_year=fiscal_year(now),
-        refunded_amount=0, fee_returned=0, order_reference=order_reference, card_id=card_id,
-        created_at=posted.created_at,
-    )
+
+
+PAY = text(
+    "SELECT * FROM wallet.pay(:region_id, :account_id, :subject, :store_id, :amount, :method, :order_reference,"
+    " :card_id, :now, :fiscal_year, :payment_id, :journal_id, :entry_ids)"
+).bindparams(
+    bindparam("region_id", type_=UUID), bindparam("account_id", type_=UUID), bindparam("subject", type_=Text),
+    bindparam("store_id", type_=UUID), bindparam("amount", type_=BigInteger), bindparam("method", type_=Text),
+    bindparam("order_reference", type_=Text), bindparam("card_id", type_=UUID),
+    bindparam("now", type_=DateTime(timezone=True)), bindparam("fiscal_year", type_=SmallInteger),
+    bindparam("payment_id", type_=UUID), bindparam("journal_id", type_=UUID),
+    bindparam("entry_ids", type_=ARRAY(UUID)),
+)
 
 
 # --- dynamic payment requests -------------------------------------------------------------------
