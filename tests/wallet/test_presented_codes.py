@@ -169,3 +169,17 @@ async def test_others_cannot_see_or_stop_a_card(client, tokens, town, card):
         await client.post("/v1/card-payments", json={"card_code": "0" * 16, "pin": "1234", "amount": 1}, headers=idem(pos)),
         404, "card-not-found",
     )
+
+
+async def test_codes_work_again_when_redis_returns(client, tokens, town, app):
+    from redis.asyncio import Redis
+
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    working = app.state.redis
+    app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    assert_problem(await client.post("/v1/wallet/cpm-tokens", headers=idem(tokens.resident())), 503, "cpm-unavailable")
+    await app.state.redis.aclose()
+    app.state.redis = working  # Redis is back
+    token = await cpm_token(client, tokens)
+    paid = await client.post("/v1/cpm-payments", json={"token": token, "amount": 100}, headers=idem(pos))
+    assert paid.status_code == 201, paid.text
