@@ -73,7 +73,7 @@ def run(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None, cw
         check: bool = True, output: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command with a time limit; its output is returned (and written to `output`)."""
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, check=False)
     except subprocess.TimeoutExpired as exc:
         raise RunError(f"timed out after {timeout:.0f} s: {' '.join(cmd[:3])} …") from exc
     if output is not None:
@@ -98,7 +98,7 @@ def machine_info() -> dict[str, str]:
         mem = f"{kib / 1024 / 1024:.1f} GiB"
     except (OSError, AttributeError):
         pass
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
     return {
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
@@ -139,7 +139,7 @@ class CpuSample:
     driver: float  # this script and the load generator it ran (wrk or pgbench, once reaped)
 
 
-def cpu_sample(server: "Server") -> CpuSample:
+def cpu_sample(server: Server) -> CpuSample:
     import psutil
 
     m = psutil.cpu_times()
@@ -399,6 +399,7 @@ class Case:
     new_payments: int = 0
     pgbench_tps: float | None = None
     cpu: dict[str, float] = field(default_factory=dict)
+    db: dict[str, int] = field(default_factory=dict)  # new sessions, commits, rollbacks during the case
 
     @property
     def ratio(self) -> float | None:
@@ -450,6 +451,14 @@ def count_payments(server: Server) -> int:
     return int(server.psql("SELECT count(*) FROM wallet.payments"))
 
 
+def db_counters(server: Server) -> dict[str, int]:
+    """Cumulative counters of the chiikipay database: sessions opened, commits, rollbacks."""
+    row = server.psql("SELECT pg_stat_clear_snapshot(); SELECT sessions, xact_commit, xact_rollback "
+                      "FROM pg_stat_database WHERE datname = 'chiikipay'")
+    sessions, commits, rollbacks = (int(x) for x in row.splitlines()[-1].split("|"))
+    return {"sessions": sessions, "commits": commits, "rollbacks": rollbacks}
+
+
 def checkpoint(server: Server) -> None:
     server.psql("CHECKPOINT", timeout=300)
 
@@ -485,21 +494,21 @@ def report(cases: list[Case], pgbench: dict[int, tuple[float, float]],
         "",
         "CPU (cores used on average during the case; `other` is load on the machine that is not this benchmark's):",
         "",
-        "| case | conns | app ms/payment | postgres ms/payment | app cores | postgres cores | load gen cores | other cores |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | conns | app ms/payment | postgres ms/payment | app cores | postgres cores | load gen cores | other cores | new DB connections |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cases:
         if c.cpu and c.ok:
             lines.append(
                 f"| {c.name} | {c.connections} | {1000 * c.cpu['app_cpu_s'] / c.ok:.2f} | "
                 f"{1000 * c.cpu['postgres_cpu_s'] / c.ok:.2f} | {c.cpu['app_cores']:.2f} | {c.cpu['postgres_cores']:.2f} | "
-                f"{c.cpu['load_gen_cores']:.2f} | {c.cpu['other_cores']:.2f} |"
+                f"{c.cpu['load_gen_cores']:.2f} | {c.cpu['other_cores']:.2f} | {c.db.get('sessions', '–')} |"
             )
     for n, cpu in sorted(pgbench_cpu.items()):
         tps = pgbench[n][0]
         lines.append(
             f"| pgbench | {n} | – | {1000 * cpu['postgres_cpu_s'] / (tps * cpu['wall_s']):.2f} | – | "
-            f"{cpu['postgres_cores']:.2f} | {cpu['load_gen_cores']:.2f} | {cpu['other_cores']:.2f} |"
+            f"{cpu['postgres_cores']:.2f} | {cpu['load_gen_cores']:.2f} | {cpu['other_cores']:.2f} | {n} |"
         )
     return lines
 
@@ -559,8 +568,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--residents", type=int, default=1000)
     p.add_argument("--merchants", type=int, default=100)
     p.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2, as pgbench -j 2)")
-    p.add_argument("--drain", type=int, default=5,
-                   help="seconds wrk waits after the last payment is sent for the answers in flight (default 5)")
+    p.add_argument("--drain", type=int, default=4,
+                   help="seconds wrk waits after the last payment is sent for the answers in flight; keep it "
+                        "below the server's keep-alive timeout of 5 s (default 4)")
     p.add_argument("--pgbench-scale", type=int, default=None,
                    help="pgbench -i scale (default: the largest connection count, as pgbench advises)")
     p.add_argument("--db-pool-size", type=int, default=None, help="DB_POOL_SIZE for the server (default: its own)")
@@ -661,21 +671,25 @@ def main(argv: list[str]) -> int:
             case = Case(name, n)
             log(f"payments, {name}: {n} connections, {args.duration} s (+{args.drain} s drain)")
             before = count_payments(server)
+            counters = db_counters(server)
             a = cpu_sample(server)
             run_wrk(server, case, duration=args.duration, drain=args.drain, threads=args.wrk_threads, data=data,
                     tag=f"{tag}-{name}-{n}", out_dir=run_dir)
             case.cpu = cpu_split(a, cpu_sample(server))
+            case.db = {k: v - counters[k] for k, v in db_counters(server).items()}
             case.new_payments = count_payments(server) - before
             case.pgbench_tps = pgbench.get(n, (None,))[0]
             log(f"  {case.per_second:.0f} payments/s, p50 {case.p50_ms:.1f} ms, p99 {case.p99_ms:.1f} ms, "
                 f"{case.ok} 2xx, {case.bad} non-2xx, {case.new_payments} new payments"
                 + (f", statuses {case.statuses}" if case.statuses else "")
-                + (f", socket errors {case.socket_errors}" if case.socket_errors else ""))
+                + (f", socket errors {case.socket_errors}" if case.socket_errors else "")
+                + (f", {case.unanswered} sent but unanswered" if case.unanswered else ""))
             if case.ok:
                 log(f"  CPU per payment: app {1000 * case.cpu['app_cpu_s'] / case.ok:.2f} ms, "
                     f"postgres {1000 * case.cpu['postgres_cpu_s'] / case.ok:.2f} ms; cores: app "
                     f"{case.cpu['app_cores']:.2f}, postgres {case.cpu['postgres_cores']:.2f}, "
-                    f"wrk {case.cpu['load_gen_cores']:.2f}, other {case.cpu['other_cores']:.2f}")
+                    f"wrk {case.cpu['load_gen_cores']:.2f}, other {case.cpu['other_cores']:.2f}; database: "
+                    f"{case.db['commits'] / case.ok:.2f} commits per payment, {case.db['sessions']} new connections")
             if case.first_error:
                 log(f"  first non-2xx body: {case.first_error}")
             cases.append(case)
@@ -689,10 +703,17 @@ def main(argv: list[str]) -> int:
         log("chiikipay ledger verify")
         verify = run([*server.cli, "ledger", "verify"], timeout=900, env=server.env, cwd=run_dir, check=False,
                      output=run_dir / "ledger-verify.txt")
-        summary = (verify.stdout.strip().splitlines() or [""])[-1] if verify.returncode == 0 else verify.stdout[-500:]
+        said = " ".join(verify.stdout.split())  # rich wraps long lines
+        summary = said if verify.returncode == 0 else (said[-300:] or " ".join(verify.stderr.split())[-300:])
         checks.insert(0, (f"chiikipay ledger verify exit {verify.returncode}: {summary}", verify.returncode == 0))
     except (RunError, Deadline, KeyboardInterrupt) as exc:
         log(f"run aborted: {type(exc).__name__}: {exc}")
+        return 2
+    except Exception:  # noqa: BLE001 - anything unforeseen: the run, not a check, failed (exit 2)
+        import traceback
+
+        traceback.print_exc()
+        log("run aborted by the error above")
         return 2
     finally:
         signal.alarm(0)

@@ -25,7 +25,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet import repository as wallet_repo
 from services.wallet import service as wallet
 from services.wallet.errors import AccountInactive, WalletNotFound
 from services.wallet.models import Merchant, Status
