@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     default_card_daily_limit: int = 10_000  # what a printed resident card may pay per (Tokyo) day
 
     max_body_bytes: int = 64 * 1024
-    db_pool_size: int = 20
+    db_pool_size: int = 32
     log_level: str = "INFO"
 
     @property

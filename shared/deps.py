@@ -1,4 +1,8 @@
-"""Request dependencies for what the app holds in its state (clock, settings, Redis)."""
+"""Request dependencies for what the app holds in its state (clock, settings, Redis).
+
+They are `async def` although they do not await: FastAPI runs a plain `def` dependency in its
+thread pool, a thread hop per dependency per request on the payment path.
+"""
 
 from typing import Annotated
 
@@ -9,15 +13,15 @@ from shared.clock import Clock
 from shared.config import Settings
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 

@@ -91,6 +91,7 @@ async def idempotency(
             alias="Idempotency-Key",
             min_length=1,
             max_length=255,
+            pattern=r"^[!-~]+$",  # printable ASCII, as a UUID or any client's key is
             description="Unique per intended effect; a retry with the same key and body returns the first response.",
         ),
     ],

@@ -27,6 +27,7 @@ from services.wallet.schemas import (
     RegionSettingsUpdate,
     SystemAccountOut,
     TerminalOut,
+    Text100,
     TopupRequest,
     WalletOut,
     WalletStatusUpdate,
@@ -70,7 +71,7 @@ PROBLEMS = {
 }
 
 
-def history_filters(
+async def history_filters(
     kind: Annotated[JournalKind | None, Query(description="only movements of this kind")] = None,
     since: Annotated[Instant | None, Query(alias="from", description="inclusive")] = None,
     until: Annotated[Instant | None, Query(alias="to", description="exclusive")] = None,
@@ -142,7 +143,7 @@ async def my_history(
 
 @router.get("/wallets", response_model=Page[WalletOut], tags=["wallet"], responses=PROBLEMS)
 async def find_wallets(
-    principal: Overseer, session: SessionDep, subject: str | None = None,
+    principal: Overseer, session: SessionDep, subject: Annotated[Text100 | None, Query()] = None,
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[WalletOut]:
     """Residents' wallets of the region, optionally the one of a given subject (operator, auditor)."""

@@ -10,16 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.wallet.models import Sector, Status
 from shared.money import Amount
+from shared.text import text
 
 
 class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, extra="forbid")
 
 
-# Not stripped: what the schema documents is exactly what is checked (at least one visible character).
-Text100 = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]
-Address = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
-Memo = Annotated[str, StringConstraints(max_length=200)]
+# Not stripped: what the schema documents is exactly what is checked.
+Text100 = text(100)
+Address = text(200)
+Memo = text(200, required=False)
+BankEventId = text(128)
 # 全銀 payee names: half-width katakana, upper-case letters, digits, space and a few symbols.
 KanaName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Zｦ-ﾟ ().,\-/]{1,30}$")]
 
@@ -87,7 +89,7 @@ class MovementOut(Schema):
 
 
 class BankTopupEvent(Schema):
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    event_id: BankEventId
     wallet_id: uuid.UUID
     amount: Amount
     occurred_at: datetime

@@ -41,6 +41,9 @@ BAD_MERCHANTS = [
     ({"account_type": 3}, "validation-error"),
     ({"account_holder_kana": "Bandai Ringo-en"}, "validation-error"),  # must be half-width katakana / upper case
     ({"name": ""}, "validation-error"),
+    ({"name": "   "}, "validation-error"),
+    ({"name": "Minato\x00Farm"}, "validation-error"),  # PostgreSQL text cannot hold NUL
+    ({"address": "Sakae 1-1\nAizuwakamatsu"}, "validation-error"),
     ({"unexpected": "field"}, "validation-error"),
 ]
 

@@ -11,9 +11,10 @@ from pydantic import AwareDatetime, Field, StringConstraints
 from services.wallet.payments.models import FeeKind, PaymentMethod, Rounding
 from services.wallet.schemas import Memo, Schema, Text100
 from shared.money import Amount, BasisPoints
+from shared.text import text
 
-QRPayload = Annotated[str, StringConstraints(min_length=1, max_length=512)]
-OrderReference = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"\S")]
+QRPayload = text(512)
+OrderReference = text(64)
 
 
 class StoreCreate(Schema):
