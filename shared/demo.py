@@ -22,17 +22,17 @@ OPERATOR = "operator-aizu"
 AUDITOR = "auditor-aizu"
 
 MERCHANTS = [
-    dict(name="Tsurugajo Teahouse", name_ja="鶴ヶ城茶屋", sector="food_service", mcc="5812",
+    dict(name="Tsurugajo Teahouse", merchant_class="shotengai", name_ja="鶴ヶ城茶屋", sector="food_service", mcc="5812",
          address="会津若松市追手町1-1", account_holder_kana="ﾂﾙｶﾞｼﾞﾖｳﾁﾔﾔ", account_number="1234501"),
-    dict(name="Nanokamachi General Store", name_ja="七日町よろず屋", sector="retail", mcc="5411",
+    dict(name="Nanokamachi General Store", merchant_class="shotengai", name_ja="七日町よろず屋", sector="retail", mcc="5411",
          address="会津若松市七日町5-10", account_holder_kana="ﾅﾉｶﾏﾁﾖﾛｽﾞﾔ", account_number="1234502"),
-    dict(name="Aizu Bus", name_ja="会津乗合自動車", sector="transport", mcc="4131",
+    dict(name="Aizu Bus", merchant_class="small_shop", name_ja="会津乗合自動車", sector="transport", mcc="4131",
          address="会津若松市白虎町1", account_holder_kana="ｱｲﾂﾞﾉﾘｱｲｼﾞﾄﾞｳｼﾔ", account_number="1234503"),
-    dict(name="Minato Farm", name_ja="湊ファーム", sector="agriculture", mcc="0763",
+    dict(name="Minato Farm", merchant_class="small_shop", name_ja="湊ファーム", sector="agriculture", mcc="0763",
          address="会津若松市湊町大字共和", account_holder_kana="ﾐﾅﾄﾌｱｰﾑ", account_number="1234504"),
-    dict(name="Higashiyama Onsen Ryokan", name_ja="東山温泉旅館", sector="tourism", mcc="7011",
+    dict(name="Higashiyama Onsen Ryokan", merchant_class="small_shop", name_ja="東山温泉旅館", sector="tourism", mcc="7011",
          address="会津若松市東山町湯本", account_holder_kana="ﾋｶﾞｼﾔﾏｵﾝｾﾝﾘﾖｶﾝ", account_number="1234505"),
-    dict(name="Ekimae Pharmacy", name_ja="駅前薬局", sector="healthcare", mcc="5912",
+    dict(name="Ekimae Pharmacy", merchant_class="chain", name_ja="駅前薬局", sector="healthcare", mcc="5912",
          address="会津若松市駅前町3-2", account_holder_kana="ｴｷﾏｴﾔﾂｷﾖｸ", account_number="1234506"),
 ]
 BANK = dict(bank_code="0125", branch_code="101", account_type=1)  # a regional bank, ordinary accounts
@@ -65,7 +65,7 @@ async def seed(session: AsyncSession, clock: Clock, settings: Settings) -> DemoT
         resident = Principal(subject=subject, role=Role.RESIDENT, region_code=region.code)
         account = (await wallet.my_wallet(session, clock, resident)).account
         balance = account.balance
-        if not await wallet_repo.history(session, account.id, after_id=None, limit=1):
+        if not await wallet_repo.history(session, [account.id], after_id=None, limit=1):
             left = opening_balance
             while left > 0:  # counter top-ups within the region's per-top-up maximum
                 step = min(left, region.topup_max)

@@ -15,7 +15,7 @@ from services.wallet.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
     AuditEventOut,
-    BalanceOut,
+    MerchantBalanceOut,
     BankTopupEvent,
     CashoutRequest,
     HistoryItem,
@@ -85,15 +85,15 @@ HistoryFilters = Annotated[dict[str, Any], Depends(history_filters)]
 def wallet_out(wallet: service.Wallet) -> WalletOut:
     return WalletOut(
         id=wallet.account.id, subject=wallet.resident.subject, unit=wallet.account.unit,
-        balance=wallet.account.balance, balance_cap=wallet.region.balance_cap,
-        status=wallet.account.status, created_at=wallet.account.created_at,
+        balance=wallet.account.balance, points=wallet.points.balance, balance_cap=wallet.region.balance_cap,
+        household=wallet.resident.household, status=wallet.account.status, created_at=wallet.account.created_at,
     )
 
 
 def history_page(rows: list[tuple[Entry, Journal]], limit: int) -> Page[HistoryItem]:
     items = [
         HistoryItem(
-            entry_id=e.id, journal_id=j.id, kind=j.kind, amount=e.amount, balance_after=e.balance_after,
+            entry_id=e.id, journal_id=j.id, kind=j.kind, unit=e.unit, amount=e.amount, balance_after=e.balance_after,
             reference=j.reference, memo=j.memo, created_at=e.created_at,
         )
         for e, j in rows
@@ -110,6 +110,12 @@ async def get_region(principal: Anyone, session: SessionDep) -> RegionOut:
     return RegionOut.model_validate(await service.region_of(session, principal))
 
 
+def _settings_changes(body: RegionSettingsUpdate) -> dict[str, int | None]:
+    """What the operator sent: a null clears the coin expiry; the amounts cannot be cleared."""
+    sent = body.model_dump(exclude_unset=True)
+    return {k: v for k, v in sent.items() if v is not None or k == "coin_expiry_months"}
+
+
 @router.patch("/region", response_model=RegionOut, tags=["region"], responses=PROBLEMS)
 async def update_region(
     body: RegionSettingsUpdate, principal: Operator, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
@@ -117,7 +123,7 @@ async def update_region(
     """Change the balance cap and top-up limits (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    region = await service.update_region_settings(session, clock, principal, body.model_dump(exclude_none=True))
+    region = await service.update_region_settings(session, clock, principal, _settings_changes(body))
     return await idem.respond(200, RegionOut.model_validate(region))
 
 
@@ -137,7 +143,7 @@ async def my_history(
 ) -> Page[HistoryItem]:
     """The calling resident's movements, newest first, by kind and period."""
     wallet = await service.my_wallet(session, clock, principal)
-    rows = await service.history(session, wallet.account, after_id=decode_cursor(cursor), limit=limit + 1, **filters)
+    rows = await service.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
 
@@ -147,11 +153,10 @@ async def find_wallets(
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[WalletOut]:
     """Residents' wallets of the region, optionally the one of a given subject (operator, auditor)."""
-    region, rows = await service.find_wallets(
+    wallets = await service.find_wallets(
         session, principal, subject=subject, after_id=decode_cursor(cursor), limit=limit + 1
     )
-    items = [wallet_out(service.Wallet(resident, account, region)) for resident, account in rows]
-    return page_of(items, [account.id for _, account in rows], limit)
+    return page_of([wallet_out(w) for w in wallets], [w.account.id for w in wallets], limit)
 
 
 @router.get("/wallets/{wallet_id}", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
@@ -165,7 +170,7 @@ async def wallet_history(
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
     wallet = await service.visible_wallet(session, principal, wallet_id)
-    rows = await service.history(session, wallet.account, after_id=decode_cursor(cursor), limit=limit + 1, **filters)
+    rows = await service.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
 
@@ -307,10 +312,14 @@ async def merchant_history(
     return history_page(rows, limit)
 
 
-@router.get("/merchants/{merchant_id}/balance", response_model=BalanceOut, tags=["merchants"], responses=PROBLEMS)
-async def merchant_balance(merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep) -> BalanceOut:
-    account, balance = await service.merchant_balance(session, principal, merchant_id)
-    return BalanceOut(account_id=account.id, unit=account.unit, balance=balance)
+@router.get("/merchants/{merchant_id}/balance", response_model=MerchantBalanceOut, tags=["merchants"], responses=PROBLEMS)
+async def merchant_balance(merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep) -> MerchantBalanceOut:
+    """What the shop holds before payout: yen from coin payments, points from point payments
+    (both paid out in yen; the points by the city)."""
+    (yen, balance), (points, point_balance) = await service.merchant_balance(session, principal, merchant_id)
+    return MerchantBalanceOut(
+        account_id=yen.id, unit=yen.unit, balance=balance, points_account_id=points.id, points=point_balance
+    )
 
 
 @router.post(

@@ -8,13 +8,15 @@ the mirror of the value they have put into circulation. Every journal sums to ze
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, SmallInteger, UniqueConstraint, text
+from sqlalchemy import ARRAY, CheckConstraint, ForeignKey, Identity, Index, SmallInteger, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models import Base
+from shared.money import Unit
 
 SCHEMA = "wallet"
 
@@ -25,18 +27,24 @@ class AccountKind(StrEnum):
     BANK_CLEARING = "bank_clearing"  # money held at the bank for wallet holders; bank top-ups, payouts
     COUNTER_CASH = "counter_cash"  # cash taken at a city counter for top-ups
     FEE_INCOME = "fee_income"
-    CAMPAIGN_FUND = "campaign_fund"  # funds premiums and point grants
+    CAMPAIGN_FUND = "campaign_fund"  # the city's money behind campaigns: issues points into budgets
+    CAMPAIGN_BUDGET = "campaign_budget"  # one campaign's points, funded from the campaign fund; never negative
     EXPIRED = "expired"  # sink for value forfeited at expiry
 
 
 # Where value may enter or leave circulation (invariant 4).
 ISSUANCE_KINDS = frozenset({AccountKind.BANK_CLEARING, AccountKind.COUNTER_CASH, AccountKind.CAMPAIGN_FUND})
-SYSTEM_KINDS = (
-    AccountKind.BANK_CLEARING,
-    AccountKind.COUNTER_CASH,
-    AccountKind.FEE_INCOME,
-    AccountKind.CAMPAIGN_FUND,
-    AccountKind.EXPIRED,
+# A region's own accounts. Money comes in and goes out to banks and counters in yen only; fees,
+# the campaign fund (which issues points) and expiry exist in both units.
+SYSTEM_ACCOUNTS = (
+    (AccountKind.BANK_CLEARING, Unit.YEN),
+    (AccountKind.COUNTER_CASH, Unit.YEN),
+    (AccountKind.FEE_INCOME, Unit.YEN),
+    (AccountKind.FEE_INCOME, Unit.POINT),
+    (AccountKind.CAMPAIGN_FUND, Unit.YEN),
+    (AccountKind.CAMPAIGN_FUND, Unit.POINT),
+    (AccountKind.EXPIRED, Unit.YEN),
+    (AccountKind.EXPIRED, Unit.POINT),
 )
 
 
@@ -46,11 +54,16 @@ class JournalKind(StrEnum):
     PAYMENT = "payment"  # a resident pays a merchant; the fee goes to fee income
     REFUND = "refund"  # (part of) a payment goes back to the wallet it came from, fee returned pro rata
     TRANSFER = "transfer"  # merchant to merchant (the restaurant pays the farmer)
+    FUNDING = "funding"  # the campaign fund issues points into a campaign's budget
+    GRANT = "grant"  # points from a campaign budget to a resident (health, environment, volunteering …)
+    PREMIUM = "premium"  # a premium set: the resident's coin re-lotted, the premium from the budget
+    REWARD = "reward"  # points back on a qualifying payment, from a reward campaign's budget
+    EXPIRY = "expiry"  # an expired lot's remainder leaves the wallet for the expiry account
 
 
 # The journal kinds allowed to touch an issuance account (invariant 4): every other journal moves
 # value between holders and cannot create or destroy it.
-ISSUANCE_JOURNALS = frozenset({JournalKind.TOPUP, JournalKind.CASHOUT})
+ISSUANCE_JOURNALS = frozenset({JournalKind.TOPUP, JournalKind.CASHOUT, JournalKind.FUNDING})
 
 
 class Status(StrEnum):
@@ -93,6 +106,8 @@ class Region(Base):
     # Merchants may refund a payment until the end of its (Tokyo) day plus this many days.
     refund_window_days: Mapped[int] = mapped_column(SmallInteger)
     payment_request_minutes: Mapped[int] = mapped_column(SmallInteger)  # lifetime of a dynamic QR
+    # Top-ups expire at the end of the Nth month after the month of the top-up; None: never.
+    coin_expiry_months: Mapped[int | None] = mapped_column(SmallInteger)
     created_at: Mapped[datetime]
 
 
@@ -103,6 +118,7 @@ class Resident(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
     subject: Mapped[str]  # the `sub` of the resident's token at the city's identity provider
+    household: Mapped[str | None]  # set by the operator; premium sets are limited per household too
     created_at: Mapped[datetime]
 
 
@@ -130,6 +146,7 @@ class Merchant(Base):
     account_type: Mapped[int] = mapped_column(SmallInteger)  # 全銀: 1 普通, 2 当座, 4 貯蓄
     account_number: Mapped[str]
     account_holder_kana: Mapped[str]  # payee name as the bank file needs it (half-width katakana)
+    merchant_class: Mapped[str]  # a code of the region's merchant classes (restrictions, rewards)
     status: Mapped[str]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -173,6 +190,7 @@ class Account(Base):
     unit: Mapped[str]
     resident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.residents.id"))
     merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"))
     status: Mapped[str]
     tracks_balance: Mapped[bool]
     may_go_negative: Mapped[bool]
@@ -245,3 +263,106 @@ class ApiKey(Base):
     created_by: Mapped[str]
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class MerchantClass(Base):
+    """A class of merchant (local shop in a shopping street, chain store, large store …), set by
+    the operator; lots may be restricted to classes and rewards differ by class."""
+
+    __tablename__ = "merchant_classes"
+    __table_args__ = {"schema": SCHEMA}
+
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    name_ja: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+class CampaignKind(StrEnum):
+    PREMIUM = "premium"  # プレミアム付き sets sold first-come or by lottery
+    GRANT = "grant"  # points for health, environmental and volunteer activities
+    REWARD = "reward"  # points back on payments, by merchant class
+
+
+class Campaign(Base):
+    """A city campaign with its own budget account (points) and the rules of the lots it creates."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (UniqueConstraint("region_id", "name"), {"schema": SCHEMA})
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    kind: Mapped[str]
+    name: Mapped[str]
+    name_ja: Mapped[str]
+    status: Mapped[str]
+    restriction: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    usable_from: Mapped[datetime | None]
+    usable_until: Mapped[datetime | None]
+    expiry_months: Mapped[int | None] = mapped_column(SmallInteger)
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+class LotSource(StrEnum):
+    LEGACY = "legacy"  # a balance from before lots existed
+    TOPUP = "topup"
+    PREMIUM = "premium"
+    GRANT = "grant"
+    REWARD = "reward"
+
+
+class Lot(Base):
+    """A parcel of value in a resident's wallet with its own rules: unit (coin = paid-in money,
+    point = free value), restriction to merchant classes, usable window and expiry. A wallet
+    account's balance is always the sum of its lots' `remaining` (checked by `ledger verify`)."""
+
+    __tablename__ = "lots"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.accounts.id"))
+    unit: Mapped[str]
+    source: Mapped[str]
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"))
+    journal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
+    restriction: Mapped[list[str] | None] = mapped_column(ARRAY(Text))  # merchant class codes; None: all
+    usable_from: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # midnight Asia/Tokyo: the first instant it is no longer usable
+    amount: Mapped[int]
+    remaining: Mapped[int]
+    expired: Mapped[int]
+    created_at: Mapped[datetime]
+
+
+class ExpiryRun(Base):
+    __tablename__ = "expiry_runs"
+    __table_args__ = {"schema": SCHEMA}
+
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"), primary_key=True)
+    as_of: Mapped[date] = mapped_column(primary_key=True)
+    status: Mapped[str]  # running (resumable) | done
+    lots_expired: Mapped[int]
+    yen_expired: Mapped[int]
+    points_expired: Mapped[int]
+    notices: Mapped[int]
+    started_by: Mapped[str]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class Notice(Base):
+    """Something the resident's app should tell them: value about to expire, a lottery result."""
+
+    __tablename__ = "notices"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    resident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.residents.id"))
+    kind: Mapped[str]
+    lot_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.lots.id"))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]

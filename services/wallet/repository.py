@@ -22,6 +22,7 @@ from services.wallet.models import (
     ISSUANCE_JOURNALS,
     ISSUANCE_KINDS,
     Journal,
+    Lot,
     Merchant,
     Region,
     Resident,
@@ -67,13 +68,15 @@ async def system_account(session: AsyncSession, region_id: uuid.UUID, kind: Acco
         Account.unit == unit,
         Account.resident_id.is_(None),
         Account.merchant_id.is_(None),
+        Account.campaign_id.is_(None),
     )
     return (await session.execute(query)).scalar_one()
 
 
 async def system_accounts(session: AsyncSession, region_id: uuid.UUID) -> list[Account]:
     query = select(Account).where(
-        Account.region_id == region_id, Account.resident_id.is_(None), Account.merchant_id.is_(None)
+        Account.region_id == region_id, Account.resident_id.is_(None), Account.merchant_id.is_(None),
+        Account.campaign_id.is_(None),
     )
     return list((await session.execute(query.order_by(Account.kind, Account.unit))).scalars())
 
@@ -98,6 +101,16 @@ async def resident_wallet(
     )
     row = (await session.execute(query)).first()
     return (row[0], row[1]) if row else None
+
+
+async def resident_account(session: AsyncSession, resident_id: uuid.UUID, unit: str) -> Account:
+    query = select(Account).where(Account.resident_id == resident_id, Account.unit == unit)
+    return (await session.execute(query)).scalar_one()
+
+
+async def resident_accounts(session: AsyncSession, resident_ids: Sequence[uuid.UUID], unit: str) -> dict[uuid.UUID, Account]:
+    query = select(Account).where(Account.resident_id.in_(resident_ids), Account.unit == unit)
+    return {a.resident_id: a for a in (await session.execute(query)).scalars() if a.resident_id is not None}
 
 
 async def ensure_resident(session: AsyncSession, region_id: uuid.UUID, subject: str, now: datetime) -> uuid.UUID:
@@ -128,7 +141,7 @@ async def resident_wallets(
 ) -> list[tuple[Resident, Account]]:
     query = (
         select(Resident, Account)
-        .join(Account, Account.resident_id == Resident.id)
+        .join(Account, and_(Account.resident_id == Resident.id, Account.unit == "yen"))
         .where(Resident.region_id == region_id)
     )
     if subject is not None:
@@ -140,7 +153,11 @@ async def resident_wallets(
 
 
 async def wallet(session: AsyncSession, account_id: uuid.UUID) -> tuple[Resident, Account] | None:
-    query = select(Resident, Account).join(Account, Account.resident_id == Resident.id).where(Account.id == account_id)
+    query = (
+        select(Resident, Account)
+        .join(Account, Account.resident_id == Resident.id)
+        .where(Account.id == account_id, Account.unit == "yen")
+    )
     row = (await session.execute(query)).first()
     return (row[0], row[1]) if row else None
 
@@ -177,6 +194,11 @@ async def update_merchant(session: AsyncSession, merchant_id: uuid.UUID, **value
     return result.scalar_one()
 
 
+async def merchant_accounts(session: AsyncSession, merchant_id: uuid.UUID) -> list[Account]:
+    query = select(Account).where(Account.merchant_id == merchant_id).order_by(Account.unit.desc())  # yen, point
+    return list((await session.execute(query)).scalars())
+
+
 async def merchant_account(session: AsyncSession, merchant_id: uuid.UUID, unit: str) -> Account:
     query = select(Account).where(Account.merchant_id == merchant_id, Account.unit == unit)
     return (await session.execute(query)).scalar_one()
@@ -184,6 +206,57 @@ async def merchant_account(session: AsyncSession, merchant_id: uuid.UUID, unit: 
 
 async def set_merchant_accounts_status(session: AsyncSession, merchant_id: uuid.UUID, status: str) -> None:
     await session.execute(update(Account).where(Account.merchant_id == merchant_id).values(status=status))
+
+
+# --- lots -------------------------------------------------------------------------------------
+
+
+async def insert_lot(session: AsyncSession, **values: Any) -> Lot:
+    return (await session.execute(insert(Lot).values(**values).returning(Lot))).scalar_one()
+
+
+def _usable(now: datetime) -> list[Any]:
+    return [
+        Lot.remaining > 0,
+        or_(Lot.usable_from.is_(None), Lot.usable_from <= now),
+        or_(Lot.expires_at.is_(None), Lot.expires_at > now),
+    ]
+
+
+# The spending order of services/wallet/lots.py (and of wallet.pay, migration 0004).
+SPENDING_ORDER = (
+    Lot.unit == "yen", Lot.expires_at.asc().nulls_last(), Lot.restriction.is_(None), Lot.created_at, Lot.id,
+)
+
+
+async def usable_lots(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], *, now: datetime, merchant_class: str | None,
+    unrestricted_only: bool = False,
+) -> list[Lot]:
+    """Lots that may be spent now, in spending order: at a merchant of `merchant_class`, or with
+    no merchant (None: restrictions do not apply; `unrestricted_only` keeps only free lots)."""
+    conditions = [Lot.account_id.in_(account_ids), *_usable(now)]
+    if merchant_class is not None:
+        conditions.append(or_(Lot.restriction.is_(None), Lot.restriction.any(merchant_class)))
+    if unrestricted_only:
+        conditions.append(Lot.restriction.is_(None))
+    return list((await session.execute(select(Lot).where(*conditions).order_by(*SPENDING_ORDER))).scalars())
+
+
+async def live_lots(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> list[Lot]:
+    """Every lot with something left, usable or not, in spending order."""
+    query = select(Lot).where(Lot.account_id.in_(account_ids), Lot.remaining > 0).order_by(*SPENDING_ORDER)
+    return list((await session.execute(query)).scalars())
+
+
+async def change_lot_remaining(session: AsyncSession, lot_id: uuid.UUID, delta: int, expired: int = 0) -> None:
+    await session.execute(
+        update(Lot).where(Lot.id == lot_id).values(remaining=Lot.remaining + delta, expired=Lot.expired + expired)
+    )
+
+
+async def lot(session: AsyncSession, lot_id: uuid.UUID) -> Lot | None:
+    return await session.get(Lot, lot_id, populate_existing=True)
 
 
 # --- the ledger -------------------------------------------------------------------------------
@@ -205,6 +278,11 @@ async def apply_to_tracked(
     return result.scalar_one_or_none()
 
 
+async def lock_accounts(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> None:
+    """Lock balance-tracking accounts in id order, the order every posting locks in."""
+    await session.execute(select(Account.id).where(Account.id.in_(account_ids)).order_by(Account.id).with_for_update())
+
+
 async def lock_and_sum(session: AsyncSession, account_id: uuid.UUID) -> int:
     """Lock an untracked account against other debits and return its balance (sum of entries).
     Credits take no lock, so they may land meanwhile; they only raise the balance."""
@@ -224,7 +302,7 @@ async def insert_journal(session: AsyncSession, journal: dict[str, Any], entries
 
 async def history(
     session: AsyncSession,
-    account_id: uuid.UUID,
+    account_ids: Sequence[uuid.UUID],
     *,
     after_id: uuid.UUID | None,
     limit: int,
@@ -232,7 +310,7 @@ async def history(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[tuple[Entry, Journal]]:
-    query = select(Entry, Journal).join(Journal, Journal.id == Entry.journal_id).where(Entry.account_id == account_id)
+    query = select(Entry, Journal).join(Journal, Journal.id == Entry.journal_id).where(Entry.account_id.in_(account_ids))
     if after_id is not None:
         query = query.where(Entry.id < after_id)
     if kind is not None:
@@ -348,6 +426,15 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
         found.append(
             Violation(2, f"account {account_id}", f"entry {entry_id} records balance {recorded}, entries give {running}")
         )
+
+    # 2. A wallet account's balance is the sum of what is left in its lots.
+    for account_id, balance, total in await rows(
+        "SELECT a.id, a.balance, coalesce(l.total, 0) FROM wallet.accounts a "
+        "LEFT JOIN (SELECT account_id, sum(remaining)::bigint AS total FROM wallet.lots GROUP BY account_id) l "
+        "ON l.account_id = a.id WHERE a.kind = 'resident' AND a.balance <> coalesce(l.total, 0) {region}",
+        "a",
+    ):
+        found.append(Violation(2, f"account {account_id}", f"balance {balance} but its lots hold {total}"))
 
     # 3. No account that may not go negative is below zero.
     for account_id, kind, total in await rows(

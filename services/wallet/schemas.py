@@ -23,6 +23,7 @@ Address = text(200)
 Memo = text(200, required=False)
 BankEventId = text(128)
 # 全銀 payee names: half-width katakana, upper-case letters, digits, space and a few symbols.
+ClassCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]  # a merchant class
 KanaName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Zｦ-ﾟ ().,\-/]{1,30}$")]
 
 
@@ -34,6 +35,9 @@ class RegionOut(Schema):
     topup_min: int
     topup_max: int
     topup_step: int
+    coin_expiry_months: int | None = Field(
+        description="top-ups expire at the end of the Nth month after the month of the top-up; null: never"
+    )
 
 
 class RegionSettingsUpdate(Schema):
@@ -41,14 +45,19 @@ class RegionSettingsUpdate(Schema):
     topup_min: Amount | None = None
     topup_max: Amount | None = None
     topup_step: Amount | None = None
+    coin_expiry_months: int | None = Field(
+        None, ge=1, le=120, description="applies to top-ups from now on; send null to make them never expire",
+    )
 
 
 class WalletOut(Schema):
     id: uuid.UUID
     subject: str
     unit: str
-    balance: int
+    balance: int = Field(description="coin: paid-in yen, what the balance cap applies to")
+    points: int = Field(description="free value (premiums, grants, rewards); 1 point pays 1 yen")
     balance_cap: int
+    household: str | None = Field(description="set by the operator; premium sets are limited per household")
     status: Status
     created_at: datetime
 
@@ -61,6 +70,7 @@ class HistoryItem(Schema):
     entry_id: uuid.UUID
     journal_id: uuid.UUID
     kind: str
+    unit: str = Field(description="yen (coin) or point")
     amount: int = Field(description="what the wallet gained (+) or gave up (−)")
     balance_after: int | None
     reference: str | None
@@ -106,6 +116,7 @@ class MerchantCreate(Schema):
     account_type: Literal[1, 2, 4] = Field(description="全銀 account type: 1 普通, 2 当座, 4 貯蓄")
     account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{7}$")]
     account_holder_kana: KanaName
+    merchant_class: ClassCode = Field("small_shop", description="a code of GET /v1/merchant-classes")
 
 
 class MerchantUpdate(Schema):
@@ -119,6 +130,7 @@ class MerchantUpdate(Schema):
     account_type: Literal[1, 2, 4] | None = None
     account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{7}$")] | None = None
     account_holder_kana: KanaName | None = None
+    merchant_class: ClassCode | None = None
     status: Status | None = None
 
 
@@ -134,6 +146,7 @@ class MerchantOut(Schema):
     account_type: int
     account_number: str
     account_holder_kana: str
+    merchant_class: str
     status: Status
     created_at: datetime
     updated_at: datetime
@@ -143,6 +156,11 @@ class BalanceOut(Schema):
     account_id: uuid.UUID
     unit: str
     balance: int = Field(description="sum of all entries at the time of the call (never lagging)")
+
+
+class MerchantBalanceOut(BalanceOut):
+    points_account_id: uuid.UUID
+    points: int = Field(description="points taken in payments, summed from entries at the time of the call")
 
 
 class SystemAccountOut(BalanceOut):

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.wallet import lots
 from services.wallet import repository as repo
 from services.wallet.errors import (
     AccountInactive,
@@ -36,7 +37,7 @@ from services.wallet.errors import (
     WebhookTimestampStale,
 )
 from services.wallet.models import (
-    SYSTEM_KINDS,
+    SYSTEM_ACCOUNTS,
     Account,
     AccountKind,
     ApiKey,
@@ -45,6 +46,7 @@ from services.wallet.models import (
     ISSUANCE_KINDS,
     Journal,
     JournalKind,
+    LotSource,
     Merchant,
     Region,
     Resident,
@@ -181,14 +183,17 @@ async def create_region(
     )
     from services.wallet.payments.service import create_default_fee_plans
 
+    from services.wallet.campaigns.service import seed_merchant_classes
+
     await create_default_fee_plans(session, region, actor="region.create")
-    for kind in SYSTEM_KINDS:
+    await seed_merchant_classes(session, region, now)
+    for kind, unit in SYSTEM_ACCOUNTS:
         await repo.insert_account(
             session,
             id=new_id(),
             region_id=region.id,
             kind=kind.value,
-            unit=Unit.YEN.value,
+            unit=unit.value,
             status=Status.ACTIVE.value,
             tracks_balance=False,
             may_go_negative=kind in ISSUANCE_KINDS,
@@ -232,7 +237,7 @@ async def region_of(session: AsyncSession, principal: Principal) -> Region:
 
 
 async def update_region_settings(
-    session: AsyncSession, clock: Clock, principal: Principal, changes: dict[str, int]
+    session: AsyncSession, clock: Clock, principal: Principal, changes: dict[str, int | None]
 ) -> Region:
     region = await region_of(session, principal)
     if not changes:
@@ -253,12 +258,13 @@ async def update_region_settings(
     return updated
 
 
-def _region_settings(region: Region) -> dict[str, int]:
+def _region_settings(region: Region) -> dict[str, int | None]:
     return {
         "balance_cap": region.balance_cap,
         "topup_min": region.topup_min,
         "topup_max": region.topup_max,
         "topup_step": region.topup_step,
+        "coin_expiry_months": region.coin_expiry_months,
     }
 
 
@@ -267,9 +273,12 @@ def _region_settings(region: Region) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Wallet:
+    """A resident's wallet: its coin (yen) account, which names the wallet, and its point account."""
+
     resident: Resident
     account: Account
     region: Region
+    points: Account
 
 
 async def my_wallet(session: AsyncSession, clock: Clock, principal: Principal) -> Wallet:
@@ -280,14 +289,15 @@ async def my_wallet(session: AsyncSession, clock: Clock, principal: Principal) -
     if found is None:
         now = clock.now()
         resident_id = await repo.ensure_resident(session, region.id, principal.subject, now)
-        await repo.ensure_resident_account(
-            session, id=new_id(), region_id=region.id, kind=AccountKind.RESIDENT.value, unit=Unit.YEN.value,
-            resident_id=resident_id, status=Status.ACTIVE.value, tracks_balance=True, may_go_negative=False,
-            created_at=now,
-        )
+        for unit in Unit:
+            await repo.ensure_resident_account(
+                session, id=new_id(), region_id=region.id, kind=AccountKind.RESIDENT.value, unit=unit.value,
+                resident_id=resident_id, status=Status.ACTIVE.value, tracks_balance=True, may_go_negative=False,
+                created_at=now,
+            )
         found = await repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
         assert found is not None
-    return Wallet(found[0], found[1], region)
+    return Wallet(found[0], found[1], region, await repo.resident_account(session, found[0].id, Unit.POINT.value))
 
 
 async def visible_wallet(session: AsyncSession, principal: Principal, account_id: uuid.UUID) -> Wallet:
@@ -302,21 +312,24 @@ async def visible_wallet(session: AsyncSession, principal: Principal, account_id
         raise WalletNotFound(f"No wallet {account_id} in region {region.code}.")
     if principal.role not in (Role.RESIDENT, Role.OPERATOR, Role.AUDITOR):
         raise Forbidden("Only the resident, an operator or an auditor may see a wallet.")
-    return Wallet(resident, account, region)
+    return Wallet(resident, account, region, await repo.resident_account(session, resident.id, Unit.POINT.value))
 
 
 async def find_wallets(
     session: AsyncSession, principal: Principal, *, subject: str | None, after_id: uuid.UUID | None, limit: int
-) -> tuple[Region, list[tuple[Resident, Account]]]:
+) -> list[Wallet]:
     region = await region_of(session, principal)
-    return region, await repo.resident_wallets(session, region.id, subject=subject, after_id=after_id, limit=limit)
+    rows = await repo.resident_wallets(session, region.id, subject=subject, after_id=after_id, limit=limit)
+    points = await repo.resident_accounts(session, [resident.id for resident, _ in rows], Unit.POINT.value)
+    return [Wallet(resident, account, region, points[resident.id]) for resident, account in rows]
 
 
 async def history(
-    session: AsyncSession, account: Account, *, after_id: uuid.UUID | None, limit: int, **filters: Any
+    session: AsyncSession, accounts: Sequence[Account], *, after_id: uuid.UUID | None, limit: int, **filters: Any
 ) -> list[tuple[Entry, Journal]]:
-    """An account's movements, newest first, filtered by journal kind and period."""
-    return await repo.history(session, account.id, after_id=after_id, limit=limit, **filters)
+    """The movements of a holder's accounts (coin and points), newest first, filtered by journal
+    kind and period."""
+    return await repo.history(session, [a.id for a in accounts], after_id=after_id, limit=limit, **filters)
 
 
 async def merchant_history(
@@ -324,8 +337,8 @@ async def merchant_history(
     **filters: Any,
 ) -> list[tuple[Entry, Journal]]:
     await visible_merchant(session, principal, merchant_id)
-    account = await repo.merchant_account(session, merchant_id, Unit.YEN.value)
-    return await history(session, account, after_id=after_id, limit=limit, **filters)
+    accounts = await repo.merchant_accounts(session, merchant_id)
+    return await history(session, accounts, after_id=after_id, limit=limit, **filters)
 
 
 async def set_wallet_status(
@@ -338,7 +351,8 @@ async def set_wallet_status(
         target_type="account", target_id=account_id,
         before={"status": wallet.account.status}, after={"status": updated.status},
     )
-    return Wallet(wallet.resident, updated, wallet.region)
+    await repo.update_account_status(session, wallet.points.id, status.value)
+    return Wallet(wallet.resident, updated, wallet.region, wallet.points)
 
 
 # --- top-ups and cash-outs ----------------------------------------------------------------------
@@ -372,6 +386,12 @@ async def _topup(
         session, clock, region_id=wallet.region.id, kind=JournalKind.TOPUP, actor=actor,
         legs=[Leg(wallet.account, amount, ceiling=wallet.region.balance_cap), Leg(issuer, -amount)],
         reference=reference, memo=memo,
+    )
+    months = wallet.region.coin_expiry_months
+    expires_at = lots.end_of_months_after(posted.created_at, months) if months else None
+    await lots.issue(
+        session, account=wallet.account, amount=amount, source=LotSource.TOPUP, journal_id=posted.journal_id,
+        rule=lots.LotRule(expires_at=expires_at), now=posted.created_at,
     )
     return Movement(posted.journal_id, wallet.account.id, amount, posted.balances_after[wallet.account.id], posted.created_at)
 
@@ -420,7 +440,8 @@ async def bank_topup(
     resident, account = found
     region = await repo.region_by_id(session, account.region_id)
     movement = await _topup(
-        session, clock, Wallet(resident, account, region), AccountKind.BANK_CLEARING, amount,
+        session, clock, Wallet(resident, account, region, await repo.resident_account(session, resident.id, Unit.POINT.value)),
+        AccountKind.BANK_CLEARING, amount,
         actor="bank", reference=event_id, memo=None,
     )
     # A replayed event id conflicts here and the whole transaction, top-up included, rolls back.
@@ -443,6 +464,12 @@ async def cashout(
         session, clock, region_id=wallet.region.id, kind=JournalKind.CASHOUT, actor=principal.subject,
         legs=[Leg(wallet.account, -amount), Leg(clearing, amount)], reference=reason,
     )
+    # Behind the wallet's lock, taken by the posting: any coin lot that is not expired.
+    if await lots.take_coin(session, wallet.account, amount, now=posted.created_at, unrestricted_only=False) is None:
+        usable = await lots.usable_total(session, wallet.account, now=posted.created_at, unrestricted_only=False)
+        raise InsufficientBalance(
+            f"Only {usable} yen of the balance has not expired; {amount} was asked.", balance=usable, required=amount
+        )
     movement = Movement(posted.journal_id, account_id, amount, posted.balances_after[account_id], posted.created_at)
     await audit.record(
         session, clock, principal, region_id=wallet.region.id, action="wallet.cashout",
@@ -462,16 +489,20 @@ async def onboard_merchant(
     region = await region_of(session, principal)
     if await repo.merchant_by_name(session, region.id, details["name"]) is not None:
         raise MerchantNameTaken(f"{details['name']!r} is already a merchant in {region.code}.")
+    from services.wallet.campaigns.service import check_classes
+
+    await check_classes(session, region.id, [details["merchant_class"]])
     now = clock.now()
     merchant = await repo.insert_merchant(
         session, id=new_id(), region_id=region.id, status=Status.ACTIVE.value, created_at=now, updated_at=now,
         **details,
     )
-    await repo.insert_account(
-        session, id=new_id(), region_id=region.id, kind=AccountKind.MERCHANT.value, unit=Unit.YEN.value,
-        merchant_id=merchant.id, status=Status.ACTIVE.value, tracks_balance=False, may_go_negative=False,
-        created_at=now,
-    )
+    for unit in Unit:  # coin from payments in yen, points from payments in points
+        await repo.insert_account(
+            session, id=new_id(), region_id=region.id, kind=AccountKind.MERCHANT.value, unit=unit.value,
+            merchant_id=merchant.id, status=Status.ACTIVE.value, tracks_balance=False, may_go_negative=False,
+            created_at=now,
+        )
     from services.wallet.payments.service import create_store
 
     # Every merchant starts with one store (its first register); more are added per place of sale.
@@ -509,6 +540,10 @@ async def update_merchant(
     if "name" in changes and changes["name"] != merchant.name:
         if await repo.merchant_by_name(session, merchant.region_id, changes["name"]) is not None:
             raise MerchantNameTaken(f"{changes['name']!r} is already a merchant in this region.")
+    if "merchant_class" in changes:
+        from services.wallet.campaigns.service import check_classes
+
+        await check_classes(session, merchant.region_id, [changes["merchant_class"]])
     if merchant.status == Status.CLOSED and changes.get("status", Status.CLOSED) != Status.CLOSED:
         raise AccountInactive("A closed merchant stays closed; onboard it again instead.")
     updated = await repo.update_merchant(session, merchant_id, **changes, updated_at=clock.now())
@@ -521,16 +556,18 @@ async def update_merchant(
     return updated
 
 
-async def merchant_balance(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> tuple[Account, int]:
-    """Summed from entries at the moment of the call: exact, never lagging."""
+async def merchant_balance(
+    session: AsyncSession, principal: Principal, merchant_id: uuid.UUID
+) -> list[tuple[Account, int]]:
+    """The merchant's yen and point accounts, summed from entries at the moment of the call:
+    exact, never lagging."""
     await visible_merchant(session, principal, merchant_id)
-    account = await repo.merchant_account(session, merchant_id, Unit.YEN.value)
-    return account, await repo.entries_sum(session, account.id)
+    return [(a, await repo.entries_sum(session, a.id)) for a in await repo.merchant_accounts(session, merchant_id)]
 
 
 def _merchant_record(merchant: Merchant) -> dict[str, Any]:
     fields = ("name", "name_ja", "sector", "mcc", "address", "bank_code", "branch_code", "account_type",
-              "account_number", "account_holder_kana", "status")
+              "account_number", "account_holder_kana", "merchant_class", "status")
     return {field: getattr(merchant, field) for field in fields}
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from services.wallet import repository as repo
-from services.wallet import service
+from services.wallet import lots, service
 from services.wallet.errors import InsufficientBalance
-from services.wallet.models import AccountKind, JournalKind
+from services.wallet.models import AccountKind, JournalKind, LotSource
 from shared.money import Unit
 from tests.helpers import idem, ledger_violations
 
@@ -105,10 +105,13 @@ async def test_journals_locking_the_same_wallets_in_opposite_order_do_not_deadlo
 
     async def household_topup(first, second) -> None:
         async with sessionmaker() as s, s.begin():
-            await service.post_journal(
+            posted = await service.post_journal(
                 s, clock, region_id=region.id, kind=JournalKind.TOPUP, actor="test",
                 legs=[service.Leg(first, 1_000), service.Leg(second, 1_000), service.Leg(cash, -2_000)],
             )
+            for account in (first, second):  # a wallet's balance is its lots
+                await lots.issue(s, account=account, amount=1_000, source=LotSource.TOPUP,
+                                 journal_id=posted.journal_id, rule=lots.LotRule(), now=clock.now())
 
     await asyncio.gather(*[household_topup(*((hanako, taro) if i % 2 else (taro, hanako))) for i in range(30)])
     async with sessionmaker() as s:

@@ -87,13 +87,13 @@ async def test_random_operations_keep_every_invariant_and_match_a_model(client, 
 async def _hanako_account(session):
     row = (await session.execute(text(
         "SELECT a.id, a.region_id FROM wallet.accounts a JOIN wallet.residents r ON r.id = a.resident_id "
-        "WHERE r.subject = 'resident-hanako'"
+        "WHERE r.subject = 'resident-hanako' AND a.unit = 'yen'"
     ))).one()
     return row.id, row.region_id
 
 
 async def _system_account(session, kind):
-    return (await session.execute(text("SELECT id FROM wallet.accounts WHERE kind = :k"), {"k": kind})).scalar_one()
+    return (await session.execute(text("SELECT id FROM wallet.accounts WHERE kind = :k AND unit = 'yen'"), {"k": kind})).scalar_one()
 
 
 async def _plant(session, region_id, kind, legs, balance_after=None):
@@ -135,7 +135,7 @@ async def test_checker_finds_a_balance_that_is_not_the_sum_of_entries(sessionmak
 async def test_checker_finds_a_negative_merchant_and_value_invented_outside_issuance(sessionmaker, town):
     async with sessionmaker() as s, s.begin():
         _, region = await _hanako_account(s)
-        merchant = (await s.execute(text("SELECT id FROM wallet.accounts WHERE kind = 'merchant' LIMIT 1"))).scalar_one()
+        merchant = (await s.execute(text("SELECT id FROM wallet.accounts WHERE kind = 'merchant' AND unit = 'yen' LIMIT 1"))).scalar_one()
         fee = await _system_account(s, "fee_income")
         clearing = await _system_account(s, "bank_clearing")
         overdraft = await _plant(s, region, "cashout", [(merchant, -700), (clearing, 700)])

@@ -1,5 +1,6 @@
 """Business errors of paying at the shop."""
 
+from services.wallet.errors import InsufficientBalance
 from shared.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 
 
@@ -101,3 +102,7 @@ class CardPinWrong(Unprocessable):
 
 class CardDayLimitExceeded(Conflict):
     slug, title = "card-day-limit-exceeded", "The card's daily limit would be exceeded"
+
+
+class NotEligibleHere(InsufficientBalance):
+    slug, title = "balance-not-eligible-here", "Not enough of the balance may be spent at this shop"

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, SmallInteger, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.wallet.models import SCHEMA
@@ -117,6 +117,11 @@ class Payment(Base):
     # Running totals of refunds, changed only under this row's lock (one refund at a time).
     refunded_amount: Mapped[int]
     fee_returned: Mapped[int]
+    # What of `amount` and of `fee` was in points (the rest in yen), and their refunded shares.
+    point_amount: Mapped[int] = mapped_column(server_default=text("0"))
+    fee_point: Mapped[int] = mapped_column(server_default=text("0"))
+    refunded_point: Mapped[int] = mapped_column(server_default=text("0"))
+    fee_returned_point: Mapped[int] = mapped_column(server_default=text("0"))
     order_reference: Mapped[str | None]
     card_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.resident_cards.id"))
     created_at: Mapped[datetime]
@@ -161,9 +166,26 @@ class Refund(Base):
     journal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
     amount: Mapped[int]
     fee_returned: Mapped[int]
+    point_amount: Mapped[int] = mapped_column(server_default=text("0"))  # of `amount`, restored as points
+    fee_returned_point: Mapped[int] = mapped_column(server_default=text("0"))
+    expired_amount: Mapped[int] = mapped_column(server_default=text("0"))  # of `amount`, to lots expired meanwhile
     reason: Mapped[str | None]
     created_by: Mapped[str]
     created_at: Mapped[datetime]
+
+
+class PaymentLot(Base):
+    """Which lots paid what, in spending order (`seq`); a refund restores them in reverse."""
+
+    __tablename__ = "payment_lots"
+    __table_args__ = {"schema": SCHEMA}
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.payments.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.lots.id"))
+    unit: Mapped[str]
+    amount: Mapped[int]
+    restored: Mapped[int] = mapped_column(server_default=text("0"))
 
 
 class PaymentRequest(Base):

@@ -10,8 +10,9 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.models import Merchant
+from services.wallet.models import Lot, Merchant
 from services.wallet.payments.models import (
+    PaymentLot,
     FeePlan,
     MerchantFeeYear,
     Payment,
@@ -114,16 +115,33 @@ async def payment(session: AsyncSession, payment_id: uuid.UUID, *, lock: bool = 
 
 
 async def record_refund(
-    session: AsyncSession, payment_id: uuid.UUID, amount: int, fee_returned: int, refund: dict[str, Any]
+    session: AsyncSession, payment_id: uuid.UUID, added: dict[str, int], refund: dict[str, Any]
 ) -> Payment:
+    """Insert the refund and add `added` to the payment's running totals of the same names."""
     await session.execute(insert(Refund).values(**refund))
     result = await session.execute(
         update(Payment)
         .where(Payment.id == payment_id)
-        .values(refunded_amount=Payment.refunded_amount + amount, fee_returned=Payment.fee_returned + fee_returned)
+        .values({getattr(Payment, name): getattr(Payment, name) + value for name, value in added.items()})
         .returning(Payment)
     )
     return result.scalar_one()
+
+
+async def payment_lots(session: AsyncSession, payment_id: uuid.UUID) -> list[tuple[PaymentLot, Lot]]:
+    """The lots a payment took, the last taken first (the order a refund restores them in)."""
+    query = (
+        select(PaymentLot, Lot).join(Lot, Lot.id == PaymentLot.lot_id)
+        .where(PaymentLot.payment_id == payment_id).order_by(PaymentLot.seq.desc())
+    )
+    return [(r[0], r[1]) for r in await session.execute(query)]
+
+
+async def mark_lot_restored(session: AsyncSession, payment_id: uuid.UUID, seq: int, amount: int) -> None:
+    await session.execute(
+        update(PaymentLot).where(PaymentLot.payment_id == payment_id, PaymentLot.seq == seq)
+        .values(restored=PaymentLot.restored + amount)
+    )
 
 
 async def refunds(session: AsyncSession, payment_id: uuid.UUID) -> list[Refund]:

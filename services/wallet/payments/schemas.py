@@ -53,6 +53,10 @@ class PaymentOut(Schema):
     fee_rate_bp: int
     refunded_amount: int
     fee_returned: int
+    point_amount: int = Field(description="of `amount`, what was paid in points (the rest in coin)")
+    fee_point: int = Field(description="of `fee`, what was taken in points")
+    refunded_point: int
+    fee_returned_point: int
     order_reference: str | None
     card_id: uuid.UUID | None = None
     created_at: datetime

@@ -32,6 +32,7 @@ from services.wallet.payments import emvco
 from services.wallet.payments import repository as repo
 from services.wallet.payments.receipt import render_html as render_receipt
 from services.wallet.payments.errors import (
+    NotEligibleHere,
     AmountMismatch,
     AmountRequired,
     InvalidFeePlan,
@@ -278,10 +279,13 @@ async def pay(
     gets the fee; the plan, rate and fee are stored with the payment. The payer is the wallet
     `account_id`, or the wallet of resident `subject` in the region.
 
-    This is the hot path, so it runs as one database function (migration 0003, `wallet.pay`):
-    lock and debit the payer's balance (the only lock a payment takes), find the plan in force,
-    compute the fee (and take the merchant's fiscal-year total under a capped plan), write the
-    journal, its entries and the payment. Merchant and fee income are credited without a lock."""
+    This is the hot path, so it runs as one database function (migration 0004, `wallet.pay`):
+    lock the payer's coin and point accounts (the only locks a payment takes), take the lots
+    that may pay at this merchant in spending order (services/wallet/lots.py), find the plan in
+    force, compute the fee (and take the merchant's fiscal-year total under a capped plan),
+    write the journal, its entries, the payment and which lots paid it. Merchant and fee income
+    are credited without a lock, in the units the payer paid in: the fee is split between yen and
+    points in proportion (the points share rounded down)."""
     now = clock.now()
     payment_id, journal_id = new_id(), new_id()
     row = (
@@ -290,7 +294,7 @@ async def pay(
             {"region_id": region.id, "account_id": account_id, "subject": subject, "store_id": store_id,
              "amount": amount, "method": method.value, "order_reference": order_reference, "card_id": card_id,
              "now": now, "fiscal_year": fiscal_year(now), "payment_id": payment_id, "journal_id": journal_id,
-             "entry_ids": [new_id(), new_id(), new_id()]},
+             "entry_ids": [new_id() for _ in range(6)]},
         )
     ).one()
     if row.outcome == "no_store":
@@ -300,6 +304,12 @@ async def pay(
     if row.outcome == "account_inactive":
         raise AccountInactive("The wallet is suspended or closed.")
     if row.outcome == "insufficient":
+        if row.balance >= amount:
+            raise NotEligibleHere(
+                f"Of the {row.balance} the wallet holds, {row.eligible} may be spent at this shop now; {amount} is "
+                "needed. The rest is restricted to other shops, not yet usable, or expired.",
+                balance=row.balance, eligible=row.eligible, required=amount,
+            )
         raise InsufficientBalance(
             f"The balance is {row.balance}; {amount} is needed.", balance=row.balance, required=amount
         )
@@ -308,7 +318,8 @@ async def pay(
         id=payment_id, region_id=region.id, journal_id=journal_id, resident_account_id=row.account_id,
         merchant_id=row.merchant_id, store_id=store_id, method=method.value, amount=amount, fee=row.fee,
         fee_rate_bp=row.fee_rate_bp, fee_plan_id=row.fee_plan_id, fiscal_year=fiscal_year(now), refunded_amount=0,
-        fee_returned=0, order_reference=order_reference, card_id=card_id, created_at=now,
+        fee_returned=0, point_amount=row.point_amount, fee_point=row.fee_point, refunded_point=0,
+        fee_returned_point=0, order_reference=order_reference, card_id=card_id, created_at=now,
     )
 
 
@@ -398,7 +409,13 @@ async def refund(
     session: AsyncSession, clock: Clock, principal: Principal, payment_id: uuid.UUID, amount: int, reason: str | None
 ) -> tuple[Payment, int]:
     """Give (part of) a payment back to the wallet it came from, by the merchant's staff, within
-    the region's window. Several partial refunds may add up to the payment, never more."""
+    the region's window. Several partial refunds may add up to the payment, never more.
+
+    The lots the payment took are restored in reverse spending order (services/wallet/lots.py);
+    what belongs to a lot that expired meanwhile goes to the expiry account instead of the wallet.
+    The fee comes back per unit in proportion to what is refunded of that unit, counted on the
+    running totals so that partial refunds never return more than was charged:
+    returned(unit) = floor(fee(unit) × refunded(unit) / paid(unit))."""
     if principal.role not in MERCHANT_ROLES:
         raise Forbidden("Refunds are made by the shop that was paid.")
     found = await visible_payment(session, principal, payment_id)
@@ -411,32 +428,58 @@ async def refund(
         )
     region = await wallet_repo.region_by_id(session, payment.region_id)
     last_day = tokyo_date(payment.created_at) + timedelta(days=region.refund_window_days)
-    if tokyo_date(clock.now()) > last_day:
+    now = clock.now()
+    if tokyo_date(now) > last_day:
         raise RefundWindowClosed(
             f"The shop could refund this payment until the end of {last_day.isoformat()} (Tokyo); "
             "ask the operator.", last_day=last_day.isoformat()
         )
-    fee_returned = payment.fee * (payment.refunded_amount + amount) // payment.amount - payment.fee_returned
     resident = await wallet_repo.account(session, payment.resident_account_id)
-    merchant_account = await wallet_repo.merchant_account(session, payment.merchant_id, Unit.YEN.value)
-    legs = [wallet.Leg(resident, amount), wallet.Leg(merchant_account, -(amount - fee_returned))]
-    if fee_returned:
-        fee_income = await wallet_repo.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value)
-        legs.append(wallet.Leg(fee_income, -fee_returned))
-    refund_id = new_id()
+    assert resident is not None and resident.resident_id is not None
+    points = await wallet_repo.resident_account(session, resident.resident_id, Unit.POINT.value)
+    await wallet_repo.lock_accounts(session, [resident.id, points.id])  # the lots change behind this lock
+    back = await _restore_lots(session, payment, amount, now)
+
+    coin_paid = payment.amount - payment.point_amount
+    fee_yen = payment.fee - payment.fee_point
+    refunded_yen = payment.refunded_amount - payment.refunded_point + back.total(Unit.YEN)
+    refunded_point = payment.refunded_point + back.total(Unit.POINT)
+    fee_back = {
+        Unit.YEN: (fee_yen * refunded_yen // coin_paid if coin_paid else 0)
+        - (payment.fee_returned - payment.fee_returned_point),
+        Unit.POINT: (payment.fee_point * refunded_point // payment.point_amount if payment.point_amount else 0)
+        - payment.fee_returned_point,
+    }
+    expired = {unit: await wallet_repo.system_account(session, region.id, AccountKind.EXPIRED, unit.value) for unit in Unit}
+    fee_income = {
+        unit: await wallet_repo.system_account(session, region.id, AccountKind.FEE_INCOME, unit.value) for unit in Unit
+    }
+    merchant = {a.unit: a for a in await wallet_repo.merchant_accounts(session, payment.merchant_id)}
+    legs: list[wallet.Leg] = []
+    for unit, wallet_account in ((Unit.YEN, resident), (Unit.POINT, points)):
+        legs += [
+            wallet.Leg(wallet_account, back.live[unit]),
+            wallet.Leg(expired[unit], back.expired[unit]),
+            wallet.Leg(merchant[unit.value], -(back.total(unit) - fee_back[unit])),
+            wallet.Leg(fee_income[unit], -fee_back[unit]),
+        ]
     posted = await wallet.post_journal(
         session, clock, region_id=region.id, kind=JournalKind.REFUND, actor=principal.subject,
         legs=[leg for leg in legs if leg.amount], reference=str(payment.id), memo=reason,
     )
+    fee_returned = fee_back[Unit.YEN] + fee_back[Unit.POINT]
     plan = await session.get(FeePlan, payment.fee_plan_id)
     if plan is not None and plan.yearly_cap is not None and fee_returned:
         await repo.lock_fee_year(session, region.id, payment.merchant_id, payment.fiscal_year)
         await repo.add_to_fee_year(session, payment.merchant_id, payment.fiscal_year, -fee_returned)
     updated = await repo.record_refund(
-        session, payment.id, amount, fee_returned,
-        {"id": refund_id, "region_id": region.id, "payment_id": payment.id, "journal_id": posted.journal_id,
-         "amount": amount, "fee_returned": fee_returned, "reason": reason, "created_by": principal.subject,
-         "created_at": posted.created_at},
+        session, payment.id,
+        {"refunded_amount": amount, "fee_returned": fee_returned, "refunded_point": back.total(Unit.POINT),
+         "fee_returned_point": fee_back[Unit.POINT]},
+        {"id": new_id(), "region_id": region.id, "payment_id": payment.id, "journal_id": posted.journal_id,
+         "amount": amount, "fee_returned": fee_returned, "point_amount": back.total(Unit.POINT),
+         "fee_returned_point": fee_back[Unit.POINT], "expired_amount": sum(back.expired.values()),
+         "reason": reason, "created_by": principal.subject, "created_at": posted.created_at},
     )
     if principal.role in (Role.MERCHANT_ADMIN, Role.TERMINAL):
         await audit.record(
@@ -444,6 +487,38 @@ async def refund(
             target_id=payment.id, after={"amount": amount, "fee_returned": fee_returned, "reason": reason},
         )
     return updated, fee_returned
+
+
+@dataclass
+class _Restored:
+    live: dict[Unit, int]  # back into the wallet's lots
+    expired: dict[Unit, int]  # belonged to lots that expired meanwhile: to the expiry account
+
+    def total(self, unit: Unit) -> int:
+        return self.live[unit] + self.expired[unit]
+
+
+async def _restore_lots(session: AsyncSession, payment: Payment, amount: int, now: datetime) -> _Restored:
+    """Put `amount` back into the lots the payment took, the last taken first."""
+    restored = _Restored({u: 0 for u in Unit}, {u: 0 for u in Unit})
+    left = amount
+    for taken, lot in await repo.payment_lots(session, payment.id):
+        give = min(taken.amount - taken.restored, left)
+        if give <= 0:
+            continue
+        unit = Unit(taken.unit)
+        if lot.expires_at is not None and lot.expires_at <= now:
+            await wallet_repo.change_lot_remaining(session, lot.id, 0, expired=give)
+            restored.expired[unit] += give
+        else:
+            await wallet_repo.change_lot_remaining(session, lot.id, give)
+            restored.live[unit] += give
+        await repo.mark_lot_restored(session, payment.id, taken.seq, give)
+        left -= give
+        if left == 0:
+            break
+    assert left == 0, f"payment {payment.id}: its lots cover {amount - left} of the {amount} refunded"
+    return restored
 
 
 async def merchant_payments(
