@@ -29,9 +29,10 @@ SERVICES = ("wallet", "coupons", "settlement")
 def _routers(service: str) -> list[APIRouter]:
     if service == "wallet":
         from services.wallet.endpoints import router
+        from services.wallet.campaigns.endpoints import router as campaigns_router
         from services.wallet.payments.endpoints import router as payments_router
 
-        return [router, payments_router]
+        return [router, payments_router, campaigns_router]
     elif service == "coupons":
         from services.coupons.endpoints import router
     elif service == "settlement":

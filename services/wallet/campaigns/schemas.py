@@ -1,0 +1,67 @@
+"""Request and response bodies of campaigns."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pydantic import Field
+
+from services.wallet.models import CampaignKind
+from services.wallet.schemas import ClassCode, Schema, Text100
+from shared.clock import Instant
+from shared.money import Amount
+
+
+class MerchantClassCreate(Schema):
+    code: ClassCode
+    name: Text100
+    name_ja: Text100
+
+
+class MerchantClassOut(Schema):
+    code: str
+    name: str
+    name_ja: str
+
+
+class CampaignCreate(Schema):
+    kind: CampaignKind
+    name: Text100
+    name_ja: Text100
+    restriction: list[ClassCode] | None = Field(
+        None, min_length=1, max_length=20,
+        description="merchant classes where the campaign's points may be spent; omitted: every merchant",
+    )
+    usable_from: Instant | None = Field(None, description="the points may be spent from this moment")
+    usable_until: Instant | None = Field(
+        None, description="the points expire at this moment (a fixed window); it must be midnight Asia/Tokyo",
+    )
+    expiry_months: int | None = Field(
+        None, ge=1, le=120, description="or: the points expire at the end of the Nth month after they are granted",
+    )
+
+
+class CampaignOut(Schema):
+    id: uuid.UUID
+    kind: CampaignKind
+    name: str
+    name_ja: str
+    status: str
+    restriction: list[str] | None
+    usable_from: datetime | None
+    usable_until: datetime | None
+    expiry_months: int | None
+    budget_account_id: uuid.UUID
+    budget: int = Field(description="points left in the campaign budget")
+    created_at: datetime
+
+
+class FundingCreate(Schema):
+    amount: Amount
+
+
+class FundingOut(Schema):
+    campaign_id: uuid.UUID
+    journal_id: uuid.UUID
+    amount: int
+    budget: int

@@ -1,0 +1,219 @@
+"""Campaigns: the city's programmes that put points into residents' wallets (premium sets,
+grants for activities, rewards on payments), and the merchant classes their points may be
+restricted to.
+
+Every campaign has its own budget account in points. The operator funds it from the region's
+campaign fund (a `funding` journal: the only way points are issued); grants, premiums and rewards
+draw on it, and it can never go negative, so a campaign cannot give away more than it was given.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet import repository as wallet_repo
+from services.wallet import service as wallet
+from services.wallet.campaigns import repository as repo
+from services.wallet.campaigns.errors import (
+    CampaignClosed,
+    CampaignKindMismatch,
+    CampaignNameTaken,
+    CampaignNotFound,
+    InvalidCampaign,
+    UnknownMerchantClass,
+)
+from services.wallet.lots import LotRule, end_of_months_after
+from services.wallet.models import (
+    Account,
+    AccountKind,
+    Campaign,
+    CampaignKind,
+    JournalKind,
+    MerchantClass,
+    Region,
+    Status,
+)
+from shared import audit
+from shared.auth import Principal
+from shared.clock import TOKYO, Clock
+from shared.ids import new_id
+from shared.money import Unit
+
+# Seeded in every region; the operator may add more. The first two are Aizu's 地元専用 shops.
+DEFAULT_CLASSES = (
+    ("shotengai", "Small shop in a shopping street", "商店街の小規模店"),
+    ("small_shop", "Other small local shop", "その他の小規模店"),
+    ("convenience", "Convenience store", "コンビニエンスストア"),
+    ("chain", "Chain store", "チェーン店"),
+    ("large_store", "Large store", "大型店"),
+)
+DEFAULT_CLASS = "small_shop"
+
+
+async def seed_merchant_classes(session: AsyncSession, region: Region, now: datetime) -> None:
+    for code, name, name_ja in DEFAULT_CLASSES:
+        await repo.insert_merchant_class(session, region_id=region.id, code=code, name=name, name_ja=name_ja, created_at=now)
+
+
+async def merchant_classes(session: AsyncSession, principal: Principal) -> list[MerchantClass]:
+    region = await wallet.region_of(session, principal)
+    return await repo.merchant_classes(session, region.id)
+
+
+async def add_merchant_class(
+    session: AsyncSession, clock: Clock, principal: Principal, *, code: str, name: str, name_ja: str
+) -> MerchantClass:
+    region = await wallet.region_of(session, principal)
+    added = await repo.insert_merchant_class(
+        session, region_id=region.id, code=code, name=name, name_ja=name_ja, created_at=clock.now()
+    )
+    if added is None:
+        raise InvalidCampaign(f"The region already has a merchant class {code!r}.")
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="merchant_class.create", target_type="merchant_class",
+        target_id=code, after={"name": name, "name_ja": name_ja},
+    )
+    return added
+
+
+async def check_classes(session: AsyncSession, region_id: uuid.UUID, codes: list[str]) -> None:
+    known = {c.code for c in await repo.merchant_classes(session, region_id)}
+    unknown = sorted(set(codes) - known)
+    if unknown:
+        raise UnknownMerchantClass(
+            f"No merchant class {', '.join(unknown)} in this region; known: {', '.join(sorted(known))}.",
+            unknown=unknown,
+        )
+
+
+# --- campaigns --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    campaign: Campaign
+    budget_account: Account
+    budget: int
+
+
+async def create_campaign(
+    session: AsyncSession, clock: Clock, principal: Principal, details: dict[str, Any]
+) -> CampaignView:
+    region = await wallet.region_of(session, principal)
+    if await repo.campaign_by_name(session, region.id, details["name"]) is not None:
+        raise CampaignNameTaken(f"{details['name']!r} is already a campaign in {region.code}.")
+    if details.get("restriction"):
+        await check_classes(session, region.id, details["restriction"])
+    usable_from, usable_until = details.get("usable_from"), details.get("usable_until")
+    if usable_until is not None:
+        if details.get("expiry_months") is not None:
+            raise InvalidCampaign("Give either a fixed window (usable_until) or expiry_months, not both.")
+        local = usable_until.astimezone(TOKYO)
+        if local.timetz().replace(tzinfo=None) != time():
+            raise InvalidCampaign("usable_until must be midnight Asia/Tokyo: value expires at the start of a day.")
+        if usable_from is not None and usable_until <= usable_from:
+            raise InvalidCampaign("usable_until must be after usable_from.")
+        if usable_until <= clock.now():
+            raise InvalidCampaign("usable_until is already past.")
+    now = clock.now()
+    campaign = await repo.insert_campaign(
+        session, id=new_id(), region_id=region.id, kind=details["kind"].value, name=details["name"],
+        name_ja=details["name_ja"], status=Status.ACTIVE.value, restriction=details.get("restriction"),
+        usable_from=usable_from, usable_until=usable_until, expiry_months=details.get("expiry_months"),
+        created_by=principal.subject, created_at=now,
+    )
+    budget = await wallet_repo.insert_account(
+        session, id=new_id(), region_id=region.id, kind=AccountKind.CAMPAIGN_BUDGET.value, unit=Unit.POINT.value,
+        campaign_id=campaign.id, status=Status.ACTIVE.value, tracks_balance=False, may_go_negative=False,
+        created_at=now,
+    )
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="campaign.create", target_type="campaign",
+        target_id=campaign.id, after=_campaign_record(campaign),
+    )
+    return CampaignView(campaign, budget, 0)
+
+
+async def visible_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> Campaign:
+    region = await wallet.region_of(session, principal)
+    campaign = await repo.campaign(session, campaign_id)
+    if campaign is None or campaign.region_id != region.id:
+        raise CampaignNotFound(f"No campaign {campaign_id} in region {region.code}.")
+    return campaign
+
+
+async def view(session: AsyncSession, campaign: Campaign) -> CampaignView:
+    account = await repo.budget_account(session, campaign.id)
+    return CampaignView(campaign, account, await wallet_repo.entries_sum(session, account.id))
+
+
+async def get_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> CampaignView:
+    return await view(session, await visible_campaign(session, principal, campaign_id))
+
+
+async def list_campaigns(
+    session: AsyncSession, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+) -> list[CampaignView]:
+    region = await wallet.region_of(session, principal)
+    return [await view(session, c) for c in await repo.campaigns(session, region.id, after_id=after_id, limit=limit)]
+
+
+async def close_campaign(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID) -> CampaignView:
+    """No more grants, sales or rewards; lots already given keep their rules."""
+    campaign = await visible_campaign(session, principal, campaign_id)
+    updated = await repo.set_campaign_status(session, campaign.id, Status.CLOSED.value)
+    await audit.record(
+        session, clock, principal, region_id=campaign.region_id, action="campaign.close", target_type="campaign",
+        target_id=campaign.id, before={"status": campaign.status}, after={"status": updated.status},
+    )
+    return await view(session, updated)
+
+
+async def fund(
+    session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, amount: int
+) -> tuple[uuid.UUID, CampaignView]:
+    """The city puts `amount` points into the campaign's budget from its campaign fund."""
+    campaign = active(await visible_campaign(session, principal, campaign_id))
+    budget = await repo.budget_account(session, campaign.id)
+    fund_account = await wallet_repo.system_account(session, campaign.region_id, AccountKind.CAMPAIGN_FUND, Unit.POINT.value)
+    posted = await wallet.post_journal(
+        session, clock, region_id=campaign.region_id, kind=JournalKind.FUNDING, actor=principal.subject,
+        legs=[wallet.Leg(fund_account, -amount), wallet.Leg(budget, amount)], reference=str(campaign.id),
+    )
+    result = await view(session, campaign)
+    await audit.record(
+        session, clock, principal, region_id=campaign.region_id, action="campaign.fund", target_type="campaign",
+        target_id=campaign.id, after={"amount": amount, "journal_id": str(posted.journal_id), "budget": result.budget},
+    )
+    return posted.journal_id, result
+
+
+def active(campaign: Campaign, kind: CampaignKind | None = None) -> Campaign:
+    if campaign.status != Status.ACTIVE:
+        raise CampaignClosed(f"Campaign {campaign.name!r} is closed.")
+    if kind is not None and campaign.kind != kind:
+        raise CampaignKindMismatch(f"Campaign {campaign.name!r} is a {campaign.kind} campaign, not {kind}.")
+    return campaign
+
+
+def lot_rule(campaign: Campaign, now: datetime) -> LotRule:
+    """The rules of a lot the campaign creates now."""
+    expires_at = campaign.usable_until
+    if expires_at is None and campaign.expiry_months is not None:
+        expires_at = end_of_months_after(now, campaign.expiry_months)
+    return LotRule(restriction=campaign.restriction, usable_from=campaign.usable_from, expires_at=expires_at)
+
+
+def _campaign_record(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "kind": campaign.kind, "name": campaign.name, "name_ja": campaign.name_ja, "status": campaign.status,
+        "restriction": campaign.restriction,
+        "usable_from": campaign.usable_from.isoformat() if campaign.usable_from else None,
+        "usable_until": campaign.usable_until.isoformat() if campaign.usable_until else None,
+        "expiry_months": campaign.expiry_months,
+    }
