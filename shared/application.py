@@ -30,9 +30,11 @@ def _routers(service: str) -> list[APIRouter]:
     if service == "wallet":
         from services.wallet.endpoints import router
         from services.wallet.campaigns.endpoints import router as campaigns_router
+        from services.wallet.grants.endpoints import router as grants_router
         from services.wallet.payments.endpoints import router as payments_router
+        from services.wallet.premium.endpoints import router as premium_router
 
-        return [router, payments_router, campaigns_router]
+        return [router, payments_router, campaigns_router, grants_router, premium_router]
     elif service == "coupons":
         from services.coupons.endpoints import router
     elif service == "settlement":

@@ -30,7 +30,7 @@ from services.wallet.schemas import (
     Text100,
     TopupRequest,
     WalletOut,
-    WalletStatusUpdate,
+    WalletUpdate,
 )
 from shared import audit
 from shared.auth import Principal, Role, require
@@ -175,14 +175,14 @@ async def wallet_history(
 
 
 @router.patch("/wallets/{wallet_id}", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
-async def set_wallet_status(
-    wallet_id: uuid.UUID, body: WalletStatusUpdate, principal: Operator, session: SessionDep,
+async def update_wallet(
+    wallet_id: uuid.UUID, body: WalletUpdate, principal: Operator, session: SessionDep,
     clock: ClockDep, idem: IdempotencyDep,
 ):
-    """Suspend, reactivate or close a wallet (operator; audited)."""
+    """Suspend, reactivate or close a wallet, or set the resident's household (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    wallet = await service.set_wallet_status(session, clock, principal, wallet_id, body.status)
+    wallet = await service.update_wallet(session, clock, principal, wallet_id, body.model_dump(exclude_unset=True))
     return await idem.respond(200, wallet_out(wallet))
 
 

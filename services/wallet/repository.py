@@ -24,6 +24,7 @@ from services.wallet.models import (
     Journal,
     Lot,
     Merchant,
+    Notice,
     Region,
     Resident,
 )
@@ -89,6 +90,13 @@ async def update_account_status(session: AsyncSession, account_id: uuid.UUID, st
 
 
 # --- residents --------------------------------------------------------------------------------
+
+
+async def update_resident_household(session: AsyncSession, resident_id: uuid.UUID, household: str | None) -> Resident:
+    result = await session.execute(
+        update(Resident).where(Resident.id == resident_id).values(household=household).returning(Resident)
+    )
+    return result.scalar_one()
 
 
 async def resident_wallet(
@@ -206,6 +214,24 @@ async def merchant_account(session: AsyncSession, merchant_id: uuid.UUID, unit: 
 
 async def set_merchant_accounts_status(session: AsyncSession, merchant_id: uuid.UUID, status: str) -> None:
     await session.execute(update(Account).where(Account.merchant_id == merchant_id).values(status=status))
+
+
+# --- notices ----------------------------------------------------------------------------------
+
+
+async def insert_notice(
+    session: AsyncSession, *, id: uuid.UUID, region_id: uuid.UUID, resident_id: uuid.UUID, kind: str,
+    payload: dict[str, Any], created_at: datetime, lot_id: uuid.UUID | None = None,
+) -> bool:
+    """Record a notice for the resident's app; False if this lot already has a notice of this kind."""
+    statement = (
+        pg_insert(Notice)
+        .values(id=id, region_id=region_id, resident_id=resident_id, kind=kind, lot_id=lot_id, payload=payload,
+                created_at=created_at)
+        .on_conflict_do_nothing(index_elements=["lot_id", "kind"], index_where=Notice.lot_id.is_not(None))
+        .returning(Notice.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
 
 
 # --- lots -------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ class Schema(BaseModel):
 
 # Not stripped: what the schema documents is exactly what is checked.
 Text100 = text(100)
+Household = text(64)
 Address = text(200)
 Memo = text(200, required=False)
 BankEventId = text(128)
@@ -62,8 +63,11 @@ class WalletOut(Schema):
     created_at: datetime
 
 
-class WalletStatusUpdate(Schema):
-    status: Status
+class WalletUpdate(Schema):
+    status: Status | None = Field(None, description="suspend, reactivate or close the wallet")
+    household: Household | None = Field(
+        None, description="the resident's household (premium sets are limited per household); null clears it",
+    )
 
 
 class HistoryItem(Schema):

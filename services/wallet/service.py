@@ -341,18 +341,29 @@ async def merchant_history(
     return await history(session, accounts, after_id=after_id, limit=limit, **filters)
 
 
-async def set_wallet_status(
-    session: AsyncSession, clock: Clock, principal: Principal, account_id: uuid.UUID, status: Status
+async def update_wallet(
+    session: AsyncSession, clock: Clock, principal: Principal, account_id: uuid.UUID, changes: dict[str, Any]
 ) -> Wallet:
+    """The operator's changes: `status` (of both the yen and the point account), `household`."""
     wallet = await visible_wallet(session, principal, account_id)
-    updated = await repo.update_account_status(session, account_id, status.value)
-    await audit.record(
-        session, clock, principal, region_id=wallet.region.id, action="wallet.status.update",
-        target_type="account", target_id=account_id,
-        before={"status": wallet.account.status}, after={"status": updated.status},
-    )
-    await repo.update_account_status(session, wallet.points.id, status.value)
-    return Wallet(wallet.resident, updated, wallet.region, wallet.points)
+    resident, account, points = wallet.resident, wallet.account, wallet.points
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    if changes.get("status") is not None:
+        before["status"] = account.status
+        account = await repo.update_account_status(session, account_id, changes["status"].value)
+        points = await repo.update_account_status(session, points.id, changes["status"].value)
+        after["status"] = account.status
+    if "household" in changes:
+        before["household"] = resident.household
+        resident = await repo.update_resident_household(session, resident.id, changes["household"])
+        after["household"] = resident.household
+    if after:
+        await audit.record(
+            session, clock, principal, region_id=wallet.region.id, action="wallet.update",
+            target_type="account", target_id=account_id, before=before, after=after,
+        )
+    return Wallet(resident, account, wallet.region, points)
 
 
 # --- top-ups and cash-outs ----------------------------------------------------------------------
