@@ -3,6 +3,7 @@ default), with what every service shares: lifespan resources, auth, errors, heal
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import logging
@@ -73,9 +74,20 @@ def create_app(
             from services.wallet.service import resolve_api_key
 
             app.state.api_key_resolver = resolve_api_key
+            expiry_task = None
+            if "wallet" in services and resolved.expiry_scheduler:
+                from services.wallet.expiry import scheduler
+
+                expiry_task = asyncio.create_task(
+                    scheduler(app.state.sessionmaker, clock, resolved.expiry_check_seconds), name="expiry scheduler"
+                )
             try:
                 yield
             finally:
+                if expiry_task is not None:
+                    expiry_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await expiry_task
                 await redis.aclose()
                 await engine.dispose()
 

@@ -8,7 +8,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -28,6 +28,8 @@ from shared.observability import configure_logging
 app = typer.Typer(help="chiikipay: regional digital currency and coupon payments.", no_args_is_help=True)
 ledger = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger, name="ledger")
+jobs = typer.Typer(help="Jobs the server also runs on its own schedule.", no_args_is_help=True)
+app.add_typer(jobs, name="jobs")
 console = Console()
 T = TypeVar("T")
 
@@ -167,6 +169,55 @@ def ledger_verify(region: Annotated[str | None, typer.Option(help="only this reg
     for v in violations:
         print(f"invariant {v.invariant}: {v.subject}: {v.detail}")
     raise typer.Exit(1)
+
+
+@jobs.command("expire")
+def jobs_expire(
+    as_of: Annotated[str, typer.Option("--as-of", help="the day (YYYY-MM-DD, Asia/Tokyo) whose midnight lots expire by")],
+    region: Annotated[str | None, typer.Option(help="only this region's code (default: every region)")] = None,
+) -> None:
+    """Expire the lots due by the start of --as-of and send the 30/7-day notices. A run cut off
+    half-way is resumed by running the same date again; a finished date is refused (exit 1)."""
+    from services.wallet import expiry, repository
+    from services.wallet.errors import ExpiryAlreadyRun, ExpiryDateInFuture
+
+    try:
+        day = date.fromisoformat(as_of)
+    except ValueError:
+        raise typer.BadParameter(f"{as_of!r} is not a date like 2027-06-01", param_hint="--as-of") from None
+    settings = get_settings()
+
+    async def run(resolved: Settings) -> int:
+        engine = create_engine(resolved)
+        sessionmaker = create_sessionmaker(engine)
+        failed = 0
+        try:
+            async with sessionmaker() as session:
+                regions = await repository.regions(session)
+            if region is not None:
+                regions = [r for r in regions if r.code == region]
+                if not regions:
+                    raise typer.BadParameter(f"no region {region!r}", param_hint="--region")
+            for found in regions:
+                try:
+                    done = await expiry.run_job(sessionmaker, SystemClock(), found, day, "cli")
+                except (ExpiryAlreadyRun, ExpiryDateInFuture) as refused:
+                    print(f"{found.code}: refused: {refused.detail}")
+                    failed += 1
+                    continue
+                print(
+                    f"{found.code}: expiry as of {done.as_of}: {done.lots_expired} lots, "
+                    f"{done.yen_expired} yen and {done.points_expired} points expired; {done.notices} notices"
+                )
+        finally:
+            await engine.dispose()
+        return failed
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        failed = asyncio.run(run(resolved))
+    if failed:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,16 @@ class Settings(BaseSettings):
     cpm_token_ttl_seconds: int = 60  # a resident's one-time code at the register
     default_card_daily_limit: int = 10_000  # what a printed resident card may pay per (Tokyo) day
 
+    # The server expires lots itself: every this many seconds it runs any region's due expiry
+    # (the day's run, shortly after midnight Asia/Tokyo). Off: only `chiikipay jobs expire` does.
+    expiry_scheduler: bool = True
+    expiry_check_seconds: float = 300
+
     max_body_bytes: int = 64 * 1024
+    # File uploads (endpoints marked `shared.observability.large_body`, e.g. a CSV of up to
+    # 100,000 point grants) may be this large; every other request keeps `max_body_bytes`.
+    max_upload_bytes: int = 32 * 1024 * 1024
+    max_grant_rows: int = 100_000
     db_pool_size: int = 32
     log_level: str = "INFO"
 

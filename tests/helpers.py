@@ -44,11 +44,14 @@ async def snapshot(sessionmaker: Any) -> dict[str, Any]:
         for table in ("wallet.journals", "wallet.entries", "wallet.bank_events", "wallet.merchants",
                       "wallet.residents", "wallet.api_keys", "platform.audit_events", "platform.idempotency_keys"):
             counts[table] = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+        for table in ("wallet.payment_lots", "wallet.notices", "wallet.expiry_runs"):
+            counts[table] = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+        lots = (await session.execute(text("SELECT id, remaining, expired FROM wallet.lots ORDER BY id"))).all()
         merchants = (await session.execute(text("SELECT id, status, name FROM wallet.merchants ORDER BY id"))).all()
         regions = (await session.execute(text(
             "SELECT code, balance_cap, topup_min, topup_max, topup_step FROM wallet.regions ORDER BY code"
         ))).all()
-    return {"accounts": [tuple(r) for r in accounts], "counts": counts,
+    return {"accounts": [tuple(r) for r in accounts], "counts": counts, "lots": [tuple(r) for r in lots],
             "merchants": [tuple(r) for r in merchants], "regions": [tuple(r) for r in regions]}
 
 

@@ -114,3 +114,22 @@ def test_serve_on_the_embedded_default_starts_and_stops_its_servers(tmp_path: Pa
     assert "resident-hanako" in output  # the demo table
     assert not (data_dir / "valkey" / "port").exists()
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+def test_jobs_expire_runs_a_date_once_and_refuses_bad_dates(cli_env):
+    from datetime import date, datetime, timedelta
+
+    from shared.clock import TOKYO
+
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+    today = datetime.now(TOKYO).date()
+    first = runner.invoke(cli, ["jobs", "expire", "--as-of", today.isoformat()])
+    assert first.exit_code == 0, first.output
+    assert f"aizu: expiry as of {today}: 0 lots" in first.output
+    again = runner.invoke(cli, ["jobs", "expire", "--as-of", today.isoformat(), "--region", "aizu"])
+    assert again.exit_code == 1 and "refused" in again.output
+    future = runner.invoke(cli, ["jobs", "expire", "--as-of", (today + timedelta(days=2)).isoformat()])
+    assert future.exit_code == 1 and "has not started" in future.output
+    assert runner.invoke(cli, ["jobs", "expire", "--as-of", "yesterday"]).exit_code == 2
+    assert runner.invoke(cli, ["jobs", "expire", "--as-of", str(date(2026, 1, 1)), "--region", "nowhere"]).exit_code == 2
+    assert runner.invoke(cli, ["ledger", "verify"]).exit_code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -15,6 +16,12 @@ from services.wallet.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
     AuditEventOut,
+    WalletBalanceOut,
+    ExpiryRunCreate,
+    ExpiryRunOut,
+    LotOut,
+    NoticeOut,
+    UnitAmounts,
     MerchantBalanceOut,
     BankTopupEvent,
     CashoutRequest,
@@ -127,6 +134,32 @@ async def update_region(
     return await idem.respond(200, RegionOut.model_validate(region))
 
 
+# --- expiry -----------------------------------------------------------------------------------
+
+
+@router.post("/expiry-runs", status_code=201, response_model=ExpiryRunOut, tags=["expiry"], responses=PROBLEMS)
+async def run_expiry(
+    body: ExpiryRunCreate, principal: Operator, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """Expire the lots due by the start of `as_of` and send the 30- and 7-day notices (operator;
+    the server also does this itself each day). A finished date is refused."""
+    if replay := await idem.replay():
+        return replay
+    run = await service.run_expiry(session, clock, principal, body.as_of)
+    return await idem.respond(201, ExpiryRunOut.model_validate(run))
+
+
+@router.get("/expiry-runs", response_model=Page[ExpiryRunOut], tags=["expiry"], responses=PROBLEMS)
+async def expiry_runs(
+    principal: Overseer, session: SessionDep, cursor: Annotated[date | None, Query(description="as_of of the last run seen")] = None,
+    limit: LimitParam = 50,
+) -> Page[ExpiryRunOut]:
+    """The region's expiry runs, newest date first."""
+    runs = await service.expiry_runs(session, principal, before=cursor, limit=limit + 1)
+    items = [ExpiryRunOut.model_validate(r) for r in runs[:limit]]
+    return Page[ExpiryRunOut](items=items, next_cursor=runs[limit - 1].as_of.isoformat() if len(runs) > limit else None)
+
+
 # --- wallets ----------------------------------------------------------------------------------
 
 
@@ -147,6 +180,40 @@ async def my_history(
     return history_page(rows, limit)
 
 
+def lot_out(view: service.LotView) -> LotOut:
+    lot = view.lot
+    return LotOut(
+        id=lot.id, unit=lot.unit, source=lot.source, campaign_id=lot.campaign_id, campaign_name=view.campaign_name,
+        amount=lot.amount, remaining=lot.remaining, restriction=lot.restriction, usable_from=lot.usable_from,
+        expires_at=lot.expires_at, usable_now=view.usable_now, created_at=lot.created_at,
+    )
+
+
+def balance_out(found: service.BalanceView) -> WalletBalanceOut:
+    return WalletBalanceOut(
+        wallet_id=found.wallet.account.id, balance=found.wallet.account.balance, points=found.wallet.points.balance,
+        usable=UnitAmounts(**found.usable), expiring_within_30_days=UnitAmounts(**found.expiring_soon),
+        expiring_lots=[lot_out(v) for v in sorted(found.expiring_lots, key=lambda v: (v.lot.expires_at, v.lot.id))],
+        lots=[lot_out(v) for v in found.lots],
+    )
+
+
+@router.get("/wallet/balance", response_model=WalletBalanceOut, tags=["wallet"], responses=PROBLEMS)
+async def my_balance(principal: Resident_, session: SessionDep, clock: ClockDep) -> WalletBalanceOut:
+    """The calling resident's balance lot by lot, and what expires within 30 days."""
+    return balance_out(await service.balance(session, clock, await service.my_wallet(session, clock, principal)))
+
+
+@router.get("/wallet/notices", response_model=Page[NoticeOut], tags=["wallet"], responses=PROBLEMS)
+async def my_notices(
+    principal: Resident_, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50,
+) -> Page[NoticeOut]:
+    """What the app should tell the resident (value expiring in 30 or 7 days …), newest first."""
+    wallet = await service.my_wallet(session, clock, principal)
+    found = await service.notices(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1)
+    return page_of([NoticeOut.model_validate(n) for n in found], [n.id for n in found], limit)
+
+
 @router.get("/wallets", response_model=Page[WalletOut], tags=["wallet"], responses=PROBLEMS)
 async def find_wallets(
     principal: Overseer, session: SessionDep, subject: Annotated[Text100 | None, Query()] = None,
@@ -162,6 +229,13 @@ async def find_wallets(
 @router.get("/wallets/{wallet_id}", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
 async def get_wallet(wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep) -> WalletOut:
     return wallet_out(await service.visible_wallet(session, principal, wallet_id))
+
+
+@router.get("/wallets/{wallet_id}/balance", response_model=WalletBalanceOut, tags=["wallet"], responses=PROBLEMS)
+async def wallet_balance(
+    wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep, clock: ClockDep
+) -> WalletBalanceOut:
+    return balance_out(await service.balance(session, clock, await service.visible_wallet(session, principal, wallet_id)))
 
 
 @router.get("/wallets/{wallet_id}/history", response_model=Page[HistoryItem], tags=["wallet"], responses=PROBLEMS)

@@ -61,3 +61,11 @@ class WebhookTimestampStale(Unauthenticated):
 
 class WebhookReplayed(Conflict):
     slug, title = "webhook-replayed", "This bank event was already processed"
+
+
+class ExpiryAlreadyRun(Conflict):
+    slug, title = "expiry-already-run", "Expiry has already run for this date"
+
+
+class ExpiryDateInFuture(Unprocessable):
+    slug, title = "expiry-date-in-future", "Expiry cannot run for a day that has not started"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, text, update
@@ -18,7 +18,9 @@ from services.wallet.models import (
     AccountKind,
     ApiKey,
     BankEvent,
+    Campaign,
     Entry,
+    ExpiryRun,
     ISSUANCE_JOURNALS,
     ISSUANCE_KINDS,
     Journal,
@@ -34,6 +36,10 @@ from services.wallet.models import (
 
 async def region_by_code(session: AsyncSession, code: str) -> Region | None:
     return (await session.execute(select(Region).where(Region.code == code))).scalar_one_or_none()
+
+
+async def regions(session: AsyncSession) -> list[Region]:
+    return list((await session.execute(select(Region).order_by(Region.code))).scalars())
 
 
 async def region_by_id(session: AsyncSession, region_id: uuid.UUID) -> Region:
@@ -60,6 +66,11 @@ async def insert_account(session: AsyncSession, **values: Any) -> Account:
 
 async def account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
     return await session.get(Account, account_id)
+
+
+async def accounts(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> list[Account]:
+    query = select(Account).where(Account.id.in_(account_ids)).order_by(Account.id)
+    return list((await session.execute(query.execution_options(populate_existing=True))).scalars())
 
 
 async def system_account(session: AsyncSession, region_id: uuid.UUID, kind: AccountKind, unit: str) -> Account:
@@ -279,6 +290,84 @@ async def change_lot_remaining(session: AsyncSession, lot_id: uuid.UUID, delta: 
     await session.execute(
         update(Lot).where(Lot.id == lot_id).values(remaining=Lot.remaining + delta, expired=Lot.expired + expired)
     )
+
+
+async def expired_lots(session: AsyncSession, region_id: uuid.UUID, cutoff: datetime, limit: int) -> list[Lot]:
+    """Lots of the region that have expired by `cutoff` and still hold something, a batch at a time."""
+    query = (
+        select(Lot)
+        .where(Lot.region_id == region_id, Lot.remaining > 0, Lot.expires_at <= cutoff)
+        .order_by(Lot.account_id, Lot.id)
+        .limit(limit)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def lots_expiring_between(
+    session: AsyncSession, region_id: uuid.UUID, after: datetime, until: datetime
+) -> list[tuple[Lot, uuid.UUID]]:
+    """Lots with something left that expire in (after, until], with their resident."""
+    query = (
+        select(Lot, Account.resident_id)
+        .join(Account, Account.id == Lot.account_id)
+        .where(Lot.region_id == region_id, Lot.remaining > 0, Lot.expires_at > after, Lot.expires_at <= until)
+        .order_by(Lot.expires_at, Lot.id)
+    )
+    return [(row[0], row[1]) for row in await session.execute(query)]
+
+
+async def campaign_names(session: AsyncSession, region_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    rows = await session.execute(select(Campaign.id, Campaign.name).where(Campaign.region_id == region_id))
+    return {row.id: row.name for row in rows}
+
+
+async def notices(
+    session: AsyncSession, resident_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int
+) -> list[Notice]:
+    query = select(Notice).where(Notice.resident_id == resident_id)
+    if after_id is not None:
+        query = query.where(Notice.id < after_id)
+    return list((await session.execute(query.order_by(Notice.id.desc()).limit(limit))).scalars())
+
+
+# --- expiry runs ------------------------------------------------------------------------------
+
+
+async def start_expiry_run(session: AsyncSession, **values: Any) -> None:
+    await session.execute(pg_insert(ExpiryRun).values(**values).on_conflict_do_nothing())
+
+
+async def lock_expiry_run(session: AsyncSession, region_id: uuid.UUID, as_of: date) -> ExpiryRun:
+    query = (
+        select(ExpiryRun)
+        .where(ExpiryRun.region_id == region_id, ExpiryRun.as_of == as_of)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar_one()
+
+
+async def update_expiry_run(session: AsyncSession, region_id: uuid.UUID, as_of: date, **values: Any) -> ExpiryRun:
+    query = (
+        update(ExpiryRun)
+        .where(ExpiryRun.region_id == region_id, ExpiryRun.as_of == as_of)
+        .values(**values)
+        .returning(ExpiryRun)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar_one()
+
+
+async def expiry_runs_on(session: AsyncSession, as_of: date) -> list[ExpiryRun]:
+    return list((await session.execute(select(ExpiryRun).where(ExpiryRun.as_of == as_of))).scalars())
+
+
+async def expiry_runs(session: AsyncSession, region_id: uuid.UUID, *, before: date | None, limit: int) -> list[ExpiryRun]:
+    query = select(ExpiryRun).where(ExpiryRun.region_id == region_id)
+    if before is not None:
+        query = query.where(ExpiryRun.as_of < before)
+    return list((await session.execute(query.order_by(ExpiryRun.as_of.desc()).limit(limit))).scalars())
 
 
 async def lot(session: AsyncSession, lot_id: uuid.UUID) -> Lot | None:

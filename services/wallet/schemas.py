@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -39,6 +39,9 @@ class RegionOut(Schema):
     coin_expiry_months: int | None = Field(
         description="top-ups expire at the end of the Nth month after the month of the top-up; null: never"
     )
+    refund_window_days: int = Field(
+        description="a payment may be refunded on its (Tokyo) day and this many days after; 0: same day only"
+    )
 
 
 class RegionSettingsUpdate(Schema):
@@ -49,6 +52,7 @@ class RegionSettingsUpdate(Schema):
     coin_expiry_months: int | None = Field(
         None, ge=1, le=120, description="applies to top-ups from now on; send null to make them never expire",
     )
+    refund_window_days: int | None = Field(None, ge=0, le=365)
 
 
 class WalletOut(Schema):
@@ -61,6 +65,60 @@ class WalletOut(Schema):
     household: str | None = Field(description="set by the operator; premium sets are limited per household")
     status: Status
     created_at: datetime
+
+
+class LotOut(Schema):
+    id: uuid.UUID
+    unit: str = Field(description="yen (coin: paid-in money) or point (free value)")
+    source: str = Field(description="topup, premium, grant, reward, or legacy (a balance from before lots)")
+    campaign_id: uuid.UUID | None
+    campaign_name: str | None
+    amount: int = Field(description="what the lot was worth when it was created")
+    remaining: int
+    restriction: list[str] | None = Field(description="merchant classes where it may be spent; null: every merchant")
+    usable_from: datetime | None
+    expires_at: datetime | None = Field(description="midnight Asia/Tokyo; the lot can be spent until the day before")
+    usable_now: bool
+    created_at: datetime
+
+
+class UnitAmounts(Schema):
+    yen: int
+    point: int
+
+
+class WalletBalanceOut(Schema):
+    wallet_id: uuid.UUID
+    balance: int = Field(description="coin (yen) held")
+    points: int = Field(description="points held")
+    usable: UnitAmounts = Field(description="what can pay now (excludes lots not yet usable or past their expiry)")
+    expiring_within_30_days: UnitAmounts
+    expiring_lots: list[LotOut] = Field(description="the lots behind expiring_within_30_days, soonest first")
+    lots: list[LotOut] = Field(description="every lot with something left, in spending order")
+
+
+class NoticeOut(Schema):
+    id: uuid.UUID
+    kind: str = Field(description="expiry_30d / expiry_7d (value about to expire), lottery results …")
+    lot_id: uuid.UUID | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+class ExpiryRunCreate(Schema):
+    as_of: date = Field(description="the day (Asia/Tokyo) whose midnight lots expire at or before")
+
+
+class ExpiryRunOut(Schema):
+    as_of: date
+    status: str = Field(description="running (resumed by running the date again) or done")
+    lots_expired: int
+    yen_expired: int
+    points_expired: int
+    notices: int
+    started_by: str
+    started_at: datetime
+    finished_at: datetime | None
 
 
 class WalletUpdate(Schema):

@@ -12,7 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,18 +42,21 @@ from services.wallet.models import (
     AccountKind,
     ApiKey,
     Entry,
+    ExpiryRun,
     ISSUANCE_JOURNALS,
     ISSUANCE_KINDS,
     Journal,
     JournalKind,
+    Lot,
     LotSource,
     Merchant,
+    Notice,
     Region,
     Resident,
     Status,
 )
 from shared import audit
-from shared.auth import MERCHANT_ROLES, Principal, Role, hash_api_key, new_api_key_secret
+from shared.auth import MERCHANT_ROLES, PARTNER_KEY_PREFIX, Principal, Role, hash_api_key, new_api_key_secret
 from shared.clock import Clock
 from shared.config import Settings
 from shared.errors import Forbidden
@@ -87,15 +90,17 @@ async def post_journal(
     legs: Sequence[Leg],
     reference: str | None = None,
     memo: str | None = None,
+    even_if_inactive: bool = False,
 ) -> Posted:
     """Record one immutable journal. Checks and locks in account-id order, so that two journals
     touching the same accounts never deadlock; refuses (and changes nothing) if any debit would
-    overdraw, any credit would pass its ceiling, or any account is not active."""
+    overdraw, any credit would pass its ceiling, or any account is not active (unless
+    `even_if_inactive`: expiry follows the rules a lot was given, whatever the wallet's status)."""
     _assert_balanced(region_id, kind, legs)
     balances_after: dict[uuid.UUID, int] = {}
     for leg in sorted(legs, key=lambda leg: leg.account.id):
         account = leg.account
-        if account.status != Status.ACTIVE:
+        if account.status != Status.ACTIVE and not even_if_inactive:
             raise AccountInactive(f"The {account.kind} account is {account.status}.", account_id=str(account.id))
         if account.tracks_balance:
             balance = await repo.apply_to_tracked(session, account.id, leg.amount, leg.ceiling)
@@ -265,6 +270,7 @@ def _region_settings(region: Region) -> dict[str, int | None]:
         "topup_max": region.topup_max,
         "topup_step": region.topup_step,
         "coin_expiry_months": region.coin_expiry_months,
+        "refund_window_days": region.refund_window_days,
     }
 
 
@@ -298,6 +304,47 @@ async def my_wallet(session: AsyncSession, clock: Clock, principal: Principal) -
         found = await repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
         assert found is not None
     return Wallet(found[0], found[1], region, await repo.resident_account(session, found[0].id, Unit.POINT.value))
+
+
+EXPIRING_SOON_DAYS = 30
+
+
+@dataclass(frozen=True)
+class LotView:
+    lot: Lot
+    campaign_name: str | None
+    usable_now: bool
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    wallet: Wallet
+    lots: list[LotView]  # spending order
+    usable: dict[str, int]  # per unit: what can pay now somewhere (not yet usable, expired excluded)
+    expiring_soon: dict[str, int]  # per unit: what expires within EXPIRING_SOON_DAYS
+    expiring_lots: list[LotView]
+
+
+async def balance(session: AsyncSession, clock: Clock, wallet: Wallet) -> BalanceView:
+    """The wallet's balance lot by lot: what it is made of, where it may be spent, until when."""
+    now = clock.now()
+    soon = now + timedelta(days=EXPIRING_SOON_DAYS)
+    names = await repo.campaign_names(session, wallet.region.id)
+    views = []
+    for lot in await repo.live_lots(session, [wallet.account.id, wallet.points.id]):
+        expired = lot.expires_at is not None and lot.expires_at <= now
+        started = lot.usable_from is None or lot.usable_from <= now
+        views.append(LotView(lot, names.get(lot.campaign_id) if lot.campaign_id else None, started and not expired))
+    usable = {unit.value: 0 for unit in Unit}
+    expiring = {unit.value: 0 for unit in Unit}
+    expiring_lots = []
+    for view in views:
+        if view.usable_now:
+            usable[view.lot.unit] += view.lot.remaining
+            if view.lot.expires_at is not None and view.lot.expires_at <= soon:
+                expiring[view.lot.unit] += view.lot.remaining
+                expiring_lots.append(view)
+    return BalanceView(wallet, views, usable, expiring, expiring_lots)
 
 
 async def visible_wallet(session: AsyncSession, principal: Principal, account_id: uuid.UUID) -> Wallet:
@@ -626,7 +673,12 @@ async def revoke_api_key(
 
 
 async def resolve_api_key(session: AsyncSession, secret: str) -> Principal | None:
-    """The terminal behind a presented key (shared.auth calls this); None if unknown or revoked."""
+    """The terminal behind a presented key (shared.auth calls this); None if unknown or revoked.
+    A partner system's key (its own prefix) is resolved by the grants module."""
+    if secret.startswith(PARTNER_KEY_PREFIX):
+        from services.wallet.grants.service import resolve_partner_key
+
+        return await resolve_partner_key(session, secret)
     found = await repo.active_api_key(session, hash_api_key(secret))
     if found is None:
         return None
@@ -648,3 +700,30 @@ async def system_balances(session: AsyncSession, principal: Principal) -> list[t
 async def verify_ledger(session: AsyncSession, region_id: uuid.UUID | None = None) -> list[repo.Violation]:
     return await repo.find_violations(session, region_id)
 
+
+
+# --- expiry and notices -----------------------------------------------------------------------
+
+
+async def run_expiry(session: AsyncSession, clock: Clock, principal: Principal, as_of: date) -> ExpiryRun:
+    """The operator runs (or resumes) expiry for a date, all in this request's transaction."""
+    from services.wallet import expiry  # expiry posts through this module
+
+    region = await region_of(session, principal)
+    run = await expiry.run_in_session(session, clock, region, as_of, principal.subject)
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="expiry.run", target_type="expiry_run",
+        target_id=as_of.isoformat(),
+        after={"lots_expired": run.lots_expired, "yen_expired": run.yen_expired,
+               "points_expired": run.points_expired, "notices": run.notices},
+    )
+    return run
+
+
+async def expiry_runs(session: AsyncSession, principal: Principal, *, before: date | None, limit: int) -> list[ExpiryRun]:
+    region = await region_of(session, principal)
+    return await repo.expiry_runs(session, region.id, before=before, limit=limit)
+
+
+async def notices(session: AsyncSession, wallet: Wallet, *, after_id: uuid.UUID | None, limit: int) -> list[Notice]:
+    return await repo.notices(session, wallet.resident.id, after_id=after_id, limit=limit)
