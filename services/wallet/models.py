@@ -301,8 +301,50 @@ class Campaign(Base):
     usable_from: Mapped[datetime | None]
     usable_until: Mapped[datetime | None]
     expiry_months: Mapped[int | None] = mapped_column(SmallInteger)
+    # Reward campaigns: payments in [reward_from, reward_until) earn points, at most this many
+    # per resident and (Tokyo) month.
+    reward_from: Mapped[datetime | None]
+    reward_until: Mapped[datetime | None]
+    reward_monthly_cap: Mapped[int | None]
     created_by: Mapped[str]
     created_at: Mapped[datetime]
+
+
+class RewardRate(Base):
+    """Points back per payment at merchants of a class, in basis points of the amount."""
+
+    __tablename__ = "reward_rates"
+    __table_args__ = {"schema": SCHEMA}
+
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"), primary_key=True)
+    region_id: Mapped[uuid.UUID]
+    merchant_class: Mapped[str] = mapped_column(primary_key=True)
+    rate_bp: Mapped[int] = mapped_column(SmallInteger)
+
+
+class RewardMonth(Base):
+    __tablename__ = "reward_months"
+    __table_args__ = {"schema": SCHEMA}
+
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"), primary_key=True)
+    resident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.residents.id"), primary_key=True)
+    month: Mapped[date] = mapped_column(primary_key=True)
+    points: Mapped[int]
+
+
+class PaymentReward(Base):
+    """The points a payment earned from a reward campaign, and what a refund took back."""
+
+    __tablename__ = "payment_rewards"
+    __table_args__ = {"schema": SCHEMA}
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"), primary_key=True)
+    journal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
+    lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.lots.id"))
+    month: Mapped[date]
+    points: Mapped[int]
+    clawed_back: Mapped[int]
 
 
 class LotSource(StrEnum):

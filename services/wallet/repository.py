@@ -398,6 +398,14 @@ async def lock_accounts(session: AsyncSession, account_ids: Sequence[uuid.UUID])
     await session.execute(select(Account.id).where(Account.id.in_(account_ids)).order_by(Account.id).with_for_update())
 
 
+async def lock_available(session: AsyncSession, account: Account) -> int:
+    """Lock an account against other debits and return what it holds."""
+    if account.tracks_balance:
+        query = select(Account.balance).where(Account.id == account.id).with_for_update()
+        return (await session.execute(query)).scalar_one()
+    return await lock_and_sum(session, account.id)
+
+
 async def lock_and_sum(session: AsyncSession, account_id: uuid.UUID) -> int:
     """Lock an untracked account against other debits and return its balance (sum of entries).
     Credits take no lock, so they may land meanwhile; they only raise the balance."""

@@ -80,6 +80,10 @@ class Posted:
     balances_after: dict[uuid.UUID, int]  # for balance-tracking accounts
 
 
+def lock_order(leg: Leg) -> tuple[bool, uuid.UUID]:
+    return leg.account.kind != AccountKind.RESIDENT, leg.account.id
+
+
 async def post_journal(
     session: AsyncSession,
     clock: Clock,
@@ -92,13 +96,15 @@ async def post_journal(
     memo: str | None = None,
     even_if_inactive: bool = False,
 ) -> Posted:
-    """Record one immutable journal. Checks and locks in account-id order, so that two journals
-    touching the same accounts never deadlock; refuses (and changes nothing) if any debit would
-    overdraw, any credit would pass its ceiling, or any account is not active (unless
-    `even_if_inactive`: expiry follows the rules a lot was given, whatever the wallet's status)."""
+    """Record one immutable journal. Checks and locks residents' wallet accounts first, then the
+    others, each in account-id order — the order every posting takes (a payment holds its wallet
+    when it draws a reward from a campaign budget) — so two journals never deadlock; refuses (and
+    changes nothing) if any debit would overdraw, any credit would pass its ceiling, or any
+    account is not active (unless `even_if_inactive`: expiry follows the rules a lot was given,
+    whatever the wallet's status)."""
     _assert_balanced(region_id, kind, legs)
     balances_after: dict[uuid.UUID, int] = {}
-    for leg in sorted(legs, key=lambda leg: leg.account.id):
+    for leg in sorted(legs, key=lock_order):
         account = leg.account
         if account.status != Status.ACTIVE and not even_if_inactive:
             raise AccountInactive(f"The {account.kind} account is {account.status}.", account_id=str(account.id))

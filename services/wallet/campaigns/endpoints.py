@@ -35,7 +35,8 @@ def campaign_out(found: service.CampaignView) -> CampaignOut:
     return CampaignOut(
         id=c.id, kind=c.kind, name=c.name, name_ja=c.name_ja, status=c.status, restriction=c.restriction,
         usable_from=c.usable_from, usable_until=c.usable_until, expiry_months=c.expiry_months,
-        budget_account_id=found.budget_account.id, budget=found.budget, created_at=c.created_at,
+        reward_rates=found.reward_rates, reward_from=c.reward_from, reward_until=c.reward_until,
+        reward_monthly_cap=c.reward_monthly_cap, budget_account_id=found.budget_account.id, budget=found.budget, created_at=c.created_at,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
+
 from pydantic import Field
 
 from services.wallet.models import CampaignKind
@@ -39,6 +41,16 @@ class CampaignCreate(Schema):
     expiry_months: int | None = Field(
         None, ge=1, le=120, description="or: the points expire at the end of the Nth month after they are granted",
     )
+    reward_rates: dict[ClassCode, Annotated[int, Field(ge=0, le=10_000)]] | None = Field(
+        None, max_length=50,
+        description="reward campaigns: points back per merchant class in basis points of the amount "
+        "(2000 = 20 %); classes not listed earn nothing",
+    )
+    reward_from: Instant | None = Field(None, description="reward campaigns: payments from this moment earn points")
+    reward_until: Instant | None = Field(None, description="reward campaigns: … until this moment (exclusive)")
+    reward_monthly_cap: int | None = Field(
+        None, gt=0, le=10_000_000, description="reward campaigns: most points one resident earns per (Tokyo) month",
+    )
 
 
 class CampaignOut(Schema):
@@ -51,6 +63,10 @@ class CampaignOut(Schema):
     usable_from: datetime | None
     usable_until: datetime | None
     expiry_months: int | None
+    reward_rates: dict[str, int] | None
+    reward_from: datetime | None
+    reward_until: datetime | None
+    reward_monthly_cap: int | None
     budget_account_id: uuid.UUID
     budget: int = Field(description="points left in the campaign budget")
     created_at: datetime

@@ -5,6 +5,9 @@ restricted to.
 Every campaign has its own budget account in points. The operator funds it from the region's
 campaign fund (a `funding` journal: the only way points are issued); grants, premiums and rewards
 draw on it, and it can never go negative, so a campaign cannot give away more than it was given.
+Its balance is kept on its row (a debit is one conditional update, never a sum over its history),
+so the grants, sales and rewards of one campaign queue on that row for the rest of their
+transaction; separate campaigns do not meet.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ class CampaignView:
     campaign: Campaign
     budget_account: Account
     budget: int
+    reward_rates: dict[str, int] | None = None  # reward campaigns: basis points per merchant class
 
 
 async def create_campaign(
@@ -120,23 +124,49 @@ async def create_campaign(
             raise InvalidCampaign("usable_until must be after usable_from.")
         if usable_until <= clock.now():
             raise InvalidCampaign("usable_until is already past.")
+    rates = await _check_reward_terms(session, region.id, details)
     now = clock.now()
     campaign = await repo.insert_campaign(
         session, id=new_id(), region_id=region.id, kind=details["kind"].value, name=details["name"],
         name_ja=details["name_ja"], status=Status.ACTIVE.value, restriction=details.get("restriction"),
         usable_from=usable_from, usable_until=usable_until, expiry_months=details.get("expiry_months"),
-        created_by=principal.subject, created_at=now,
+        reward_from=details.get("reward_from"), reward_until=details.get("reward_until"),
+        reward_monthly_cap=details.get("reward_monthly_cap"), created_by=principal.subject, created_at=now,
+    )
+    await repo.insert_reward_rates(
+        session, [{"campaign_id": campaign.id, "region_id": region.id, "merchant_class": code, "rate_bp": bp}
+                  for code, bp in (rates or {}).items()],
     )
     budget = await wallet_repo.insert_account(
         session, id=new_id(), region_id=region.id, kind=AccountKind.CAMPAIGN_BUDGET.value, unit=Unit.POINT.value,
-        campaign_id=campaign.id, status=Status.ACTIVE.value, tracks_balance=False, may_go_negative=False,
+        campaign_id=campaign.id, status=Status.ACTIVE.value, tracks_balance=True, may_go_negative=False,
         created_at=now,
     )
     await audit.record(
         session, clock, principal, region_id=region.id, action="campaign.create", target_type="campaign",
-        target_id=campaign.id, after=_campaign_record(campaign),
+        target_id=campaign.id, after=_campaign_record(campaign) | {"reward_rates": rates},
     )
-    return CampaignView(campaign, budget, 0)
+    return CampaignView(campaign, budget, 0, rates)
+
+
+REWARD_TERMS = ("reward_rates", "reward_from", "reward_until", "reward_monthly_cap")
+
+
+async def _check_reward_terms(session: AsyncSession, region_id: uuid.UUID, details: dict[str, Any]) -> dict[str, int] | None:
+    """A reward campaign needs its rates per merchant class; other campaigns take no reward terms."""
+    if details["kind"] != CampaignKind.REWARD:
+        given = [term for term in REWARD_TERMS if details.get(term) is not None]
+        if given:
+            raise InvalidCampaign(f"Only reward campaigns take {', '.join(given)}.")
+        return None
+    rates = details.get("reward_rates")
+    if not rates:
+        raise InvalidCampaign("A reward campaign needs reward_rates: basis points per merchant class.")
+    await check_classes(session, region_id, list(rates))
+    start, end = details.get("reward_from"), details.get("reward_until")
+    if start is not None and end is not None and end <= start:
+        raise InvalidCampaign("reward_until must be after reward_from.")
+    return dict(rates)
 
 
 async def visible_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> Campaign:
@@ -149,7 +179,8 @@ async def visible_campaign(session: AsyncSession, principal: Principal, campaign
 
 async def view(session: AsyncSession, campaign: Campaign) -> CampaignView:
     account = await repo.budget_account(session, campaign.id)
-    return CampaignView(campaign, account, await wallet_repo.entries_sum(session, account.id))
+    rates = await repo.reward_rates(session, campaign.id) if campaign.kind == CampaignKind.REWARD else None
+    return CampaignView(campaign, account, account.balance, rates)
 
 
 async def get_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> CampaignView:
@@ -216,4 +247,7 @@ def _campaign_record(campaign: Campaign) -> dict[str, Any]:
         "usable_from": campaign.usable_from.isoformat() if campaign.usable_from else None,
         "usable_until": campaign.usable_until.isoformat() if campaign.usable_until else None,
         "expiry_months": campaign.expiry_months,
+        "reward_from": campaign.reward_from.isoformat() if campaign.reward_from else None,
+        "reward_until": campaign.reward_until.isoformat() if campaign.reward_until else None,
+        "reward_monthly_cap": campaign.reward_monthly_cap,
     }

@@ -122,6 +122,7 @@ class Payment(Base):
     fee_point: Mapped[int] = mapped_column(server_default=text("0"))
     refunded_point: Mapped[int] = mapped_column(server_default=text("0"))
     fee_returned_point: Mapped[int] = mapped_column(server_default=text("0"))
+    reward_points: Mapped[int] = mapped_column(server_default=text("0"))  # from reward campaigns, net of refunds
     order_reference: Mapped[str | None]
     card_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.resident_cards.id"))
     created_at: Mapped[datetime]

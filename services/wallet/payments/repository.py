@@ -114,6 +114,10 @@ async def payment(session: AsyncSession, payment_id: uuid.UUID, *, lock: bool = 
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def set_reward_points(session: AsyncSession, payment_id: uuid.UUID, points: int) -> None:
+    await session.execute(update(Payment).where(Payment.id == payment_id).values(reward_points=points))
+
+
 async def record_refund(
     session: AsyncSession, payment_id: uuid.UUID, added: dict[str, int], refund: dict[str, Any]
 ) -> Payment:

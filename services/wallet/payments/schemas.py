@@ -57,6 +57,7 @@ class PaymentOut(Schema):
     fee_point: int = Field(description="of `fee`, what was taken in points")
     refunded_point: int
     fee_returned_point: int
+    reward_points: int = Field(description="points the payment earned from reward campaigns, net of refunds")
     order_reference: str | None
     card_id: uuid.UUID | None = None
     created_at: datetime

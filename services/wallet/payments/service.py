@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet import repository as wallet_repo
+from services.wallet.campaigns import rewards
 from services.wallet import service as wallet
 from services.wallet.errors import AccountInactive, InsufficientBalance, MerchantNotFound
 from services.wallet.models import AccountKind, JournalKind, Merchant, Region, Status
@@ -314,12 +315,18 @@ async def pay(
             f"The balance is {row.balance}; {amount} is needed.", balance=row.balance, required=amount
         )
     assert row.outcome == "ok", row.outcome
+    reward = await rewards.reward_payment(
+        session, clock, payment_id=payment_id, region_id=region.id, merchant_id=row.merchant_id, amount=amount,
+        wallet_account_id=row.account_id,
+    )
+    if reward:
+        await repo.set_reward_points(session, payment_id, reward)
     return Payment(
         id=payment_id, region_id=region.id, journal_id=journal_id, resident_account_id=row.account_id,
         merchant_id=row.merchant_id, store_id=store_id, method=method.value, amount=amount, fee=row.fee,
         fee_rate_bp=row.fee_rate_bp, fee_plan_id=row.fee_plan_id, fiscal_year=fiscal_year(now), refunded_amount=0,
         fee_returned=0, point_amount=row.point_amount, fee_point=row.fee_point, refunded_point=0,
-        fee_returned_point=0, order_reference=order_reference, card_id=card_id, created_at=now,
+        fee_returned_point=0, reward_points=reward, order_reference=order_reference, card_id=card_id, created_at=now,
     )
 
 
@@ -472,10 +479,14 @@ async def refund(
     if plan is not None and plan.yearly_cap is not None and fee_returned:
         await repo.lock_fee_year(session, region.id, payment.merchant_id, payment.fiscal_year)
         await repo.add_to_fee_year(session, payment.merchant_id, payment.fiscal_year, -fee_returned)
+    clawed = await rewards.claw_back(
+        session, clock, payment_id=payment.id, region_id=region.id, amount=payment.amount,
+        refunded_total=payment.refunded_amount + amount, points=points,
+    )
     updated = await repo.record_refund(
         session, payment.id,
         {"refunded_amount": amount, "fee_returned": fee_returned, "refunded_point": back.total(Unit.POINT),
-         "fee_returned_point": fee_back[Unit.POINT]},
+         "fee_returned_point": fee_back[Unit.POINT], "reward_points": -clawed},
         {"id": new_id(), "region_id": region.id, "payment_id": payment.id, "journal_id": posted.journal_id,
          "amount": amount, "fee_returned": fee_returned, "point_amount": back.total(Unit.POINT),
          "fee_returned_point": fee_back[Unit.POINT], "expired_amount": sum(back.expired.values()),

@@ -1,0 +1,114 @@
+"""Reward campaigns: points back on payments, at a rate that depends on the merchant's class
+(e.g. 20 % at a small shop in a shopping street, 15 % at other small shops, 10 % at a
+convenience store, 0 % at a large store), within the campaign's reward period.
+
+Rules, applied in the payment's own transaction (a payment and its reward land together or not
+at all):
+
+- reward = amount × rate, rounded down to the point; the whole amount counts, whatever paid it;
+- at most `reward_monthly_cap` points per resident, campaign and calendar month (Tokyo); the
+  payment that reaches the cap gets what is left of it;
+- never more than the campaign's budget holds: when the budget runs out, the payment still goes
+  through and earns what was left (possibly nothing);
+- the points are a lot under the campaign's rules (restriction, expiry), like any grant.
+
+A refund takes back the refunded share of the reward (rounded down, cumulative over partial
+refunds) from what is left of the reward's lot, returns it to the budget and to the month's cap;
+points of the reward the resident has already spent stay spent.
+
+Cost: a rewarded payment locks the campaign's budget account until it commits, so rewarded
+payments of one campaign queue there (not on the merchant); payments that earn no reward do not.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet import lots
+from services.wallet import repository as wallet_repo
+from services.wallet import service as wallet
+from services.wallet.campaigns import repository as repo
+from services.wallet.campaigns.service import lot_rule
+from services.wallet.models import Account, JournalKind, LotSource
+from shared.clock import Clock, tokyo_date
+
+
+def _month(day: date) -> date:
+    return day.replace(day=1)
+
+
+async def _points_of(session: AsyncSession, wallet_account_id: uuid.UUID) -> Account:
+    account = await wallet_repo.account(session, wallet_account_id)
+    assert account is not None and account.resident_id is not None
+    return await wallet_repo.resident_account(session, account.resident_id, "point")
+
+
+async def reward_payment(
+    session: AsyncSession, clock: Clock, *, payment_id: uuid.UUID, region_id: uuid.UUID, merchant_id: uuid.UUID,
+    amount: int, wallet_account_id: uuid.UUID,
+) -> int:
+    """Pay the rewards a payment earns (its wallet's accounts are locked by the payment); the
+    points rewarded."""
+    now = clock.now()
+    campaigns = await repo.active_reward_campaigns(session, region_id, now)
+    if not campaigns:
+        return 0
+    merchant_class = await repo.merchant_class_of(session, merchant_id)
+    points = await _points_of(session, wallet_account_id)
+    total = 0
+    for campaign, rate_bp in await repo.reward_rates_for(session, [c.id for c in campaigns], merchant_class):
+        reward = amount * rate_bp // 10_000
+        month = _month(tokyo_date(now))
+        if campaign.reward_monthly_cap is not None:
+            earned = await repo.lock_reward_month(session, campaign.id, points.resident_id, month)
+            reward = min(reward, campaign.reward_monthly_cap - earned)
+        if reward <= 0:
+            continue
+        budget = await repo.budget_account(session, campaign.id)
+        reward = min(reward, await wallet_repo.lock_available(session, budget))
+        if reward <= 0:
+            continue
+        posted = await wallet.post_journal(
+            session, clock, region_id=region_id, kind=JournalKind.REWARD, actor=f"campaign:{campaign.id}",
+            legs=[wallet.Leg(budget, -reward), wallet.Leg(points, reward)], reference=str(payment_id),
+        )
+        lot = await lots.issue(
+            session, account=points, amount=reward, source=LotSource.REWARD, journal_id=posted.journal_id,
+            rule=lot_rule(campaign, now), now=now, campaign_id=campaign.id,
+        )
+        await repo.add_to_reward_month(session, campaign.id, points.resident_id, month, reward)
+        await repo.insert_payment_reward(
+            session, payment_id=payment_id, campaign_id=campaign.id, journal_id=posted.journal_id, lot_id=lot.id,
+            month=month, points=reward, clawed_back=0,
+        )
+        total += reward
+    return total
+
+
+async def claw_back(
+    session: AsyncSession, clock: Clock, *, payment_id: uuid.UUID, region_id: uuid.UUID, amount: int,
+    refunded_total: int, points: Account,
+) -> int:
+    """After a refund (the wallet's accounts locked): take back the refunded share of the
+    payment's rewards from what is left of their lots. The points taken back."""
+    taken = 0
+    for reward in await repo.payment_rewards(session, payment_id):
+        due = reward.points * refunded_total // amount - reward.clawed_back
+        lot = await wallet_repo.lot(session, reward.lot_id)
+        back = min(due, lot.remaining)
+        if back <= 0:
+            continue
+        budget = await repo.budget_account(session, reward.campaign_id)
+        await wallet.post_journal(
+            session, clock, region_id=region_id, kind=JournalKind.REWARD, actor=f"campaign:{reward.campaign_id}",
+            legs=[wallet.Leg(points, -back), wallet.Leg(budget, back)], reference=str(payment_id),
+            memo="reward taken back with a refund",
+        )
+        await wallet_repo.change_lot_remaining(session, lot.id, -back)
+        await repo.add_to_reward_month(session, reward.campaign_id, points.resident_id, reward.month, -back)
+        await repo.add_clawed_back(session, payment_id, reward.campaign_id, back)
+        taken += back
+    return taken
