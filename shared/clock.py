@@ -60,3 +60,15 @@ def _iso_only(value: object) -> object:
 
 # A moment given by a client: ISO 8601 with an explicit offset (a bare local time is ambiguous).
 Instant = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+
+
+def _iso_day(value: object) -> object:
+    # Pydantic would read 0 or "0" as a Unix time's date; the API documents ISO 8601 dates only.
+    if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        return value
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    raise ValueError("expected an ISO 8601 date, e.g. 2027-06-01")
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]

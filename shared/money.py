@@ -40,6 +40,11 @@ BasisPoints = Annotated[
 ]
 
 
+def whole_number(**bounds: Any) -> Any:
+    """A JSON integer within `bounds` (ge, le, gt …): counts, days, months; refuses 1.5, "1", true."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_whole_number)]
+
+
 class Unit(StrEnum):
     """A unit of value. 1 coin = 1 point = 1 yen in value, but they are never mixed in a journal."""
 

@@ -55,6 +55,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX wallet.ix_campaigns_active_rewards")
     op.execute("ALTER TABLE wallet.payments DROP COLUMN reward_points")
     op.execute("DROP TABLE wallet.payment_rewards")
     op.execute("DROP TABLE wallet.reward_months")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -41,7 +40,7 @@ from services.wallet.schemas import (
 )
 from shared import audit
 from shared.auth import Principal, Role, require
-from shared.clock import Instant
+from shared.clock import Day, Instant
 from shared.db import SessionDep
 from shared.deps import ClockDep, SettingsDep
 from shared.errors import Problem, Unprocessable
@@ -151,7 +150,7 @@ async def run_expiry(
 
 @router.get("/expiry-runs", response_model=Page[ExpiryRunOut], tags=["expiry"], responses=PROBLEMS)
 async def expiry_runs(
-    principal: Overseer, session: SessionDep, cursor: Annotated[date | None, Query(description="as_of of the last run seen")] = None,
+    principal: Overseer, session: SessionDep, cursor: Annotated[Day | None, Query(description="as_of of the last run seen")] = None,
     limit: LimitParam = 50,
 ) -> Page[ExpiryRunOut]:
     """The region's expiry runs, newest date first."""

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.wallet.models import Sector, Status
-from shared.money import Amount
+from shared.clock import Day
+from shared.money import Amount, whole_number
 from shared.text import text
 
 
@@ -49,10 +50,10 @@ class RegionSettingsUpdate(Schema):
     topup_min: Amount | None = None
     topup_max: Amount | None = None
     topup_step: Amount | None = None
-    coin_expiry_months: int | None = Field(
-        None, ge=1, le=120, description="applies to top-ups from now on; send null to make them never expire",
+    coin_expiry_months: whole_number(ge=1, le=120) | None = Field(
+        None, description="applies to top-ups from now on; send null to make them never expire",
     )
-    refund_window_days: int | None = Field(None, ge=0, le=365)
+    refund_window_days: whole_number(ge=0, le=365) | None = None
 
 
 class WalletOut(Schema):
@@ -106,7 +107,7 @@ class NoticeOut(Schema):
 
 
 class ExpiryRunCreate(Schema):
-    as_of: date = Field(description="the day (Asia/Tokyo) whose midnight lots expire at or before")
+    as_of: Day = Field(description="the day (Asia/Tokyo) whose midnight lots expire at or before")
 
 
 class ExpiryRunOut(Schema):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
-
 from pydantic import Field
 
 from services.wallet.models import CampaignKind
 from services.wallet.schemas import ClassCode, Schema, Text100
 from shared.clock import Instant
-from shared.money import Amount
+from shared.money import Amount, BasisPoints, whole_number
 
 
 class MerchantClassCreate(Schema):
@@ -38,18 +36,18 @@ class CampaignCreate(Schema):
     usable_until: Instant | None = Field(
         None, description="the points expire at this moment (a fixed window); it must be midnight Asia/Tokyo",
     )
-    expiry_months: int | None = Field(
-        None, ge=1, le=120, description="or: the points expire at the end of the Nth month after they are granted",
+    expiry_months: whole_number(ge=1, le=120) | None = Field(
+        None, description="or: the points expire at the end of the Nth month after they are granted",
     )
-    reward_rates: dict[ClassCode, Annotated[int, Field(ge=0, le=10_000)]] | None = Field(
+    reward_rates: dict[ClassCode, BasisPoints] | None = Field(
         None, max_length=50,
         description="reward campaigns: points back per merchant class in basis points of the amount "
         "(2000 = 20 %); classes not listed earn nothing",
     )
     reward_from: Instant | None = Field(None, description="reward campaigns: payments from this moment earn points")
     reward_until: Instant | None = Field(None, description="reward campaigns: … until this moment (exclusive)")
-    reward_monthly_cap: int | None = Field(
-        None, gt=0, le=10_000_000, description="reward campaigns: most points one resident earns per (Tokyo) month",
+    reward_monthly_cap: Amount | None = Field(
+        None, description="reward campaigns: most points one resident earns per (Tokyo) month",
     )
 
 
