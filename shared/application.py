@@ -81,9 +81,18 @@ def create_app(
                 expiry_task = asyncio.create_task(
                     scheduler(app.state.sessionmaker, clock, resolved.expiry_check_seconds), name="expiry scheduler"
                 )
+            if "wallet" in services:
+                from services.wallet.grants import tasks as grant_uploads
+
+                await grant_uploads.resume_unfinished(app.state)
             try:
                 yield
             finally:
+                if "wallet" in services:
+                    # A grant upload still running is all-or-nothing: give it time to finish;
+                    # one cut off rolls back and is resumed at the next start.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(grant_uploads.drain(), resolved.shutdown_grace_seconds)
                 if expiry_task is not None:
                     expiry_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -40,9 +40,12 @@ class Role(StrEnum):
     OPERATOR = "operator"
     AUDITOR = "auditor"
     TERMINAL = "terminal"  # a merchant POS terminal authenticated by API key
+    PARTNER = "partner"  # a partner system's API key, scoped to one grant campaign
 
 
 MERCHANT_ROLES = frozenset({Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL})
+# Roles that only API keys carry, never a token.
+KEY_ROLES = frozenset({Role.TERMINAL, Role.PARTNER})
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Principal:
     region_code: str
     merchant_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
+    campaign_id: uuid.UUID | None = None  # a partner key's one campaign
     request_id: str | None = None
     source_address: str | None = None
 
@@ -177,8 +181,8 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         role = Role(claims.get("role"))
     except ValueError:
         raise InvalidToken("The token carries no known role.") from None
-    if role is Role.TERMINAL:
-        raise InvalidToken("Terminals authenticate with an API key, not a token.")
+    if role in KEY_ROLES:
+        raise InvalidToken("Terminals and partner systems authenticate with an API key, not a token.")
     region = claims.get("region")
     if not isinstance(region, str) or not region:
         raise InvalidToken("The token names no region.")
@@ -194,6 +198,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
 # --- API keys ---------------------------------------------------------------------------------
 
 API_KEY_PREFIX = "ckpos_"
+PARTNER_KEY_PREFIX = "ckgrant_"  # a partner system's key for one grant campaign
 
 
 def new_api_key_secret() -> str:
@@ -212,7 +217,9 @@ ApiKeyResolver = Callable[[AsyncSession, str], Awaitable[Principal | None]]
 # --- dependencies -----------------------------------------------------------------------------
 
 bearer_scheme = HTTPBearer(auto_error=False, description="OAuth2 bearer JWT")
-api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="Merchant POS terminal key")
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Merchant POS terminal key, or a partner system's grant key"
+)
 
 
 async def current_principal(
@@ -243,8 +250,13 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 def require(*roles: Role) -> Any:
-    """A dependency admitting only the given roles; every endpoint declares its roles with it."""
+    """A dependency admitting only the given roles; every endpoint declares its roles with it.
+
+    A partner key may grant points in its one campaign and read its own grants, nothing else: it
+    passes only gates that name `Role.PARTNER` among a chosen few, never an "every role" gate."""
     allowed = frozenset(roles)
+    if allowed == frozenset(Role):
+        allowed -= {Role.PARTNER}
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:

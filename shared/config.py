@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # (the day's run, shortly after midnight Asia/Tokyo). Off: only `chiikipay jobs expire` does.
     expiry_scheduler: bool = True
     expiry_check_seconds: float = 300
+    # On shutdown, how long background work (a CSV grant upload) may take to finish.
+    shutdown_grace_seconds: float = 30
 
     max_body_bytes: int = 64 * 1024
     # File uploads (endpoints marked `shared.observability.large_body`, e.g. a CSV of up to

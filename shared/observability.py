@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import time
 import uuid
@@ -18,6 +19,26 @@ from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import PayloadTooLarge, problem_response
+
+# Routes that take a file upload: (method, pattern of the path's end). Requests to them may carry
+# a body up to `settings.max_upload_bytes`; every other request keeps `max_body_bytes`.
+_large_body_routes: list[tuple[str, re.Pattern[str]]] = []
+
+
+def allow_large_body(method: str, path_pattern: str) -> None:
+    """Let one route (a file upload) take bodies up to `settings.max_upload_bytes`. Looked up only
+    when a body is over the small limit, so the small requests of the hot path pay nothing."""
+    _large_body_routes.append((method.upper(), re.compile(path_pattern + "$")))
+
+
+def _upload_limit(scope: Scope) -> int | None:
+    """The larger limit if the request goes to a large-body route, else None."""
+    path = scope.get("path", "")
+    if any(method == scope.get("method") and pattern.search(path) for method, pattern in _large_body_routes):
+        settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+        return getattr(settings, "max_upload_bytes", None)
+    return None
+
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 access_log = logging.getLogger("chiikipay.access")
@@ -80,9 +101,10 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            body = await self._read_body(scope, receive)
+            limit = [self.max_body_bytes]
+            body = await self._read_body(scope, receive, limit)
             if body is None:
-                problem = PayloadTooLarge(f"The body may be at most {self.max_body_bytes} bytes.")
+                problem = PayloadTooLarge(f"The body may be at most {limit[0]} bytes.")
                 await problem_response(problem)(scope, receive, send_with_id)
             else:
                 await self.app(scope, _replay(body, receive), send_with_id)
@@ -98,10 +120,24 @@ class RequestMiddleware:
             )
             request_id_var.reset(token)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The whole body (small by design: JSON commands), or None if it is over the limit."""
+    async def _read_body(self, scope: Scope, receive: Receive, limit: list[int]) -> bytes | None:
+        """The whole body (small by design: JSON commands; files only where an endpoint allows
+        them), or None if it is over the limit (`limit[0]` then says which limit applied)."""
+        upload_checked = False
+
+        def over(size: int) -> bool:
+            nonlocal upload_checked
+            if size <= limit[0]:
+                return False
+            if not upload_checked:
+                upload_checked = True
+                larger = _upload_limit(scope)
+                if larger is not None and larger > limit[0]:
+                    limit[0] = larger
+            return size > limit[0]
+
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared is not None and declared.isdigit() and over(int(declared)):
             return None
         chunks: list[bytes] = []
         size = 0
@@ -111,7 +147,7 @@ class RequestMiddleware:
                 return b"".join(chunks)
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if over(size):
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
