@@ -20,9 +20,26 @@ from shared.clock import SystemClock
 from shared.config import Settings
 
 
+class _SchemaApp:
+    """The schema's app, pointed at the test database once the settings fixture exists.
+    Schemathesis binds it to every operation at collection, and some checks send requests of
+    their own through it (e.g. again without credentials): an app on the default settings would
+    start embedded servers in the checkout's ./.chiikipay."""
+
+    app = None
+
+    async def __call__(self, scope, receive, send):
+        assert self.app is not None, "fuzzed_app sets the app before the first request"
+        await self.app(scope, receive, send)
+
+
+schema_app = _SchemaApp()
+
+
 @pytest.fixture(scope="session")
 def fuzzed_app(settings):
-    return create_app(settings)
+    schema_app.app = create_app(settings)
+    return schema_app
 
 
 
@@ -47,7 +64,7 @@ def callers(settings, town):
 # The OpenAPI document needs no running app; the requests go to `fuzzed_app`, started by
 # schemathesis on first use against the test database.
 schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).openapi())
-schema.app = create_app(Settings(_env_file=None))
+schema.app = schema_app
 
 
 @schema.parametrize()
