@@ -1,0 +1,728 @@
+"""Premium campaigns (プレミアム付き): a resident pays a set's price in yen and gets its value,
+the price kept as coin and the premium added as points from the campaign's budget.
+
+**Money.** Paid-in coin and free points stay apart (regulatory separation). The price is taken
+from the resident's usable *unrestricted* coin lots (`lots.take_coin`) and issued again, in the
+same yen account, as coin lots under the set's rules (window, split); the yen balance does not
+change, so no journal is needed for it, and the purchase record names every lot taken and
+created. The premium is one `premium` journal: campaign budget → the resident's point account,
+issued as point lots under the same rules.
+
+**Split and rounding.** A set's value is split into a local-only share (`local_share_bp` of it,
+restricted to `local_classes`, Aizu's 地元専用) and an all-shops share (全店共通). The split is
+applied to the coin part and to the point part separately, each on the purchase's total:
+local = floor(part × share_bp / 10,000), all shops = part − local. So the coin lots add up
+exactly to the price paid and the point lots to the premium given; any rounding remainder goes
+to the all-shops side, never against the resident. (¥10,000 → 12,500 at 50 %: coin 5,000 +
+5,000, points 1,250 + 1,250: 6,250 local-only, 6,250 all shops.)
+
+**First-come stock** is split over `buckets` rows. A purchase takes its sets from one bucket it
+finds unlocked (`SKIP LOCKED`), so concurrent buyers do not queue on one row; only when no single
+free bucket holds them (the end of the sale, or every bucket busy) does it lock all buckets in
+order and take across them. A bucket's `remaining >= 0` is a database constraint: nothing can
+oversell.
+
+**Budget.** Only sets whose premium the campaign's budget covers are put into the buckets: sets
+not yet covered wait as `unbacked_sets` and are moved in (under the offer's lock, with every
+bucket locked) when a purchase finds the buckets short. So a sale whose budget runs out says
+`budget-exhausted` (and funding the campaign lets it go on) instead of selling sets it cannot
+give the premium for. The premium journal itself goes through `wallet.post_journal`, whose
+atomic check-and-debit of the budget's balance is the last word: the budget never goes negative.
+That debit locks the budget's row until commit, so it is taken as late as the lots allow.
+
+**Limits.** One tally row per resident and per household (the household is a resident
+attribute the operator sets). A purchase raises both in one statement each, which refuses to
+pass the limit and locks the holder's row until commit: one person's or one household's
+concurrent purchases are serialised against each other, nobody else's.
+
+**Lottery.** Residents apply for up to their limit during the application window (the tallies
+count applied sets, so a household cannot apply for more than its limit). After the window the
+operator draws with a seed, recorded and published: each application's key is
+sha256("<seed>:<application id>") in hex; applications in ascending key order win their sets
+while sets are left (the last winner may get fewer than applied). Anyone with the seed and the
+application ids can re-run it (`draw_lottery`). The draw needs the budget to cover every won
+set's premium. Winners and losers get a notice; winners pay before the payment deadline; after
+it, unpaid wins are released (an operator call, or `release_unpaid_wins` as a job) and can no
+longer be paid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet import lots
+from services.wallet import repository as wallet_repo
+from services.wallet import service as wallet
+from services.wallet.campaigns import repository as campaigns_repo
+from services.wallet.campaigns import service as campaigns
+from services.wallet.errors import AccountInactive, InsufficientBalance
+from services.wallet.models import Campaign, CampaignKind, JournalKind, Lot, LotSource, Status
+from services.wallet.premium import repository as repo
+from services.wallet.premium.errors import (
+    AlreadyApplied,
+    AlreadyDrawn,
+    AlreadyPaid,
+    ApplicationNotFound,
+    BudgetExhausted,
+    DeadlineNotPassed,
+    DrawTooEarly,
+    HouseholdLimitExceeded,
+    InvalidOffer,
+    NotAWinner,
+    NotDrawnYet,
+    OfferExists,
+    OfferNotFound,
+    PersonLimitExceeded,
+    PurchaseNotFound,
+    SaleClosed,
+    SaleNotOpen,
+    SoldOut,
+    WinReleased,
+    WrongSaleMode,
+)
+from services.wallet.premium.models import (
+    ApplicationStatus,
+    PremiumApplication,
+    PremiumOffer,
+    PremiumPurchase,
+    PremiumPurchaseLot,
+    SaleMode,
+)
+from shared import audit
+from shared.auth import Principal, Role
+from shared.clock import TOKYO, Clock
+from shared.ids import new_id
+
+DRAW_ALGORITHM = "sha256-rank-v1"
+BASIS = 10_000
+
+
+# --- the split ------------------------------------------------------------------------------------
+
+
+def split(amount: int, share_bp: int) -> tuple[int, int]:
+    """(local-only, all shops) of `amount`: the local part rounded down, the rest to all shops."""
+    local = amount * share_bp // BASIS
+    return local, amount - local
+
+
+# --- offers -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfferView:
+    offer: PremiumOffer
+    phase: str
+    sets_left: int | None
+
+
+def phase(offer: PremiumOffer, now: datetime) -> str:
+    if offer.mode == SaleMode.LOTTERY:
+        if offer.released_at is not None:
+            return "released"
+        if offer.drawn_at is not None:
+            return "drawn"
+    if now < offer.opens_at:
+        return "upcoming"
+    if now < offer.closes_at:
+        return "open"
+    return "closed"
+
+
+async def _view(session: AsyncSession, offer: PremiumOffer, now: datetime) -> OfferView:
+    left = None
+    if offer.mode == SaleMode.FIRST_COME:
+        left = await repo.stock_left(session, offer.campaign_id) + offer.unbacked_sets
+    return OfferView(offer, phase(offer, now), left)
+
+
+def _is_midnight_tokyo(at: datetime) -> bool:
+    try:
+        return at.astimezone(TOKYO).timetz().replace(tzinfo=None) == time()
+    except OverflowError:
+        return False
+
+
+async def create_offer(
+    session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, details: dict[str, Any]
+) -> OfferView:
+    campaign = campaigns.active(await campaigns.visible_campaign(session, principal, campaign_id), CampaignKind.PREMIUM)
+    if await repo.offer(session, campaign.id) is not None:
+        raise OfferExists(f"Campaign {campaign.name!r} already has its premium offer.")
+    now = clock.now()
+    mode: SaleMode = details["mode"]
+    if details["value"] <= details["price"]:
+        raise InvalidOffer("A set's value must be more than its price: the difference is the premium.")
+    share = details["local_share_bp"]
+    classes = details.get("local_classes")
+    if share > 0:
+        classes = classes or campaign.restriction
+        if not classes:
+            raise InvalidOffer("Name the merchant classes of the local-only share (local_classes).")
+        await campaigns.check_classes(session, campaign.region_id, list(classes))
+    elif classes:
+        raise InvalidOffer("local_classes were given but local_share_bp is 0.")
+    if details["per_household"] < details["per_person"]:
+        raise InvalidOffer("per_household must be at least per_person.")
+    opens_at, closes_at, deadline = details["opens_at"], details["closes_at"], details.get("payment_deadline")
+    if closes_at <= opens_at:
+        raise InvalidOffer("closes_at must be after opens_at.")
+    if closes_at <= now:
+        raise InvalidOffer("closes_at is already past.")
+    if mode == SaleMode.LOTTERY:
+        if deadline is None:
+            raise InvalidOffer("A lottery needs a payment_deadline for the winners.")
+        if deadline <= closes_at:
+            raise InvalidOffer("payment_deadline must be after closes_at (the draw comes between).")
+    elif deadline is not None:
+        raise InvalidOffer("payment_deadline is for lotteries; a first-come sale is paid at once.")
+    usable_from = details.get("usable_from") or campaign.usable_from
+    usable_until = details.get("usable_until") or campaign.usable_until
+    if usable_until is not None:
+        if not _is_midnight_tokyo(usable_until):
+            raise InvalidOffer("usable_until must be midnight Asia/Tokyo: value expires at the start of a day.")
+        if usable_from is not None and usable_until <= usable_from:
+            raise InvalidOffer("usable_until must be after usable_from.")
+        if usable_until <= (deadline or closes_at):
+            raise InvalidOffer("usable_until must be after the sale (and the payment deadline).")
+    buckets = min(details["stock_buckets"], details["total_sets"])
+    offer = await repo.insert_offer(
+        session, campaign_id=campaign.id, region_id=campaign.region_id, mode=mode.value, price=details["price"],
+        value=details["value"], local_share_bp=share, local_classes=list(classes) if share > 0 else None,
+        per_person=details["per_person"], per_household=details["per_household"], total_sets=details["total_sets"],
+        opens_at=opens_at, closes_at=closes_at, payment_deadline=deadline, usable_from=usable_from,
+        usable_until=usable_until, buckets=buckets,
+        unbacked_sets=details["total_sets"] if mode == SaleMode.FIRST_COME else 0,
+        created_by=principal.subject, created_at=now,
+    )
+    if mode == SaleMode.FIRST_COME:
+        await repo.insert_stock(session, offer.campaign_id, buckets)
+        await _restock(session, await repo.lock_offer(session, offer.campaign_id),
+                       [(b.bucket, b.remaining) for b in await repo.lock_stock(session, offer.campaign_id)])
+        offer = await repo.lock_offer(session, offer.campaign_id)
+    await audit.record(
+        session, clock, principal, region_id=campaign.region_id, action="premium.offer.create",
+        target_type="campaign", target_id=campaign.id, after=_offer_record(offer),
+    )
+    return await _view(session, offer, now)
+
+
+async def _visible_offer(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> tuple[Campaign, PremiumOffer]:
+    campaign = await campaigns.visible_campaign(session, principal, campaign_id)
+    offer = await repo.offer(session, campaign.id)
+    if offer is None:
+        raise OfferNotFound(f"Campaign {campaign.name!r} has no premium offer.")
+    return campaign, offer
+
+
+async def get_offer(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID) -> OfferView:
+    _, offer = await _visible_offer(session, principal, campaign_id)
+    return await _view(session, offer, clock.now())
+
+
+async def list_offers(
+    session: AsyncSession, clock: Clock, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+) -> list[OfferView]:
+    region = await wallet.region_of(session, principal)
+    now = clock.now()
+    return [await _view(session, o, now) for o in await repo.offers(session, region.id, after_id=after_id, limit=limit)]
+
+
+def _offer_record(offer: PremiumOffer) -> dict[str, Any]:
+    def iso(at: datetime | None) -> str | None:
+        return at.isoformat() if at else None
+
+    return {
+        "mode": offer.mode, "price": offer.price, "value": offer.value, "local_share_bp": offer.local_share_bp,
+        "local_classes": offer.local_classes, "per_person": offer.per_person, "per_household": offer.per_household,
+        "total_sets": offer.total_sets, "opens_at": iso(offer.opens_at), "closes_at": iso(offer.closes_at),
+        "payment_deadline": iso(offer.payment_deadline), "usable_from": iso(offer.usable_from),
+        "usable_until": iso(offer.usable_until), "buckets": offer.buckets, "sets_in_stock": offer.total_sets - offer.unbacked_sets
+        if offer.mode == SaleMode.FIRST_COME else None,
+    }
+
+
+# --- stock and budget -----------------------------------------------------------------------------
+
+
+async def _budget_balance(session: AsyncSession, campaign_id: uuid.UUID) -> int:
+    budget = await campaigns_repo.budget_account(session, campaign_id)
+    return budget.balance if budget.tracks_balance else await wallet_repo.entries_sum(session, budget.id)
+
+
+async def _restock(session: AsyncSession, offer: PremiumOffer, stock: list[tuple[int, int]]) -> int:
+    """Move into the buckets as many unbacked sets as the budget covers beyond the sets already in
+    stock. The caller holds the offer's lock and every bucket's (so the budget read below sees
+    every committed purchase, and no purchase can take stock meanwhile). Returns the sets added."""
+    if offer.unbacked_sets == 0:
+        return 0
+    balance = await _budget_balance(session, offer.campaign_id)
+    reserved = sum(left for _, left in stock) * offer.premium
+    add = min(offer.unbacked_sets, max(0, balance - reserved) // offer.premium)
+    if add == 0:
+        return 0
+    per, extra = divmod(add, len(stock))
+    for i, (bucket, _) in enumerate(stock):
+        more = per + (1 if i < extra else 0)
+        if more:
+            await repo.change_bucket(session, offer.campaign_id, bucket, more)
+    await repo.update_offer(session, offer.campaign_id, unbacked_sets=offer.unbacked_sets - add)
+    return add
+
+
+async def _take_stock(session: AsyncSession, offer: PremiumOffer, sets: int) -> None:
+    """Take `sets` out of the stock, or refuse (sold out, or the budget covers no more sets)."""
+    taken = await repo.take_from_one_bucket(
+        session, offer.campaign_id, sets, start=random.randrange(offer.buckets), buckets=offer.buckets
+    )
+    if taken is not None:
+        return
+    locked = await repo.lock_offer(session, offer.campaign_id)
+    stock = [(b.bucket, b.remaining) for b in await repo.lock_stock(session, offer.campaign_id)]
+    if sum(left for _, left in stock) < sets and locked.unbacked_sets > 0:
+        if await _restock(session, locked, stock):
+            locked = await repo.lock_offer(session, offer.campaign_id)
+            stock = [(b.bucket, b.remaining) for b in await repo.lock_stock(session, offer.campaign_id)]
+    left = sum(n for _, n in stock)
+    if left < sets:
+        if locked.unbacked_sets > 0:
+            raise BudgetExhausted(
+                f"The campaign's budget covers no more sets ({left} left in stock; {locked.unbacked_sets} await funding).",
+                sets_left=left, sets_awaiting_budget=locked.unbacked_sets, required=sets * offer.premium,
+            )
+        raise SoldOut(f"{left} set(s) left; {sets} asked.", sets_left=left)
+    need = sets
+    for bucket, n in sorted(stock, key=lambda b: -b[1]):
+        part = min(n, need)
+        if part:
+            await repo.change_bucket(session, offer.campaign_id, bucket, -part)
+            need -= part
+        if need == 0:
+            break
+
+
+# --- paying for sets --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PurchaseView:
+    purchase: PremiumPurchase
+    lots: list[PremiumPurchaseLot]
+    offer: PremiumOffer
+
+
+async def _settle(
+    session: AsyncSession, clock: Clock, principal: Principal, holder: wallet.Wallet, campaign: Campaign,
+    offer: PremiumOffer, sets: int, *, application_id: uuid.UUID | None,
+) -> tuple[PremiumPurchase, list[dict[str, Any]]]:
+    """Take the price from the resident's unrestricted coin, re-lot it, give the premium, record it."""
+    coin, points = sets * offer.price, sets * offer.premium
+    for account in (holder.account, holder.points):
+        if account.status != Status.ACTIVE:
+            raise AccountInactive(f"The wallet is {account.status}.", account_id=str(account.id))
+    await wallet_repo.lock_accounts(session, [holder.account.id, holder.points.id])
+    now = clock.now()
+    taken = await lots.take_coin(session, holder.account, coin, now=now, unrestricted_only=True)
+    if taken is None:
+        usable = await lots.usable_total(session, holder.account, now=now, unrestricted_only=True)
+        raise InsufficientBalance(
+            f"{sets} set(s) cost {coin} yen; the wallet has {usable} yen of coin usable at every shop. Top up first.",
+            balance=usable, required=coin,
+        )
+    budget = await campaigns_repo.budget_account(session, campaign.id)
+    purchase_id = new_id()
+    try:
+        posted = await wallet.post_journal(
+            session, clock, region_id=campaign.region_id, kind=JournalKind.PREMIUM, actor=principal.subject,
+            legs=[wallet.Leg(budget, -points), wallet.Leg(holder.points, points)], reference=str(purchase_id),
+        )
+    except InsufficientBalance as refused:  # the budget: the resident's leg is a credit
+        raise BudgetExhausted(
+            f"The campaign's budget cannot cover the premium of {sets} set(s) ({points} points).", required=points,
+        ) from refused
+    journal_id = posted.journal_id
+    expires_at = offer.usable_until
+    if expires_at is None and campaign.expiry_months is not None:
+        expires_at = lots.end_of_months_after(now, campaign.expiry_months)
+    coin_local, coin_all = split(coin, offer.local_share_bp)
+    points_local, points_all = split(points, offer.local_share_bp)
+    created: list[Lot] = []
+    for account, amount, restriction in (
+        (holder.account, coin_local, offer.local_classes), (holder.account, coin_all, None),
+        (holder.points, points_local, offer.local_classes), (holder.points, points_all, None),
+    ):
+        if amount:
+            created.append(await lots.issue(
+                session, account=account, amount=amount, source=LotSource.PREMIUM, journal_id=journal_id,
+                rule=lots.LotRule(restriction=restriction, usable_from=offer.usable_from, expires_at=expires_at),
+                now=now, campaign_id=campaign.id,
+            ))
+    purchase = await repo.insert_purchase(
+        session, id=purchase_id, campaign_id=campaign.id, region_id=campaign.region_id,
+        resident_id=holder.resident.id, application_id=application_id, sets=sets, coin=coin, points=points,
+        coin_local=coin_local, points_local=points_local, journal_id=journal_id, created_at=now,
+    )
+    rows = [{"purchase_id": purchase_id, "role": "taken", "lot_id": t.lot_id, "unit": t.unit, "amount": t.amount}
+            for t in taken]
+    rows += [{"purchase_id": purchase_id, "role": "created", "lot_id": lot.id, "unit": lot.unit, "amount": lot.amount}
+             for lot in created]
+    rows = [{**row, "seq": seq} for seq, row in enumerate(rows, 1)]
+    await repo.insert_purchase_lots(session, rows)
+    return purchase, rows
+
+
+def _check_window(offer: PremiumOffer, now: datetime, what: str) -> None:
+    if now < offer.opens_at:
+        raise SaleNotOpen(f"The {what} opens at {offer.opens_at.astimezone(TOKYO).isoformat()}.",
+                          opens_at=offer.opens_at.isoformat())
+    if now >= offer.closes_at:
+        raise SaleClosed(f"The {what} closed at {offer.closes_at.astimezone(TOKYO).isoformat()}.",
+                         closes_at=offer.closes_at.isoformat())
+
+
+async def _offer_for_resident(
+    session: AsyncSession, holder: wallet.Wallet, campaign_id: uuid.UUID, mode: SaleMode
+) -> tuple[Campaign, PremiumOffer]:
+    campaign = await campaigns_repo.campaign(session, campaign_id)
+    if campaign is None or campaign.region_id != holder.region.id:
+        raise OfferNotFound(f"No premium offer for campaign {campaign_id} in region {holder.region.code}.")
+    campaigns.active(campaign, CampaignKind.PREMIUM)
+    offer = await repo.offer(session, campaign.id)
+    if offer is None:
+        raise OfferNotFound(f"Campaign {campaign.name!r} has no premium offer.")
+    if offer.mode != mode:
+        raise WrongSaleMode(
+            f"Campaign {campaign.name!r} is sold by {offer.mode.replace('_', '-')}"
+            + ("; apply for it instead." if offer.mode == SaleMode.LOTTERY else "; buy it instead."),
+            mode=offer.mode,
+        )
+    return campaign, offer
+
+
+async def _raise_tallies(session: AsyncSession, offer: PremiumOffer, holder: wallet.Wallet, sets: int) -> None:
+    resident = str(holder.resident.id)
+    if sets > offer.per_person or await repo.raise_tally(
+        session, offer.campaign_id, "resident", resident, sets, offer.per_person
+    ) is None:
+        already = await repo.tally(session, offer.campaign_id, "resident", resident)
+        raise PersonLimitExceeded(
+            f"One person may have {offer.per_person} set(s); you have {already} and asked for {sets}.",
+            limit=offer.per_person, already=already, requested=sets,
+        )
+    household = holder.resident.household
+    if household is not None and await repo.raise_tally(
+        session, offer.campaign_id, "household", household, sets, offer.per_household
+    ) is None:
+        already = await repo.tally(session, offer.campaign_id, "household", household)
+        raise HouseholdLimitExceeded(
+            f"One household may have {offer.per_household} set(s); yours has {already} and you asked for {sets}.",
+            limit=offer.per_household, already=already, requested=sets,
+        )
+
+
+async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int) -> PurchaseView:
+    """First-come: buy `sets` sets now."""
+    holder = await wallet.my_wallet(session, clock, principal)
+    campaign, offer = await _offer_for_resident(session, holder, campaign_id, SaleMode.FIRST_COME)
+    _check_window(offer, clock.now(), "sale")
+    # Once every set is in stock, an empty stock is final: refuse before taking any lock.
+    if offer.unbacked_sets == 0 and await repo.stock_left(session, offer.campaign_id) == 0:
+        raise SoldOut("Every set has been sold.", sets_left=0)
+    await _raise_tallies(session, offer, holder, sets)
+    # Before the budget's debit, so that the end of the stock is answered as `premium-sold-out`.
+    await _take_stock(session, offer, sets)
+    purchase, rows = await _settle(session, clock, principal, holder, campaign, offer, sets, application_id=None)
+    return PurchaseView(purchase, [PremiumPurchaseLot(**row) for row in rows], offer)
+
+
+# --- lottery --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplicationView:
+    application: PremiumApplication
+    offer: PremiumOffer
+
+
+async def apply(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int) -> ApplicationView:
+    holder = await wallet.my_wallet(session, clock, principal)
+    campaign, offer = await _offer_for_resident(session, holder, campaign_id, SaleMode.LOTTERY)
+    now = clock.now()
+    _check_window(offer, now, "application period")
+    if await repo.application_of(session, offer.campaign_id, holder.resident.id) is not None:
+        raise AlreadyApplied(f"You have already applied for {campaign.name!r}.")
+    await _raise_tallies(session, offer, holder, sets)
+    application = await repo.insert_application(
+        session, id=new_id(), campaign_id=offer.campaign_id, region_id=campaign.region_id,
+        resident_id=holder.resident.id, household=holder.resident.household, sets=sets,
+        status=ApplicationStatus.APPLIED.value, won_sets=0, created_at=now,
+    )
+    if application is None:  # a concurrent twin applied first
+        raise AlreadyApplied(f"You have already applied for {campaign.name!r}.")
+    return ApplicationView(application, offer)
+
+
+@dataclass(frozen=True)
+class Drawn:
+    application_id: uuid.UUID
+    sets: int
+    rank: int
+    key: str
+    won_sets: int
+
+
+def draw_lottery(seed: str, applications: Sequence[tuple[uuid.UUID, int]], total_sets: int) -> list[Drawn]:
+    """sha256-rank-v1: rank applications by sha256("<seed>:<application id>") (hex, ascending; the
+    id breaks a tie that will not happen); in that order each wins its sets while sets are left,
+    the last winner possibly fewer. Pure: the same seed and applications give the same result."""
+    keyed = sorted((hashlib.sha256(f"{seed}:{app_id}".encode()).hexdigest(), str(app_id), app_id, sets)
+                   for app_id, sets in applications)
+    left = total_sets
+    drawn = []
+    for rank, (key, _, app_id, sets) in enumerate(keyed, 1):
+        won = min(sets, left)
+        left -= won
+        drawn.append(Drawn(app_id, sets, rank, key, won))
+    return drawn
+
+
+@dataclass(frozen=True)
+class DrawView:
+    offer: PremiumOffer
+    applications: list[PremiumApplication]
+
+
+async def draw(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, seed: str | None) -> DrawView:
+    campaign, offer = await _visible_offer(session, principal, campaign_id)
+    campaigns.active(campaign, CampaignKind.PREMIUM)
+    if offer.mode != SaleMode.LOTTERY:
+        raise WrongSaleMode("A first-come sale has no draw.", mode=offer.mode)
+    now = clock.now()
+    if now < offer.closes_at:
+        raise DrawTooEarly(f"Applications are open until {offer.closes_at.astimezone(TOKYO).isoformat()}.")
+    offer = await repo.lock_offer(session, offer.campaign_id)
+    if offer.drawn_at is not None:
+        raise AlreadyDrawn(f"Drawn at {offer.drawn_at.isoformat()} with seed {offer.draw_seed}.")
+    seed = seed or secrets.token_hex(16)
+    applications = await repo.applications(session, campaign_id=offer.campaign_id)
+    drawn = draw_lottery(seed, [(a.id, a.sets) for a in applications], offer.total_sets)
+    won_total = sum(d.won_sets for d in drawn)
+    balance = await _budget_balance(session, campaign.id)
+    if won_total * offer.premium > balance:
+        raise BudgetExhausted(
+            f"The {won_total} won set(s) need {won_total * offer.premium} points of premium; the budget holds {balance}. "
+            "Fund the campaign, then draw.",
+            budget=balance, required=won_total * offer.premium,
+        )
+    await repo.record_draw(session, [
+        {"id": d.application_id, "rank": d.rank, "key": d.key, "won": d.won_sets,
+         "status": (ApplicationStatus.WON if d.won_sets else ApplicationStatus.LOST).value}
+        for d in drawn
+    ], now)
+    offer = await repo.update_offer(
+        session, offer.campaign_id, draw_seed=seed, draw_algorithm=DRAW_ALGORITHM, drawn_at=now, drawn_by=principal.subject,
+    )
+    by_id = {a.id: a for a in applications}
+    for d in drawn:
+        won = d.won_sets > 0
+        payload: dict[str, Any] = {
+            "campaign_id": str(campaign.id), "campaign": campaign.name_ja, "application_id": str(d.application_id),
+            "applied_sets": d.sets, "won_sets": d.won_sets,
+        }
+        if won:
+            payload |= {"price": d.won_sets * offer.price, "value": d.won_sets * offer.value,
+                        "payment_deadline": offer.payment_deadline.isoformat() if offer.payment_deadline else None}
+        await wallet_repo.insert_notice(
+            session, id=new_id(), region_id=campaign.region_id, resident_id=by_id[d.application_id].resident_id,
+            kind="lottery_won" if won else "lottery_lost", payload=payload, created_at=now,
+        )
+    await audit.record(
+        session, clock, principal, region_id=campaign.region_id, action="premium.draw", target_type="campaign",
+        target_id=campaign.id,
+        after={"seed": seed, "algorithm": DRAW_ALGORITHM, "applications": len(drawn),
+               "applied_sets": sum(d.sets for d in drawn), "winners": sum(1 for d in drawn if d.won_sets),
+               "won_sets": won_total},
+    )
+    return DrawView(offer, await repo.applications(session, campaign_id=offer.campaign_id))
+
+
+async def draw_result(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> DrawView:
+    _, offer = await _visible_offer(session, principal, campaign_id)
+    if offer.mode != SaleMode.LOTTERY:
+        raise WrongSaleMode("A first-come sale has no draw.", mode=offer.mode)
+    if offer.drawn_at is None:
+        raise NotDrawnYet("The lottery has not been drawn yet.")
+    return DrawView(offer, await repo.applications(session, campaign_id=offer.campaign_id))
+
+
+async def pay_win(session: AsyncSession, clock: Clock, principal: Principal, application_id: uuid.UUID) -> PurchaseView:
+    """A winner pays for the sets won, before the payment deadline."""
+    holder = await wallet.my_wallet(session, clock, principal)
+    application = await repo.application(session, application_id, lock=True)
+    if application is None or application.resident_id != holder.resident.id:
+        raise ApplicationNotFound(f"No application {application_id} of yours.")
+    campaign, offer = await _offer_for_resident(session, holder, application.campaign_id, SaleMode.LOTTERY)
+    if application.status == ApplicationStatus.PAID:
+        raise AlreadyPaid("You have already paid for the sets you won.")
+    if application.status == ApplicationStatus.RELEASED:
+        raise WinReleased("The payment deadline passed; the sets you won were released.")
+    if application.status != ApplicationStatus.WON:
+        raise NotAWinner("This application has no won sets to pay for.", application_status=application.status)
+    now = clock.now()
+    assert offer.payment_deadline is not None
+    if now >= offer.payment_deadline:
+        raise WinReleased(
+            f"The payment deadline was {offer.payment_deadline.astimezone(TOKYO).isoformat()}; the sets can no longer be paid."
+        )
+    purchase, rows = await _settle(
+        session, clock, principal, holder, campaign, offer, application.won_sets, application_id=application.id
+    )
+    await repo.set_application_status(session, application.id, ApplicationStatus.PAID.value, now)
+    return PurchaseView(purchase, [PremiumPurchaseLot(**row) for row in rows], offer)
+
+
+@dataclass(frozen=True)
+class Released:
+    campaign_id: uuid.UUID
+    applications: int
+    sets: int
+    released_at: datetime | None
+
+
+async def _release(session: AsyncSession, clock: Clock, principal: Principal, offer: PremiumOffer) -> Released:
+    """Release the unpaid wins of a drawn lottery whose deadline has passed (idempotent)."""
+    now = clock.now()
+    offer = await repo.lock_offer(session, offer.campaign_id)
+    released = await repo.release_unpaid(session, offer.campaign_id, now)
+    for application in released:
+        await wallet_repo.insert_notice(
+            session, id=new_id(), region_id=offer.region_id, resident_id=application.resident_id,
+            kind="lottery_released",
+            payload={"campaign_id": str(offer.campaign_id), "application_id": str(application.id),
+                     "won_sets": application.won_sets},
+            created_at=now,
+        )
+    if offer.released_at is None:
+        offer = await repo.update_offer(session, offer.campaign_id, released_at=now)
+    result = Released(offer.campaign_id, len(released), sum(a.won_sets for a in released), offer.released_at)
+    await audit.record(
+        session, clock, principal, region_id=offer.region_id, action="premium.release", target_type="campaign",
+        target_id=offer.campaign_id, after={"applications": result.applications, "sets": result.sets},
+    )
+    return result
+
+
+async def release(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID) -> Released:
+    _, offer = await _visible_offer(session, principal, campaign_id)
+    if offer.mode != SaleMode.LOTTERY:
+        raise WrongSaleMode("A first-come sale has no wins to release.", mode=offer.mode)
+    if offer.drawn_at is None:
+        raise NotDrawnYet("The lottery has not been drawn yet.")
+    assert offer.payment_deadline is not None
+    if clock.now() < offer.payment_deadline:
+        raise DeadlineNotPassed(
+            f"Winners may pay until {offer.payment_deadline.astimezone(TOKYO).isoformat()}.",
+            payment_deadline=offer.payment_deadline.isoformat(),
+        )
+    return await _release(session, clock, principal, offer)
+
+
+JOB = "job:premium.release"
+
+
+async def release_unpaid_wins(session: AsyncSession, clock: Clock) -> list[Released]:
+    """The job: every drawn lottery past its payment deadline and not yet released."""
+    job = Principal(subject=JOB, role=Role.OPERATOR, region_code="", request_id=JOB)
+    return [await _release(session, clock, job, offer) for offer in await repo.offers_to_release(session, clock.now())]
+
+
+# --- what residents, operators and auditors see ---------------------------------------------------
+
+
+async def my_purchases(
+    session: AsyncSession, clock: Clock, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+) -> list[PurchaseView]:
+    holder = await wallet.my_wallet(session, clock, principal)
+    return await _purchase_views(session, await repo.purchases(session, resident_id=holder.resident.id, after_id=after_id, limit=limit))
+
+
+async def campaign_purchases(
+    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int
+) -> list[PurchaseView]:
+    _, offer = await _visible_offer(session, principal, campaign_id)
+    return await _purchase_views(session, await repo.purchases(session, campaign_id=offer.campaign_id, after_id=after_id, limit=limit))
+
+
+async def get_purchase(session: AsyncSession, clock: Clock, principal: Principal, purchase_id: uuid.UUID) -> PurchaseView:
+    found = await repo.purchase(session, purchase_id)
+    region = await wallet.region_of(session, principal)
+    if found is None or found.region_id != region.id:
+        raise PurchaseNotFound(f"No premium purchase {purchase_id}.")
+    if principal.role is Role.RESIDENT:
+        holder = await wallet.my_wallet(session, clock, principal)
+        if found.resident_id != holder.resident.id:
+            raise PurchaseNotFound(f"No premium purchase {purchase_id}.")
+    return (await _purchase_views(session, [found]))[0]
+
+
+async def _purchase_views(session: AsyncSession, purchases: list[PremiumPurchase]) -> list[PurchaseView]:
+    rows = await repo.purchase_lots(session, [p.id for p in purchases])
+    offers: dict[uuid.UUID, PremiumOffer] = {}
+    views = []
+    for p in purchases:
+        if p.campaign_id not in offers:
+            found = await repo.offer(session, p.campaign_id)
+            assert found is not None
+            offers[p.campaign_id] = found
+        views.append(PurchaseView(p, [r for r in rows if r.purchase_id == p.id], offers[p.campaign_id]))
+    return views
+
+
+async def my_applications(
+    session: AsyncSession, clock: Clock, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+) -> list[ApplicationView]:
+    holder = await wallet.my_wallet(session, clock, principal)
+    found = await repo.applications(session, resident_id=holder.resident.id, after_id=after_id, limit=limit)
+    return await _application_views(session, found)
+
+
+async def campaign_applications(
+    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int,
+    status: str | None,
+) -> list[ApplicationView]:
+    _, offer = await _visible_offer(session, principal, campaign_id)
+    found = await repo.applications(session, campaign_id=offer.campaign_id, after_id=after_id, limit=limit, status=status)
+    return [ApplicationView(a, offer) for a in found]
+
+
+async def _application_views(session: AsyncSession, found: list[PremiumApplication]) -> list[ApplicationView]:
+    offers: dict[uuid.UUID, PremiumOffer] = {}
+    for a in found:
+        if a.campaign_id not in offers:
+            offer = await repo.offer(session, a.campaign_id)
+            assert offer is not None
+            offers[a.campaign_id] = offer
+    return [ApplicationView(a, offers[a.campaign_id]) for a in found]
+
+
+@dataclass(frozen=True)
+class Sales:
+    offer: PremiumOffer
+    phase: str
+    figures: dict[str, int]
+    budget: int
+
+
+async def sales(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID) -> Sales:
+    campaign, offer = await _visible_offer(session, principal, campaign_id)
+    return Sales(offer, phase(offer, clock.now()), await repo.sales_figures(session, offer.campaign_id),
+                 await _budget_balance(session, campaign.id))
