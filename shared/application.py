@@ -74,12 +74,12 @@ def create_app(
             from services.wallet.service import resolve_api_key
 
             app.state.api_key_resolver = resolve_api_key
-            expiry_task = None
-            if "wallet" in services and resolved.expiry_scheduler:
-                from services.wallet.expiry import scheduler
+            jobs_task = None
+            if "wallet" in services and resolved.jobs_scheduler:
+                from services.wallet.jobs import scheduler
 
-                expiry_task = asyncio.create_task(
-                    scheduler(app.state.sessionmaker, clock, resolved.expiry_check_seconds), name="expiry scheduler"
+                jobs_task = asyncio.create_task(
+                    scheduler(app.state.sessionmaker, clock, resolved.jobs_every_seconds), name="wallet jobs"
                 )
             if "wallet" in services:
                 from services.wallet.grants import tasks as grant_uploads
@@ -93,10 +93,10 @@ def create_app(
                     # one cut off rolls back and is resumed at the next start.
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(grant_uploads.drain(), resolved.shutdown_grace_seconds)
-                if expiry_task is not None:
-                    expiry_task.cancel()
+                if jobs_task is not None:
+                    jobs_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await expiry_task
+                        await jobs_task
                 await redis.aclose()
                 await engine.dispose()
 

@@ -42,10 +42,11 @@ class Settings(BaseSettings):
     cpm_token_ttl_seconds: int = 60  # a resident's one-time code at the register
     default_card_daily_limit: int = 10_000  # what a printed resident card may pay per (Tokyo) day
 
-    # The server expires lots itself: every this many seconds it runs any region's due expiry
-    # (the day's run, shortly after midnight Asia/Tokyo). Off: only `chiikipay jobs expire` does.
-    expiry_scheduler: bool = True
-    expiry_check_seconds: float = 300
+    # The server runs the wallet's jobs itself (services/wallet/jobs.py): every this many seconds
+    # the day's expiry of every region (shortly after midnight Asia/Tokyo) and the release of
+    # unpaid lottery wins. Off: only `chiikipay jobs …` runs them.
+    jobs_scheduler: bool = True
+    jobs_every_seconds: float = 300
     # On shutdown, how long background work (a CSV grant upload) may take to finish.
     shutdown_grace_seconds: float = 30
 

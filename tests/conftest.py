@@ -54,7 +54,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         jwt_jwks_url=None,
         jwt_public_key=None,
         db_pool_size=10,
-        expiry_scheduler=False,  # tests run expiry themselves, at the instants they choose
+        jobs_scheduler=False,  # tests run the jobs themselves, at the instants they choose
     )
     with embedded_servers(base) as resolved:
         _rebuild_schema(resolved.database_url)

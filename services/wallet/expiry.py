@@ -15,8 +15,6 @@ Several server processes may run the scheduler: they queue on the run's row.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,8 +30,6 @@ from services.wallet.models import AccountKind, ExpiryRun, JournalKind, Lot, Reg
 from shared.clock import TOKYO, Clock, tokyo_date
 from shared.ids import new_id
 from shared.money import Unit
-
-log = logging.getLogger(__name__)
 
 BATCH = 500  # lots per transaction
 NOTICE_DAYS = (30, 7)  # a notice when a lot's expiry comes within this many days
@@ -181,18 +177,3 @@ async def run_due(sessionmaker: async_sessionmaker[AsyncSession], clock: Clock) 
         except ExpiryAlreadyRun:  # another process got there first
             continue
     return finished
-
-
-async def scheduler(sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, every_seconds: float) -> None:
-    """Runs inside the server: shortly after each Tokyo midnight (and at start-up) every region's
-    run for the new day. A failing tick is logged and retried at the next one."""
-    while True:
-        try:
-            for run in await run_due(sessionmaker, clock):
-                log.info(
-                    "expiry run finished", extra={"region_id": str(run.region_id), "as_of": run.as_of.isoformat(),
-                                                  "lots": run.lots_expired, "notices": run.notices},
-                )
-        except Exception:  # noqa: BLE001 — the scheduler must outlive a database hiccup
-            log.exception("expiry run failed; retrying at the next tick")
-        await asyncio.sleep(every_seconds)

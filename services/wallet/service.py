@@ -71,6 +71,9 @@ class Leg:
     account: Account
     amount: int  # what the account gains (+) or gives up (−)
     ceiling: int | None = None  # a balance the account may not exceed (the wallet cap)
+    # A debit the caller has already set aside cover for (a premium set in stock is backed by the
+    # campaign budget when it is stocked): appended without locking or summing the account.
+    covered: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ async def post_journal(
             if balance is None:
                 raise await _refusal(session, leg)
             balances_after[account.id] = balance
-        elif leg.amount < 0 and not account.may_go_negative:
+        elif leg.amount < 0 and not account.may_go_negative and not leg.covered:
             available = await repo.lock_and_sum(session, account.id)
             if available + leg.amount < 0:
                 raise InsufficientBalance(

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from sqlalchemy import text
 
-from services.wallet import expiry, lots
+from services.wallet import expiry, jobs, lots
 from services.wallet import repository as repo
 from services.wallet import service
 from services.wallet.models import AccountKind, JournalKind, LotSource
@@ -292,9 +292,11 @@ async def test_an_interrupted_expiry_job_resumes_where_it_stopped(client, tokens
 async def test_the_scheduler_runs_each_region_once_a_day(client, tokens, town, sessionmaker, clock):
     await give(sessionmaker, clock, "resident-hanako", 400, Unit.POINT, expires_at=tokyo_midnight(date(2026, 4, 2)))
     clock.set(tokyo_midnight(date(2026, 4, 2)) + timedelta(minutes=1))
-    first = await expiry.run_due(sessionmaker, clock)
-    assert [(r.as_of, r.points_expired) for r in first] == [(date(2026, 4, 2), 400)]
+    await jobs.tick(sessionmaker, clock)
+    runs = (await client.get("/v1/expiry-runs", headers=tokens.auditor())).json()["items"]
+    assert [(r["as_of"], r["points_expired"], r["started_by"]) for r in runs] == [("2026-04-02", 400, "scheduler")]
     assert await expiry.run_due(sessionmaker, clock) == []  # the next tick of the day does nothing
+    await jobs.tick(sessionmaker, clock)
     assert await ledger_violations(sessionmaker) == []
 
 

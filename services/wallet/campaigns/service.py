@@ -5,9 +5,12 @@ restricted to.
 Every campaign has its own budget account in points. The operator funds it from the region's
 campaign fund (a `funding` journal: the only way points are issued); grants, premiums and rewards
 draw on it, and it can never go negative, so a campaign cannot give away more than it was given.
-Its balance is kept on its row (a debit is one conditional update, never a sum over its history),
-so the grants, sales and rewards of one campaign queue on that row for the rest of their
-transaction; separate campaigns do not meet.
+A grant or reward campaign keeps its budget's balance on the row (a debit is one conditional
+update, never a sum over its history), so its grants and rewards queue on that row for the rest
+of their transaction; separate campaigns do not meet. A premium campaign's budget is never
+locked by a sale: its sets are put on sale only as far as the budget covers their premium (the
+stock is the budget's guard), so a sale appends its debit without a lock, and thousands of
+buyers at opening time do not queue on one row; its balance is the sum of its entries.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ async def create_campaign(
     )
     budget = await wallet_repo.insert_account(
         session, id=new_id(), region_id=region.id, kind=AccountKind.CAMPAIGN_BUDGET.value, unit=Unit.POINT.value,
-        campaign_id=campaign.id, status=Status.ACTIVE.value, tracks_balance=True, may_go_negative=False,
+        campaign_id=campaign.id, status=Status.ACTIVE.value,
+        tracks_balance=details["kind"] != CampaignKind.PREMIUM, may_go_negative=False,
         created_at=now,
     )
     await audit.record(
@@ -180,7 +184,8 @@ async def visible_campaign(session: AsyncSession, principal: Principal, campaign
 async def view(session: AsyncSession, campaign: Campaign) -> CampaignView:
     account = await repo.budget_account(session, campaign.id)
     rates = await repo.reward_rates(session, campaign.id) if campaign.kind == CampaignKind.REWARD else None
-    return CampaignView(campaign, account, account.balance, rates)
+    budget = account.balance if account.tracks_balance else await wallet_repo.entries_sum(session, account.id)
+    return CampaignView(campaign, account, budget, rates)
 
 
 async def get_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> CampaignView:

@@ -26,9 +26,9 @@ oversell.
 not yet covered wait as `unbacked_sets` and are moved in (under the offer's lock, with every
 bucket locked) when a purchase finds the buckets short. So a sale whose budget runs out says
 `budget-exhausted` (and funding the campaign lets it go on) instead of selling sets it cannot
-give the premium for. The premium journal itself goes through `wallet.post_journal`, whose
-atomic check-and-debit of the budget's balance is the last word: the budget never goes negative.
-That debit locks the budget's row until commit, so it is taken as late as the lots allow.
+give the premium for. The premium journal's debit of the budget is therefore covered before it
+is made and takes no lock: buyers never queue on the budget (campaigns/service.py). A lottery's
+draw is refused unless the budget covers every won set; nothing else draws on a premium budget.
 
 **Limits.** One tally row per resident and per household (the household is a resident
 attribute the operator sets). A purchase raises both in one statement each, which refuses to
@@ -339,16 +339,13 @@ async def _settle(
             balance=usable, required=coin,
         )
     budget = await campaigns_repo.budget_account(session, campaign.id)
+    assert not budget.tracks_balance, "a premium campaign's budget is guarded by its stock, not by a row lock"
     purchase_id = new_id()
-    try:
-        posted = await wallet.post_journal(
-            session, clock, region_id=campaign.region_id, kind=JournalKind.PREMIUM, actor=principal.subject,
-            legs=[wallet.Leg(budget, -points), wallet.Leg(holder.points, points)], reference=str(purchase_id),
-        )
-    except InsufficientBalance as refused:  # the budget: the resident's leg is a credit
-        raise BudgetExhausted(
-            f"The campaign's budget cannot cover the premium of {sets} set(s) ({points} points).", required=points,
-        ) from refused
+    # Covered: the set was stocked (sale) or won (lottery draw) only with its premium in the budget.
+    posted = await wallet.post_journal(
+        session, clock, region_id=campaign.region_id, kind=JournalKind.PREMIUM, actor=principal.subject,
+        legs=[wallet.Leg(budget, -points, covered=True), wallet.Leg(holder.points, points)], reference=str(purchase_id),
+    )
     journal_id = posted.journal_id
     expires_at = offer.usable_until
     if expires_at is None and campaign.expiry_months is not None:
