@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints
 
 from services.wallet.grants.models import GrantCategory, UploadStatus
 from services.wallet.schemas import Schema, Text100
+from shared.clock import Day
 from shared.money import Amount
 from shared.text import text
 
@@ -26,7 +27,7 @@ class GrantCreate(Schema):
     amount: Amount = Field(description="points")
     category: GrantCategory
     event_id: EventId = Field(description="the activity's id in the partner's or the city's records")
-    activity_date: date = Field(description="the day of the activity (Asia/Tokyo); not after today")
+    activity_date: Day = Field(description="the day of the activity (Asia/Tokyo); not after today")
     row_key: RowKey = Field(
         description="the grant's own idempotency key within the campaign: the same key grants at most once. "
         "Sent again with the same wallet, amount, category, event and date it returns the first grant; "

@@ -11,9 +11,9 @@ from pydantic import Field, StringConstraints
 from services.wallet.premium.models import ApplicationStatus, SaleMode
 from services.wallet.schemas import ClassCode, Schema
 from shared.clock import Instant
-from shared.money import Amount, BasisPoints
+from shared.money import Amount, BasisPoints, whole_number
 
-Sets = Annotated[int, Field(ge=1, le=100, description="number of premium sets")]
+Sets = Annotated[whole_number(ge=1, le=100), Field(description="number of premium sets")]
 Seed = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,128}$")]
 
 
@@ -28,9 +28,9 @@ class OfferCreate(Schema):
         None, min_length=1, max_length=20,
         description="merchant classes of the local-only share; omitted: the campaign's restriction",
     )
-    per_person: int = Field(ge=1, le=100, description="sets one resident may buy (or apply for)")
-    per_household: int = Field(ge=1, le=1000, description="sets one household may buy (or apply for) in all")
-    total_sets: int = Field(ge=1, le=10_000_000)
+    per_person: whole_number(ge=1, le=100) = Field(description="sets one resident may buy (or apply for)")
+    per_household: whole_number(ge=1, le=1000) = Field(description="sets one household may buy (or apply for) in all")
+    total_sets: whole_number(ge=1, le=10_000_000)
     opens_at: Instant = Field(description="the sale (first-come) or the applications (lottery) open")
     closes_at: Instant = Field(description="… and close (exclusive)")
     payment_deadline: Instant | None = Field(None, description="lottery only: winners pay before this moment")
@@ -38,8 +38,8 @@ class OfferCreate(Schema):
     usable_until: Instant | None = Field(
         None, description="the sets' value expires at this midnight Asia/Tokyo; omitted: the campaign's",
     )
-    stock_buckets: int = Field(
-        32, ge=1, le=256, description="first-come stock is split over this many rows so that buyers do not queue on one",
+    stock_buckets: whole_number(ge=1, le=256) = Field(
+        32, description="first-come stock is split over this many rows so that buyers do not queue on one",
     )
 
 

@@ -17,9 +17,10 @@ to the all-shops side, never against the resident. (¥10,000 → 12,500 at 50 %:
 5,000, points 1,250 + 1,250: 6,250 local-only, 6,250 all shops.)
 
 **First-come stock** is split over `buckets` rows. A purchase takes its sets from one bucket it
-finds unlocked (`SKIP LOCKED`), so concurrent buyers do not queue on one row; only when no single
-free bucket holds them (the end of the sale, or every bucket busy) does it lock all buckets in
-order and take across them. A bucket's `remaining >= 0` is a database constraint: nothing can
+finds unlocked (`SKIP LOCKED`), so concurrent buyers do not queue on one row; when every bucket
+holding them is busy (a rush) it looks again a few times a few milliseconds apart, holding no
+bucket; only when no single free bucket holds them then (the end of the sale: what is left is
+scattered, or a long queue) does it lock all buckets in order and take across them. A bucket's `remaining >= 0` is a database constraint: nothing can
 oversell.
 
 **Budget.** Only sets whose premium the campaign's budget covers are put into the buckets: sets
@@ -48,6 +49,7 @@ longer be paid.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import secrets
@@ -279,13 +281,19 @@ async def _restock(session: AsyncSession, offer: PremiumOffer, stock: list[tuple
     return add
 
 
+FREE_BUCKET_ATTEMPTS = 4  # looks for a free bucket before locking them all
+
+
 async def _take_stock(session: AsyncSession, offer: PremiumOffer, sets: int) -> None:
     """Take `sets` out of the stock, or refuse (sold out, or the budget covers no more sets)."""
-    taken = await repo.take_from_one_bucket(
-        session, offer.campaign_id, sets, start=random.randrange(offer.buckets), buckets=offer.buckets
-    )
-    if taken is not None:
-        return
+    for attempt in range(FREE_BUCKET_ATTEMPTS):
+        if attempt:  # every bucket holding the sets is busy (a rush): look again in a moment
+            await asyncio.sleep(random.uniform(0.002, 0.010))
+        taken = await repo.take_from_one_bucket(
+            session, offer.campaign_id, sets, start=random.randrange(offer.buckets), buckets=offer.buckets
+        )
+        if taken is not None:
+            return
     locked = await repo.lock_offer(session, offer.campaign_id)
     stock = [(b.bucket, b.remaining) for b in await repo.lock_stock(session, offer.campaign_id)]
     if sum(left for _, left in stock) < sets and locked.unbacked_sets > 0:
