@@ -27,8 +27,9 @@ oversell.
 not yet covered wait as `unbacked_sets` and are moved in (under the offer's lock, with every
 bucket locked) when a purchase finds the buckets short. So a sale whose budget runs out says
 `budget-exhausted` (and funding the campaign lets it go on) instead of selling sets it cannot
-give the premium for. The premium journal's debit of the budget is therefore covered before it
-is made and takes no lock: buyers never queue on the budget (campaigns/service.py). A lottery's
+give the premium for. The premium journal's debit of the budget is therefore covered — the
+transaction that makes it also takes its sets from the stock, or rolls back — and takes no lock:
+buyers never queue on the budget (campaigns/service.py). A lottery's
 draw is refused unless the budget covers every won set; nothing else draws on a premium budget.
 
 **Limits.** One tally row per resident and per household (the household is a resident
@@ -349,7 +350,8 @@ async def _settle(
     budget = await campaigns_repo.budget_account(session, campaign.id)
     assert not budget.tracks_balance, "a premium campaign's budget is guarded by its stock, not by a row lock"
     purchase_id = new_id()
-    # Covered: the set was stocked (sale) or won (lottery draw) only with its premium in the budget.
+    # Covered: a sale takes the set from the stock in this transaction (stocked only with its
+    # premium in the budget); a lottery win was drawn only with every won set's premium there.
     posted = await wallet.post_journal(
         session, clock, region_id=campaign.region_id, kind=JournalKind.PREMIUM, actor=principal.subject,
         legs=[wallet.Leg(budget, -points, covered=True), wallet.Leg(holder.points, points)], reference=str(purchase_id),
@@ -443,9 +445,10 @@ async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaig
     if offer.unbacked_sets == 0 and await repo.stock_left(session, offer.campaign_id) == 0:
         raise SoldOut("Every set has been sold.", sets_left=0)
     await _raise_tallies(session, offer, holder, sets)
-    # Before the budget's debit, so that the end of the stock is answered as `premium-sold-out`.
-    await _take_stock(session, offer, sets)
     purchase, rows = await _settle(session, clock, principal, holder, campaign, offer, sets, application_id=None)
+    # Last, so that a bucket stays locked only from here to the commit, not through the purchase's
+    # other writes; a sale that finds the stock gone after all rolls them back.
+    await _take_stock(session, offer, sets)
     return PurchaseView(purchase, [PremiumPurchaseLot(**row) for row in rows], offer)
 
 
