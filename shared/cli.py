@@ -179,7 +179,7 @@ def jobs_expire(
     """Expire the lots due by the start of --as-of and send the 30/7-day notices. A run cut off
     half-way is resumed by running the same date again; a finished date is refused (exit 1)."""
     from services.wallet import expiry, repository
-    from services.wallet.errors import ExpiryAlreadyRun, ExpiryDateInFuture
+    from services.wallet.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
 
     try:
         day = date.fromisoformat(as_of)
@@ -201,7 +201,7 @@ def jobs_expire(
             for found in regions:
                 try:
                     done = await expiry.run_job(sessionmaker, SystemClock(), found, day, "cli")
-                except (ExpiryAlreadyRun, ExpiryDateInFuture) as refused:
+                except (ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture) as refused:
                     print(f"{found.code}: refused: {refused.detail}")
                     failed += 1
                     continue

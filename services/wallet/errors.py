@@ -69,3 +69,7 @@ class ExpiryAlreadyRun(Conflict):
 
 class ExpiryDateInFuture(Unprocessable):
     slug, title = "expiry-date-in-future", "Expiry cannot run for a day that has not started"
+
+
+class ExpiryDateBeforeRegion(Unprocessable):
+    slug, title = "expiry-date-before-region", "Expiry cannot run for a day before the region existed"

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.wallet import repository as repo
 from services.wallet import service as wallet
-from services.wallet.errors import ExpiryAlreadyRun, ExpiryDateInFuture
+from services.wallet.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
 from services.wallet.models import AccountKind, ExpiryRun, JournalKind, Lot, Region
 from shared.clock import TOKYO, Clock, tokyo_date
 from shared.ids import new_id
@@ -51,6 +51,10 @@ async def begin(session: AsyncSession, clock: Clock, region: Region, as_of: date
     """Start (or resume) the run for `as_of` and hold its row; refuse a finished date."""
     if as_of > tokyo_date(clock.now()):
         raise ExpiryDateInFuture(f"{as_of} has not started yet in Asia/Tokyo.", as_of=as_of.isoformat())
+    if as_of < tokyo_date(region.created_at):
+        raise ExpiryDateBeforeRegion(
+            f"Region {region.code} began on {tokyo_date(region.created_at)}; {as_of} is before it.", as_of=as_of.isoformat(),
+        )
     await repo.start_expiry_run(
         session, region_id=region.id, as_of=as_of, status="running", started_by=started_by, started_at=clock.now(),
     )

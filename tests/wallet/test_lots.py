@@ -215,6 +215,8 @@ async def test_expiry_forfeits_remainders_once_and_a_second_run_is_refused(clien
                    409, "expiry-already-run")
     assert_problem(await client.post("/v1/expiry-runs", json={"as_of": "2026-04-11"}, headers=idem(operator)),
                    422, "expiry-date-in-future")
+    assert_problem(await client.post("/v1/expiry-runs", json={"as_of": "0001-01-01"}, headers=idem(operator)),
+                   422, "expiry-date-before-region")
     assert await snapshot(sessionmaker) == before
     runs = (await client.get("/v1/expiry-runs", headers=tokens.auditor())).json()["items"]
     assert [r["as_of"] for r in runs] == ["2026-04-10", "2026-04-09"]

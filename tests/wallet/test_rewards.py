@@ -16,9 +16,13 @@ TEAHOUSE, PHARMACY = "Tsurugajo Teahouse", "Ekimae Pharmacy"  # shotengai and ch
 RATES = {"shotengai": 2_000, "small_shop": 1_500, "convenience": 1_000, "large_store": 0}
 
 
+def rates(by_class: dict[str, int]) -> list[dict]:
+    return [{"merchant_class": code, "rate_bp": bp} for code, bp in by_class.items()]
+
+
 async def reward_campaign(client, tokens, *, budget: int, **terms) -> dict:
     operator = tokens.operator()
-    body = {"kind": "reward", "name": "Shop local", "name_ja": "地元で買おう", "reward_rates": RATES,
+    body = {"kind": "reward", "name": "Shop local", "name_ja": "地元で買おう", "reward_rates": rates(RATES),
             "expiry_months": 6} | terms
     created = await client.post("/v1/campaigns", json=body, headers=idem(operator))
     assert created.status_code == 201, created.text
@@ -39,7 +43,7 @@ async def budget_of(client, tokens, campaign) -> int:
 
 async def test_payments_earn_points_by_merchant_class_up_to_the_monthly_cap(client, tokens, town, sessionmaker, clock):
     campaign = await reward_campaign(client, tokens, budget=100_000, reward_monthly_cap=1_500)
-    assert campaign["reward_rates"] == RATES
+    assert {r["merchant_class"]: r["rate_bp"] for r in campaign["reward_rates"]} == RATES
     teahouse, pharmacy = await store_of(client, tokens, town, TEAHOUSE), await store_of(client, tokens, town, PHARMACY)
 
     first = await pay(client, tokens, teahouse["payload"], 1_005)
@@ -119,12 +123,13 @@ async def test_a_refund_takes_back_the_refunded_share_of_the_reward(client, toke
 
 BAD_CAMPAIGNS = [
     ("no-rates", {"kind": "reward"}, 422, "invalid-campaign"),
-    ("unknown-class", {"kind": "reward", "reward_rates": {"department_store": 500}}, 422, "unknown-merchant-class"),
-    ("rate-above-100-percent", {"kind": "reward", "reward_rates": {"shotengai": 10_001}}, 422, "validation-error"),
-    ("backwards-period", {"kind": "reward", "reward_rates": RATES, "reward_from": "2026-05-01T00:00:00+09:00",
+    ("unknown-class", {"kind": "reward", "reward_rates": rates({"department_store": 500})}, 422, "unknown-merchant-class"),
+    ("rate-above-100-percent", {"kind": "reward", "reward_rates": rates({"shotengai": 10_001})}, 422, "validation-error"),
+    ("backwards-period", {"kind": "reward", "reward_rates": rates(RATES), "reward_from": "2026-05-01T00:00:00+09:00",
                           "reward_until": "2026-04-01T00:00:00+09:00"}, 422, "invalid-campaign"),
-    ("grant-with-rates", {"kind": "grant", "reward_rates": RATES}, 422, "invalid-campaign"),
-    ("zero-cap", {"kind": "reward", "reward_rates": RATES, "reward_monthly_cap": 0}, 422, "validation-error"),
+    ("grant-with-rates", {"kind": "grant", "reward_rates": rates(RATES)}, 422, "invalid-campaign"),
+    ("class-twice", {"kind": "reward", "reward_rates": rates({"shotengai": 100}) * 2}, 422, "invalid-campaign"),
+    ("zero-cap", {"kind": "reward", "reward_rates": rates(RATES), "reward_monthly_cap": 0}, 422, "validation-error"),
 ]
 
 

@@ -15,6 +15,7 @@ from services.wallet.campaigns.schemas import (
     FundingOut,
     MerchantClassCreate,
     MerchantClassOut,
+    RewardRate,
 )
 from services.wallet.endpoints import PROBLEMS
 from shared.auth import Principal, Role, require
@@ -35,7 +36,10 @@ def campaign_out(found: service.CampaignView) -> CampaignOut:
     return CampaignOut(
         id=c.id, kind=c.kind, name=c.name, name_ja=c.name_ja, status=c.status, restriction=c.restriction,
         usable_from=c.usable_from, usable_until=c.usable_until, expiry_months=c.expiry_months,
-        reward_rates=found.reward_rates, reward_from=c.reward_from, reward_until=c.reward_until,
+        reward_rates=None if found.reward_rates is None else [
+            RewardRate(merchant_class=code, rate_bp=bp) for code, bp in sorted(found.reward_rates.items())
+        ],
+        reward_from=c.reward_from, reward_until=c.reward_until,
         reward_monthly_cap=c.reward_monthly_cap, budget_account_id=found.budget_account.id, budget=found.budget, created_at=c.created_at,
     )
 

@@ -24,6 +24,11 @@ class MerchantClassOut(Schema):
     name_ja: str
 
 
+class RewardRate(Schema):
+    merchant_class: ClassCode
+    rate_bp: BasisPoints = Field(description="points back in basis points of the amount (2000 = 20 %)")
+
+
 class CampaignCreate(Schema):
     kind: CampaignKind
     name: Text100
@@ -39,10 +44,9 @@ class CampaignCreate(Schema):
     expiry_months: whole_number(ge=1, le=120) | None = Field(
         None, description="or: the points expire at the end of the Nth month after they are granted",
     )
-    reward_rates: dict[ClassCode, BasisPoints] | None = Field(
-        None, max_length=50,
-        description="reward campaigns: points back per merchant class in basis points of the amount "
-        "(2000 = 20 %); classes not listed earn nothing",
+    reward_rates: list[RewardRate] | None = Field(
+        None, min_length=1, max_length=50,
+        description="reward campaigns: points back per merchant class; classes not listed earn nothing",
     )
     reward_from: Instant | None = Field(None, description="reward campaigns: payments from this moment earn points")
     reward_until: Instant | None = Field(None, description="reward campaigns: … until this moment (exclusive)")
@@ -61,7 +65,7 @@ class CampaignOut(Schema):
     usable_from: datetime | None
     usable_until: datetime | None
     expiry_months: int | None
-    reward_rates: dict[str, int] | None
+    reward_rates: list[RewardRate] | None
     reward_from: datetime | None
     reward_until: datetime | None
     reward_monthly_cap: int | None

@@ -163,14 +163,17 @@ async def _check_reward_terms(session: AsyncSession, region_id: uuid.UUID, detai
         if given:
             raise InvalidCampaign(f"Only reward campaigns take {', '.join(given)}.")
         return None
-    rates = details.get("reward_rates")
-    if not rates:
+    given = details.get("reward_rates")
+    if not given:
         raise InvalidCampaign("A reward campaign needs reward_rates: basis points per merchant class.")
+    rates = {rate["merchant_class"]: rate["rate_bp"] for rate in given}
+    if len(rates) != len(given):
+        raise InvalidCampaign("reward_rates names a merchant class twice.")
     await check_classes(session, region_id, list(rates))
     start, end = details.get("reward_from"), details.get("reward_until")
     if start is not None and end is not None and end <= start:
         raise InvalidCampaign("reward_until must be after reward_from.")
-    return dict(rates)
+    return rates
 
 
 async def visible_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> Campaign:
