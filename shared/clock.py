@@ -51,9 +51,17 @@ def fiscal_year(at: datetime) -> int:
     return day.year if day.month >= 4 else day.year - 1
 
 
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _iso_only(value: object) -> object:
-    # Pydantic would read "0.5" or "1700000000" as Unix time; the API documents ISO 8601 only.
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+    # Pydantic would read "0.5", "1700000000" or "-9.7e-40" as Unix time; the API documents ISO 8601 only.
+    if isinstance(value, (int, float)) or isinstance(value, str) and _is_number(value):
         raise ValueError("expected an ISO 8601 date-time with its offset, e.g. 2026-04-01T09:00:00+09:00")
     return value
 

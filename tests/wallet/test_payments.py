@@ -390,6 +390,9 @@ async def test_receipt_and_filtered_histories(client, tokens, town, clock):
     assert [(h["kind"], h["amount"]) for h in refunds] == [("refund", 500)]
     later = (clock.now() + timedelta(seconds=1)).isoformat()
     assert (await client.get("/v1/wallet/history", params={"from": later}, headers=tokens.resident())).json()["items"] == []
+    for unix_time in ("1700000000", "0.5", "-9.7e-40"):  # ISO 8601 only: numbers are refused, not read as Unix time
+        assert_problem(await client.get("/v1/wallet/history", params={"from": unix_time}, headers=tokens.resident()),
+                       422, "validation-error")
     shop_history = (await client.get(f"/v1/merchants/{shop['merchant_id']}/history", headers=staff)).json()["items"]
     assert [(h["kind"], h["amount"]) for h in shop_history] == [("refund", -490), ("payment", 1_470)]
     by_store = await client.get(
