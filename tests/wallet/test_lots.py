@@ -85,6 +85,12 @@ async def test_a_payment_spends_points_first_then_earliest_expiry_then_restricte
         (str(soon_points), "point", 100), (str(local_points), "point", 300), (str(any_points), "point", 200),
         (coin, "yen", 400),
     ]
+    # The receipt shows the same, with each lot's rules.
+    receipt = (await client.get(f"/v1/payments/{payment['id']}", headers=tokens.resident())).json()
+    assert [(x["lot_id"], x["unit"], x["amount"], x["restored"], x["restriction"]) for x in receipt["lots"]] == [
+        (str(soon_points), "point", 100, 0, None), (str(local_points), "point", 300, 0, ["shotengai"]),
+        (str(any_points), "point", 200, 0, None), (coin, "yen", 400, 0, None),
+    ]
     # 2 % fee of 1,000 = 20, taken from each unit in proportion: 600 points pay 12 of it.
     assert (payment["point_amount"], payment["fee"], payment["fee_point"]) == (600, 20, 12)
     wallet = (await client.get("/v1/wallet", headers=tokens.resident())).json()

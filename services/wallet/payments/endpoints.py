@@ -21,6 +21,8 @@ from services.wallet.payments.schemas import (
     FeePlanCreate,
     FeePlanOut,
     PaymentCreate,
+    PaymentDetailOut,
+    PaymentLotOut,
     PaymentOut,
     PaymentRequestCreate,
     PaymentRequestOut,
@@ -120,10 +122,17 @@ async def pay(
     return await idem.respond(201, payment)
 
 
-@router.get("/payments/{payment_id}", response_model=PaymentOut, responses=PROBLEMS)
-async def get_payment(payment_id: uuid.UUID, principal: Anyone, session: SessionDep) -> PaymentOut:
-    """A payment as a receipt: seen by the resident who paid, the shop paid, operators and auditors."""
-    return PaymentOut.model_validate(await service.visible_payment(session, principal, payment_id))
+@router.get("/payments/{payment_id}", response_model=PaymentDetailOut, responses=PROBLEMS)
+async def get_payment(payment_id: uuid.UUID, principal: Anyone, session: SessionDep) -> PaymentDetailOut:
+    """A payment as a receipt, with the lots that paid it: seen by the resident who paid, the shop
+    paid, operators and auditors."""
+    payment, paid_by = await service.payment_detail(session, principal, payment_id)
+    lots = [
+        PaymentLotOut(lot_id=taken.lot_id, unit=taken.unit, amount=taken.amount, restored=taken.restored,
+                      restriction=lot.restriction, expires_at=lot.expires_at)
+        for taken, lot in paid_by
+    ]
+    return PaymentDetailOut(**PaymentOut.model_validate(payment).model_dump(), lots=lots)
 
 
 @router.get(

@@ -68,6 +68,19 @@ class RefundCreate(Schema):
     reason: Memo | None = None
 
 
+class PaymentLotOut(Schema):
+    lot_id: uuid.UUID
+    unit: str = Field(description="yen (coin) or point")
+    amount: int = Field(description="what this lot paid")
+    restored: int = Field(description="of it, what refunds have put back")
+    restriction: list[str] | None = Field(description="the lot's merchant classes; null: every merchant")
+    expires_at: datetime | None
+
+
+class PaymentDetailOut(PaymentOut):
+    lots: list[PaymentLotOut] = Field(description="which of the wallet's lots paid what, in spending order")
+
+
 class RefundOut(Schema):
     payment: PaymentOut
     refunded_now: int

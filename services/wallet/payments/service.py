@@ -28,7 +28,7 @@ from services.wallet import repository as wallet_repo
 from services.wallet.campaigns import rewards
 from services.wallet import service as wallet
 from services.wallet.errors import AccountInactive, InsufficientBalance, MerchantNotFound
-from services.wallet.models import AccountKind, JournalKind, Merchant, Region, Status
+from services.wallet.models import AccountKind, JournalKind, Lot, Merchant, Region, Status
 from services.wallet.payments import emvco
 from services.wallet.payments import repository as repo
 from services.wallet.payments.receipt import render_html as render_receipt
@@ -52,7 +52,9 @@ from services.wallet.payments.errors import (
     SelfTransfer,
     StoreNotFound,
 )
-from services.wallet.payments.models import FeeKind, FeePlan, Payment, PaymentMethod, PaymentRequest, Rounding, Store
+from services.wallet.payments.models import (
+    FeeKind, FeePlan, Payment, PaymentLot, PaymentMethod, PaymentRequest, Rounding, Store,
+)
 from shared import audit
 from shared.auth import MERCHANT_ROLES, Principal, Role
 from shared.clock import Clock, fiscal_year, tokyo_date
@@ -402,6 +404,14 @@ async def visible_payment(session: AsyncSession, principal: Principal, payment_i
         if mine is None or mine[1].id != payment.resident_account_id:
             raise PaymentNotFound(f"No payment {payment_id}.")
     return payment
+
+
+async def payment_detail(
+    session: AsyncSession, principal: Principal, payment_id: uuid.UUID
+) -> tuple[Payment, list[tuple[PaymentLot, Lot]]]:
+    """A payment with the lots that paid it, in spending order."""
+    payment = await visible_payment(session, principal, payment_id)
+    return payment, list(reversed(await repo.payment_lots(session, payment.id)))
 
 
 async def receipt(session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> str:
