@@ -378,11 +378,14 @@ async def lot(session: AsyncSession, lot_id: uuid.UUID) -> Lot | None:
 
 
 async def apply_to_tracked(
-    session: AsyncSession, account_id: uuid.UUID, delta: int, ceiling: int | None
+    session: AsyncSession, account_id: uuid.UUID, delta: int, ceiling: int | None, *, even_if_inactive: bool = False
 ) -> int | None:
     """Atomic check-and-apply on a balance-tracking account; None if it would overdraw the
-    account, pass the ceiling, or the account is not active. The row lock lasts to commit."""
-    conditions = [Account.id == account_id, Account.status == "active"]
+    account, pass the ceiling, or the account is not active (unless `even_if_inactive`). The row
+    lock lasts to commit."""
+    conditions = [Account.id == account_id]
+    if not even_if_inactive:
+        conditions.append(Account.status == "active")
     if delta < 0:
         conditions.append(or_(Account.may_go_negative, Account.balance + delta >= 0))
     if ceiling is not None and delta > 0:

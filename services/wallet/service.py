@@ -112,7 +112,9 @@ async def post_journal(
         if account.status != Status.ACTIVE and not even_if_inactive:
             raise AccountInactive(f"The {account.kind} account is {account.status}.", account_id=str(account.id))
         if account.tracks_balance:
-            balance = await repo.apply_to_tracked(session, account.id, leg.amount, leg.ceiling)
+            balance = await repo.apply_to_tracked(
+                session, account.id, leg.amount, leg.ceiling, even_if_inactive=even_if_inactive
+            )
             if balance is None:
                 raise await _refusal(session, leg)
             balances_after[account.id] = balance

@@ -196,6 +196,10 @@ async def test_expiry_forfeits_remainders_once_and_a_second_run_is_refused(clien
     later = await give(sessionmaker, clock, "resident-taro", 900, Unit.POINT, expires_at=due + timedelta(days=1))
     clock.set(due + timedelta(hours=2))
     operator = tokens.operator()
+    # A suspended wallet's lots expire all the same: the rules were given with the lot.
+    taro_wallet = town.residents["resident-taro"][0]
+    suspended = await client.patch(f"/v1/wallets/{taro_wallet}", json={"status": "suspended"}, headers=idem(operator))
+    assert suspended.status_code == 200, suspended.text
 
     # The day before the due date expires nothing.
     early = await client.post("/v1/expiry-runs", json={"as_of": "2026-04-09"}, headers=idem(operator))
@@ -209,8 +213,9 @@ async def test_expiry_forfeits_remainders_once_and_a_second_run_is_refused(clien
     assert await lot_state(sessionmaker, coin) == (0, 2_000)
     assert await lot_state(sessionmaker, later) == (900, 0)
     hanako = (await client.get("/v1/wallet", headers=tokens.resident())).json()
-    taro = (await client.get("/v1/wallet", headers=tokens.resident("resident-taro"))).json()
+    taro = (await client.get(f"/v1/wallets/{taro_wallet}", headers=operator)).json()
     assert (hanako["balance"], hanako["points"], taro["balance"], taro["points"]) == (HANAKO, 0, 12_000, 900)
+    assert taro["status"] == "suspended"
     history = (await client.get("/v1/wallet/history", headers=tokens.resident())).json()["items"]
     assert (history[0]["kind"], history[0]["unit"], history[0]["amount"]) == ("expiry", "point", -700)
     system = {(a["kind"], a["unit"]): a["balance"] for a in (await client.get("/v1/accounts", headers=operator)).json()}
