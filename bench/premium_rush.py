@@ -43,24 +43,12 @@ TARGET_P99_MS = 200.0
 log, RunError, run = harness.log, harness.RunError, harness.run
 
 
-def mint(data_dir: Path, residents: int) -> tuple[str, list[str]]:
-    from shared.auth import DevIssuer, Role
-    from shared.clock import SystemClock
-    from shared.config import Settings
-
-    issuer = DevIssuer(Settings(data_dir=data_dir), SystemClock())
-    ttl = dt.timedelta(hours=6)
-    operator = issuer.mint(subject=OPERATOR, role=Role.OPERATOR, region=REGION, ttl=ttl)
-    return operator, [issuer.mint(subject=f"rush-{i:05d}", role=Role.RESIDENT, region=REGION, ttl=ttl)
-                      for i in range(residents)]
-
-
 async def set_up(url: str, data_dir: Path, args: argparse.Namespace, tag: str) -> tuple[str, list[str]]:
     """Over the API: the funded premium campaign and its offer (open now), and the residents,
     each topped up with two sets' worth; households for the first ones. Returns (campaign id, tokens)."""
     import httpx
 
-    operator, tokens = mint(data_dir, args.residents)
+    operator, tokens = harness.mint_tokens(data_dir, args.residents)
     op = {"Authorization": f"Bearer {operator}"}
     gate = asyncio.Semaphore(16)
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:

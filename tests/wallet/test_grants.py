@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -311,7 +312,9 @@ async def partner_key(client, tokens, campaign) -> dict[str, Any]:
     return created.json()
 
 
-async def test_a_partner_key_grants_in_its_own_campaign_only_and_reads_only_its_own(client, tokens, town, sessionmaker):
+async def test_a_partner_key_grants_in_its_own_campaign_only_and_reads_only_its_own(
+    client, tokens, town, sessionmaker, clock
+):
     campaign = await make_campaign(client, tokens)
     other = await make_campaign(client, tokens, name="Clean river points")
     key = await partner_key(client, tokens, campaign)
@@ -360,7 +363,8 @@ async def test_a_partner_key_grants_in_its_own_campaign_only_and_reads_only_its_
 
     revoked = await client.delete(f"/v1/campaigns/{campaign['id']}/partner-keys/{key['id']}",
                                   headers=idem(tokens.operator()))
-    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert revoked.status_code == 200
+    assert datetime.fromisoformat(revoked.json()["revoked_at"].replace("Z", "+00:00")) == clock.now()
     before = await snapshot(sessionmaker)
     after_revoke = await client.post(f"/v1/campaigns/{campaign['id']}/grants", json=grant_body(town),
                                      headers=idem(partner))
@@ -532,6 +536,19 @@ async def test_progress_is_visible_and_never_shows_half_a_grant(client, tokens, 
                       for i, s in enumerate((HANAKO, TARO, SACHIKO, HANAKO))])
     before = await values(sessionmaker)
 
+    async def blocked_on_a_lock() -> None:
+        """Until the worker's transaction is seen waiting for a lock held by this test (a new
+        transaction each look: pg_stat_activity is a snapshot per transaction)."""
+        for _ in range(500):
+            async with sessionmaker() as observer:
+                waiting = (await observer.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ))).scalar_one()
+            if waiting:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the upload's worker never waited for the test's lock")
+
     async def status(location: str, wanted: str) -> dict[str, Any]:
         for _ in range(500):
             seen = (await client.get(location, headers=tokens.operator())).json()
@@ -548,14 +565,14 @@ async def test_progress_is_visible_and_never_shows_half_a_grant(client, tokens, 
         await slow.execute(text("LOCK TABLE wallet.grants IN ACCESS EXCLUSIVE MODE"))
         accepted = await upload(client, tokens.operator(), campaign, body)
         location = accepted.headers["Location"]
-        await asyncio.sleep(0.1)
+        await blocked_on_a_lock()  # the worker has read the file and waits for the grants table
         seen = await status(location, "validating")
         assert (seen["total_rows"], seen["validated_rows"], seen["granted_rows"]) == (4, 0, 0)
         await slow.rollback()
 
         seen = await status(location, "granting")
         assert (seen["total_rows"], seen["validated_rows"], seen["granted_rows"]) == (4, 4, 0)
-        await asyncio.sleep(0.1)
+        await blocked_on_a_lock()  # the worker waits for Taro's account, which `paying` holds
         assert (await client.get(location, headers=tokens.operator())).json()["status"] == "granting"
         assert await values(sessionmaker) == before  # watched mid-way: nothing half applied
         await paying.rollback()
@@ -584,10 +601,11 @@ async def test_an_upload_whose_worker_died_is_taken_up_again(client, tokens, tow
 
 async def test_a_partner_uploads_to_its_campaign_and_sees_only_its_uploads(client, tokens, town, sessionmaker):
     campaign = await make_campaign(client, tokens)
-    partner = {"X-API-Key": (await partner_key(client, tokens, campaign))["secret"]}
+    key = await partner_key(client, tokens, campaign)
+    partner = {"X-API-Key": key["secret"]}
     mine = await upload_and_wait(client, partner, campaign, csv_rows(
         ("p1", wallet_id(town, TARO), 250, "volunteering", "snow-help", "2026-03-02", "")))
-    assert mine["status"] == "done" and mine["partner_key_id"] is not None
+    assert mine["status"] == "done" and mine["partner_key_id"] == key["id"]
     theirs = await upload_and_wait(client, tokens.operator(), campaign, csv_rows(
         ("o1", wallet_id(town, TARO), 50, "volunteering", "snow-help", "2026-03-02", "")))
     listed = (await client.get(f"/v1/campaigns/{campaign['id']}/grant-uploads", headers=partner)).json()["items"]
