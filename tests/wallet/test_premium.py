@@ -193,14 +193,40 @@ async def test_a_set_relots_the_coin_adds_split_points_from_the_budget_and_the_l
     assert [p["id"] for p in listed["items"]] == [bought["id"]]
 
 
-def test_the_split_rounds_the_local_part_down_and_the_parts_add_up():
-    assert premium.split(10_000, 5_000) == (5_000, 5_000)
-    assert premium.split(2_501, 5_000) == (1_250, 1_251)
-    assert premium.split(7, 3_333) == (2, 5)
-    for amount in (1, 3, 999, 12_345):
-        for share in (0, 1, 3_333, 5_000, 9_999, 10_000):
-            local, rest = premium.split(amount, share)
-            assert local + rest == amount and 0 <= local <= amount * share / 10_000
+async def test_the_split_rounds_the_local_part_down_and_lots_follow_the_campaigns_expiry_in_months(
+    client, tokens, town, sessionmaker
+):
+    # No usable_until on the offer: the lots expire with the campaign, at the end of the 6th
+    # month after the month of purchase (April 2026 → midnight Tokyo starting 1 November).
+    created = await client.post("/v1/campaigns", json={"kind": "premium", "name": "Thirds", "name_ja": "三分の一",
+                                                       "expiry_months": 6}, headers=idem(tokens.operator()))
+    campaign_id = created.json()["id"]
+    funded = await client.post(f"/v1/campaigns/{campaign_id}/funding", json={"amount": 10 * PREMIUM},
+                               headers=idem(tokens.operator()))
+    assert funded.status_code == 201, funded.text
+    body = offer_body(local_share_bp=3_333, total_sets=10)
+    del body["usable_until"]
+    offered = await client.post(f"/v1/campaigns/{campaign_id}/premium-offer", json=body, headers=idem(tokens.operator()))
+    assert offered.status_code == 201, offered.text
+
+    response = await buy(client, tokens, campaign_id, 1)
+    assert response.status_code == 201, response.text
+    bought = response.json()
+    # 33.33 % of 10,000 is 3,333 (exact); of 2,500 it is 833.25, rounded down to 833.
+    assert (bought["coin_local"], bought["coin_all_shops"], bought["points_local"], bought["points_all_shops"]) == (
+        3_333, 6_667, 833, 1_667)
+    assert bought["usable_until"] is None
+    async with sessionmaker() as session:
+        rows = (await session.execute(text(
+            "SELECT unit, amount, restriction IS NOT NULL AS local, expires_at FROM wallet.lots"
+            " WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY unit, amount"),
+            {"ids": [lot["lot_id"] for lot in bought["lots"] if lot["role"] == "created"]})).all()
+    november = datetime(2026, 10, 31, 15, 0, tzinfo=UTC)
+    assert [tuple(r) for r in rows] == [
+        ("point", 833, True, november), ("point", 1_667, False, november),
+        ("yen", 3_333, True, november), ("yen", 6_667, False, november),
+    ]
+    assert await ledger_violations(sessionmaker) == []
 
 
 async def test_a_retried_purchase_buys_once(client, tokens, town, sessionmaker):

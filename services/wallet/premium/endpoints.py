@@ -54,7 +54,7 @@ def offer_out(found: service.OfferView) -> OfferOut:
 
 
 def purchase_out(found: service.PurchaseView) -> PurchaseOut:
-    p, o = found.purchase, found.offer
+    p, o = found.purchase, found.rules
     return PurchaseOut(
         id=p.id, campaign_id=p.campaign_id, application_id=p.application_id, sets=p.sets, coin=p.coin,
         points=p.points, coin_local=p.coin_local, coin_all_shops=p.coin - p.coin_local, points_local=p.points_local,

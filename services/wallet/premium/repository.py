@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import DateTime, Integer, Row, Text, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,6 +115,41 @@ async def change_bucket(session: AsyncSession, campaign_id: uuid.UUID, bucket: i
     )
 
 
+# --- paying for sets (migration 0008) ---------------------------------------------------------------
+
+# wallet.settle_premium pays for sets (a lottery win, or inside buy_premium): it locks the buyer's
+# coin and point accounts, takes the price from coin lots usable at every shop in spending order,
+# re-lots it under the set's rules, posts the premium journal (budget → the buyer's points, a
+# covered debit) with its point lots, and records the purchase and its lots. wallet.buy_premium
+# is a whole first-come purchase: checks, limits, settle_premium, then one free bucket. One round
+# trip each: the rush's hot path.
+_SETTLE = text(
+    "SELECT * FROM wallet.settle_premium(:region_id, :campaign_id, :application_id, :actor, :resident_id, :yen,"
+    " :points, :sets, :now, :purchase_id, :journal_id, :ids)"
+).bindparams(
+    bindparam("region_id", type_=UUID), bindparam("campaign_id", type_=UUID), bindparam("application_id", type_=UUID),
+    bindparam("actor", type_=Text), bindparam("resident_id", type_=UUID), bindparam("yen", type_=UUID),
+    bindparam("points", type_=UUID), bindparam("sets", type_=Integer), bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("purchase_id", type_=UUID), bindparam("journal_id", type_=UUID), bindparam("ids", type_=ARRAY(UUID)),
+)
+_BUY = text(
+    "SELECT * FROM wallet.buy_premium(:region_id, :subject, :campaign_id, :sets, :now, :start, :purchase_id,"
+    " :journal_id, :ids)"
+).bindparams(
+    bindparam("region_id", type_=UUID), bindparam("subject", type_=Text), bindparam("campaign_id", type_=UUID),
+    bindparam("sets", type_=Integer), bindparam("now", type_=DateTime(timezone=True)), bindparam("start", type_=Integer),
+    bindparam("purchase_id", type_=UUID), bindparam("journal_id", type_=UUID), bindparam("ids", type_=ARRAY(UUID)),
+)
+
+
+async def settle_in_one_call(session: AsyncSession, **params: Any) -> Row[Any]:
+    return (await session.execute(_SETTLE, params)).one()
+
+
+async def buy_in_one_call(session: AsyncSession, **params: Any) -> Row[Any]:
+    return (await session.execute(_BUY, params)).one()
+
+
 # --- limits ---------------------------------------------------------------------------------------
 
 
@@ -144,14 +180,6 @@ async def tally(session: AsyncSession, campaign_id: uuid.UUID, scope: str, holde
 
 
 # --- purchases ------------------------------------------------------------------------------------
-
-
-async def insert_purchase(session: AsyncSession, **values: Any) -> PremiumPurchase:
-    return (await session.execute(insert(PremiumPurchase).values(**values).returning(PremiumPurchase))).scalar_one()
-
-
-async def insert_purchase_lots(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await session.execute(insert(PremiumPurchaseLot).values(list(rows)))
 
 
 async def purchase(session: AsyncSession, purchase_id: uuid.UUID) -> PremiumPurchase | None:

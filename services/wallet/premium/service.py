@@ -2,7 +2,7 @@
 the price kept as coin and the premium added as points from the campaign's budget.
 
 **Money.** Paid-in coin and free points stay apart (regulatory separation). The price is taken
-from the resident's usable *unrestricted* coin lots (`lots.take_coin`) and issued again, in the
+from the resident's usable *unrestricted* coin lots (in spending order) and issued again, in the
 same yen account, as coin lots under the set's rules (window, split); the yen balance does not
 change, so no journal is needed for it, and the purchase record names every lot taken and
 created. The premium is one `premium` journal: campaign budget → the resident's point account,
@@ -11,7 +11,8 @@ issued as point lots under the same rules.
 **Split and rounding.** A set's value is split into a local-only share (`local_share_bp` of it,
 restricted to `local_classes`, Aizu's 地元専用) and an all-shops share (全店共通). The split is
 applied to the coin part and to the point part separately, each on the purchase's total:
-local = floor(part × share_bp / 10,000), all shops = part − local. So the coin lots add up
+local = floor(part × share_bp / 10,000), all shops = part − local (wallet.settle_premium,
+migration 0008). So the coin lots add up
 exactly to the price paid and the point lots to the premium given; any rounding remainder goes
 to the all-shops side, never against the resident. (¥10,000 → 12,500 at 50 %: coin 5,000 +
 5,000, points 1,250 + 1,250: 6,250 local-only, 6,250 all shops.)
@@ -62,13 +63,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet import lots
 from services.wallet import repository as wallet_repo
 from services.wallet import service as wallet
 from services.wallet.campaigns import repository as campaigns_repo
 from services.wallet.campaigns import service as campaigns
 from services.wallet.errors import AccountInactive, InsufficientBalance
-from services.wallet.models import Campaign, CampaignKind, JournalKind, Lot, LotSource, Status
+from services.wallet.models import Campaign, CampaignKind
 from services.wallet.premium import repository as repo
 from services.wallet.premium.errors import (
     AlreadyApplied,
@@ -106,16 +106,6 @@ from shared.clock import TOKYO, Clock
 from shared.ids import new_id
 
 DRAW_ALGORITHM = "sha256-rank-v1"
-BASIS = 10_000
-
-
-# --- the split ------------------------------------------------------------------------------------
-
-
-def split(amount: int, share_bp: int) -> tuple[int, int]:
-    """(local-only, all shops) of `amount`: the local part rounded down, the rest to all shops."""
-    local = amount * share_bp // BASIS
-    return local, amount - local
 
 
 # --- offers -----------------------------------------------------------------------------------
@@ -282,14 +272,17 @@ async def _restock(session: AsyncSession, offer: PremiumOffer, stock: list[tuple
     return add
 
 
-FREE_BUCKET_ATTEMPTS = 4  # looks for a free bucket before locking them all
+FREE_BUCKET_ATTEMPTS = 4  # looks for a free bucket before locking them all (the first look is wallet.buy_premium's)
 
 
-async def _take_stock(session: AsyncSession, offer: PremiumOffer, sets: int) -> None:
-    """Take `sets` out of the stock, or refuse (sold out, or the budget covers no more sets)."""
-    for attempt in range(FREE_BUCKET_ATTEMPTS):
-        if attempt:  # every bucket holding the sets is busy (a rush): look again in a moment
-            await asyncio.sleep(random.uniform(0.002, 0.010))
+async def _take_stock_after_busy(session: AsyncSession, campaign_id: uuid.UUID, sets: int) -> None:
+    """Take `sets` out of the stock when the first look found no free bucket holding them, or
+    refuse (sold out, or the budget covers no more sets)."""
+    offer = await repo.offer(session, campaign_id)
+    assert offer is not None
+    for _ in range(FREE_BUCKET_ATTEMPTS - 1):
+        # Every bucket holding the sets is busy (a rush): look again in a moment, holding none.
+        await asyncio.sleep(random.uniform(0.002, 0.010))
         taken = await repo.take_from_one_bucket(
             session, offer.campaign_id, sets, start=random.randrange(offer.buckets), buckets=offer.buckets
         )
@@ -323,77 +316,69 @@ async def _take_stock(session: AsyncSession, offer: PremiumOffer, sets: int) -> 
 
 
 @dataclass(frozen=True)
+class SetRules:
+    """What a purchase's lots were given (the offer's rules)."""
+
+    local_classes: list[str] | None
+    usable_from: datetime | None
+    usable_until: datetime | None
+
+
+@dataclass(frozen=True)
 class PurchaseView:
     purchase: PremiumPurchase
     lots: list[PremiumPurchaseLot]
-    offer: PremiumOffer
+    rules: SetRules
 
 
-async def _settle(
-    session: AsyncSession, clock: Clock, principal: Principal, holder: wallet.Wallet, campaign: Campaign,
-    offer: PremiumOffer, sets: int, *, application_id: uuid.UUID | None,
-) -> tuple[PremiumPurchase, list[dict[str, Any]]]:
-    """Take the price from the resident's unrestricted coin, re-lot it, give the premium, record it."""
-    coin, points = sets * offer.price, sets * offer.premium
-    for account in (holder.account, holder.points):
-        if account.status != Status.ACTIVE:
-            raise AccountInactive(f"The wallet is {account.status}.", account_id=str(account.id))
-    await wallet_repo.lock_accounts(session, [holder.account.id, holder.points.id])
-    now = clock.now()
-    taken = await lots.take_coin(session, holder.account, coin, now=now, unrestricted_only=True)
-    if taken is None:
-        usable = await lots.usable_total(session, holder.account, now=now, unrestricted_only=True)
+def _rules(offer: PremiumOffer) -> SetRules:
+    return SetRules(offer.local_classes, offer.usable_from, offer.usable_until)
+
+
+def _fresh_ids() -> dict[str, Any]:
+    return {"purchase_id": new_id(), "journal_id": new_id(), "ids": [new_id() for _ in range(6)]}
+
+
+def _settled(row: Any, ids: dict[str, Any], *, campaign_id: uuid.UUID, region_id: uuid.UUID, resident_id: uuid.UUID,
+             application_id: uuid.UUID | None, sets: int, now: datetime) -> tuple[PremiumPurchase, list[PremiumPurchaseLot]]:
+    """The purchase a settle_premium row (or buy_premium's, which carries the same columns)
+    recorded, or the refusal it reports."""
+    if row.outcome == "account_inactive":
+        raise AccountInactive("The wallet is not active.", account_id=str(row.account_id))
+    if row.outcome == "insufficient":
         raise InsufficientBalance(
-            f"{sets} set(s) cost {coin} yen; the wallet has {usable} yen of coin usable at every shop. Top up first.",
-            balance=usable, required=coin,
+            f"{sets} set(s) cost {row.coin} yen; the wallet has {row.usable} yen of coin usable at every shop. Top up first.",
+            balance=row.usable, required=row.coin,
         )
-    budget = await campaigns_repo.budget_account(session, campaign.id)
-    assert not budget.tracks_balance, "a premium campaign's budget is guarded by its stock, not by a row lock"
-    purchase_id = new_id()
-    # Covered: a sale takes the set from the stock in this transaction (stocked only with its
-    # premium in the budget); a lottery win was drawn only with every won set's premium there.
-    posted = await wallet.post_journal(
-        session, clock, region_id=campaign.region_id, kind=JournalKind.PREMIUM, actor=principal.subject,
-        legs=[wallet.Leg(budget, -points, covered=True), wallet.Leg(holder.points, points)], reference=str(purchase_id),
+    purchase = PremiumPurchase(
+        id=ids["purchase_id"], campaign_id=campaign_id, region_id=region_id, resident_id=resident_id,
+        application_id=application_id, sets=sets, coin=row.coin, points=row.points, coin_local=row.coin_local,
+        points_local=row.points_local, journal_id=ids["journal_id"], created_at=now,
     )
-    journal_id = posted.journal_id
-    expires_at = offer.usable_until
-    if expires_at is None and campaign.expiry_months is not None:
-        expires_at = lots.end_of_months_after(now, campaign.expiry_months)
-    coin_local, coin_all = split(coin, offer.local_share_bp)
-    points_local, points_all = split(points, offer.local_share_bp)
-    created: list[Lot] = []
-    for account, amount, restriction in (
-        (holder.account, coin_local, offer.local_classes), (holder.account, coin_all, None),
-        (holder.points, points_local, offer.local_classes), (holder.points, points_all, None),
-    ):
-        if amount:
-            created.append(await lots.issue(
-                session, account=account, amount=amount, source=LotSource.PREMIUM, journal_id=journal_id,
-                rule=lots.LotRule(restriction=restriction, usable_from=offer.usable_from, expires_at=expires_at),
-                now=now, campaign_id=campaign.id,
-            ))
-    purchase = await repo.insert_purchase(
-        session, id=purchase_id, campaign_id=campaign.id, region_id=campaign.region_id,
-        resident_id=holder.resident.id, application_id=application_id, sets=sets, coin=coin, points=points,
-        coin_local=coin_local, points_local=points_local, journal_id=journal_id, created_at=now,
-    )
-    rows = [{"purchase_id": purchase_id, "role": "taken", "lot_id": t.lot_id, "unit": t.unit, "amount": t.amount}
-            for t in taken]
-    rows += [{"purchase_id": purchase_id, "role": "created", "lot_id": lot.id, "unit": lot.unit, "amount": lot.amount}
-             for lot in created]
-    rows = [{**row, "seq": seq} for seq, row in enumerate(rows, 1)]
-    await repo.insert_purchase_lots(session, rows)
-    return purchase, rows
+    lots_recorded = [
+        PremiumPurchaseLot(purchase_id=purchase.id, seq=seq, role=role, lot_id=lot_id, unit=unit, amount=amount)
+        for seq, (role, lot_id, unit, amount) in enumerate(
+            zip(row.lot_roles, row.lot_ids, row.lot_units, row.lot_amounts, strict=True), 1
+        )
+    ]
+    return purchase, lots_recorded
 
 
-def _check_window(offer: PremiumOffer, now: datetime, what: str) -> None:
-    if now < offer.opens_at:
-        raise SaleNotOpen(f"The {what} opens at {offer.opens_at.astimezone(TOKYO).isoformat()}.",
-                          opens_at=offer.opens_at.isoformat())
-    if now >= offer.closes_at:
-        raise SaleClosed(f"The {what} closed at {offer.closes_at.astimezone(TOKYO).isoformat()}.",
-                         closes_at=offer.closes_at.isoformat())
+def _check_window(opens_at: datetime, closes_at: datetime, now: datetime, what: str) -> None:
+    if now < opens_at:
+        raise SaleNotOpen(f"The {what} opens at {opens_at.astimezone(TOKYO).isoformat()}.",
+                          opens_at=opens_at.isoformat())
+    if now >= closes_at:
+        raise SaleClosed(f"The {what} closed at {closes_at.astimezone(TOKYO).isoformat()}.",
+                         closes_at=closes_at.isoformat())
+
+
+def _wrong_mode(campaign_name: str, mode: str) -> WrongSaleMode:
+    return WrongSaleMode(
+        f"Campaign {campaign_name!r} is sold by {mode.replace('_', '-')}"
+        + ("; apply for it instead." if mode == SaleMode.LOTTERY else "; buy it instead."),
+        mode=mode,
+    )
 
 
 async def _offer_for_resident(
@@ -407,11 +392,7 @@ async def _offer_for_resident(
     if offer is None:
         raise OfferNotFound(f"Campaign {campaign.name!r} has no premium offer.")
     if offer.mode != mode:
-        raise WrongSaleMode(
-            f"Campaign {campaign.name!r} is sold by {offer.mode.replace('_', '-')}"
-            + ("; apply for it instead." if offer.mode == SaleMode.LOTTERY else "; buy it instead."),
-            mode=offer.mode,
-        )
+        raise _wrong_mode(campaign.name, offer.mode)
     return campaign, offer
 
 
@@ -421,35 +402,71 @@ async def _raise_tallies(session: AsyncSession, offer: PremiumOffer, holder: wal
         session, offer.campaign_id, "resident", resident, sets, offer.per_person
     ) is None:
         already = await repo.tally(session, offer.campaign_id, "resident", resident)
-        raise PersonLimitExceeded(
-            f"One person may have {offer.per_person} set(s); you have {already} and asked for {sets}.",
-            limit=offer.per_person, already=already, requested=sets,
-        )
+        raise _person_limit(offer.per_person, already, sets)
     household = holder.resident.household
     if household is not None and await repo.raise_tally(
         session, offer.campaign_id, "household", household, sets, offer.per_household
     ) is None:
         already = await repo.tally(session, offer.campaign_id, "household", household)
-        raise HouseholdLimitExceeded(
-            f"One household may have {offer.per_household} set(s); yours has {already} and you asked for {sets}.",
-            limit=offer.per_household, already=already, requested=sets,
-        )
+        raise _household_limit(offer.per_household, already, sets)
+
+
+def _person_limit(limit: int, already: int, sets: int) -> PersonLimitExceeded:
+    return PersonLimitExceeded(
+        f"One person may have {limit} set(s); you have {already} and asked for {sets}.",
+        limit=limit, already=already, requested=sets,
+    )
+
+
+def _household_limit(limit: int, already: int, sets: int) -> HouseholdLimitExceeded:
+    return HouseholdLimitExceeded(
+        f"One household may have {limit} set(s); yours has {already} and you asked for {sets}.",
+        limit=limit, already=already, requested=sets,
+    )
 
 
 async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int) -> PurchaseView:
-    """First-come: buy `sets` sets now."""
-    holder = await wallet.my_wallet(session, clock, principal)
-    campaign, offer = await _offer_for_resident(session, holder, campaign_id, SaleMode.FIRST_COME)
-    _check_window(offer, clock.now(), "sale")
-    # Once every set is in stock, an empty stock is final: refuse before taking any lock.
-    if offer.unbacked_sets == 0 and await repo.stock_left(session, offer.campaign_id) == 0:
-        raise SoldOut("Every set has been sold.", sets_left=0)
-    await _raise_tallies(session, offer, holder, sets)
-    purchase, rows = await _settle(session, clock, principal, holder, campaign, offer, sets, application_id=None)
-    # Last, so that a bucket stays locked only from here to the commit, not through the purchase's
-    # other writes; a sale that finds the stock gone after all rolls them back.
-    await _take_stock(session, offer, sets)
-    return PurchaseView(purchase, [PremiumPurchaseLot(**row) for row in rows], offer)
+    """First-come: buy `sets` sets now, in one database call (the rush's hot path): the checks
+    in the order a lottery application makes them (wallet, campaign, offer, window, stock,
+    limits), then paying for the sets, then the stock, taken last so that a bucket stays locked
+    only until the commit. The app turns a refusal into its problem."""
+    assert principal.role is Role.RESIDENT
+    region = await wallet.region_identity(session, principal.region_code)
+    now = clock.now()
+    ids = _fresh_ids()
+    call = {"region_id": region.id, "subject": principal.subject, "campaign_id": campaign_id, "sets": sets, "now": now,
+            "start": random.randrange(256), **ids}
+    row = await repo.buy_in_one_call(session, **call)
+    if row.outcome == "no_wallet":  # a resident's first call makes the wallet (which holds no coin yet)
+        await wallet.my_wallet(session, clock, principal)
+        row = await repo.buy_in_one_call(session, **call)
+    match row.outcome:
+        case "no_campaign":
+            raise OfferNotFound(f"No premium offer for campaign {campaign_id} in region {region.code}.")
+        case "campaign_closed" | "not_premium":
+            campaign = await campaigns_repo.campaign(session, campaign_id)
+            assert campaign is not None
+            campaigns.active(campaign, CampaignKind.PREMIUM)  # raises the campaign's refusal
+            raise AssertionError(f"wallet.buy_premium said {row.outcome} of an active premium campaign")
+        case "no_offer":
+            raise OfferNotFound(f"Campaign {row.campaign_name!r} has no premium offer.")
+        case "wrong_mode":
+            raise _wrong_mode(row.campaign_name, row.mode)
+        case "not_open" | "closed":
+            _check_window(row.opens_at, row.closes_at, now, "sale")
+        case "sold_out":
+            raise SoldOut("Every set has been sold.", sets_left=0)
+        case "person_limit":
+            raise _person_limit(row.per_limit, row.already, sets)
+        case "household_limit":
+            raise _household_limit(row.per_limit, row.already, sets)
+    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign_id, region_id=region.id,
+                                       resident_id=row.resident_id, application_id=None, sets=sets, now=now)
+    if row.outcome == "stock_busy":
+        await _take_stock_after_busy(session, campaign_id, sets)
+    else:
+        assert row.outcome == "ok", row.outcome
+    return PurchaseView(purchase, lots_recorded, SetRules(row.local_classes, row.usable_from, row.usable_until))
 
 
 # --- lottery --------------------------------------------------------------------------------------
@@ -465,7 +482,7 @@ async def apply(session: AsyncSession, clock: Clock, principal: Principal, campa
     holder = await wallet.my_wallet(session, clock, principal)
     campaign, offer = await _offer_for_resident(session, holder, campaign_id, SaleMode.LOTTERY)
     now = clock.now()
-    _check_window(offer, now, "application period")
+    _check_window(offer.opens_at, offer.closes_at, now, "application period")
     if await repo.application_of(session, offer.campaign_id, holder.resident.id) is not None:
         raise AlreadyApplied(f"You have already applied for {campaign.name!r}.")
     await _raise_tallies(session, offer, holder, sets)
@@ -591,11 +608,17 @@ async def pay_win(session: AsyncSession, clock: Clock, principal: Principal, app
         raise WinReleased(
             f"The payment deadline was {offer.payment_deadline.astimezone(TOKYO).isoformat()}; the sets can no longer be paid."
         )
-    purchase, rows = await _settle(
-        session, clock, principal, holder, campaign, offer, application.won_sets, application_id=application.id
+    ids = _fresh_ids()
+    row = await repo.settle_in_one_call(
+        session, region_id=campaign.region_id, campaign_id=campaign.id, application_id=application.id,
+        actor=principal.subject, resident_id=holder.resident.id, yen=holder.account.id, points=holder.points.id,
+        sets=application.won_sets, now=now, **ids,
     )
+    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign.id, region_id=campaign.region_id,
+                                       resident_id=holder.resident.id, application_id=application.id,
+                                       sets=application.won_sets, now=now)
     await repo.set_application_status(session, application.id, ApplicationStatus.PAID.value, now)
-    return PurchaseView(purchase, [PremiumPurchaseLot(**row) for row in rows], offer)
+    return PurchaseView(purchase, lots_recorded, _rules(offer))
 
 
 @dataclass(frozen=True)
@@ -691,7 +714,7 @@ async def _purchase_views(session: AsyncSession, purchases: list[PremiumPurchase
             found = await repo.offer(session, p.campaign_id)
             assert found is not None
             offers[p.campaign_id] = found
-        views.append(PurchaseView(p, [r for r in rows if r.purchase_id == p.id], offers[p.campaign_id]))
+        views.append(PurchaseView(p, [r for r in rows if r.purchase_id == p.id], _rules(offers[p.campaign_id])))
     return views
 
 
