@@ -55,7 +55,11 @@ class Settings(BaseSettings):
     # 100,000 point grants) may be this large; every other request keeps `max_body_bytes`.
     max_upload_bytes: int = 32 * 1024 * 1024
     max_grant_rows: int = 100_000
-    db_pool_size: int = 32
+    # Database connections per server process (fixed; a request waits for a free one). Small on
+    # purpose: where the app and PostgreSQL share a few cores, more connections only queue inside
+    # PostgreSQL, and each new one first plans the hot functions again (bench/RESULTS.md: the
+    # premium rush's p99 went from 710 to 134 ms when 32 became 8).
+    db_pool_size: int = 8
     log_level: str = "INFO"
 
     @property
