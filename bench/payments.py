@@ -304,7 +304,7 @@ class Fixtures:
     merchant_ids: list[str]
 
 
-def mint_tokens(data_dir: Path, residents: int) -> tuple[str, list[str]]:
+def mint_tokens(data_dir: Path, residents: int, prefix: str = "bench-resident") -> tuple[str, list[str]]:
     from shared.auth import DevIssuer, Role
     from shared.clock import SystemClock
     from shared.config import Settings
@@ -312,7 +312,7 @@ def mint_tokens(data_dir: Path, residents: int) -> tuple[str, list[str]]:
     issuer = DevIssuer(Settings(data_dir=data_dir), SystemClock())
     ttl = dt.timedelta(hours=6)
     operator = issuer.mint(subject=OPERATOR, role=Role.OPERATOR, region=REGION, ttl=ttl)
-    tokens = [issuer.mint(subject=f"bench-resident-{i:04d}", role=Role.RESIDENT, region=REGION, ttl=ttl)
+    tokens = [issuer.mint(subject=f"{prefix}-{i:04d}", role=Role.RESIDENT, region=REGION, ttl=ttl)
               for i in range(residents)]
     return operator, tokens
 

@@ -48,7 +48,8 @@ async def set_up(url: str, data_dir: Path, args: argparse.Namespace, tag: str) -
     each topped up with two sets' worth; households for the first ones. Returns (campaign id, tokens)."""
     import httpx
 
-    operator, tokens = harness.mint_tokens(data_dir, args.residents)
+    # Buyers of their own: the payments case afterwards tops up bench-resident-* to the balance cap.
+    operator, tokens = harness.mint_tokens(data_dir, args.residents, prefix="rush-resident")
     op = {"Authorization": f"Bearer {operator}"}
     gate = asyncio.Semaphore(16)
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
@@ -98,11 +99,26 @@ def write_lua_data(path: Path, tokens: list[str], campaign_id: str, total: int) 
         f.write("}\n")
 
 
+def warm_up(server: harness.Server, args: argparse.Namespace, campaign_id: str, token: str, out: Path) -> None:
+    """Residents look at the offer for a few seconds before it opens, at the rush's connections: the
+    server opens its database connections then (as a server running for days has), not during the
+    rush's first second."""
+    log(f"warm-up: GET the offer at {args.connections} connections for 5 s")
+    run(["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", "5s", "-H",
+         f"Authorization: Bearer {token}", f"{server.url}/v1/campaigns/{campaign_id}/premium-offer"],
+        timeout=60, output=out / "wrk-warm-up.txt")
+
+
 def rush(server: harness.Server, data: Path, args: argparse.Namespace, tag: str, out: Path) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_DATA": str(data), "BENCH_TAG": tag, "BENCH_THREADS": str(args.wrk_threads)}
-    cmd = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{args.max_rush_seconds}s",
+    # Arrivals on a schedule start a moment after wrk does, once its connections are open.
+    rate = args.requests / args.arrive_within if args.arrive_within else 0.0
+    env = {**os.environ, "BENCH_DATA": str(data), "BENCH_TAG": tag, "BENCH_THREADS": str(args.wrk_threads),
+           "BENCH_RATE": repr(rate), "BENCH_T0": repr(time.monotonic() + 2.0)}
+    # wrk waits out -d even when every thread has stopped: keep it near the rush's length.
+    limit = int(args.arrive_within) + 30 if args.arrive_within else args.max_rush_seconds
+    cmd = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{limit}s",
            "--timeout", "30s", "-s", str(LUA_SCRIPT), server.url]
-    result = run(cmd, timeout=args.max_rush_seconds + 60, env=env, output=out / "wrk-rush.txt")
+    result = run(cmd, timeout=limit + 60, env=env, output=out / "wrk-rush.txt")
     line = next((l for l in result.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
     if line is None or re.search(r"\.lua:\d+:", result.stdout + result.stderr):
         raise RunError(f"wrk printed no result:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
@@ -116,11 +132,11 @@ def rush(server: harness.Server, data: Path, args: argparse.Namespace, tag: str,
     lasts = [t["t_last"] for t in th if t["ok"] + t["bad"]]
     seconds = (max(lasts) - min(firsts)) if firsts and lasts else 0.0
     sent, ok, bad = (sum(t[k] for t in th) for k in ("sent", "ok", "bad"))
-    lat = r["latency_us"]
+    lat = r["latency_ms"]
     return {
         "sent": sent, "ok": ok, "bad": bad, "unanswered": sent - ok - bad, "statuses": statuses, "seconds": seconds,
         "requests_per_s": (ok + bad) / seconds if seconds else 0.0, "purchases_per_s": ok / seconds if seconds else 0.0,
-        "p50_ms": lat["p50"] / 1000, "p90_ms": lat["p90"] / 1000, "p99_ms": lat["p99"] / 1000, "max_ms": lat["max"] / 1000,
+        "rate": rate, "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "max_ms": lat["max"],
         "socket_errors": {k: v for k, v in r["errors"].items() if v and k != "status"},
         "first_5xx": next((t["first_error"] for t in th if t["first_error"]), ""),
     }
@@ -156,10 +172,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=None,
                    help="purchase attempts in all (default 1.2 × residents: everyone once, some twice)")
     p.add_argument("--connections", type=int, default=128)
+    p.add_argument("--arrive-within", type=float, default=60.0,
+                   help="the attempts arrive evenly within this many seconds, whether or not the server keeps up "
+                        "(default 60: the same minute); 0: every connection sends again as soon as it is answered")
     p.add_argument("--buckets", type=int, default=32, help="stock buckets of the offer (default 32)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--wrk-threads", type=int, default=2)
-    p.add_argument("--max-rush-seconds", type=int, default=300, help="wrk's time limit; the rush normally ends first")
+    p.add_argument("--max-rush-seconds", type=int, default=300,
+                   help="wrk's time limit when attempts are sent as fast as answered (--arrive-within 0); "
+                        "the rush normally ends first")
     p.add_argument("--payments-seconds", type=int, default=15,
                    help="length of the bench/payments spread case run afterwards on the same server (0: skip)")
     p.add_argument("--payments-merchants", type=int, default=50)
@@ -212,7 +233,9 @@ def main(argv: list[str]) -> int:
         data = run_dir / "wrk-data.lua"
         write_lua_data(data, tokens, campaign_id, args.requests)
         harness.checkpoint(server)
-        log(f"rush: {args.requests} purchase attempts by {args.residents} residents at {args.connections} connections")
+        warm_up(server, args, campaign_id, tokens[0], run_dir)
+        log(f"rush: {args.requests} purchase attempts by {args.residents} residents at {args.connections} connections, "
+            + (f"arriving evenly within {args.arrive_within:g} s" if args.arrive_within else "as fast as answered"))
         a = harness.cpu_sample(server)
         result = rush(server, data, args, tag, run_dir)
         result["cpu"] = harness.cpu_split(a, harness.cpu_sample(server))
@@ -276,7 +299,9 @@ def main(argv: list[str]) -> int:
     cpu = result["cpu"]
     print()
     print(f"chiikipay premium rush, {stamp}: {args.residents} residents, {args.sets} sets (≤ {args.per_person} per "
-          f"person, ≤ 8 per household), {args.requests} attempts, {args.connections} connections, "
+          f"person, ≤ 8 per household), {args.requests} attempts "
+          + (f"arriving evenly within {args.arrive_within:g} s" if args.arrive_within else "as fast as answered")
+          + f", {args.connections} connections, "
           f"{args.buckets} stock buckets, {args.workers} workers")
     print(f"machine: {machine['nproc']} × {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}, "
           f"Python {machine['python']}, {info.get('postgres', '?').split(' on ')[0]}")
@@ -284,7 +309,8 @@ def main(argv: list[str]) -> int:
     print("| case | conns | requests | 2xx | non-2xx | seconds | requests/s | 2xx/s | p50 ms | p99 ms | max ms | "
           "app cores | postgres cores | other cores |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| premium rush | {args.connections} | {result['sent']} | {result['ok']} | {result['bad']} | "
+    arrivals = f"arriving within {args.arrive_within:g} s" if args.arrive_within else "as fast as answered"
+    print(f"| premium rush, {arrivals} | {args.connections} | {result['sent']} | {result['ok']} | {result['bad']} | "
           f"{result['seconds']:.1f} | {result['requests_per_s']:.0f} | {result['purchases_per_s']:.0f} | "
           f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['max_ms']:.1f} | {cpu['app_cores']:.2f} | "
           f"{cpu['postgres_cores']:.2f} | {cpu['other_cores']:.2f} |")
