@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -85,6 +86,11 @@ def create_app(
                 from services.wallet.grants import tasks as grant_uploads
 
                 await grant_uploads.resume_unfinished(app.state)
+            # What start-up made (modules, routes, compiled queries, the pool) lives as long as the
+            # process: out of the collector's sight, a full collection no longer walks it and
+            # stalls every request in flight (tens of ms each time; bench/RESULTS.md).
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:

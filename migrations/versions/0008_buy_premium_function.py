@@ -106,7 +106,8 @@ BEGIN
 
     -- The premium from the campaign budget. The debit is covered and takes no lock: a sale takes
     -- the set from the stock in this transaction (stocked only with its premium in the budget); a
-    -- lottery win was drawn only with every won set's premium there. The coin stays in the
+    -- lottery win was drawn only with every won set's premium there. A premium budget keeps no
+    -- balance row (campaigns/service.py): its entries are its balance. The coin stays in the
     -- wallet, re-lotted under the set's rules: the yen balance does not move.
     SELECT a.id INTO v_budget FROM wallet.accounts a WHERE a.campaign_id = p_campaign_id AND a.unit = 'point';
     UPDATE wallet.accounts a SET balance = a.balance + points WHERE a.id = p_points RETURNING a.balance INTO v_pts_after;
