@@ -301,16 +301,21 @@ BEGIN
     END IF;
 
     -- Last, so that a bucket stays locked only from here to the commit: the first bucket (from
-    -- p_start round) that holds the sets and that no other purchase has locked.
-    UPDATE wallet.premium_stock s SET remaining = s.remaining - p_sets
-      FROM (SELECT b.bucket FROM wallet.premium_stock b
-             WHERE b.campaign_id = p_campaign_id AND b.remaining >= p_sets
-             ORDER BY (b.bucket + p_start) % v_offer.buckets
-             LIMIT 1
-               FOR NO KEY UPDATE SKIP LOCKED) AS pick
-     WHERE s.campaign_id = p_campaign_id AND s.bucket = pick.bucket
-    RETURNING s.bucket INTO v_bucket;
-    outcome := CASE WHEN v_bucket IS NULL THEN 'stock_busy' ELSE 'ok' END;
+    -- p_start round) that holds the sets and that no other purchase has locked. Picked in a
+    -- statement of its own: as a subquery of the UPDATE it may be run again for each bucket the
+    -- UPDATE scans and pick several (a rush found it: "query returned more than one row").
+    SELECT b.bucket INTO v_bucket FROM wallet.premium_stock b
+     WHERE b.campaign_id = p_campaign_id AND b.remaining >= p_sets
+     ORDER BY (b.bucket + p_start) % v_offer.buckets
+     LIMIT 1
+       FOR NO KEY UPDATE SKIP LOCKED;
+    IF v_bucket IS NULL THEN
+        outcome := 'stock_busy';
+    ELSE
+        UPDATE wallet.premium_stock s SET remaining = s.remaining - p_sets
+         WHERE s.campaign_id = p_campaign_id AND s.bucket = v_bucket;
+        outcome := 'ok';
+    END IF;
     RETURN NEXT;
 END
 $$

@@ -407,6 +407,23 @@ async def test_200_buyers_at_once_for_50_sets_buy_exactly_50(client, tokens, tow
     assert await ledger_violations(sessionmaker) == []
 
 
+async def test_buyers_of_two_sets_at_the_end_of_a_sale_take_each_from_one_bucket(
+    client, tokens, town, sessionmaker, clock
+):
+    """Many buyers of two at once for sets spread thin over 32 buckets: every set is sold, two to
+    a buyer, the last ones across buckets, and nobody is refused but for the sets being gone."""
+    campaign_id = await first_come(client, tokens, total_sets=100, stock_buckets=32)
+    subjects = [f"pair-{i:03d}" for i in range(120)]
+    await fund_residents(sessionmaker, clock, subjects, amount=20_000)
+    responses = await asyncio.gather(*(buy(client, tokens, campaign_id, 2, s) for s in subjects))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 50 and statuses.count(409) == 70, statuses
+    assert {r.json()["type"] for r in responses if r.status_code == 409} == {"urn:chiikipay:problem:premium-sold-out"}
+    async with sessionmaker() as session:
+        assert (await session.execute(text("SELECT sum(remaining) FROM wallet.premium_stock"))).scalar_one() == 0
+    assert await ledger_violations(sessionmaker) == []
+
+
 async def test_one_resident_firing_10_purchases_at_once_never_passes_the_limit(client, tokens, town, sessionmaker):
     campaign_id = await first_come(client, tokens)
     responses = await asyncio.gather(*(buy(client, tokens, campaign_id, 1) for _ in range(10)))

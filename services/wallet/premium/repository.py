@@ -75,7 +75,7 @@ async def stock_left(session: AsyncSession, campaign_id: uuid.UUID) -> int:
 
 _TAKE_FROM_ONE_BUCKET = text(
     """
-    WITH pick AS (
+    WITH pick AS MATERIALIZED (  -- picked once: inlined, it could be run again per bucket scanned
         SELECT bucket FROM wallet.premium_stock
         WHERE campaign_id = :campaign_id AND remaining >= :sets
         ORDER BY (bucket + :start) % :buckets
