@@ -1,4 +1,5 @@
-"""Every SQL query of premium campaigns. The purchase path is set-based: one statement per step."""
+"""Every SQL query of premium campaigns. A first-come purchase is one call of wallet.buy_premium (migration
+0008); its retries for a free bucket and the slow path are one statement per step."""
 
 from __future__ import annotations
 
