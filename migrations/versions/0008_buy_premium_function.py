@@ -304,18 +304,25 @@ BEGIN
     -- p_start round) that holds the sets and that no other purchase has locked. Picked in a
     -- statement of its own: as a subquery of the UPDATE it may be run again for each bucket the
     -- UPDATE scans and pick several (a rush found it: "query returned more than one row").
-    SELECT b.bucket INTO v_bucket FROM wallet.premium_stock b
-     WHERE b.campaign_id = p_campaign_id AND b.remaining >= p_sets
-     ORDER BY (b.bucket + p_start) % v_offer.buckets
-     LIMIT 1
-       FOR NO KEY UPDATE SKIP LOCKED;
-    IF v_bucket IS NULL THEN
-        outcome := 'stock_busy';
-    ELSE
+    --   A pick that finds none is undone (the block is a subtransaction): on its way it may have
+    -- locked a bucket that another purchase had just taken from, found it short and passed on,
+    -- and a lock kept to commit on such a bucket made the app's slow path, which locks every
+    -- bucket, deadlock with this purchase waiting for the offer.
+    BEGIN
+        SELECT b.bucket INTO v_bucket FROM wallet.premium_stock b
+         WHERE b.campaign_id = p_campaign_id AND b.remaining >= p_sets
+         ORDER BY (b.bucket + p_start) % v_offer.buckets
+         LIMIT 1
+           FOR NO KEY UPDATE SKIP LOCKED;
+        IF v_bucket IS NULL THEN
+            RAISE no_data_found;
+        END IF;
         UPDATE wallet.premium_stock s SET remaining = s.remaining - p_sets
          WHERE s.campaign_id = p_campaign_id AND s.bucket = v_bucket;
-        outcome := 'ok';
-    END IF;
+    EXCEPTION WHEN no_data_found THEN
+        v_bucket := NULL;
+    END;
+    outcome := CASE WHEN v_bucket IS NULL THEN 'stock_busy' ELSE 'ok' END;
     RETURN NEXT;
 END
 $$

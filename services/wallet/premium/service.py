@@ -20,9 +20,10 @@ to the all-shops side, never against the resident. (¥10,000 → 12,500 at 50 %:
 **First-come stock** is split over `buckets` rows. A purchase takes its sets from one bucket it
 finds unlocked (`SKIP LOCKED`), so concurrent buyers do not queue on one row; when every bucket
 holding them is busy (a rush) it looks again a few times a few milliseconds apart, holding no
-bucket; only when no single free bucket holds them then (the end of the sale: what is left is
-scattered, or a long queue) does it lock all buckets in order and take across them. A bucket's `remaining >= 0` is a database constraint: nothing can
-oversell.
+bucket (a look that finds none is undone, with any lock it took on the way); only when no single
+free bucket holds them then (the end of the sale: what is left is scattered, or a long queue)
+does it lock the offer, then all buckets in order, and take across them. A bucket's
+`remaining >= 0` is a database constraint: nothing can oversell.
 
 **Budget.** Only sets whose premium the campaign's budget covers are put into the buckets: sets
 not yet covered wait as `unbacked_sets` and are moved in (under the offer's lock, with every
@@ -280,33 +281,39 @@ async def _take_stock_after_busy(session: AsyncSession, campaign_id: uuid.UUID, 
     refuse (sold out, or the budget covers no more sets)."""
     offer = await repo.offer(session, campaign_id)
     assert offer is not None
+    buckets = offer.buckets  # read now: a savepoint's rollback may expire the loaded offer
     for _ in range(FREE_BUCKET_ATTEMPTS - 1):
-        # Every bucket holding the sets is busy (a rush): look again in a moment, holding none.
+        # Every bucket holding the sets is busy (a rush): look again in a moment, holding none. A
+        # look that finds none is rolled back to its savepoint, for the lock it may have taken on a
+        # bucket it then found short (see wallet.buy_premium): kept, it deadlocked the slow path.
         await asyncio.sleep(random.uniform(0.002, 0.010))
+        look = await session.begin_nested()
         taken = await repo.take_from_one_bucket(
-            session, offer.campaign_id, sets, start=random.randrange(offer.buckets), buckets=offer.buckets
+            session, campaign_id, sets, start=random.randrange(buckets), buckets=buckets
         )
         if taken is not None:
+            await look.commit()
             return
-    locked = await repo.lock_offer(session, offer.campaign_id)
-    stock = [(b.bucket, b.remaining) for b in await repo.lock_stock(session, offer.campaign_id)]
+        await look.rollback()
+    locked = await repo.lock_offer(session, campaign_id)
+    stock = [(b.bucket, b.remaining) for b in await repo.lock_stock(session, campaign_id)]
     if sum(left for _, left in stock) < sets and locked.unbacked_sets > 0:
         if await _restock(session, locked, stock):
-            locked = await repo.lock_offer(session, offer.campaign_id)
-            stock = [(b.bucket, b.remaining) for b in await repo.lock_stock(session, offer.campaign_id)]
+            locked = await repo.lock_offer(session, campaign_id)
+            stock = [(b.bucket, b.remaining) for b in await repo.lock_stock(session, campaign_id)]
     left = sum(n for _, n in stock)
     if left < sets:
         if locked.unbacked_sets > 0:
             raise BudgetExhausted(
                 f"The campaign's budget covers no more sets ({left} left in stock; {locked.unbacked_sets} await funding).",
-                sets_left=left, sets_awaiting_budget=locked.unbacked_sets, required=sets * offer.premium,
+                sets_left=left, sets_awaiting_budget=locked.unbacked_sets, required=sets * locked.premium,
             )
         raise SoldOut(f"{left} set(s) left; {sets} asked.", sets_left=left)
     need = sets
     for bucket, n in sorted(stock, key=lambda b: -b[1]):
         part = min(n, need)
         if part:
-            await repo.change_bucket(session, offer.campaign_id, bucket, -part)
+            await repo.change_bucket(session, campaign_id, bucket, -part)
             need -= part
         if need == 0:
             break
