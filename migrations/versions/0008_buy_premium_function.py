@@ -173,6 +173,8 @@ CREATE FUNCTION wallet.buy_premium(
                                 -- wrong_mode | not_open | closed | sold_out | person_limit |
                                 -- household_limit | account_inactive | insufficient
     campaign_name text,
+    campaign_status text,
+    campaign_kind text,
     mode text,
     opens_at timestamptz,
     closes_at timestamptz,
@@ -235,6 +237,8 @@ BEGIN
         ) THEN 'sold_out'
     END;
     campaign_name := v_campaign.name;
+    campaign_status := v_campaign.status;
+    campaign_kind := v_campaign.kind;
     mode := v_offer.mode;
     opens_at := v_offer.opens_at;
     closes_at := v_offer.closes_at;

@@ -347,6 +347,8 @@ async def test_a_closed_or_unknown_campaign_and_the_wrong_sale_mode_are_refused(
                                        headers=idem(tokens.resident())), 409, "premium-wrong-sale-mode")
     await _refused(client, tokens, sessionmaker, lambda: buy(client, tokens, "01a209ce-0000-7000-8000-000000000000"),
                    404, "premium-offer-not-found")
+    grant_id = await make_campaign(client, tokens, name="Health walks", kind="grant")
+    await _refused(client, tokens, sessionmaker, lambda: buy(client, tokens, grant_id), 409, "campaign-kind-mismatch")
     closed = await client.post(f"/v1/campaigns/{campaign_id}/close", headers=idem(tokens.operator()))
     assert closed.status_code == 200
     await _refused(client, tokens, sessionmaker, lambda: buy(client, tokens, campaign_id), 409, "campaign-closed")

@@ -233,11 +233,17 @@ async def fund(
 
 
 def active(campaign: Campaign, kind: CampaignKind | None = None) -> Campaign:
-    if campaign.status != Status.ACTIVE:
-        raise CampaignClosed(f"Campaign {campaign.name!r} is closed.")
-    if kind is not None and campaign.kind != kind:
-        raise CampaignKindMismatch(f"Campaign {campaign.name!r} is a {campaign.kind} campaign, not {kind}.")
+    check_active(campaign.name, campaign.status, campaign.kind, kind)
     return campaign
+
+
+def check_active(name: str, status: str, kind: str, wanted: CampaignKind | None = None) -> None:
+    """Refuse a campaign that is closed, or not of the `wanted` kind (for callers that read its
+    fields without loading it, as wallet.buy_premium's answer)."""
+    if status != Status.ACTIVE:
+        raise CampaignClosed(f"Campaign {name!r} is closed.")
+    if wanted is not None and kind != wanted:
+        raise CampaignKindMismatch(f"Campaign {name!r} is a {kind} campaign, not {wanted}.")
 
 
 def lot_rule(campaign: Campaign, now: datetime) -> LotRule:

@@ -451,9 +451,7 @@ async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaig
         case "no_campaign":
             raise OfferNotFound(f"No premium offer for campaign {campaign_id} in region {region.code}.")
         case "campaign_closed" | "not_premium":
-            campaign = await campaigns_repo.campaign(session, campaign_id)
-            assert campaign is not None
-            campaigns.active(campaign, CampaignKind.PREMIUM)  # raises the campaign's refusal
+            campaigns.check_active(row.campaign_name, row.campaign_status, row.campaign_kind, CampaignKind.PREMIUM)
             raise AssertionError(f"wallet.buy_premium said {row.outcome} of an active premium campaign")
         case "no_offer":
             raise OfferNotFound(f"Campaign {row.campaign_name!r} has no premium offer.")
