@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from shared.auth import CurrentPrincipal
@@ -25,6 +25,26 @@ from shared.errors import Unprocessable
 from shared.models import IdempotencyRecord
 
 REPLAY_HEADER = "Idempotent-Replayed"
+
+# Built once, run with parameters: every state-changing request claims and records a key, and
+# building these statements per request (the ORM's insert/update values) cost more app CPU than
+# running them (bench/RESULTS.md, 2026-12-01).
+_records = IdempotencyRecord.__table__
+_CLAIM = (
+    insert(_records)
+    .values(caller=bindparam("caller"), key=bindparam("key"), request_hash=bindparam("request_hash"),
+            created_at=bindparam("created_at"))
+    .on_conflict_do_nothing()
+    .returning(_records.c.key)
+)
+_FIRST = select(_records.c.request_hash, _records.c.status_code, _records.c.response).where(
+    _records.c.caller == bindparam("caller"), _records.c.key == bindparam("key")
+)
+_RECORD = (
+    update(_records)
+    .where(_records.c.caller == bindparam("of_caller"), _records.c.key == bindparam("of_key"))
+    .values(status_code=bindparam("status_code"), response=bindparam("response"))
+)
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -50,20 +70,12 @@ class Idempotency:
     async def replay(self) -> JSONResponse | None:
         """Claim the key; if an earlier request holds it, return that request's response."""
         claimed = await self.session.execute(
-            insert(IdempotencyRecord)
-            .values(caller=self.caller, key=self.key, request_hash=self.fingerprint, created_at=self.clock.now())
-            .on_conflict_do_nothing()
-            .returning(IdempotencyRecord.key)
+            _CLAIM, {"caller": self.caller, "key": self.key, "request_hash": self.fingerprint,
+                     "created_at": self.clock.now()}
         )
         if claimed.first() is not None:
             return None
-        record = (
-            await self.session.execute(
-                select(IdempotencyRecord).where(
-                    IdempotencyRecord.caller == self.caller, IdempotencyRecord.key == self.key
-                )
-            )
-        ).scalar_one()
+        record = (await self.session.execute(_FIRST, {"caller": self.caller, "key": self.key})).one()
         if record.request_hash != self.fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used for a different request; use a new key for a new request."
@@ -74,9 +86,7 @@ class Idempotency:
         """Store the response beside the effect (same transaction) and return it."""
         content = body.model_dump(mode="json") if body is not None else None
         await self.session.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.caller == self.caller, IdempotencyRecord.key == self.key)
-            .values(status_code=status_code, response=content)
+            _RECORD, {"of_caller": self.caller, "of_key": self.key, "status_code": status_code, "response": content}
         )
         return JSONResponse(content, status_code=status_code)
 
