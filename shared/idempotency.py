@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -47,6 +48,10 @@ _RECORD = (
 )
 
 
+# Turns a stored answer (JSON text or its parsed value) into the response's JSON content.
+Render = Callable[[Any], Any]
+
+
 class IdempotencyKeyReused(Unprocessable):
     slug, title = "idempotency-key-reused", "Idempotency-Key was already used with a different request"
 
@@ -67,20 +72,30 @@ class Idempotency:
         self.key = key
         self.fingerprint = fingerprint
 
-    async def replay(self) -> JSONResponse | None:
-        """Claim the key; if an earlier request holds it, return that request's response."""
-        claimed = await self.session.execute(
-            _CLAIM, {"caller": self.caller, "key": self.key, "request_hash": self.fingerprint,
-                     "created_at": self.clock.now()}
-        )
+    async def replay(self, render: Render | None = None) -> JSONResponse | None:
+        """Claim the key; if an earlier request holds it, return that request's response
+        (through `render` when the endpoint renders its stored answers, see `claim`)."""
+        claimed = await self.session.execute(_CLAIM, {**self.claim(), "created_at": self.clock.now()})
         if claimed.first() is not None:
             return None
         record = (await self.session.execute(_FIRST, {"caller": self.caller, "key": self.key})).one()
-        if record.request_hash != self.fingerprint:
+        return self.replayed(record.request_hash, record.status_code, record.response, render)
+
+    def claim(self) -> dict[str, Any]:
+        """The key's claim, for a database function that claims it, makes the effect and stores
+        its answer in one statement (a hot path: wallet.buy_premium_at_once). Such an answer is
+        built by the database, so the endpoint renders every answer to that key, first or
+        replayed, through its response model (`render`): a replay is then the same text."""
+        return {"caller": self.caller, "key": self.key, "request_hash": self.fingerprint}
+
+    def replayed(self, request_hash: str, status_code: int, response: Any, render: Render | None = None) -> JSONResponse:
+        """The answer to a key an earlier request claimed: its response, or 422 for another request."""
+        if request_hash != self.fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used for a different request; use a new key for a new request."
             )
-        return JSONResponse(record.response, status_code=record.status_code, headers={REPLAY_HEADER: "true"})
+        content = render(response) if render is not None else response
+        return JSONResponse(content, status_code=status_code, headers={REPLAY_HEADER: "true"})
 
     async def respond(self, status_code: int, body: BaseModel | None) -> JSONResponse:
         """Store the response beside the effect (same transaction) and return it."""

@@ -229,12 +229,60 @@ async def test_the_split_rounds_the_local_part_down_and_lots_follow_the_campaign
     assert await ledger_violations(sessionmaker) == []
 
 
-async def test_a_retried_purchase_buys_once(client, tokens, town, sessionmaker):
+# A purchase is made in one statement (wallet.buy_premium_at_once) once this process knows the
+# region; before that, in a transaction. Either may answer a retry of the other's purchase.
+def _forget_regions():
+    wallet.region_identities.clear()
+
+
+@pytest.mark.parametrize("first_path, retry_path", [
+    ("at once", "at once"), ("in a transaction", "at once"), ("at once", "in a transaction"),
+])
+async def test_a_retried_purchase_buys_once_and_gets_the_same_answer(client, tokens, town, sessionmaker,
+                                                                      first_path, retry_path):
     campaign_id = await first_come(client, tokens)
-    first = await buy(client, tokens, campaign_id, 1, key="buy-once")
-    again = await buy(client, tokens, campaign_id, 1, key="buy-once")
-    assert first.status_code == again.status_code == 201 and first.json() == again.json()
-    assert (await sales(client, tokens, campaign_id))["sold_sets"] == 1
+    assert (await buy(client, tokens, campaign_id, 1, resident="resident-taro")).status_code == 201  # the region is now known
+    if first_path == "in a transaction":
+        _forget_regions()
+    first = await buy(client, tokens, campaign_id, 2, key="buy-once")
+    if retry_path == "in a transaction":
+        _forget_regions()
+    again = await buy(client, tokens, campaign_id, 2, key="buy-once")
+    assert first.status_code == again.status_code == 201
+    assert again.text == first.text and again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    bought = first.json()
+    assert (bought["sets"], bought["coin"], bought["points"], bought["coin_local"], bought["points_all_shops"]) == (
+        2, 2 * PRICE, 2 * PREMIUM, PRICE, PREMIUM)
+    assert [(lot["role"], lot["unit"]) for lot in bought["lots"]][-4:] == [
+        ("created", "yen"), ("created", "yen"), ("created", "point"), ("created", "point")]
+    shown = (await client.get(f"/v1/premium-purchases/{bought['id']}", headers=tokens.resident())).json()
+    assert shown == bought
+    async with sessionmaker() as s:
+        stored = (await s.execute(text(
+            "SELECT status_code, response FROM platform.idempotency_keys WHERE key = 'buy-once'"))).one()
+    assert stored.status_code == 201 and stored.response["id"] == bought["id"]
+    assert (await sales(client, tokens, campaign_id))["sold_sets"] == 3
+
+
+@pytest.mark.parametrize("path", ["at once", "in a transaction"])
+async def test_a_purchase_key_reused_for_another_request_is_refused(client, tokens, town, sessionmaker, path):
+    campaign_id = await first_come(client, tokens)
+    assert (await buy(client, tokens, campaign_id, 1, key="buy-once")).status_code == 201
+    if path == "in a transaction":
+        _forget_regions()
+    await _refused(client, tokens, sessionmaker, lambda: buy(client, tokens, campaign_id, 2, key="buy-once"),
+                   422, "idempotency-key-reused")
+
+
+async def test_a_residents_first_call_buying_makes_the_wallet_then_refuses_for_want_of_coin(
+    client, tokens, town, sessionmaker
+):
+    campaign_id = await first_come(client, tokens)
+    before = await everything(sessionmaker)
+    response = await buy(client, tokens, campaign_id, 1, resident="resident-newcomer")
+    assert_problem(response, 402, "insufficient-balance")
+    assert await everything(sessionmaker) == before  # the wallet made on the way is rolled back too
 
 
 async def test_the_offer_and_its_operator_action_are_visible_and_audited(client, tokens, town):

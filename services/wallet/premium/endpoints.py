@@ -4,9 +4,10 @@ applications, the draw, payments of won sets, releases of unpaid wins and the sa
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from services.wallet.endpoints import PROBLEMS
 from services.wallet.premium import service
@@ -63,6 +64,13 @@ def purchase_out(found: service.PurchaseView) -> PurchaseOut:
         lots=[PurchaseLotOut(role=r.role, lot_id=r.lot_id, unit=r.unit, amount=r.amount) for r in found.lots],
         created_at=p.created_at,
     )
+
+
+def purchase_answer(stored: str | dict[str, Any]) -> dict[str, Any]:
+    """A purchase's answer as stored with its Idempotency-Key — built by wallet.buy_premium_at_once,
+    or by `purchase_out` when made in a transaction — rendered as every purchase is sent."""
+    model = PurchaseOut.model_validate_json(stored) if isinstance(stored, str) else PurchaseOut.model_validate(stored)
+    return model.model_dump(mode="json")
 
 
 def application_out(found: service.ApplicationView) -> ApplicationOut:
@@ -144,7 +152,13 @@ async def buy(
     idem: IdempotencyDep,
 ):
     """Buy sets of a first-come offer, paid from the wallet's coin usable at every shop."""
-    if replay := await idem.replay():
+    at_once = await service.buy_at_once(session, clock, principal, campaign_id, body.sets, idem.claim())
+    if at_once.first is not None:
+        return idem.replayed(*at_once.first, render=purchase_answer)
+    if at_once.answer is not None:
+        return JSONResponse(purchase_answer(at_once.answer), status_code=201)
+    await session.rollback()  # nothing of the statement was kept; the purchase is made in a transaction
+    if replay := await idem.replay(render=purchase_answer):
         return replay
     return await idem.respond(201, purchase_out(await service.buy(session, clock, principal, campaign_id, body.sets)))
 

@@ -350,13 +350,7 @@ def _settled(row: Any, ids: dict[str, Any], *, campaign_id: uuid.UUID, region_id
              application_id: uuid.UUID | None, sets: int, now: datetime) -> tuple[PremiumPurchase, list[PremiumPurchaseLot]]:
     """The purchase a settle_premium row (or buy_premium's, which carries the same columns)
     recorded, or the refusal it reports."""
-    if row.outcome == "account_inactive":
-        raise AccountInactive("The wallet is not active.", account_id=str(row.account_id))
-    if row.outcome == "insufficient":
-        raise InsufficientBalance(
-            f"{sets} set(s) cost {row.coin} yen; the wallet has {row.usable} yen of coin usable at every shop. Top up first.",
-            balance=row.usable, required=row.coin,
-        )
+    _check_paid(row, sets)
     purchase = PremiumPurchase(
         id=ids["purchase_id"], campaign_id=campaign_id, region_id=region_id, resident_id=resident_id,
         application_id=application_id, sets=sets, coin=row.coin, points=row.points, coin_local=row.coin_local,
@@ -369,6 +363,17 @@ def _settled(row: Any, ids: dict[str, Any], *, campaign_id: uuid.UUID, region_id
         )
     ]
     return purchase, lots_recorded
+
+
+def _check_paid(row: Any, sets: int) -> None:
+    """Refuse as wallet.settle_premium said (a row of it or of the functions that call it)."""
+    if row.outcome == "account_inactive":
+        raise AccountInactive("The wallet is not active.", account_id=str(row.account_id))
+    if row.outcome == "insufficient":
+        raise InsufficientBalance(
+            f"{sets} set(s) cost {row.coin} yen; the wallet has {row.usable} yen of coin usable at every shop. Top up first.",
+            balance=row.usable, required=row.coin,
+        )
 
 
 def _check_window(opens_at: datetime, closes_at: datetime, now: datetime, what: str) -> None:
@@ -432,11 +437,44 @@ def _household_limit(limit: int, already: int, sets: int) -> HouseholdLimitExcee
     )
 
 
+@dataclass(frozen=True)
+class AtOnce:
+    """What wallet.buy_premium_at_once answered: the purchase's answer as stored with the key, or
+    the key's first request (hash, status, stored answer); neither: finish in a transaction (`buy`)."""
+    answer: str | None = None
+    first: tuple[str, int, str] | None = None
+
+
+async def buy_at_once(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int,
+                      claim: dict[str, str]) -> AtOnce:
+    """First-come, the rush's hot path: the Idempotency-Key's `claim`, the purchase (as `buy`
+    makes it) and its answer in one statement that commits as it returns (migration 0009). The
+    app turns a refusal into its problem. Left to `buy`, in a transaction: a region this process
+    has not looked up yet, a resident's first call (the wallet to make), and sets that no free
+    bucket alone holds (the slow path)."""
+    assert principal.role is Role.RESIDENT
+    region = wallet.region_identities.get(principal.region_code)
+    if region is None:
+        return AtOnce()
+    now = clock.now()
+    row = await repo.buy_at_once(session, **claim, region_id=region.id, subject=principal.subject,
+                                 campaign_id=campaign_id, sets=sets, now=now, start=random.randrange(256), **_fresh_ids())
+    if row.first_hash is not None:
+        return AtOnce(first=(row.first_hash, row.first_status, row.first_answer))
+    if row.answer is not None:
+        return AtOnce(answer=row.answer)
+    if row.outcome in ("no_wallet", "stock_busy"):
+        return AtOnce()
+    _check_bought(row, campaign_id, region.code, now, sets)
+    _check_paid(row, sets)
+    raise AssertionError(f"wallet.buy_premium_at_once said {row.outcome} and kept nothing")
+
+
 async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int) -> PurchaseView:
-    """First-come: buy `sets` sets now, in one database call (the rush's hot path): the checks
-    in the order a lottery application makes them (wallet, campaign, offer, window, stock,
-    limits), then paying for the sets, then the stock, taken last so that a bucket stays locked
-    only until the commit. The app turns a refusal into its problem."""
+    """First-come: buy `sets` sets now, in one database call: the checks in the order a lottery
+    application makes them (wallet, campaign, offer, window, stock, limits), then paying for the
+    sets, then the stock, taken last so that a bucket stays locked only until the commit. The
+    app turns a refusal into its problem. Used where `buy_at_once` cannot finish."""
     assert principal.role is Role.RESIDENT
     region = await wallet.region_identity(session, principal.region_code)
     now = clock.now()
@@ -447,9 +485,21 @@ async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaig
     if row.outcome == "no_wallet":  # a resident's first call makes the wallet (which holds no coin yet)
         await wallet.my_wallet(session, clock, principal)
         row = await repo.buy_in_one_call(session, **call)
+    _check_bought(row, campaign_id, region.code, now, sets)
+    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign_id, region_id=region.id,
+                                       resident_id=row.resident_id, application_id=None, sets=sets, now=now)
+    if row.outcome == "stock_busy":
+        await _take_stock_after_busy(session, campaign_id, sets)
+    else:
+        assert row.outcome == "ok", row.outcome
+    return PurchaseView(purchase, lots_recorded, SetRules(row.local_classes, row.usable_from, row.usable_until))
+
+
+def _check_bought(row: Any, campaign_id: uuid.UUID, region_code: str, now: datetime, sets: int) -> None:
+    """Refuse as wallet.buy_premium said, up to the paying (`_check_paid`)."""
     match row.outcome:
         case "no_campaign":
-            raise OfferNotFound(f"No premium offer for campaign {campaign_id} in region {region.code}.")
+            raise OfferNotFound(f"No premium offer for campaign {campaign_id} in region {region_code}.")
         case "campaign_closed" | "not_premium":
             campaigns.check_active(row.campaign_name, row.campaign_status, row.campaign_kind, CampaignKind.PREMIUM)
             raise AssertionError(f"wallet.buy_premium said {row.outcome} of an active premium campaign")
@@ -465,13 +515,6 @@ async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaig
             raise _person_limit(row.per_limit, row.already, sets)
         case "household_limit":
             raise _household_limit(row.per_limit, row.already, sets)
-    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign_id, region_id=region.id,
-                                       resident_id=row.resident_id, application_id=None, sets=sets, now=now)
-    if row.outcome == "stock_busy":
-        await _take_stock_after_busy(session, campaign_id, sets)
-    else:
-        assert row.outcome == "ok", row.outcome
-    return PurchaseView(purchase, lots_recorded, SetRules(row.local_classes, row.usable_from, row.usable_until))
 
 
 # --- lottery --------------------------------------------------------------------------------------
