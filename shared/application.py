@@ -116,9 +116,9 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     # The routers' routes become the app's own rather than being included: FastAPI (≥ 0.137)
-    # matches an included router lazily, walking every earlier router's routes and then its own
-    # again on each request (≈ 290 µs to reach a premium purchase, a tenth of its app CPU; the
-    # flat list takes ≈ 10 µs, bench/RESULTS.md 2026-12-01).
+    # matches an included router lazily, walking every earlier router's routes, then the
+    # matching router's again, on each request (≈ 290 µs to reach a premium purchase, ≈ 130 µs
+    # in the flat list; bench/RESULTS.md 2026-12-01).
     for router in (_operations_router(metrics, services), *(r for s in services for r in _routers(s))):
         app.router.routes.extend(router.routes)
     return app

@@ -265,6 +265,17 @@ async def test_a_retried_purchase_buys_once_and_gets_the_same_answer(client, tok
     assert (await sales(client, tokens, campaign_id))["sold_sets"] == 3
 
 
+async def test_twins_of_one_purchase_sent_at_once_buy_once_and_get_one_answer(client, tokens, town, sessionmaker):
+    campaign_id = await first_come(client, tokens)
+    assert (await buy(client, tokens, campaign_id, 1, resident="resident-taro")).status_code == 201
+    twins = await asyncio.gather(*(buy(client, tokens, campaign_id, 2, key="buy-once") for _ in range(6)))
+    assert [r.status_code for r in twins] == [201] * 6
+    assert len({r.text for r in twins}) == 1
+    assert sum("Idempotent-Replayed" not in r.headers for r in twins) == 1
+    assert (await sales(client, tokens, campaign_id))["sold_sets"] == 3
+    assert await ledger_violations(sessionmaker) == []
+
+
 @pytest.mark.parametrize("path", ["at once", "in a transaction"])
 async def test_a_purchase_key_reused_for_another_request_is_refused(client, tokens, town, sessionmaker, path):
     campaign_id = await first_come(client, tokens)
