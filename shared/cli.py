@@ -143,7 +143,8 @@ def token(
 
 @ledger.command("verify")
 def ledger_verify(region: Annotated[str | None, typer.Option(help="only this region's code")] = None) -> None:
-    """Check ledger invariants 1–4 over the whole ledger; exit 1 listing what breaks them."""
+    """Check ledger invariants 1–4 over the whole ledger, and that every payment's record (refunds,
+    fee returned, reward taken back) agrees with its journals; exit 1 listing what breaks them."""
     from services.wallet import repository, service
 
     settings = get_settings()
@@ -162,12 +163,13 @@ def ledger_verify(region: Annotated[str | None, typer.Option(help="only this reg
         violations, (journals, accounts) = _in_transaction(resolved, check)
     if not violations:
         scope = f"region {region}" if region else "whole ledger"
-        console.print(f"ledger verified ({scope}): {journals} journals, {accounts} accounts, invariants 1–4 hold")
+        console.print(f"ledger verified ({scope}): {journals} journals, {accounts} accounts, invariants 1–4 hold, payments agree with their journals")
         return
     # One plain line per violation: readable in a CI log, greppable, never wrapped.
     print(f"{len(violations)} ledger violation(s):")
     for v in violations:
-        print(f"invariant {v.invariant}: {v.subject}: {v.detail}")
+        rule = f"invariant {v.invariant}" if isinstance(v.invariant, int) else v.invariant
+        print(f"{rule}: {v.subject}: {v.detail}")
     raise typer.Exit(1)
 
 

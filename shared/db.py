@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from shared.config import Settings
 
@@ -28,8 +30,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # No pre-ping: it costs a round trip per request. A connection broken by a database
         # restart fails one request (nothing committed) and is replaced.
         pool_recycle=3600,
+        # A database error's message would otherwise carry the statement's bind values (a
+        # resident's subject, a shop's name) into the logs.
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": "chiikipay", "timezone": "UTC"}},
     )
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _locked_rows_are_read_afresh(state: ORMExecuteState) -> None:
+    """A row read FOR UPDATE is what was committed when the lock was granted, never the copy the
+    session loaded before it waited: without this, an object already in the identity map keeps its
+    old attributes (two refunds of one payment each computed on the totals before the other)."""
+    if state.is_select and getattr(state.statement, "_for_update_arg", None) is not None:
+        state.update_execution_options(populate_existing=True)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -502,11 +502,10 @@ async def refund(
          "fee_returned_point": fee_back[Unit.POINT], "expired_amount": sum(back.expired.values()),
          "reason": reason, "created_by": principal.subject, "created_at": posted.created_at},
     )
-    if principal.role in (Role.MERCHANT_ADMIN, Role.TERMINAL):
-        await audit.record(
-            session, clock, principal, region_id=region.id, action="payment.refund", target_type="payment",
-            target_id=payment.id, after={"amount": amount, "fee_returned": fee_returned, "reason": reason},
-        )
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="payment.refund", target_type="payment",
+        target_id=payment.id, after={"amount": amount, "fee_returned": fee_returned, "reason": reason},
+    )
     return updated, fee_returned
 
 
