@@ -22,6 +22,11 @@ def from_short_id(text: str) -> uuid.UUID:
     if len(text) != 22:
         raise ValueError("a short id has 22 characters")
     try:
-        return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=="))
+        value = uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=="))
     except (binascii.Error, ValueError) as exc:
         raise ValueError("not a short id") from exc
+    # The last character carries 2 unused bits: four spellings decode to one id. Only the one
+    # short_id gives is accepted, so that an id has one text (a bill number, a cursor).
+    if short_id(value) != text:
+        raise ValueError("not the canonical short id")
+    return value

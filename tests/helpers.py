@@ -51,8 +51,26 @@ async def snapshot(sessionmaker: Any) -> dict[str, Any]:
         regions = (await session.execute(text(
             "SELECT code, balance_cap, topup_min, topup_max, topup_step FROM wallet.regions ORDER BY code"
         ))).all()
+        # The facts about payments that refunds, fee caps, rewards and cards change.
+        state = {}
+        for name, query in _STATE.items():
+            state[name] = [tuple(r) for r in (await session.execute(text(query))).all()]
     return {"accounts": [tuple(r) for r in accounts], "counts": counts, "lots": [tuple(r) for r in lots],
-            "merchants": [tuple(r) for r in merchants], "regions": [tuple(r) for r in regions]}
+            "merchants": [tuple(r) for r in merchants], "regions": [tuple(r) for r in regions], **state}
+
+
+_STATE = {
+    "payments": "SELECT id, amount, fee, point_amount, fee_point, refunded_amount, fee_returned, refunded_point,"
+                " fee_returned_point, reward_points FROM wallet.payments ORDER BY id",
+    "refunds": "SELECT id, payment_id, amount, fee_returned, point_amount FROM wallet.refunds ORDER BY id",
+    "payment_lots": "SELECT payment_id, seq, amount, restored FROM wallet.payment_lots ORDER BY payment_id, seq",
+    "fee_years": "SELECT merchant_id, fiscal_year, fees_charged FROM wallet.merchant_fee_years ORDER BY 1, 2",
+    "rewards": "SELECT payment_id, campaign_id, points, clawed_back FROM wallet.payment_rewards ORDER BY 1, 2",
+    "reward_months": "SELECT campaign_id, resident_id, month, points FROM wallet.reward_months ORDER BY 1, 2, 3",
+    "payment_requests": "SELECT id, status, payment_id FROM wallet.payment_requests ORDER BY id",
+    "cards": "SELECT id, status, failed_pins FROM wallet.resident_cards ORDER BY id",
+    "stores": "SELECT id, merchant_id, name, name_ja, terminal_label FROM wallet.stores ORDER BY id",
+}
 
 
 async def ledger_violations(sessionmaker: Any) -> list[Any]:

@@ -399,3 +399,101 @@ async def test_receipt_and_filtered_histories(client, tokens, town, clock):
         f"/v1/merchants/{shop['merchant_id']}/payments", params={"store_id": str(uuid.uuid4())}, headers=staff
     )
     assert by_store.json()["items"] == []
+
+
+# --- codes that were altered and given a fresh CRC ---------------------------------------------
+
+
+def _tlv_fields(text: str) -> list[list[str]]:
+    fields, pos = [], 0
+    while pos < len(text):
+        tag, length = text[pos:pos + 2], int(text[pos + 2:pos + 4])
+        fields.append([tag, text[pos + 4:pos + 4 + length]])
+        pos += 4 + length
+    return fields
+
+
+def _tlv_text(fields: list[list[str]]) -> str:
+    return "".join(f"{tag}{len(value):02d}{value}" for tag, value in fields)
+
+
+def altered(payload: str, tag: str, value: str, sub: str | None = None) -> str:
+    """The payload with field `tag` (or sub-field `sub` of template `tag`) set to `value`, and a
+    CRC computed afresh, as anyone with the standard can do."""
+    fields = [f for f in _tlv_fields(payload) if f[0] != "63"]
+    for field in fields:
+        if field[0] == tag:
+            if sub is None:
+                field[1] = value
+            else:
+                inner = _tlv_fields(field[1])
+                for item in inner:
+                    if item[0] == sub:
+                        item[1] = value
+                field[1] = _tlv_text(inner)
+    return with_crc(_tlv_text(fields))
+
+
+def with_crc(fields_before_crc: str) -> str:
+    body = fields_before_crc + "6304"
+    return body + f"{emvco.crc16_ccitt_false(body.encode()):04X}"
+
+
+STATIC_FORGERIES = [
+    ("merchant-name", lambda p: altered(p, "59", "Nanokamachi Store"), ["name"]),
+    ("japanese-name", lambda p: altered(p, "64", "七日町よろず屋", sub="01"), ["name_ja"]),
+    ("country", lambda p: altered(p, "58", "US"), ["country"]),
+    ("city", lambda p: altered(p, "60", "Kitakata"), ["city"]),
+    ("mcc", lambda p: altered(p, "52", "5411"), ["mcc"]),
+    ("terminal-added", lambda p: with_crc(p[:-8] + "62120708REGISTER"), ["terminal"]),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "fields"), STATIC_FORGERIES, ids=[c[0] for c in STATIC_FORGERIES])
+async def test_a_static_code_altered_with_a_fresh_crc_is_refused(client, tokens, town, sessionmaker, case, make, fields):
+    shop = await store_of(client, tokens, town)
+    forgery = make(shop["payload"])
+    assert forgery != shop["payload"]
+    emvco.parse_payload(forgery)  # a well-formed code with a valid CRC
+    before = await snapshot(sessionmaker)
+    problem = assert_problem(await pay(client, tokens, forgery, 1_000), 422, "qr-mismatch")
+    assert problem["fields"] == fields
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_a_dynamic_code_with_its_amount_or_bill_number_altered_is_refused(client, tokens, town, sessionmaker):
+    shop = await store_of(client, tokens, town)
+    pos = await terminal_key(client, tokens, shop["merchant_id"])
+    request = (await client.post(
+        "/v1/payment-requests", json={"store_id": shop["store_id"], "amount": 880, "order_reference": "r"}, headers=idem(pos)
+    )).json()
+    bill = emvco.parse_payload(request["payload"]).bill_number
+    # The same 16 bytes spelled with the last character's two unused bits set: another string for
+    # the same request id, which must not be a second way to name it.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    respelled = bill[:-1] + alphabet[alphabet.index(bill[-1]) | 1]
+    assert respelled != bill
+    one_yen = altered(request["payload"], "54", "1")
+    before = await snapshot(sessionmaker)
+    problem = assert_problem(await pay(client, tokens, one_yen), 422, "qr-mismatch")
+    assert problem["fields"] == ["amount"]
+    assert_problem(await pay(client, tokens, one_yen, 1), 422, "qr-mismatch")
+    assert_problem(await pay(client, tokens, altered(request["payload"], "62", respelled, sub="01")), 422, "qr-malformed")
+    assert await snapshot(sessionmaker) == before
+    # The genuine code still pays, the amount the shop asked for.
+    paid = await pay(client, tokens, request["payload"])
+    assert (paid.status_code, paid.json()["amount"]) == (201, 880)
+
+
+async def test_a_code_printed_before_the_shop_was_renamed_is_refused(client, tokens, town, sessionmaker):
+    """The name on the resident's screen is how they check whom they pay: a code showing an old
+    name must be reprinted (the stand PDF serves the current one)."""
+    shop = await store_of(client, tokens, town)
+    renamed = await client.patch(f"/v1/merchants/{shop['merchant_id']}", json={"name": "Tsurugajo Tea Room"},
+                                 headers=idem(tokens.operator()))
+    assert renamed.status_code == 200, renamed.text
+    before = await snapshot(sessionmaker)
+    assert assert_problem(await pay(client, tokens, shop["payload"], 1_000), 422, "qr-mismatch")["fields"] == ["name"]
+    assert await snapshot(sessionmaker) == before
+    current = await store_of(client, tokens, town)
+    assert (await pay(client, tokens, current["payload"], 1_000)).status_code == 201

@@ -20,6 +20,10 @@ class QRForeign(Unprocessable):
     slug, title = "qr-foreign", "The scanned code belongs to another payment service or region"
 
 
+class QRMismatch(Unprocessable):
+    slug, title = "qr-mismatch", "The scanned code does not match the shop it names (forged or out of date)"
+
+
 class StoreNotFound(NotFound):
     slug, title = "store-not-found", "No such store"
 

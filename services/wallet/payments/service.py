@@ -47,6 +47,7 @@ from services.wallet.payments.errors import (
     QRCurrency,
     QRForeign,
     QRMalformed,
+    QRMismatch,
     RefundExceedsRemaining,
     RefundWindowClosed,
     SelfTransfer,
@@ -119,7 +120,7 @@ async def store_qr(session: AsyncSession, principal: Principal, store_id: uuid.U
     return StoreQR(store, merchant, region, _payload(region, merchant, store))
 
 
-def _payload(region: Region, merchant: Merchant, store: Store, request: PaymentRequest | None = None) -> str:
+def _payload(region: Region | wallet.RegionIdentity, merchant: Merchant, store: Store, request: PaymentRequest | None = None) -> str:
     return emvco.build_payload(
         guid=region.qr_guid, store_id=str(store.id), mcc=merchant.mcc, name=merchant.name, city=region.name,
         name_ja=store.name_ja, city_ja=region.name_ja, terminal=store.terminal_label,
@@ -204,24 +205,54 @@ async def pay_by_qr(
 ) -> Payment:
     """The resident scanned a merchant's QR (static: types the amount; dynamic: it is in the code)."""
     region = await wallet.region_identity(session, principal.region_code)
-    qr = _read_qr(payload, region)
-    store_id = _store_id(qr)
-    request = None
-    if qr.dynamic:
-        request = await _claim_request(session, clock, qr, store_id)
+    scanned = await resolve_qr(session, region, payload)
+    request = scanned.request
+    if request is not None:
+        await _claim_request(session, clock, request)
         if amount is not None and amount != request.amount:
             raise AmountMismatch(f"The shop asked for {request.amount} yen, not {amount}.", expected=request.amount)
         amount = request.amount
     elif amount is None:
         raise AmountRequired("Type the amount the shop asks for.")
     payment = await pay(
-        session, clock, region=region, subject=principal.subject, store_id=store_id, amount=amount,
+        session, clock, region=region, subject=principal.subject, store_id=scanned.store.id, amount=amount,
         method=PaymentMethod.MPM_DYNAMIC if request else PaymentMethod.MPM_STATIC,
         order_reference=request.order_reference if request else None,
     )
     if request is not None:
         await repo.link_payment_request(session, request.id, payment.id)
     return payment
+
+
+@dataclass(frozen=True)
+class ScannedCode:
+    """A scanned merchant code, resolved to what the server holds: the store and, for a dynamic
+    code, the payment request (not yet claimed)."""
+
+    store: Store
+    merchant: Merchant
+    request: PaymentRequest | None
+
+
+async def resolve_qr(session: AsyncSession, region: wallet.RegionIdentity, payload: str) -> ScannedCode:
+    """Read a scanned code and refuse it unless every field the server knows is what the server
+    itself would print for that store (and request) today. The CRC only proves the code was not
+    damaged; anyone can recompute it. A forged sticker could otherwise show one shop's name and pay
+    another, or a dynamic code show ¥1 on the resident's screen while the request charges ¥880."""
+    qr = _read_qr(payload, region)
+    found = await repo.store_with_merchant(session, _store_id(qr))
+    if found is None or found[0].region_id != region.id:
+        raise StoreNotFound("The code names a store that is not a merchant here.")
+    store, merchant = found
+    request = await _payment_request(session, qr, store) if qr.dynamic else None
+    expected = emvco.parse_payload(_payload(region, merchant, store, request))
+    differing = [name for name in emvco.MerchantQR.__dataclass_fields__ if getattr(qr, name) != getattr(expected, name)]
+    if differing:
+        raise QRMismatch(
+            f"The code's {', '.join(differing)} differ from what {merchant.name_ja} has registered: do not pay it; "
+            "ask the shop for its current code.", fields=differing,
+        )
+    return ScannedCode(store, merchant, request)
 
 
 def _read_qr(payload: str, region: wallet.RegionIdentity) -> emvco.MerchantQR:
@@ -245,24 +276,25 @@ def _store_id(qr: emvco.MerchantQR) -> uuid.UUID:
         raise QRMalformed("The code names no store.") from None
 
 
-async def _claim_request(
-    session: AsyncSession, clock: Clock, qr: emvco.MerchantQR, store_id: uuid.UUID
-) -> PaymentRequest:
+async def _payment_request(session: AsyncSession, qr: emvco.MerchantQR, store: Store) -> PaymentRequest:
     try:
         request_id = from_short_id(qr.bill_number or "")
     except ValueError:
         raise QRMalformed("The dynamic code carries no payment request.") from None
     request = await repo.payment_request(session, request_id)
-    if request is None or request.store_id != store_id:
+    if request is None or request.store_id != store.id:
         raise PaymentRequestNotFound("The shop's payment request does not exist.")
-    if not await repo.claim_payment_request(session, request_id, clock.now()):
+    return request
+
+
+async def _claim_request(session: AsyncSession, clock: Clock, request: PaymentRequest) -> None:
+    if not await repo.claim_payment_request(session, request.id, clock.now()):
         await session.refresh(request)
         if request.status == "paid":
             raise PaymentRequestPaid("This payment request was already paid.")
         if request.status == "cancelled":
             raise PaymentRequestCancelled("The shop cancelled this payment request.")
         raise PaymentRequestExpired("This payment request has expired; ask the shop for a new one.")
-    return request
 
 
 async def pay(
