@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from shared.auth import CurrentPrincipal
 from shared.clock import Clock
 from shared.db import SessionDep
-from shared.errors import Unprocessable
+from shared.errors import PROBLEM_JSON, Problem, Unprocessable, problem_response
 from shared.models import IdempotencyRecord
 
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -50,6 +50,19 @@ _RECORD = (
 
 # Turns a stored answer (JSON text or its parsed value) into the response's JSON content.
 Render = Callable[[Any], Any]
+
+
+class KeptRefusal(Exception):
+    """A refusal whose effect so far must last although the request is refused: a wrong PIN counts
+    toward the card's lock-out. The service raises it with the problem to answer; the endpoint
+    hands it to `Idempotency.refuse`, which stores that answer for the key, and the request's one
+    commit keeps both. So the effect needs no second connection, and a retry with the same key
+    gets the same answer without being counted again. Raise it only when the transaction holds
+    nothing but the effect to keep; an endpoint that does not expect it answers 500."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.detail)
+        self.problem = problem
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -95,7 +108,8 @@ class Idempotency:
                 "This Idempotency-Key was used for a different request; use a new key for a new request."
             )
         content = render(response) if render is not None else response
-        return JSONResponse(content, status_code=status_code, headers={REPLAY_HEADER: "true"})
+        media_type = PROBLEM_JSON if status_code >= 400 else None  # a kept refusal
+        return JSONResponse(content, status_code=status_code, headers={REPLAY_HEADER: "true"}, media_type=media_type)
 
     async def respond(self, status_code: int, body: BaseModel | None) -> JSONResponse:
         """Store the response beside the effect (same transaction) and return it."""
@@ -104,6 +118,16 @@ class Idempotency:
             _RECORD, {"of_caller": self.caller, "of_key": self.key, "status_code": status_code, "response": content}
         )
         return JSONResponse(content, status_code=status_code)
+
+    async def refuse(self, refused: KeptRefusal, request: Request) -> JSONResponse:
+        """Store a kept refusal as this key's answer (same transaction as its effect) and return it."""
+        response = problem_response(refused.problem, request)
+        await self.session.execute(
+            _RECORD,
+            {"of_caller": self.caller, "of_key": self.key, "status_code": refused.problem.status,
+             "response": json.loads(response.body)},
+        )
+        return response
 
 
 async def idempotency(

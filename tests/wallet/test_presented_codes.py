@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event, text
 
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
 from tests.wallet.test_payments import balances, terminal_key
@@ -120,6 +121,19 @@ async def test_card_pays_with_its_pin_within_its_daily_limit(client, tokens, tow
     assert (await client.get("/v1/wallet", headers=tokens.resident("resident-taro"))).json()["balance"] == 12_000 - 6_000
 
 
+def money(state: dict) -> dict:
+    """A snapshot less what a refused card payment keeps: the card's count and the key's answer."""
+    counts = {table: n for table, n in state["counts"].items() if table != "platform.idempotency_keys"}
+    return {**{k: v for k, v in state.items() if k not in ("cards", "counts")}, "counts": counts}
+
+
+async def failed_pins(sessionmaker, card) -> tuple[str, int]:
+    async with sessionmaker() as s:
+        row = (await s.execute(text("SELECT status, failed_pins FROM wallet.resident_cards WHERE id = :id"),
+                               {"id": card["id"]})).one()
+    return row.status, row.failed_pins
+
+
 async def test_five_wrong_pins_lock_the_card_and_move_no_money(client, tokens, town, card, sessionmaker):
     pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
     before = await snapshot(sessionmaker)
@@ -127,9 +141,72 @@ async def test_five_wrong_pins_lock_the_card_and_move_no_money(client, tokens, t
         assert assert_problem(await card_pay(client, pos, card, pin="0000"), 422, "card-pin-wrong")["attempts_left"] == left
     assert_problem(await card_pay(client, pos, card, pin="0000"), 409, "card-locked")
     assert_problem(await card_pay(client, pos, card), 409, "card-locked")  # even the right PIN now
-    assert await snapshot(sessionmaker) == before  # no balance, journal or payment moved
+    assert money(await snapshot(sessionmaker)) == money(before)  # no balance, journal or payment moved
+    assert await failed_pins(sessionmaker, card) == ("locked", 5)
     seen = (await client.get(f"/v1/cards/{card['id']}", headers=tokens.operator())).json()
     assert seen["status"] == "locked"
+
+
+async def test_a_wrong_pin_sent_again_with_its_key_is_answered_again_not_counted_again(client, tokens, town, card, sessionmaker):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    headers = idem(pos, "card-payment-retry-1")
+    body = {"card_code": card["code"], "pin": "0000", "amount": 1_000}
+    first = await client.post("/v1/card-payments", json=body, headers=headers)
+    again = await client.post("/v1/card-payments", json=body, headers=headers)
+    assert assert_problem(first, 422, "card-pin-wrong")["attempts_left"] == 4
+    assert assert_problem(again, 422, "card-pin-wrong") == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await failed_pins(sessionmaker, card) == ("active", 1)
+
+
+async def test_a_wrong_pin_is_counted_on_the_requests_own_connection(client, tokens, town, card, app):
+    """Counting a wrong PIN used a second pooled connection while the request held one: a few
+    wrong PINs at once took the whole pool, and every other request waited for its timeout."""
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    checkouts = []
+    pool = app.state.engine.sync_engine.pool
+
+    def count(*_) -> None:
+        checkouts.append(1)
+
+    event.listen(pool, "checkout", count)
+    try:
+        assert_problem(await card_pay(client, pos, card, pin="0000"), 422, "card-pin-wrong")
+    finally:
+        event.remove(pool, "checkout", count)
+    assert len(checkouts) == 1
+
+
+async def test_wrong_pins_sent_at_once_are_checked_one_by_one_up_to_the_lock(client, tokens, town, card, app, sessionmaker):
+    """More guesses at once than the pool has connections: they wait for the card in turn, at
+    most five are checked, and another resident's request meanwhile is answered."""
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    before = await snapshot(sessionmaker)
+    guesses = app.state.settings.db_pool_size + 2
+    answers, wallet = await asyncio.gather(
+        asyncio.gather(*[card_pay(client, pos, card, pin=f"{n:04d}") for n in range(guesses)]),
+        client.get("/v1/wallet", headers=tokens.resident("resident-hanako")),
+    )
+    assert wallet.status_code == 200
+    slugs = sorted(r.json()["type"].rsplit(":", 1)[1] for r in answers)
+    assert slugs == ["card-locked"] * (guesses - 4) + ["card-pin-wrong"] * 4
+    assert sorted(r.json().get("attempts_left", 0) for r in answers if r.status_code == 422) == [1, 2, 3, 4]
+    assert await failed_pins(sessionmaker, card) == ("locked", 5)
+    assert_problem(await card_pay(client, pos, card), 409, "card-locked")  # the right PIN, after them
+    assert money(await snapshot(sessionmaker)) == money(before)
+
+
+async def test_with_one_try_left_seven_guesses_at_once_check_one(client, tokens, town, card, sessionmaker):
+    pos = await terminal_key(client, tokens, town.merchants[TEAHOUSE])
+    for _ in range(4):
+        await card_pay(client, pos, card, pin="1111")
+    assert await failed_pins(sessionmaker, card) == ("active", 4)
+    answers = await asyncio.gather(*[card_pay(client, pos, card, pin=f"{n:04d}") for n in range(3000, 3007)])
+    assert [assert_problem(r, 409, "card-locked")["status"] for r in answers] == [409] * 7
+    now_locked = [r for r in answers if "now locked" in r.json()["detail"]]
+    assert len(now_locked) == 1  # the one guess that was checked
+    assert await failed_pins(sessionmaker, card) == ("locked", 5)
+    assert_problem(await card_pay(client, pos, card), 409, "card-locked")
 
 
 async def test_a_right_pin_resets_the_wrong_pin_count(client, tokens, town, card):

@@ -38,7 +38,7 @@ from shared.auth import Principal, Role, require
 from shared.clock import Instant
 from shared.db import SessionDep
 from shared.deps import ClockDep, RedisDep, SettingsDep
-from shared.idempotency import IdempotencyDep
+from shared.idempotency import IdempotencyDep, KeptRefusal
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["payments"])
@@ -272,15 +272,18 @@ async def report_card_lost(
 
 @router.post("/card-payments", status_code=201, response_model=PaymentOut, responses=PROBLEMS)
 async def pay_by_card(
-    body: CardPaymentCreate, principal: Shop, session: SessionDep, clock: ClockDep, redis: RedisDep,
+    body: CardPaymentCreate, request: Request, principal: Shop, session: SessionDep, clock: ClockDep, redis: RedisDep,
     idem: IdempotencyDep, background: BackgroundTasks,
 ):
-    """The shop scanned a resident card and the resident typed the PIN on the terminal."""
+    """The shop scanned a resident card and the resident typed the PIN on the terminal. A wrong
+    PIN is refused and counted (5 lock the card); the same key sent again gets the same refusal."""
     if replay := await idem.replay():
         return replay
-    payment = PaymentOut.model_validate(
-        await presented.pay_by_card(session, clock, principal, body.card_code, body.pin, body.amount, body.store_id)
-    )
+    try:
+        paid = await presented.pay_by_card(session, clock, principal, body.card_code, body.pin, body.amount, body.store_id)
+    except KeptRefusal as refused:
+        return await idem.refuse(refused, request)
+    payment = PaymentOut.model_validate(paid)
     background.add_task(notify.publish_payment, redis, payment)
     return await idem.respond(201, payment)
 

@@ -13,6 +13,7 @@ Two kinds of code:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -47,6 +48,7 @@ from shared.auth import Principal, Role
 from shared.clock import TOKYO, Clock, tokyo_date
 from shared.config import Settings
 from shared.errors import Forbidden
+from shared.idempotency import KeptRefusal
 from shared.ids import new_id
 
 WRONG_PINS_TO_LOCK = 5
@@ -178,24 +180,26 @@ async def pay_by_card(
     session: AsyncSession, clock: Clock, principal: Principal, code: str, pin: str, amount: int,
     store_id: uuid.UUID | None,
 ) -> Payment:
+    """The card is locked (its row) before its PIN is checked, so that guesses sent at once are
+    checked one after the other against the committed count: at most the tries left are ever
+    checked, and a right PIN after the fifth wrong one finds the card locked. A wrong PIN is
+    refused with `KeptRefusal`: its count is committed in this request's own transaction (it is
+    the transaction's only change), never through a second connection."""
     store, _ = await _terminal_store(session, principal, store_id)
-    card = await repo.card_by_code(session, store.region_id, code)
+    card = await repo.card_by_code(session, store.region_id, code, lock=True)
     if card is None:
         raise CardNotFound("This card is not one of this region's.")
     _refuse_unusable(card)
-    if not _pin_matches(pin, card.pin_hash):
-        counted = await _count_wrong_pin(session, card.id)
+    # scrypt takes tens of milliseconds of CPU: off the event loop, so other requests go on.
+    if not await asyncio.to_thread(_pin_matches, pin, card.pin_hash):
+        counted = await repo.count_wrong_pin(session, card.id, WRONG_PINS_TO_LOCK)
         if counted.status == "locked":
-            raise CardLocked("Too many wrong PINs: the card is now locked.")
-        raise CardPinWrong(
+            raise KeptRefusal(CardLocked("Too many wrong PINs: the card is now locked."))
+        raise KeptRefusal(CardPinWrong(
             f"Wrong PIN; {WRONG_PINS_TO_LOCK - counted.failed_pins} tries left before the card locks.",
             attempts_left=WRONG_PINS_TO_LOCK - counted.failed_pins,
-        )
-    locked = await repo.lock_card_for_payment(session, card.id)
-    if locked is None:  # locked or lost by a concurrent request since we read it
-        await session.refresh(card)
-        _refuse_unusable(card)
-        raise CardLost("The card cannot pay.")
+        ))
+    await repo.reset_wrong_pins(session, card.id)
     day_start = datetime.combine(tokyo_date(clock.now()), time(0), tzinfo=TOKYO)
     spent = await repo.card_spent_since(session, card.id, day_start)
     if spent + amount > card.daily_limit:
@@ -213,10 +217,3 @@ def _refuse_unusable(card: ResidentCard) -> None:
         raise CardLocked()
     if card.status in ("lost", "replaced"):
         raise CardLost()
-
-
-async def _count_wrong_pin(session: AsyncSession, card_id: uuid.UUID) -> ResidentCard:
-    """A wrong PIN must count even though the payment is refused and the request's transaction
-    rolls back, so it is recorded in a transaction of its own."""
-    async with AsyncSession(session.bind, expire_on_commit=False) as own, own.begin():
-        return await repo.count_wrong_pin(own, card_id, WRONG_PINS_TO_LOCK)

@@ -227,8 +227,13 @@ async def card(session: AsyncSession, card_id: uuid.UUID) -> ResidentCard | None
     return await session.get(ResidentCard, card_id)
 
 
-async def card_by_code(session: AsyncSession, region_id: uuid.UUID, code: str) -> ResidentCard | None:
+async def card_by_code(
+    session: AsyncSession, region_id: uuid.UUID, code: str, *, lock: bool = False
+) -> ResidentCard | None:
+    """The card; with `lock`, its row held until commit (one PIN check or payment at a time)."""
     query = select(ResidentCard).where(ResidentCard.region_id == region_id, ResidentCard.code == code)
+    if lock:
+        query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -261,16 +266,9 @@ async def count_wrong_pin(session: AsyncSession, card_id: uuid.UUID, lock_at: in
     return result.scalar_one()
 
 
-async def lock_card_for_payment(session: AsyncSession, card_id: uuid.UUID) -> ResidentCard | None:
-    """The active card, locked until commit (one payment per card at a time, so the daily
-    limit holds), with its wrong-PIN count reset by this right PIN."""
-    result = await session.execute(
-        update(ResidentCard)
-        .where(ResidentCard.id == card_id, ResidentCard.status == "active")
-        .values(failed_pins=0)
-        .returning(ResidentCard)
-    )
-    return result.scalar_one_or_none()
+async def reset_wrong_pins(session: AsyncSession, card_id: uuid.UUID) -> None:
+    """A right PIN clears the count of wrong ones."""
+    await session.execute(update(ResidentCard).where(ResidentCard.id == card_id).values(failed_pins=0))
 
 
 async def card_spent_since(session: AsyncSession, card_id: uuid.UUID, since: datetime) -> int:
