@@ -1,11 +1,14 @@
 """Money is an integer number of yen or points; never a float (DESIGN.md invariant 8).
 
-Request bodies take amounts as JSON integers. JSON Schema counts a number with a zero fraction
-(`3000.0`) as an integer too, so it is taken as exactly that integer; anything with a fraction
-(`100.5`), a string (`"100"`, `"100.5"`) or a boolean is refused by validation before any rule
-runs. The bound keeps every value exact (far below 2**53) and every sum inside bigint.
+Request bodies take amounts as JSON integers, exactly as written. Both JSON parsers the API uses
+(the standard library's for request bodies, pydantic's for webhooks) give an int only for a number
+written without a fraction or an exponent and a float for any other, so a float here means the
+client wrote `3000.0`, `1e3` or `999.99999999999999999`: refused, however it rounds (the last one
+is the float 1000.0). Strings (`"100"`) and booleans are refused too, before any rule runs. The
+bound keeps every value exact and every sum inside bigint.
 """
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -19,10 +22,8 @@ def _whole_number(value: Any) -> Any:
         raise ValueError("an amount is a JSON integer, not a string or boolean")
     if isinstance(value, int):
         return value
-    if hasattr(value, "is_integer"):  # a JSON number parsed with a fraction part
-        if value.is_integer() and abs(value) <= MAX_AMOUNT:
-            return int(value)
-        raise ValueError("a whole number is required; decimals are not allowed")
+    if isinstance(value, (float, Decimal)):
+        raise ValueError("a whole number is required, written without a fraction or exponent (1000, not 1000.0)")
     raise ValueError("an amount is a JSON integer")
 
 

@@ -15,7 +15,11 @@ URL = "/v1/webhooks/bank/topups"
 
 
 def signed(settings, clock, event: dict, *, secret: str | None = None, at=None) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(event).encode()
+    return sign(settings, clock, json.dumps(event).encode(), secret=secret, at=at)
+
+
+def sign(settings, clock, body: bytes, *, secret: str | None = None, at=None) -> tuple[bytes, dict[str, str]]:
+    """The body as sent, with the bank's headers signing exactly these bytes."""
     timestamp = str(int((at or clock.now()).timestamp()))
     digest = hmac.new((secret or settings.bank_webhook_secret).encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return body, {

@@ -85,15 +85,23 @@ async def test_bad_topup_amount_is_refused_and_changes_nothing(client, tokens, t
     assert await snapshot(sessionmaker) == before
 
 
-async def test_an_integral_json_number_is_that_many_yen(client, tokens, town):
-    """JSON Schema counts 3000.0 as an integer; it means exactly 3000 yen."""
+# Numbers with a fraction or an exponent, written as a client would send them: each is refused,
+# however it rounds in floating point (999.99999999999999999 is the float 1000.0).
+INEXACT = ["999.99999999999999999", "100.0000000000000001", "3000.0", "3e3", "3E+3", "1000e0", "-0.0"]
+
+
+@pytest.mark.parametrize("number", INEXACT)
+async def test_an_amount_with_a_fraction_or_exponent_is_refused_however_it_rounds(
+    client, tokens, town, sessionmaker, number
+):
     wallet = await wallet_of(client, tokens)
+    before = await snapshot(sessionmaker)
     response = await client.post(
-        f"/v1/wallets/{wallet['id']}/topups", content=b'{"amount": 3000.0}',
+        f"/v1/wallets/{wallet['id']}/topups", content=f'{{"amount": {number}}}'.encode(),
         headers={**idem(tokens.operator()), "Content-Type": "application/json"},
     )
-    assert response.status_code == 201, response.text
-    assert response.json()["amount"] == 3_000 and response.json()["balance_after"] == HANAKO_OPENING + 3_000
+    assert assert_problem(response, 422, "validation-error")["errors"][0]["loc"] == ["body", "amount"]
+    assert await snapshot(sessionmaker) == before
 
 
 async def test_topup_past_the_balance_cap_is_refused_and_changes_nothing(client, tokens, town, sessionmaker):
