@@ -2,11 +2,18 @@
 
 PostgreSQL text cannot hold NUL, and tabs, newlines or escape codes in a shop name or a memo end
 up on receipts, bank files and terminals; so no request text may contain C0 controls or DEL.
+
+Names that go into a merchant QR code (EMVCo) must also be text the code can carry: romanised
+names printable ASCII, Japanese names free of unassigned, private-use or format code points. The
+rule is `qr_text`, used both when such a name is stored and when a code is built, so a name
+accepted once can always be printed.
 """
 
+import re
+import unicodedata
 from typing import Annotated, Any
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints
 
 _PLAIN = r"[^\x00-\x1f\x7f]"
 _VISIBLE = r"[^\s\x00-\x1f\x7f]"
@@ -16,3 +23,43 @@ def text(max_length: int, *, required: bool = True) -> Any:
     """A text field of at most `max_length` characters; `required` ones hold a visible character."""
     pattern = f"^{_PLAIN}*{_VISIBLE}{_PLAIN}*$" if required else f"^{_PLAIN}*$"
     return Annotated[str, StringConstraints(min_length=1 if required else 0, max_length=max_length, pattern=pattern)]
+
+
+_ANS = re.compile(r"[\x20-\x7e]*")  # EMVCo "ans": printable ASCII
+
+
+def qr_text(value: str, what: str, *, ascii_only: bool) -> str:
+    """The text as a merchant QR carries it: NFC (so か + ゛ counts as the one character a reader
+    sees) and whitespace runs made one space. ValueError if a code cannot carry it."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string")
+    value = " ".join(unicodedata.normalize("NFC", value).split())
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if ascii_only and not _ANS.fullmatch(value):
+        raise ValueError(f"{what} must be printable ASCII (romanised), got {value!r}")
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise ValueError(f"{what} contains control, unassigned or private-use characters")
+    return value
+
+
+def _fits_qr(what: str, *, ascii_only: bool) -> AfterValidator:
+    def check(value: str) -> str:
+        qr_text(value, what, ascii_only=ascii_only)
+        return value  # stored as given; the code is built from it
+
+    return AfterValidator(check)
+
+
+def qr_name(max_length: int, *, romanised: bool) -> Any:
+    """A name a merchant QR shows: romanised (field 59, printable ASCII) or Japanese (64/01)."""
+    what = "a romanised name" if romanised else "a Japanese name"
+    return Annotated[text(max_length), _fits_qr(what, ascii_only=romanised)]
+
+
+def qr_label(max_length: int) -> Any:
+    """An identifier a merchant QR carries whole (a terminal label): printable ASCII."""
+    return Annotated[
+        str, StringConstraints(min_length=1, max_length=max_length, pattern=r"^[ -~]+$"),
+        _fits_qr("a label", ascii_only=True),
+    ]

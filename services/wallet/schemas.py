@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from services.wallet.models import Sector, Status
 from shared.clock import Day
 from shared.money import Amount, whole_number
-from shared.text import text
+from shared.text import qr_name, text
 
 
 class Schema(BaseModel):
@@ -20,6 +20,9 @@ class Schema(BaseModel):
 
 # Not stripped: what the schema documents is exactly what is checked.
 Text100 = text(100)
+# A merchant's names are printed in its QR code (EMVCo 59 and 64/01): only text a code can carry.
+MerchantName = qr_name(100, romanised=True)
+MerchantNameJa = qr_name(100, romanised=False)
 Household = text(64)
 Address = text(200)
 Memo = text(200, required=False)
@@ -169,8 +172,8 @@ class BankTopupEvent(Schema):
 
 
 class MerchantCreate(Schema):
-    name: Text100
-    name_ja: Text100
+    name: MerchantName = Field(description="romanised (printable ASCII): the name a QR code shows")
+    name_ja: MerchantNameJa
     sector: Sector
     mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] = Field(description="merchant category code")
     address: Address
@@ -183,8 +186,8 @@ class MerchantCreate(Schema):
 
 
 class MerchantUpdate(Schema):
-    name: Text100 | None = None
-    name_ja: Text100 | None = None
+    name: MerchantName | None = None
+    name_ja: MerchantNameJa | None = None
     sector: Sector | None = None
     mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
     address: Address | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.auth import Role
+
 from tests.helpers import assert_problem, idem, snapshot
 
 FARMER = {
@@ -112,3 +114,71 @@ async def test_merchants_see_only_themselves_and_lists_paginate(client, tokens, 
             break
     assert sorted(seen) == sorted(town.merchants)
     assert_problem(await client.get("/v1/merchants", params={"cursor": "!!"}, headers=tokens.auditor()), 422, "validation-error")
+
+
+# --- names a QR code must be able to carry ------------------------------------------------------
+
+UNPRINTABLE_NAMES = [
+    ("name", "鶴ヶ城 Teahouse"),  # field 59 carries printable ASCII only
+    ("name", "Café Nanokamachi"),
+    ("name_ja", "茶屋\u0378"),  # an unassigned code point
+    ("name_ja", "茶屋\ue000"),  # private use
+    ("name_ja", "茶\u200b屋"),  # a zero-width space (a format character)
+]
+
+
+@pytest.mark.parametrize(("field", "value"), UNPRINTABLE_NAMES, ids=[repr(v) for _, v in UNPRINTABLE_NAMES])
+async def test_a_merchant_name_no_qr_code_can_carry_is_refused_at_onboarding_and_edit(
+    client, tokens, town, sessionmaker, field, value
+):
+    before = await snapshot(sessionmaker)
+    onboard = await client.post("/v1/merchants", json={**FARMER, field: value}, headers=idem(tokens.operator()))
+    assert assert_problem(onboard, 422, "validation-error")["errors"][0]["loc"] == ["body", field]
+    teahouse = town.merchants["Tsurugajo Teahouse"]
+    edit = await client.patch(f"/v1/merchants/{teahouse}", json={field: value}, headers=idem(tokens.operator()))
+    assert assert_problem(edit, 422, "validation-error")["errors"][0]["loc"] == ["body", field]
+    assert await snapshot(sessionmaker) == before
+
+
+@pytest.mark.parametrize(("change", "where"), [
+    ({"name_ja": "二号店\u0378"}, "name_ja"),
+    ({"terminal_label": "   "}, "terminal_label"),  # nothing a code could show
+    ({"terminal_label": "レジ1"}, "terminal_label"),
+])
+async def test_a_store_name_or_label_no_qr_code_can_carry_is_refused(client, tokens, town, sessionmaker, change, where):
+    teahouse = town.merchants["Tsurugajo Teahouse"]
+    before = await snapshot(sessionmaker)
+    response = await client.post(f"/v1/merchants/{teahouse}/stores", json={"name": "Second", "name_ja": "二号店", **change},
+                                 headers=idem(tokens.merchant_admin(teahouse)))
+    assert assert_problem(response, 422, "validation-error")["errors"][0]["loc"] == ["body", where]
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_a_duplicate_store_name_is_refused_and_changes_nothing(client, tokens, town, sessionmaker):
+    teahouse = town.merchants["Tsurugajo Teahouse"]
+    admin = tokens.merchant_admin(teahouse)
+    body = {"name": "Market stall", "name_ja": "屋台"}
+    assert (await client.post(f"/v1/merchants/{teahouse}/stores", json=body, headers=idem(admin))).status_code == 201
+    before = await snapshot(sessionmaker)
+    assert_problem(await client.post(f"/v1/merchants/{teahouse}/stores", json=body, headers=idem(admin)), 409, "store-name-taken")
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_every_qr_call_answers_for_a_shop_with_the_names_it_was_given(client, tokens, town):
+    """What onboarding and store creation accept, every code, image and request can print."""
+    created = await client.post(
+        "/v1/merchants", json={**FARMER, "name": "  Bandai   Apple Orchard & Cider House of Aizu ", "name_ja": "磐梯りんご園　会津のシードル工房"},
+        headers=idem(tokens.operator()),
+    )
+    assert created.status_code == 201, created.text
+    merchant = created.json()["id"]
+    admin = tokens.merchant_admin(merchant)
+    store = await client.post(f"/v1/merchants/{merchant}/stores", json={
+        "name": "Stall", "name_ja": "か\u3099屋台", "terminal_label": "stall 1"}, headers=idem(admin))  # か + combining ゛
+    assert store.status_code == 201, store.text
+    store_id = store.json()["id"]
+    for path in ("qr", "qr.png", "qr.svg", "stand.pdf"):
+        assert (await client.get(f"/v1/stores/{store_id}/{path}", headers=admin)).status_code == 200, path
+    requested = await client.post("/v1/payment-requests", json={"store_id": store_id, "amount": 500, "order_reference": "o-1"},
+                                  headers=idem(tokens.mint(Role.MERCHANT_STAFF, "clerk", merchant=merchant)))
+    assert requested.status_code == 201, requested.text

@@ -29,6 +29,8 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 
+from shared.text import qr_text
+
 __all__ = [
     "InvalidQR",
     "MerchantQR",
@@ -112,18 +114,9 @@ def _tlv(tag: str, value: str) -> str:
 
 
 def _text(value: str, what: str, *, ascii_only: bool) -> str:
-    """Trim and check one free-text value. NFC first, so that a name typed with combining marks
-    (か + ゛) counts the characters a reader will count."""
-    if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string")
-    value = " ".join(unicodedata.normalize("NFC", value).split())  # also drops newlines and tabs
-    if not value:
-        raise ValueError(f"{what} must not be empty")
-    if ascii_only and not _ANS.fullmatch(value):
-        raise ValueError(f"{what} must be printable ASCII (romanised), got {value!r}")
-    if any(unicodedata.category(ch).startswith("C") for ch in value):
-        raise ValueError(f"{what} contains control or unassigned characters")
-    return value
+    """Trim and check one free-text value (shared.text.qr_text: the same rule checks a name when
+    it is stored)."""
+    return qr_text(value, what, ascii_only=ascii_only)
 
 
 def _shorten(value: str, limit: int) -> str:

@@ -28,6 +28,10 @@ class StoreNotFound(NotFound):
     slug, title = "store-not-found", "No such store"
 
 
+class StoreNameTaken(Conflict):
+    slug, title = "store-name-taken", "The merchant already has a store of that name"
+
+
 class MerchantInactive(Conflict):
     slug, title = "merchant-inactive", "The merchant is suspended or closed"
 

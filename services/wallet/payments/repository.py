@@ -25,8 +25,10 @@ from services.wallet.payments.models import (
 # --- stores -----------------------------------------------------------------------------------
 
 
-async def insert_store(session: AsyncSession, **values: Any) -> Store:
-    return (await session.execute(insert(Store).values(**values).returning(Store))).scalar_one()
+async def insert_store(session: AsyncSession, **values: Any) -> Store | None:
+    """The new store; None if the merchant already has one of that name."""
+    query = pg_insert(Store).values(**values).on_conflict_do_nothing().returning(Store)
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def store_with_merchant(session: AsyncSession, store_id: uuid.UUID) -> tuple[Store, Merchant] | None:

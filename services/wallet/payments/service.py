@@ -51,6 +51,7 @@ from services.wallet.payments.errors import (
     RefundExceedsRemaining,
     RefundWindowClosed,
     SelfTransfer,
+    StoreNameTaken,
     StoreNotFound,
 )
 from services.wallet.payments.models import (
@@ -82,10 +83,13 @@ async def create_default_fee_plans(session: AsyncSession, region: Region, actor:
 async def create_store(
     session: AsyncSession, clock: Clock, merchant: Merchant, *, name: str, name_ja: str, terminal_label: str | None
 ) -> Store:
-    return await repo.insert_store(
+    store = await repo.insert_store(
         session, id=new_id(), region_id=merchant.region_id, merchant_id=merchant.id, name=name, name_ja=name_ja,
         terminal_label=terminal_label, created_at=clock.now(),
     )
+    if store is None:
+        raise StoreNameTaken(f"{merchant.name_ja} already has a store named {name!r}.")
+    return store
 
 
 async def add_store(
