@@ -78,32 +78,40 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 class Idempotency:
-    def __init__(self, session: Any, clock: Clock, caller: str, key: str, fingerprint: str) -> None:
+    """A request's key. The body is read (to fingerprint the request) only when the key is first
+    used, so that an endpoint taking a large upload authorises the caller before reading it."""
+
+    def __init__(self, session: Any, clock: Clock, caller: str, key: str, request: Request) -> None:
         self.session = session
         self.clock = clock
         self.caller = caller
         self.key = key
-        self.fingerprint = fingerprint
+        self._request = request
+        self._fingerprint: str | None = None
 
     async def replay(self, render: Render | None = None) -> JSONResponse | None:
         """Claim the key; if an earlier request holds it, return that request's response
         (through `render` when the endpoint renders its stored answers, see `claim`)."""
-        claimed = await self.session.execute(_CLAIM, {**self.claim(), "created_at": self.clock.now()})
+        claimed = await self.session.execute(_CLAIM, {**await self.claim(), "created_at": self.clock.now()})
         if claimed.first() is not None:
             return None
         record = (await self.session.execute(_FIRST, {"caller": self.caller, "key": self.key})).one()
         return self.replayed(record.request_hash, record.status_code, record.response, render)
 
-    def claim(self) -> dict[str, Any]:
+    async def claim(self) -> dict[str, Any]:
         """The key's claim, for a database function that claims it, makes the effect and stores
         its answer in one statement (a hot path: wallet.buy_premium_at_once). Such an answer is
         built by the database, so the endpoint renders every answer to that key, first or
         replayed, through its response model (`render`): a replay is then the same text."""
-        return {"caller": self.caller, "key": self.key, "request_hash": self.fingerprint}
+        if self._fingerprint is None:
+            request = self._request
+            self._fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
+        return {"caller": self.caller, "key": self.key, "request_hash": self._fingerprint}
 
     def replayed(self, request_hash: str, status_code: int, response: Any, render: Render | None = None) -> JSONResponse:
         """The answer to a key an earlier request claimed: its response, or 422 for another request."""
-        if request_hash != self.fingerprint:
+        assert self._fingerprint is not None, "a key is claimed before its first answer is replayed"
+        if request_hash != self._fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used for a different request; use a new key for a new request."
             )
@@ -146,8 +154,7 @@ async def idempotency(
     ],
 ) -> Idempotency:
     # A missing header is answered as 400 idempotency-key-missing by shared.errors.
-    fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
-    return Idempotency(session, request.app.state.clock, principal.caller, idempotency_key, fingerprint)
+    return Idempotency(session, request.app.state.clock, principal.caller, idempotency_key, request)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]

@@ -101,13 +101,12 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            limit = [self.max_body_bytes]
-            body = await self._read_body(scope, receive, limit)
-            if body is None:
-                problem = PayloadTooLarge(f"The body may be at most {limit[0]} bytes.")
+            guarded = await self._guard_body(scope, receive)
+            if isinstance(guarded, int):
+                problem = PayloadTooLarge(f"The body may be at most {guarded} bytes.")
                 await problem_response(problem)(scope, receive, send_with_id)
             else:
-                await self.app(scope, _replay(body, receive), send_with_id)
+                await self.app(scope, guarded, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
@@ -120,38 +119,59 @@ class RequestMiddleware:
             )
             request_id_var.reset(token)
 
-    async def _read_body(self, scope: Scope, receive: Receive, limit: list[int]) -> bytes | None:
-        """The whole body (small by design: JSON commands; files only where an endpoint allows
-        them), or None if it is over the limit (`limit[0]` then says which limit applied)."""
-        upload_checked = False
+    async def _guard_body(self, scope: Scope, receive: Receive) -> Receive | int:
+        """The receive to hand the app, or the limit a body is over (then nothing is read further).
 
-        def over(size: int) -> bool:
-            nonlocal upload_checked
-            if size <= limit[0]:
-                return False
-            if not upload_checked:
-                upload_checked = True
-                larger = _upload_limit(scope)
-                if larger is not None and larger > limit[0]:
-                    limit[0] = larger
-            return size > limit[0]
-
+        A body within the small limit is read here whole (JSON commands). A larger one is let
+        through only to a file-upload route, and then not read here: the endpoint reads it after
+        it has authenticated and authorised the caller, through a receive that stops at the
+        upload limit. So an unauthenticated client cannot make the server hold large bodies."""
+        limit = self.max_body_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and over(int(declared)):
-            return None
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            upload = _upload_limit(scope)
+            if upload is None or int(declared) > upload:
+                return upload or limit
+            return _bounded(receive, [], 0, upload)
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return b"".join(chunks)
+                return _replay(b"".join(chunks), receive)
             chunk = message.get("body", b"")
             size += len(chunk)
-            if over(size):
-                return None
             chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+            more = message.get("more_body", False)
+            if size > limit:
+                upload = _upload_limit(scope)
+                if upload is None or size > upload:
+                    return upload or limit
+                return _bounded(receive, chunks, size, upload, done=not more)
+            if not more:
+                return _replay(b"".join(chunks), receive)
+
+
+def _bounded(receive: Receive, read: list[bytes], size: int, limit: int, *, done: bool = False) -> Receive:
+    """What was read so far, then the rest of the body as the app asks for it, refused with 413
+    (raised into the endpoint reading it) once it passes `limit`."""
+    pending = b"".join(read)
+    handed = not read
+    finished = done
+
+    async def bounded() -> Message:
+        nonlocal handed, size
+        if not handed:
+            handed = True
+            return {"type": "http.request", "body": pending, "more_body": not finished}
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise PayloadTooLarge(f"The body may be at most {limit} bytes.")
+        return message
+
+    return bounded
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

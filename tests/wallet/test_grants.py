@@ -587,8 +587,8 @@ async def test_an_upload_whose_worker_died_is_taken_up_again(client, tokens, tow
     body = csv_rows(("r1", wallet_id(town, HANAKO), 400, "recycling", "e1", "2026-03-01", ""))
     operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code="aizu")
     async with sessionmaker() as session, session.begin():
-        accepted = await grants_service.accept_upload(session, clock, operator, uuid.UUID(campaign["id"]),
-                                                      body.encode(), "lost.csv")
+        to = await grants_service.campaign_to_upload_to(session, operator, uuid.UUID(campaign["id"]))
+        accepted = await grants_service.accept_upload(session, clock, operator, to, body.encode(), "lost.csv")
         # ... and it had begun granting when the process died (its transaction rolled back).
         await session.execute(text("UPDATE wallet.grant_uploads SET status = 'granting', total_rows = 1, "
                                    "validated_rows = 1, granted_rows = 1 WHERE id = :id"), {"id": accepted.id})
@@ -676,3 +676,54 @@ async def test_the_city_reports_points_and_grants_per_fiscal_year(client, tokens
                                      {"category": "volunteering", "grants": 1, "points": 200}]
     current = (await client.get("/v1/grants/summary", headers=tokens.operator())).json()
     assert (current["fiscal_year"], current["grants"], current["points"]) == (2027, 1, 50)
+
+
+async def _post_unread(app, path: str, headers: dict[str, str], size: int, chunk: int = 1 << 20) -> tuple[int, int]:
+    """POST a `size`-byte body straight to the ASGI app, chunk by chunk as a socket would deliver
+    it; the answer's status and how many body bytes the app took before answering."""
+    taken = 0
+    status = 0
+
+    async def receive():
+        nonlocal taken
+        if taken >= size:
+            return {"type": "http.disconnect"}
+        part = min(chunk, size - taken)
+        taken += part
+        return {"type": "http.request", "body": b"x" * part, "more_body": taken < size}
+
+    async def send(message):
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "headers": raw,
+             "client": ("203.0.113.7", 50000), "server": ("chiikipay.test", 80), "root_path": "", "app": app}
+    await app(scope, receive, send)
+    return status, taken
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_large_upload_is_not_read_before_the_caller_is_authenticated_and_authorised(
+    app, client, tokens, town, sessionmaker, settings, declared
+):
+    campaign = await make_campaign(client, tokens)
+    other = await make_campaign(client, tokens, name="Volunteer points")
+    foreign_partner = {"X-API-Key": (await partner_key(client, tokens, other))["secret"]}
+    path = f"/v1/campaigns/{campaign['id']}/grant-uploads"
+    size = settings.max_upload_bytes  # 32 MB, the largest file the route takes
+    base = {"content-type": "text/csv", "idempotency-key": "big-upload-1"} | ({"content-length": str(size)} if declared else {})
+    before = await values(sessionmaker)
+    for headers, status in (
+        (base, 401),  # no credentials
+        (base | {"authorization": "Bearer not-a-token"}, 401),
+        (base | tokens.resident(), 403),  # a role that may not upload
+        (base | foreign_partner, 403),  # a partner key of another campaign
+    ):
+        answered, taken = await _post_unread(app, path, headers, size)
+        assert answered == status
+        # Nothing beyond what the small-body guard reads before it knows the route takes uploads.
+        assert taken <= (0 if declared else settings.max_body_bytes + (1 << 20)), (headers, taken)
+    assert await values(sessionmaker) == before

@@ -164,9 +164,11 @@ async def upload_grants(
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ("text/csv", "application/csv"):
         raise UnsupportedMediaType(f"Send the file as text/csv, not {media_type or 'nothing'}.")
+    # Who may upload here is settled before the file is read (up to `max_upload_bytes`).
+    campaign = await service.campaign_to_upload_to(session, principal, campaign_id)
     if replay := await idem.replay():
         return replay
-    upload = await service.accept_upload(session, clock, principal, campaign_id, await request.body(), filename)
+    upload = await service.accept_upload(session, clock, principal, campaign, await request.body(), filename)
     location = f"/v1/campaigns/{campaign_id}/grant-uploads/{upload.id}"
     response = await idem.respond(202, upload_out(upload, []))
     response.headers["Location"] = location

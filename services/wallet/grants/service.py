@@ -298,12 +298,16 @@ async def summary(session: AsyncSession, principal: Principal, year: int) -> Sum
 # --- CSV uploads: accepting one -----------------------------------------------------------------
 
 
+async def campaign_to_upload_to(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> Campaign:
+    """The open grant campaign the caller may upload grants to: checked before the file is read."""
+    return campaigns.active(_grant_campaign(await _campaign(session, principal, campaign_id)))
+
+
 async def accept_upload(
-    session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, content: bytes,
+    session: AsyncSession, clock: Clock, principal: Principal, campaign: Campaign, content: bytes,
     filename: str | None,
 ) -> GrantUpload:
     """Record the file and queue it; a worker checks and grants it (tasks.py)."""
-    campaign = campaigns.active(_grant_campaign(await _campaign(session, principal, campaign_id)))
     now = clock.now()
     digest = hashlib.sha256(content).hexdigest()
     upload = await repo.insert_upload(

@@ -152,7 +152,7 @@ async def buy(
     idem: IdempotencyDep,
 ):
     """Buy sets of a first-come offer, paid from the wallet's coin usable at every shop."""
-    at_once = await service.buy_at_once(session, clock, principal, campaign_id, body.sets, idem.claim())
+    at_once = await service.buy_at_once(session, clock, principal, campaign_id, body.sets, await idem.claim())
     if at_once.first is not None:
         return idem.replayed(*at_once.first, render=purchase_answer)
     if at_once.answer is not None:
