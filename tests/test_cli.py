@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
+import psutil
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
@@ -105,14 +108,14 @@ def test_serve_on_the_embedded_default_starts_and_stops_its_servers(tmp_path: Pa
     try:
         ready = _wait_for(f"http://127.0.0.1:{port}/readyz", time.monotonic() + 90)
         assert b'"database":"ok"' in ready and b'"redis":"ok"' in ready
-        assert (data_dir / "valkey" / "port").exists()
+        assert (data_dir / "valkey" / "server.json").exists()
         assert (data_dir / "pgdata" / "postmaster.pid").exists()
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0].decode()
     assert server.returncode == 0, output
     assert "resident-hanako" in output  # the demo table
-    assert not (data_dir / "valkey" / "port").exists()
+    assert not (data_dir / "valkey" / "server.json").exists()
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
 
 
@@ -133,3 +136,101 @@ def test_jobs_expire_runs_a_date_once_and_refuses_bad_dates(cli_env):
     assert runner.invoke(cli, ["jobs", "expire", "--as-of", "yesterday"]).exit_code == 2
     assert runner.invoke(cli, ["jobs", "expire", "--as-of", str(date(2026, 1, 1)), "--region", "nowhere"]).exit_code == 2
     assert runner.invoke(cli, ["ledger", "verify"]).exit_code == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _embedded_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["DATA_DIR"] = str(data_dir)
+    return env
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The `chiikipay` processes a test starts; none is left running when the test fails half-way."""
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _serve(data_dir: Path, spawned: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "serve", "--port", str(port)],
+        env=_embedded_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    spawned.append(process)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{base}/healthz", time.monotonic() + 90)
+    except OSError:
+        process.kill()
+        raise AssertionError(process.communicate(timeout=30)[0].decode()) from None
+    return process, base
+
+
+def _ready(base: str) -> bytes:
+    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+        return response.read()
+
+
+def _servers_of(data_dir: Path) -> list[psutil.Process]:
+    """The live PostgreSQL and Valkey processes of this data folder: the postmaster is started with
+    `-D <pgdata>`, Valkey runs in `<data folder>/valkey` (it rewrites its own command line)."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline", "cwd", "status"]):
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if process.info["name"] == "postgres" and str(data_dir) in " ".join(process.info["cmdline"] or ()):
+            found.append(process)
+        elif process.info["name"] == "valkey-server" and str(data_dir) in (process.info["cwd"] or ""):
+            found.append(process)
+    return found
+
+
+def _stop(process: subprocess.Popen[bytes]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 0, output
+    return output
+
+
+def test_embedded_servers_are_stopped_by_the_last_one_out_even_after_a_kill(tmp_path: Path, spawned):
+    """Issue 11 item 11. Two `serve`s share the embedded servers: the one that started them leaves
+    first and they stay up for the other. That one is killed (SIGKILL) and leaves PostgreSQL and
+    Valkey running; the next `serve` adopts them, a short-lived `migrate` beside it leaves them
+    up, and its clean exit stops both: nothing of this data folder is left running."""
+    data_dir = (tmp_path / "data").resolve()
+    starter, _ = _serve(data_dir, spawned)
+    try:
+        sharer, sharer_url = _serve(data_dir, spawned)
+        _stop(starter)
+        assert b'"database":"ok","redis":"ok"' in _ready(sharer_url)
+        sharer.kill()
+        sharer.communicate(timeout=30)
+        left = _servers_of(data_dir)
+        assert {p.info["name"] for p in left} >= {"postgres", "valkey-server"}  # what the kill left
+
+        adopter, adopter_url = _serve(data_dir, spawned)
+        migrated = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "migrate"], env=_embedded_env(data_dir),
+            capture_output=True, timeout=120,
+        )
+        assert migrated.returncode == 0, migrated.stderr.decode()
+        assert b'"database":"ok","redis":"ok"' in _ready(adopter_url)
+        assert {p.pid for p in _servers_of(data_dir)} == {p.pid for p in left}  # adopted, not replaced
+        _stop(adopter)
+        assert _servers_of(data_dir) == []
+        assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+        assert not (data_dir / "valkey" / "server.json").exists()
+    finally:
+        for process in _servers_of(data_dir):  # never leave servers behind when this fails
+            process.terminate()
