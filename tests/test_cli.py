@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 import jwt
 import psutil
 import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
@@ -72,15 +74,69 @@ def test_ledger_verify_exits_non_zero_naming_the_broken_account(cli_env):
 def test_token_is_accepted_by_the_dev_issuer_key_and_refused_when_disabled(cli_env, app, monkeypatch):
     minted = runner.invoke(cli, ["token", "operator", "operator-aizu", "--region", "aizu"])
     assert minted.exit_code == 0, minted.output
-    claims = jwt.decode(minted.output.strip(), app.state.dev_issuer.public_key, algorithms=["RS256"], audience="chiikipay")
+    # stdout is the token alone (TOKEN=$(chiikipay token ...)); stderr names the key that signed it.
+    claims = jwt.decode(minted.stdout.strip(), app.state.dev_issuer.public_key, algorithms=["RS256"], audience="chiikipay")
     assert (claims["sub"], claims["role"], claims["region"]) == ("operator-aizu", "operator", "aizu")
+    assert f"signed with the dev issuer key {(cli_env.data_dir / 'dev-issuer-key.pem').resolve()}" in minted.stderr
 
     assert runner.invoke(cli, ["token", "merchant_admin", "owner"]).exit_code != 0  # needs --merchant
 
     monkeypatch.setenv("DEV_ISSUER_ENABLED", "false")
     get_settings.cache_clear()
     refused = runner.invoke(cli, ["token", "operator", "operator-aizu"])
-    assert refused.exit_code == 2 and "disabled" in refused.output
+    assert refused.exit_code == 2 and "disabled" in refused.stderr and refused.stdout == ""
+
+
+def _said(text: str) -> str:
+    """An error as read: the words of typer's boxed message, without the box and its wrapping."""
+    return " ".join(text.translate(str.maketrans("", "", "│╭╮╰╯─")).split())
+
+
+@pytest.fixture
+def token_env(tmp_path, monkeypatch):
+    """`chiikipay token` in a data folder of its own (the command needs no database)."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    monkeypatch.setenv("DEV_ISSUER_ENABLED", "true")
+    get_settings.cache_clear()
+    yield data_dir
+    get_settings.cache_clear()
+
+
+def test_token_refuses_a_malformed_merchant_id_without_a_traceback(token_env):
+    result = runner.invoke(cli, ["token", "merchant_admin", "owner", "--merchant", "not-a-uuid"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--merchant'" in _said(result.stderr) and "Traceback" not in result.output
+    assert result.stdout == "" and not (token_env / "dev-issuer-key.pem").exists()
+
+
+@pytest.mark.parametrize("role", ["partner", "terminal"])
+def test_token_refuses_the_roles_that_only_api_keys_carry(token_env, role):
+    """The server refuses a token with these roles (principal_from_claims), so none is minted."""
+    result = runner.invoke(cli, ["token", role, "pos-1"])
+    assert result.exit_code == 2, result.output
+    assert f"{role} callers authenticate with an API key (X-API-Key), never a token" in _said(result.stderr)
+    assert result.stdout == "" and not (token_env / "dev-issuer-key.pem").exists()
+
+
+def test_token_outside_the_data_folder_refuses_to_create_a_key_unless_asked(token_env):
+    key = token_env.resolve() / "dev-issuer-key.pem"
+    refused = runner.invoke(cli, ["token", "resident", "resident-hanako"])
+    assert refused.exit_code == 2, refused.output
+    assert f"no dev issuer key in the data folder {token_env.resolve()}" in refused.stderr
+    assert refused.stdout == "" and not key.exists()
+
+    created = runner.invoke(cli, ["token", "resident", "resident-hanako", "--create-key"])
+    assert created.exit_code == 0, created.output
+    assert f"created and signed with the dev issuer key {key}" in created.stderr
+    public_key = serialization.load_pem_private_key(key.read_bytes(), password=None).public_key()
+    assert jwt.decode(created.stdout.strip(), public_key, algorithms=["RS256"], audience="chiikipay")["sub"] == "resident-hanako"
+
+    # The key now exists: later tokens are signed with it, without the flag.
+    again = runner.invoke(cli, ["token", "resident", "resident-taro"])
+    assert again.exit_code == 0, again.output
+    assert f"signed with the dev issuer key {key}" in again.stderr and "created" not in again.stderr
+    assert jwt.decode(again.stdout.strip(), public_key, algorithms=["RS256"], audience="chiikipay")["sub"] == "resident-taro"
 
 
 def _wait_for(url: str, deadline: float) -> bytes:
@@ -94,10 +150,10 @@ def _wait_for(url: str, deadline: float) -> bytes:
             time.sleep(0.2)  # polling a real child process while it starts; no clock to move
 
 
-def test_serve_on_the_embedded_default_starts_and_stops_its_servers(tmp_path: Path):
+def test_serve_on_the_embedded_default_starts_and_stops_its_servers(data_folder: Path):
     """What the README's first command does, on a fresh data folder: embedded PostgreSQL and
     Valkey start, the demo is seeded, the API answers; on SIGTERM everything stops."""
-    data_dir = tmp_path / "data"
+    data_dir = data_folder
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["DATA_DIR"] = str(data_dir)
     port = 18_000 + os.getpid() % 1_000
@@ -136,6 +192,15 @@ def test_jobs_expire_runs_a_date_once_and_refuses_bad_dates(cli_env):
     assert runner.invoke(cli, ["jobs", "expire", "--as-of", "yesterday"]).exit_code == 2
     assert runner.invoke(cli, ["jobs", "expire", "--as-of", str(date(2026, 1, 1)), "--region", "nowhere"]).exit_code == 2
     assert runner.invoke(cli, ["ledger", "verify"]).exit_code == 0
+
+
+@pytest.fixture
+def data_folder() -> Iterator[Path]:
+    """A fresh data folder for a `chiikipay` subprocess, outside pytest's tmp_path: as root, the
+    embedded PostgreSQL runs as the user `pgserver`, which must traverse every parent folder, and
+    each pytest session resets /tmp/pytest-of-<user> to 0700 (sessions share this machine)."""
+    with tempfile.TemporaryDirectory(prefix="chiikipay-test-") as folder:
+        yield Path(folder).resolve() / "data"
 
 
 def _free_port() -> int:
@@ -203,12 +268,12 @@ def _stop(process: subprocess.Popen[bytes]) -> str:
     return output
 
 
-def test_embedded_servers_are_stopped_by_the_last_one_out_even_after_a_kill(tmp_path: Path, spawned):
+def test_embedded_servers_are_stopped_by_the_last_one_out_even_after_a_kill(data_folder: Path, spawned):
     """Issue 11 item 11. Two `serve`s share the embedded servers: the one that started them leaves
     first and they stay up for the other. That one is killed (SIGKILL) and leaves PostgreSQL and
     Valkey running; the next `serve` adopts them, a short-lived `migrate` beside it leaves them
     up, and its clean exit stops both: nothing of this data folder is left running."""
-    data_dir = (tmp_path / "data").resolve()
+    data_dir = data_folder
     starter, _ = _serve(data_dir, spawned)
     try:
         sharer, sharer_url = _serve(data_dir, spawned)
