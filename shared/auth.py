@@ -75,13 +75,34 @@ ALGORITHM = "RS256"
 CLOCK_SKEW_SECONDS = 60  # tolerated drift between the identity provider's clock and ours
 
 
-class DevIssuer:
-    """The built-in issuer of the embedded default; its private key lives in the data folder."""
+DEV_ISSUER_KEY_FILE = "dev-issuer-key.pem"
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+
+class NoDevIssuerKey(Exception):
+    """The data folder holds no dev issuer key and this caller may not create one."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no dev issuer key at {path}")
+        self.path = path
+
+
+def dev_issuer_key_path(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / DEV_ISSUER_KEY_FILE
+
+
+class DevIssuer:
+    """The built-in issuer of the embedded default; its private key lives in the data folder.
+
+    The server creates the key on its first start. `chiikipay token` passes `create_key=False`:
+    run in the wrong folder, a new key of its own would sign tokens the server refuses."""
+
+    def __init__(self, settings: Settings, clock: Clock, *, create_key: bool = True) -> None:
         self.settings = settings
         self.clock = clock
-        self.private_key = _load_or_create_key(settings.data_dir / "dev-issuer-key.pem")
+        self.key_path = dev_issuer_key_path(settings)
+        if not create_key and not self.key_path.exists():
+            raise NoDevIssuerKey(self.key_path)
+        self.private_key = _load_or_create_key(self.key_path)
 
     @property
     def public_key(self) -> rsa.RSAPublicKey:

@@ -17,7 +17,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.application import SERVICES
-from shared.auth import DevIssuer, Role
+from shared.auth import KEY_ROLES, MERCHANT_ROLES, DevIssuer, NoDevIssuerKey, Role, dev_issuer_key_path
 from shared.clock import SystemClock
 from shared.config import Settings, get_settings
 from shared.db import create_engine, create_sessionmaker
@@ -121,24 +121,46 @@ def demo() -> None:
 
 @app.command()
 def token(
-    role: Annotated[Role, typer.Argument(help="resident, merchant_staff, merchant_admin, operator or auditor")],
+    role: Annotated[Role, typer.Argument(
+        help="resident, merchant_staff, merchant_admin, operator or auditor (terminals and partner systems use API keys)"
+    )],
     subject: Annotated[str, typer.Argument(help="the token's subject, e.g. resident-hanako")],
     region: str = "aizu",
-    merchant: Annotated[str | None, typer.Option(help="merchant id, for merchant roles")] = None,
+    merchant: Annotated[uuid.UUID | None, typer.Option(help="merchant id, for merchant roles")] = None,
     ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
+    create_key: Annotated[bool, typer.Option(
+        "--create-key", help="create the dev issuer's signing key if the data folder has none"
+    )] = False,
 ) -> None:
-    """Mint a token from the built-in dev issuer (refused unless it is enabled)."""
+    """Mint a token from the built-in dev issuer (refused unless it is enabled).
+
+    Only the token goes to stdout (`TOKEN=$(chiikipay token ...)`); which key signed it, to stderr."""
     settings = get_settings()
     if not settings.dev_issuer_enabled:
-        console.print("[red]the dev issuer is disabled (DEV_ISSUER_ENABLED=false): tokens come from the city's provider")
+        typer.echo("the dev issuer is disabled (DEV_ISSUER_ENABLED=false): tokens come from the city's provider", err=True)
         raise typer.Exit(2)
-    if role is Role.TERMINAL:
-        raise typer.BadParameter("terminals use API keys, not tokens")
-    merchant_id = uuid.UUID(merchant) if merchant else None
-    if role in (Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN) and merchant_id is None:
+    if role in KEY_ROLES:
+        # The server refuses a token carrying these roles (principal_from_claims).
+        raise typer.BadParameter(
+            f"{role.value} callers authenticate with an API key (X-API-Key), never a token", param_hint="ROLE"
+        )
+    if role in MERCHANT_ROLES and merchant is None:
         raise typer.BadParameter("merchant roles need --merchant <merchant id>")
-    issuer = DevIssuer(settings, SystemClock())
-    print(issuer.mint(subject=subject, role=role, region=region, merchant_id=merchant_id, ttl=timedelta(seconds=ttl)))
+    key_path = dev_issuer_key_path(settings)
+    created = not key_path.exists()
+    try:
+        issuer = DevIssuer(settings, SystemClock(), create_key=create_key)
+    except NoDevIssuerKey:
+        typer.echo(
+            f"no dev issuer key in the data folder {key_path.parent}: the server creates it on its first start, "
+            "so run this where the server runs (or set DATA_DIR to its data folder); "
+            "--create-key makes a new key, whose tokens a server started with another key refuses",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    minted = issuer.mint(subject=subject, role=role, region=region, merchant_id=merchant, ttl=timedelta(seconds=ttl))
+    typer.echo(f"{'created and signed with' if created else 'signed with'} the dev issuer key {key_path}", err=True)
+    print(minted)
 
 
 @ledger.command("verify")

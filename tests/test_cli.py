@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
+import psutil
 import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
@@ -69,15 +74,69 @@ def test_ledger_verify_exits_non_zero_naming_the_broken_account(cli_env):
 def test_token_is_accepted_by_the_dev_issuer_key_and_refused_when_disabled(cli_env, app, monkeypatch):
     minted = runner.invoke(cli, ["token", "operator", "operator-aizu", "--region", "aizu"])
     assert minted.exit_code == 0, minted.output
-    claims = jwt.decode(minted.output.strip(), app.state.dev_issuer.public_key, algorithms=["RS256"], audience="chiikipay")
+    # stdout is the token alone (TOKEN=$(chiikipay token ...)); stderr names the key that signed it.
+    claims = jwt.decode(minted.stdout.strip(), app.state.dev_issuer.public_key, algorithms=["RS256"], audience="chiikipay")
     assert (claims["sub"], claims["role"], claims["region"]) == ("operator-aizu", "operator", "aizu")
+    assert f"signed with the dev issuer key {(cli_env.data_dir / 'dev-issuer-key.pem').resolve()}" in minted.stderr
 
     assert runner.invoke(cli, ["token", "merchant_admin", "owner"]).exit_code != 0  # needs --merchant
 
     monkeypatch.setenv("DEV_ISSUER_ENABLED", "false")
     get_settings.cache_clear()
     refused = runner.invoke(cli, ["token", "operator", "operator-aizu"])
-    assert refused.exit_code == 2 and "disabled" in refused.output
+    assert refused.exit_code == 2 and "disabled" in refused.stderr and refused.stdout == ""
+
+
+def _said(text: str) -> str:
+    """An error as read: the words of typer's boxed message, without the box and its wrapping."""
+    return " ".join(text.translate(str.maketrans("", "", "│╭╮╰╯─")).split())
+
+
+@pytest.fixture
+def token_env(tmp_path, monkeypatch):
+    """`chiikipay token` in a data folder of its own (the command needs no database)."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    monkeypatch.setenv("DEV_ISSUER_ENABLED", "true")
+    get_settings.cache_clear()
+    yield data_dir
+    get_settings.cache_clear()
+
+
+def test_token_refuses_a_malformed_merchant_id_without_a_traceback(token_env):
+    result = runner.invoke(cli, ["token", "merchant_admin", "owner", "--merchant", "not-a-uuid"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--merchant'" in _said(result.stderr) and "Traceback" not in result.output
+    assert result.stdout == "" and not (token_env / "dev-issuer-key.pem").exists()
+
+
+@pytest.mark.parametrize("role", ["partner", "terminal"])
+def test_token_refuses_the_roles_that_only_api_keys_carry(token_env, role):
+    """The server refuses a token with these roles (principal_from_claims), so none is minted."""
+    result = runner.invoke(cli, ["token", role, "pos-1"])
+    assert result.exit_code == 2, result.output
+    assert f"{role} callers authenticate with an API key (X-API-Key), never a token" in _said(result.stderr)
+    assert result.stdout == "" and not (token_env / "dev-issuer-key.pem").exists()
+
+
+def test_token_outside_the_data_folder_refuses_to_create_a_key_unless_asked(token_env):
+    key = token_env.resolve() / "dev-issuer-key.pem"
+    refused = runner.invoke(cli, ["token", "resident", "resident-hanako"])
+    assert refused.exit_code == 2, refused.output
+    assert f"no dev issuer key in the data folder {token_env.resolve()}" in refused.stderr
+    assert refused.stdout == "" and not key.exists()
+
+    created = runner.invoke(cli, ["token", "resident", "resident-hanako", "--create-key"])
+    assert created.exit_code == 0, created.output
+    assert f"created and signed with the dev issuer key {key}" in created.stderr
+    public_key = serialization.load_pem_private_key(key.read_bytes(), password=None).public_key()
+    assert jwt.decode(created.stdout.strip(), public_key, algorithms=["RS256"], audience="chiikipay")["sub"] == "resident-hanako"
+
+    # The key now exists: later tokens are signed with it, without the flag.
+    again = runner.invoke(cli, ["token", "resident", "resident-taro"])
+    assert again.exit_code == 0, again.output
+    assert f"signed with the dev issuer key {key}" in again.stderr and "created" not in again.stderr
+    assert jwt.decode(again.stdout.strip(), public_key, algorithms=["RS256"], audience="chiikipay")["sub"] == "resident-taro"
 
 
 def _wait_for(url: str, deadline: float) -> bytes:
@@ -91,10 +150,10 @@ def _wait_for(url: str, deadline: float) -> bytes:
             time.sleep(0.2)  # polling a real child process while it starts; no clock to move
 
 
-def test_serve_on_the_embedded_default_starts_and_stops_its_servers(tmp_path: Path):
+def test_serve_on_the_embedded_default_starts_and_stops_its_servers(data_folder: Path):
     """What the README's first command does, on a fresh data folder: embedded PostgreSQL and
     Valkey start, the demo is seeded, the API answers; on SIGTERM everything stops."""
-    data_dir = tmp_path / "data"
+    data_dir = data_folder
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["DATA_DIR"] = str(data_dir)
     port = 18_000 + os.getpid() % 1_000
@@ -105,14 +164,14 @@ def test_serve_on_the_embedded_default_starts_and_stops_its_servers(tmp_path: Pa
     try:
         ready = _wait_for(f"http://127.0.0.1:{port}/readyz", time.monotonic() + 90)
         assert b'"database":"ok"' in ready and b'"redis":"ok"' in ready
-        assert (data_dir / "valkey" / "port").exists()
+        assert (data_dir / "valkey" / "server.json").exists()
         assert (data_dir / "pgdata" / "postmaster.pid").exists()
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0].decode()
     assert server.returncode == 0, output
     assert "resident-hanako" in output  # the demo table
-    assert not (data_dir / "valkey" / "port").exists()
+    assert not (data_dir / "valkey" / "server.json").exists()
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
 
 
@@ -133,3 +192,110 @@ def test_jobs_expire_runs_a_date_once_and_refuses_bad_dates(cli_env):
     assert runner.invoke(cli, ["jobs", "expire", "--as-of", "yesterday"]).exit_code == 2
     assert runner.invoke(cli, ["jobs", "expire", "--as-of", str(date(2026, 1, 1)), "--region", "nowhere"]).exit_code == 2
     assert runner.invoke(cli, ["ledger", "verify"]).exit_code == 0
+
+
+@pytest.fixture
+def data_folder() -> Iterator[Path]:
+    """A fresh data folder for a `chiikipay` subprocess, outside pytest's tmp_path: as root, the
+    embedded PostgreSQL runs as the user `pgserver`, which must traverse every parent folder, and
+    each pytest session resets /tmp/pytest-of-<user> to 0700 (sessions share this machine)."""
+    with tempfile.TemporaryDirectory(prefix="chiikipay-test-") as folder:
+        yield Path(folder).resolve() / "data"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _embedded_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["DATA_DIR"] = str(data_dir)
+    return env
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The `chiikipay` processes a test starts; none is left running when the test fails half-way."""
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _serve(data_dir: Path, spawned: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "serve", "--port", str(port)],
+        env=_embedded_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    spawned.append(process)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{base}/healthz", time.monotonic() + 90)
+    except OSError:
+        process.kill()
+        raise AssertionError(process.communicate(timeout=30)[0].decode()) from None
+    return process, base
+
+
+def _ready(base: str) -> bytes:
+    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+        return response.read()
+
+
+def _servers_of(data_dir: Path) -> list[psutil.Process]:
+    """The live PostgreSQL and Valkey processes of this data folder: the postmaster is started with
+    `-D <pgdata>`, Valkey runs in `<data folder>/valkey` (it rewrites its own command line)."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline", "cwd", "status"]):
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if process.info["name"] == "postgres" and str(data_dir) in " ".join(process.info["cmdline"] or ()):
+            found.append(process)
+        elif process.info["name"] == "valkey-server" and str(data_dir) in (process.info["cwd"] or ""):
+            found.append(process)
+    return found
+
+
+def _stop(process: subprocess.Popen[bytes]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 0, output
+    return output
+
+
+def test_embedded_servers_are_stopped_by_the_last_one_out_even_after_a_kill(data_folder: Path, spawned):
+    """Issue 11 item 11. Two `serve`s share the embedded servers: the one that started them leaves
+    first and they stay up for the other. That one is killed (SIGKILL) and leaves PostgreSQL and
+    Valkey running; the next `serve` adopts them, a short-lived `migrate` beside it leaves them
+    up, and its clean exit stops both: nothing of this data folder is left running."""
+    data_dir = data_folder
+    starter, _ = _serve(data_dir, spawned)
+    try:
+        sharer, sharer_url = _serve(data_dir, spawned)
+        _stop(starter)
+        assert b'"database":"ok","redis":"ok"' in _ready(sharer_url)
+        sharer.kill()
+        sharer.communicate(timeout=30)
+        left = _servers_of(data_dir)
+        assert {p.info["name"] for p in left} >= {"postgres", "valkey-server"}  # what the kill left
+
+        adopter, adopter_url = _serve(data_dir, spawned)
+        migrated = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "migrate"], env=_embedded_env(data_dir),
+            capture_output=True, timeout=120,
+        )
+        assert migrated.returncode == 0, migrated.stderr.decode()
+        assert b'"database":"ok","redis":"ok"' in _ready(adopter_url)
+        assert {p.pid for p in _servers_of(data_dir)} == {p.pid for p in left}  # adopted, not replaced
+        _stop(adopter)
+        assert _servers_of(data_dir) == []
+        assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+        assert not (data_dir / "valkey" / "server.json").exists()
+    finally:
+        for process in _servers_of(data_dir):  # never leave servers behind when this fails
+            process.terminate()
