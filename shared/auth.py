@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -189,12 +190,23 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"The bearer token was rejected: {exc}.") from None
+        for claim in ("exp", "iat", "nbf"):
+            # NumericDate (RFC 7519): a number of seconds. A signed token may still carry a string.
+            if claim in claims and (isinstance(claims[claim], bool) or not isinstance(claims[claim], (int, float))):
+                raise InvalidToken(f"The token's `{claim}` is not a time in seconds.")
         now = self.clock.now().timestamp()
         if claims["exp"] <= now:
             raise InvalidToken("The bearer token has expired.")
         if claims["iat"] > now + CLOCK_SKEW_SECONDS or claims.get("nbf", 0) > now + CLOCK_SKEW_SECONDS:
             raise InvalidToken("The bearer token is not valid yet.")
         return claims
+
+
+# OpenID Connect Core: `sub` is a case-sensitive string of at most 255 ASCII characters. Only
+# printable ones without spaces are taken: a subject is stored, logged and used as a key, and an
+# empty one would be a wallet every such token shared.
+SUBJECT = re.compile(r"[!-~]{1,255}")
+REGION_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -204,16 +216,19 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         raise InvalidToken("The token carries no known role.") from None
     if role in KEY_ROLES:
         raise InvalidToken("Terminals and partner systems authenticate with an API key, not a token.")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
+        raise InvalidToken("The token's subject must be 1 to 255 printable ASCII characters without spaces.")
     region = claims.get("region")
-    if not isinstance(region, str) or not region:
-        raise InvalidToken("The token names no region.")
+    if not isinstance(region, str) or not REGION_CODE.fullmatch(region):
+        raise InvalidToken("The token names no region code (lower-case letters, digits, '-').")
     merchant_id = None
     if role in MERCHANT_ROLES:
         try:
             merchant_id = uuid.UUID(str(claims.get("merchant")))
         except ValueError:
             raise InvalidToken("A merchant role needs the merchant's id in the `merchant` claim.") from None
-    return Principal(subject=str(claims["sub"]), role=role, region_code=region, merchant_id=merchant_id)
+    return Principal(subject=subject, role=role, region_code=region, merchant_id=merchant_id)
 
 
 # --- API keys ---------------------------------------------------------------------------------

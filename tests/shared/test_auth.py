@@ -54,6 +54,41 @@ async def test_bad_tokens_are_refused_and_change_nothing(client, app, clock, tow
     assert await snapshot(sessionmaker) == before
 
 
+MALFORMED_CLAIMS = [
+    pytest.param({"exp": "2099-01-01"}, id="exp-a-string"),
+    pytest.param({"iat": "yesterday"}, id="iat-a-string"),
+    pytest.param({"nbf": "soon"}, id="nbf-a-string"),
+    pytest.param({"exp": True}, id="exp-a-boolean"),
+    pytest.param({"sub": "resident-\x00hanako"}, id="nul-in-sub"),
+    pytest.param({"region": "ai\x00zu"}, id="nul-in-region"),
+    pytest.param({"sub": ""}, id="empty-sub"),
+    pytest.param({"sub": "r" * 12_000}, id="sub-of-12000-characters"),
+    pytest.param({"sub": "resident\nhanako"}, id="newline-in-sub"),
+    pytest.param({"sub": "resident hanako"}, id="space-in-sub"),
+    pytest.param({"sub": 42}, id="sub-a-number"),
+    pytest.param({"region": "Aizu"}, id="region-not-a-code"),
+    pytest.param({"region": ["aizu"]}, id="region-a-list"),
+    pytest.param({"role": ["resident"]}, id="role-a-list"),
+]
+
+
+@pytest.mark.parametrize("overrides", MALFORMED_CLAIMS)
+async def test_a_signed_token_with_malformed_claims_is_refused_and_changes_nothing(
+    client, app, clock, town, sessionmaker, overrides
+):
+    """Signed by the right key, so only the claims' own checks stand between them and the wallet."""
+    before = await snapshot(sessionmaker)
+    response = await client.get("/v1/wallet", headers=token_with(app, clock, **overrides))
+    assert_problem(response, 401, "invalid-token")
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_a_subject_of_255_printable_characters_is_a_resident(client, app, clock, town):
+    subject = "auth0|" + "x" * 249
+    response = await client.get("/v1/wallet", headers=token_with(app, clock, sub=subject))
+    assert response.status_code == 200 and response.json()["subject"] == subject
+
+
 async def test_a_forged_operator_token_moves_no_money(client, app, clock, tokens, town, sessionmaker):
     hanako = (await client.get("/v1/wallet", headers=tokens.resident())).json()
     before = await snapshot(sessionmaker)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import traceback
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from tests.helpers import idem
 
@@ -59,3 +64,15 @@ async def test_unknown_route_and_method_are_problems(client):
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
     wrong = await client.put("/healthz")
     assert wrong.status_code == 405 and wrong.json()["type"] == "urn:chiikipay:problem:method-not-allowed"
+
+
+async def test_a_database_error_logs_no_bind_values(app):
+    """A failed statement's error names the statement, never the values bound to it (a resident's
+    subject, a shop's name): they would be in the traceback the app logs for a 500."""
+    secret = "resident-hanako-secret-subject"
+    async with app.state.sessionmaker() as session:
+        with pytest.raises(DBAPIError) as failed:
+            await session.execute(text("SELECT 1 / 0 WHERE CAST(:subject AS text) IS NOT NULL"), {"subject": secret})
+    logged = "".join(traceback.format_exception(failed.value))
+    assert "division by zero" in logged
+    assert secret not in logged
