@@ -55,6 +55,10 @@ class MalformedJSON(Problem):
     status, slug, title = 400, "malformed-json", "The request body is not valid JSON"
 
 
+class DuplicateJsonKey(Problem):
+    status, slug, title = 400, "duplicate-json-key", "The JSON body names a key more than once"
+
+
 class IdempotencyKeyMissing(Problem):
     status, slug, title = 400, "idempotency-key-missing", "Idempotency-Key header is required"
 

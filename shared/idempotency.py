@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from shared.auth import CurrentPrincipal
 from shared.clock import Clock
 from shared.db import SessionDep
-from shared.errors import PROBLEM_JSON, Problem, Unprocessable, problem_response
+from shared.errors import PROBLEM_JSON, BadRequest, Problem, Unprocessable, problem_response
 from shared.models import IdempotencyRecord
 
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -63,6 +63,10 @@ class KeptRefusal(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.detail)
         self.problem = problem
+
+
+class IdempotencyKeyRepeated(BadRequest):
+    slug, title = "idempotency-key-repeated", "The request carries more than one Idempotency-Key header"
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -154,6 +158,9 @@ async def idempotency(
     ],
 ) -> Idempotency:
     # A missing header is answered as 400 idempotency-key-missing by shared.errors.
+    if len(request.headers.getlist("idempotency-key")) > 1:
+        # Which one counts would depend on the proxy or framework: a retry could move money twice.
+        raise IdempotencyKeyRepeated("Send exactly one Idempotency-Key header.")
     return Idempotency(session, request.app.state.clock, principal.caller, idempotency_key, request)
 
 

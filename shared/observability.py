@@ -8,17 +8,19 @@ request id; never a token, a secret or a resident's personal data.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import re
 import sys
 import time
 import uuid
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import PayloadTooLarge, problem_response
+from shared.errors import DuplicateJsonKey, PayloadTooLarge, Problem, problem_response
 
 # Routes that take a file upload: (method, pattern of the path's end). Requests to them may carry
 # a body up to `settings.max_upload_bytes`; every other request keeps `max_body_bytes`.
@@ -105,6 +107,8 @@ class RequestMiddleware:
             if isinstance(guarded, int):
                 problem = PayloadTooLarge(f"The body may be at most {guarded} bytes.")
                 await problem_response(problem)(scope, receive, send_with_id)
+            elif isinstance(guarded, Problem):
+                await problem_response(guarded)(scope, receive, send_with_id)
             else:
                 await self.app(scope, guarded, send_with_id)
         finally:
@@ -119,8 +123,9 @@ class RequestMiddleware:
             )
             request_id_var.reset(token)
 
-    async def _guard_body(self, scope: Scope, receive: Receive) -> Receive | int:
-        """The receive to hand the app, or the limit a body is over (then nothing is read further).
+    async def _guard_body(self, scope: Scope, receive: Receive) -> Receive | int | Problem:
+        """The receive to hand the app, or the limit a body is over (then nothing is read further),
+        or the problem with a JSON body that names a key twice.
 
         A body within the small limit is read here whole (JSON commands). A larger one is let
         through only to a file-upload route, and then not read here: the endpoint reads it after
@@ -149,7 +154,37 @@ class RequestMiddleware:
                     return upload or limit
                 return _bounded(receive, chunks, size, upload, done=not more)
             if not more:
-                return _replay(b"".join(chunks), receive)
+                body = b"".join(chunks)
+                return _ambiguous_json(scope, body) or _replay(body, receive)
+
+
+def _ambiguous_json(scope: Scope, body: bytes) -> Problem | None:
+    """A JSON body naming a key twice is refused: parsers disagree on which value counts (ours
+    take the last), so a signature, a log or a reviewer could see another request than the one
+    that runs. Malformed JSON is left to the endpoint's own answer."""
+    if not body or b'"' not in body:
+        return None
+    media_type = dict(scope.get("headers", [])).get(b"content-type", b"application/json").split(b";")[0].strip()
+    if media_type != b"application/json" and not media_type.endswith(b"+json"):
+        return None
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                repeated.append(key)
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except ValueError:
+        return None
+    if repeated:
+        return DuplicateJsonKey(f"The body names {', '.join(sorted(set(repeated)))} more than once.",
+                                keys=sorted(set(repeated)))
+    return None
 
 
 def _bounded(receive: Receive, read: list[bytes], size: int, limit: int, *, done: bool = False) -> Receive:

@@ -82,3 +82,31 @@ async def test_the_same_request_fired_concurrently_has_exactly_one_effect(client
     history = (await client.get("/v1/wallet/history", headers=tokens.resident())).json()["items"]
     assert len(history) == 2  # the opening top-up and this one
     assert await ledger_violations(sessionmaker) == []
+
+
+async def test_a_body_naming_a_key_twice_is_refused_and_changes_nothing(client, tokens, town, sessionmaker):
+    """{"amount": 1000, "amount": 50000}: one reader would see ¥1,000, another ¥50,000."""
+    wallet = await hanako(client, tokens)
+    before = await snapshot(sessionmaker)
+    for body in (b'{"amount": 1000, "amount": 50000}', b'{"amount": 1000, "memo": "a", "memo": "b"}'):
+        refused = await client.post(
+            f"/v1/wallets/{wallet['id']}/topups", content=body,
+            headers={**idem(tokens.operator()), "Content-Type": "application/json"},
+        )
+        assert assert_problem(refused, 400, "duplicate-json-key")["keys"] in (["amount"], ["memo"])
+    nested = await client.post(
+        "/v1/campaigns", content=b'{"kind": "reward", "name": "A", "name_ja": "A", "reward_rates": '
+        b'[{"merchant_class": "shotengai", "rate_bp": 100, "rate_bp": 9000}]}',
+        headers={**idem(tokens.operator()), "Content-Type": "application/json"},
+    )
+    assert assert_problem(nested, 400, "duplicate-json-key")["keys"] == ["rate_bp"]
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_two_idempotency_key_headers_are_refused_and_change_nothing(client, tokens, town, sessionmaker):
+    wallet = await hanako(client, tokens)
+    before = await snapshot(sessionmaker)
+    headers = [*tokens.operator().items(), ("Idempotency-Key", "key-a"), ("Idempotency-Key", "key-b")]
+    refused = await client.post(f"/v1/wallets/{wallet['id']}/topups", json={"amount": 1_000}, headers=headers)
+    assert_problem(refused, 400, "idempotency-key-repeated")
+    assert await snapshot(sessionmaker) == before
