@@ -218,6 +218,26 @@ async def create_region(
     return region
 
 
+# The app residents pay with. Until a region carries its own currency and app names (that needs
+# columns on `regions`), both are derived from the region's names and this one app name.
+APP_NAME = "chiikipay"
+
+
+@dataclass(frozen=True)
+class CurrencyNames:
+    """How a region's money and app are called where residents see them (the printed stand)."""
+
+    name_ja: str
+    name: str
+    app: str
+
+
+def currency_names(region: Region) -> CurrencyNames:
+    return CurrencyNames(
+        name_ja=f"{region.name_ja}デジタル地域通貨", name=f"{region.name} digital regional currency", app=APP_NAME
+    )
+
+
 @dataclass(frozen=True)
 class RegionIdentity:
     """What never changes about a region; cached per process so that a payment needs no query for it."""
