@@ -325,16 +325,15 @@ def region_list() -> None:
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
         regions = _in_transaction(resolved, listed)
-    table = Table(title=f"{len(regions)} region(s)")
-    for column in ("code", "name", "name_ja", "balance cap", "top-up min/max/step", "refund days", "coin expiry", "QR minutes"):
-        table.add_column(column)
+    # One plain line per region: readable in a log, greppable, never wrapped.
+    print(f"{len(regions)} region(s)")
     for r in regions:
-        table.add_row(
-            r.code, r.name, r.name_ja, f"{r.balance_cap:,}", f"{r.topup_min:,} / {r.topup_max:,} / {r.topup_step:,}",
-            str(r.refund_window_days), f"{r.coin_expiry_months} months" if r.coin_expiry_months else "never",
-            str(r.payment_request_minutes),
+        expiry = f"{r.coin_expiry_months} months" if r.coin_expiry_months else "never"
+        print(
+            f"{r.code}  {r.name}  {r.name_ja}  balance cap {r.balance_cap:,}  top-up {r.topup_min:,}-{r.topup_max:,}"
+            f" step {r.topup_step:,}  refunds +{r.refund_window_days} days  coin expiry {expiry}"
+            f"  dynamic QR {r.payment_request_minutes} min"
         )
-    console.print(table)
 
 
 if __name__ == "__main__":
