@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse, Response
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -26,6 +27,7 @@ from shared.observability import Metrics, RequestMiddleware, configure_logging
 log = logging.getLogger(__name__)
 
 SERVICES = ("wallet", "coupons", "settlement")
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's files
 
 
 def _routers(service: str) -> list[APIRouter]:
@@ -107,11 +109,16 @@ def create_app(
                 await engine.dispose()
 
     name = "chiikipay" if len(services) > 1 else f"chiikipay {services[0]}"
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts, styles and icon from the app itself
+    # (the files fastapi-offline ships), not from a CDN: they work offline and behind a firewall.
+    app = FastAPIOffline(
         title=name,
         version="0.1.0",
         description="Regional digital currency and coupon payments. Errors are RFC 9457 problem+json.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        # No badge from the public validator service: Swagger UI would send it the document.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)

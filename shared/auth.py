@@ -42,8 +42,13 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     TERMINAL = "terminal"  # a merchant POS terminal authenticated by API key
     PARTNER = "partner"  # a partner system's API key, scoped to one grant campaign
+    # Runs the platform that hosts the regions: onboards a region, lists them. Not of any region:
+    # its token's `region` claim is PLATFORM_REGION, and no region's endpoint admits it.
+    PLATFORM_OPERATOR = "platform_operator"
 
 
+# The `region` claim of a platform operator's token: not a region code (codes are lower-case slugs).
+PLATFORM_REGION = "*"
 MERCHANT_ROLES = frozenset({Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL})
 # Roles that only API keys carry, never a token.
 KEY_ROLES = frozenset({Role.TERMINAL, Role.PARTNER})
@@ -289,10 +294,11 @@ def require(*roles: Role) -> Any:
     """A dependency admitting only the given roles; every endpoint declares its roles with it.
 
     A partner key may grant points in its one campaign and read its own grants, nothing else: it
-    passes only gates that name `Role.PARTNER` among a chosen few, never an "every role" gate."""
+    passes only gates that name `Role.PARTNER` among a chosen few, never an "every role" gate.
+    Nor does a platform operator, whose work is hosting regions, not acting inside one."""
     allowed = frozenset(roles)
     if allowed == frozenset(Role):
-        allowed -= {Role.PARTNER}
+        allowed -= {Role.PARTNER, Role.PLATFORM_OPERATOR}
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:

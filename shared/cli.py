@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import signal
 import sys
@@ -17,7 +18,9 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.application import SERVICES
-from shared.auth import KEY_ROLES, MERCHANT_ROLES, DevIssuer, NoDevIssuerKey, Role, dev_issuer_key_path
+from shared.auth import (
+    KEY_ROLES, MERCHANT_ROLES, PLATFORM_REGION, DevIssuer, NoDevIssuerKey, Principal, Role, dev_issuer_key_path,
+)
 from shared.clock import SystemClock
 from shared.config import Settings, get_settings
 from shared.db import create_engine, create_sessionmaker
@@ -30,6 +33,8 @@ ledger = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger, name="ledger")
 jobs = typer.Typer(help="Jobs the server also runs on its own schedule.", no_args_is_help=True)
 app.add_typer(jobs, name="jobs")
+region_cli = typer.Typer(help="The regions (regional currencies) this platform hosts.", no_args_is_help=True)
+app.add_typer(region_cli, name="region")
 console = Console()
 T = TypeVar("T")
 
@@ -122,7 +127,8 @@ def demo() -> None:
 @app.command()
 def token(
     role: Annotated[Role, typer.Argument(
-        help="resident, merchant_staff, merchant_admin, operator or auditor (terminals and partner systems use API keys)"
+        help="resident, merchant_staff, merchant_admin, operator, auditor or platform_operator "
+        "(terminals and partner systems use API keys)"
     )],
     subject: Annotated[str, typer.Argument(help="the token's subject, e.g. resident-hanako")],
     region: str = "aizu",
@@ -144,6 +150,8 @@ def token(
         raise typer.BadParameter(
             f"{role.value} callers authenticate with an API key (X-API-Key), never a token", param_hint="ROLE"
         )
+    if role is Role.PLATFORM_OPERATOR:
+        region = PLATFORM_REGION  # the platform's token is of no region
     if role in MERCHANT_ROLES and merchant is None:
         raise typer.BadParameter("merchant roles need --merchant <merchant id>")
     key_path = dev_issuer_key_path(settings)
@@ -242,6 +250,90 @@ def jobs_expire(
         failed = asyncio.run(run(resolved))
     if failed:
         raise typer.Exit(1)
+
+
+def _platform_operator_here() -> Principal:
+    """Who the audit trail names for a region created at this machine's shell: its user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's bare uid)
+        user = f"uid-{os.getuid()}"
+    return Principal(subject=f"cli:{user}", role=Role.PLATFORM_OPERATOR, region_code=PLATFORM_REGION, request_id="cli")
+
+
+@region_cli.command("create")
+def region_create(
+    code: Annotated[str, typer.Argument(help="lower-case slug, e.g. aizu (fixed for good)")],
+    name: Annotated[str, typer.Option(help="romanised, at most 15 characters: the QR codes' city")],
+    name_ja: Annotated[str, typer.Option("--name-ja", help="Japanese, at most 15 characters")],
+    balance_cap: Annotated[int | None, typer.Option(help="largest wallet balance, yen")] = None,
+    topup_min: Annotated[int | None, typer.Option(help="smallest top-up, yen")] = None,
+    topup_max: Annotated[int | None, typer.Option(help="largest top-up, yen")] = None,
+    topup_step: Annotated[int | None, typer.Option(help="top-ups go in steps of, yen")] = None,
+    refund_window_days: Annotated[int | None, typer.Option(help="days after a payment's day it may be refunded")] = None,
+    coin_expiry_months: Annotated[int | None, typer.Option(help="top-ups expire after N months (default: never)")] = None,
+    payment_request_minutes: Annotated[int | None, typer.Option(help="lifetime of a dynamic QR")] = None,
+) -> None:
+    """Host a new region, checked as POST /v1/regions checks it (audited); settings left out take
+    the platform's defaults. Exit 2 for invalid input, 1 if refused (a taken code)."""
+    from pydantic import ValidationError
+
+    from services.wallet import service
+    from services.wallet.schemas import RegionCreate, RegionOut
+    from shared.errors import Problem
+
+    given = dict(
+        code=code, name=name, name_ja=name_ja, balance_cap=balance_cap, topup_min=topup_min, topup_max=topup_max,
+        topup_step=topup_step, refund_window_days=refund_window_days, coin_expiry_months=coin_expiry_months,
+        payment_request_minutes=payment_request_minutes,
+    )
+    try:
+        body = RegionCreate(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    settings = get_settings()
+
+    async def create(session: AsyncSession) -> RegionOut:
+        region = await service.onboard_region(
+            session, SystemClock(), _platform_operator_here(), settings, **body.model_dump(exclude_unset=True)
+        )
+        return RegionOut.model_validate(region)
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            created = _in_transaction(resolved, create)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+    print(created.model_dump_json(indent=2))
+
+
+@region_cli.command("list")
+def region_list() -> None:
+    """Every region hosted here, by code, with its settings."""
+    from services.wallet import repository
+    from services.wallet.schemas import RegionOut
+
+    settings = get_settings()
+
+    async def listed(session: AsyncSession) -> list[RegionOut]:
+        return [RegionOut.model_validate(r) for r in await repository.regions(session)]
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        regions = _in_transaction(resolved, listed)
+    # One plain line per region: readable in a log, greppable, never wrapped.
+    print(f"{len(regions)} region(s)")
+    for r in regions:
+        expiry = f"{r.coin_expiry_months} months" if r.coin_expiry_months else "never"
+        print(
+            f"{r.code}  {r.name}  {r.name_ja}  balance cap {r.balance_cap:,}  top-up {r.topup_min:,}-{r.topup_max:,}"
+            f" step {r.topup_step:,}  refunds +{r.refund_window_days} days  coin expiry {expiry}"
+            f"  dynamic QR {r.payment_request_minutes} min"
+        )
 
 
 if __name__ == "__main__":

@@ -299,3 +299,69 @@ def test_embedded_servers_are_stopped_by_the_last_one_out_even_after_a_kill(data
     finally:
         for process in _servers_of(data_dir):  # never leave servers behind when this fails
             process.terminate()
+
+
+def _regions_and_audit(database_url: str) -> tuple[list[tuple], int]:
+    async def read() -> tuple[list[tuple], int]:
+        engine = create_async_engine(database_url)
+        async with engine.connect() as conn:
+            regions = (await conn.exec_driver_sql(
+                "SELECT code, name, name_ja, balance_cap, topup_min, topup_max, topup_step, refund_window_days, "
+                "coin_expiry_months, payment_request_minutes FROM wallet.regions ORDER BY code"
+            )).all()
+            events = (await conn.exec_driver_sql("SELECT count(*) FROM platform.audit_events")).scalar_one()
+        await engine.dispose()
+        return [tuple(r) for r in regions], events
+
+    return asyncio.run(read())
+
+
+def test_region_create_and_list(cli_env):
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+    created = runner.invoke(cli, [
+        "region", "create", "kitakata", "--name", "Kitakata", "--name-ja", "喜多方市", "--topup-min", "500",
+        "--topup-step", "500", "--coin-expiry-months", "6", "--payment-request-minutes", "10",
+    ])
+    assert created.exit_code == 0, created.output
+    assert '"code": "kitakata"' in created.stdout and '"topup_min": 500' in created.stdout
+    regions, events = _regions_and_audit(cli_env.database_url)
+    assert regions[1] == ("kitakata", "Kitakata", "喜多方市", cli_env.default_balance_cap, 500,
+                          cli_env.default_topup_max, 500, cli_env.default_refund_window_days, 6, 10)
+
+    listed = runner.invoke(cli, ["region", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines()[0] == "2 region(s)"
+    assert listed.stdout.splitlines()[2] == (
+        f"kitakata  Kitakata  喜多方市  balance cap {cli_env.default_balance_cap:,}  top-up 500-"
+        f"{cli_env.default_topup_max:,} step 500  refunds +{cli_env.default_refund_window_days} days"
+        "  coin expiry 6 months  dynamic QR 10 min"
+    )
+
+    # Refusals, checked as the API checks them, host nothing and leave no audit event.
+    for args, code, says in (
+        (["aizu", "--name", "Aizu", "--name-ja", "会津"], 1, "already hosted"),
+        (["kita_kata", "--name", "Kitakata", "--name-ja", "喜多方市"], 2, "code"),
+        (["inawashiro", "--name", "猪苗代", "--name-ja", "猪苗代町"], 1, "printable ASCII"),
+        (["inawashiro", "--name", "Inawashiro", "--name-ja", "猪苗代町", "--topup-min", "750"], 1, "multiples"),
+        (["inawashiro", "--name", "Inawashiro", "--name-ja", "猪苗代町", "--refund-window-days", "400"], 2,
+         "refund_window_days"),
+    ):
+        refused = runner.invoke(cli, ["region", "create", *args])
+        assert refused.exit_code == code, refused.output
+        assert says in refused.stderr
+        assert _regions_and_audit(cli_env.database_url) == (regions, events)
+
+
+async def test_token_mints_a_platform_operator_the_server_accepts(cli_env, client, town, clock):
+    from datetime import UTC, datetime
+
+    clock.set(datetime.now(UTC))  # the command mints by the wall clock
+    minted = runner.invoke(cli, ["token", "platform_operator", "platform-ops"])
+    assert minted.exit_code == 0, minted.output
+    token = minted.stdout.strip()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["role"], claims["region"]) == ("platform_operator", "*")
+    listed = await client.get("/v1/regions", headers={"Authorization": f"Bearer {token}"})
+    assert listed.status_code == 200 and [r["code"] for r in listed.json()["items"]] == ["aizu"]
+    refused = await client.get("/v1/region", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 403

@@ -15,7 +15,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, settings as hypothesis_settings
 
 from shared.application import create_app
-from shared.auth import DevIssuer, Role
+from shared.auth import PLATFORM_REGION, DevIssuer, Role
 from shared.clock import SystemClock
 from shared.config import Settings
 
@@ -61,6 +61,14 @@ def callers(settings, town):
     ]
 
 
+@pytest.fixture
+def platform_caller(settings):
+    """The platform operator, sent only to its own operations (every other one refuses it, as
+    tests/wallet/test_regions.py checks), so that the fuzz reaches the handlers behind them."""
+    token = DevIssuer(settings, SystemClock()).mint(subject="platform-ops", role=Role.PLATFORM_OPERATOR, region=PLATFORM_REGION)
+    return {"Authorization": f"Bearer {token}"}
+
+
 # The OpenAPI document needs no running app; the requests go to `fuzzed_app`, started by
 # schemathesis on first use against the test database.
 schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).openapi())
@@ -72,10 +80,10 @@ schema.app = schema_app
     max_examples=25, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_no_server_errors_and_documented_responses(case, callers, fuzzed_app):
+def test_no_server_errors_and_documented_responses(case, callers, platform_caller, fuzzed_app):
     """Each generated request is sent once per role, so that role gates and the handlers behind
     them are both reached."""
-    for headers in callers:
+    for headers in [*callers, *([platform_caller] if case.path == "/v1/regions" else [])]:
         # A fresh valid key per call: schemathesis would otherwise reuse one generated key for
         # different bodies, which the API rightly refuses (422 idempotency-key-reused). Its
         # deliberately invalid keys (missing, too long, not printable ASCII) are sent as generated.

@@ -29,7 +29,9 @@ from services.wallet.schemas import (
     MerchantOut,
     MerchantUpdate,
     MovementOut,
+    RegionCreate,
     RegionOut,
+    RegionSettings,
     RegionSettingsUpdate,
     SystemAccountOut,
     TerminalOut,
@@ -39,11 +41,11 @@ from services.wallet.schemas import (
     WalletUpdate,
 )
 from shared import audit
-from shared.auth import Principal, Role, require
+from shared.auth import PLATFORM_REGION, Principal, Role, require
 from shared.clock import Day, Instant
 from shared.db import SessionDep
 from shared.deps import ClockDep, SettingsDep
-from shared.errors import Problem, Unprocessable
+from shared.errors import Forbidden, Problem, Unprocessable
 from shared.idempotency import IdempotencyDep
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
@@ -62,6 +64,16 @@ KeyManager = Annotated[Principal, require(Role.OPERATOR, Role.MERCHANT_ADMIN)]
 KeyReader = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN)]
 Terminal = Annotated[Principal, require(Role.TERMINAL)]
 Auditor = Annotated[Principal, require(Role.AUDITOR)]
+
+
+async def platform_operator(principal: Annotated[Principal, require(Role.PLATFORM_OPERATOR)]) -> Principal:
+    """The platform's own work (hosting regions) takes a platform token: one of no region."""
+    if principal.region_code != PLATFORM_REGION:
+        raise Forbidden(f"A platform operator's token carries the region claim {PLATFORM_REGION!r}, not a region's code.")
+    return principal
+
+
+PlatformOperator = Annotated[Principal, Depends(platform_operator)]
 
 PROBLEMS = {
     status: {"description": description, "content": {"application/problem+json": {}}}
@@ -116,8 +128,9 @@ async def get_region(principal: Anyone, session: SessionDep) -> RegionOut:
     return RegionOut.model_validate(await service.region_of(session, principal))
 
 
-def _settings_changes(body: RegionSettingsUpdate) -> dict[str, int | None]:
-    """What the operator sent: a null clears the coin expiry; the amounts cannot be cleared."""
+def _settings_changes(body: RegionSettings) -> dict[str, Any]:
+    """What the operator sent: a null clears the coin expiry; the other settings cannot be
+    cleared, so their nulls are as if not sent."""
     sent = body.model_dump(exclude_unset=True)
     return {k: v for k, v in sent.items() if v is not None or k == "coin_expiry_months"}
 
@@ -126,11 +139,34 @@ def _settings_changes(body: RegionSettingsUpdate) -> dict[str, int | None]:
 async def update_region(
     body: RegionSettingsUpdate, principal: Operator, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):
-    """Change the balance cap and top-up limits (operator; audited)."""
+    """Change the balance cap, top-up limits, coin expiry, refund window or dynamic QR lifetime
+    (operator; audited)."""
     if replay := await idem.replay():
         return replay
     region = await service.update_region_settings(session, clock, principal, _settings_changes(body))
     return await idem.respond(200, RegionOut.model_validate(region))
+
+
+@router.post("/regions", status_code=201, response_model=RegionOut, tags=["region"], responses=PROBLEMS)
+async def onboard_region(
+    body: RegionCreate, principal: PlatformOperator, session: SessionDep, clock: ClockDep, settings: SettingsDep,
+    idem: IdempotencyDep,
+):
+    """Host a new regional currency: its code, names and settings (platform operator; audited in
+    the new region's trail). Settings left out take the platform's defaults; 409 if the code is taken."""
+    if replay := await idem.replay():
+        return replay
+    region = await service.onboard_region(session, clock, principal, settings, **_settings_changes(body))
+    return await idem.respond(201, RegionOut.model_validate(region))
+
+
+@router.get("/regions", response_model=Page[RegionOut], tags=["region"], responses=PROBLEMS)
+async def list_regions(
+    principal: PlatformOperator, session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50
+) -> Page[RegionOut]:
+    """The regions hosted here, newest first (platform operator)."""
+    regions = await service.list_regions(session, after_id=decode_cursor(cursor), limit=limit + 1)
+    return page_of([RegionOut.model_validate(r) for r in regions], [r.id for r in regions], limit)
 
 
 # --- expiry -----------------------------------------------------------------------------------

@@ -7,6 +7,14 @@ class RegionNotFound(NotFound):
     slug, title = "region-not-found", "No such region"
 
 
+class RegionCodeTaken(Conflict):
+    slug, title = "region-code-taken", "A region with this code is already hosted here"
+
+
+class InvalidRegionName(Unprocessable):
+    slug, title = "invalid-region-name", "The region's name cannot be carried by its QR codes"
+
+
 class WalletNotFound(NotFound):
     slug, title = "wallet-not-found", "No such wallet"
 

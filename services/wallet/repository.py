@@ -48,8 +48,19 @@ async def region_by_id(session: AsyncSession, region_id: uuid.UUID) -> Region:
     return region
 
 
-async def insert_region(session: AsyncSession, **values: Any) -> Region:
-    return (await session.execute(insert(Region).values(**values).returning(Region))).scalar_one()
+async def insert_region(session: AsyncSession, **values: Any) -> Region | None:
+    """None if the code is taken: a concurrent insert of the same code waits for the first to
+    commit or roll back, then finds the code taken or not."""
+    query = pg_insert(Region).values(**values).on_conflict_do_nothing(index_elements=[Region.code]).returning(Region)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def regions_page(session: AsyncSession, *, after_id: uuid.UUID | None, limit: int) -> list[Region]:
+    """Newest first; `after_id` is the cursor (ids are time-ordered)."""
+    query = select(Region)
+    if after_id is not None:
+        query = query.where(Region.id < after_id)
+    return list((await session.execute(query.order_by(Region.id.desc()).limit(limit))).scalars())
 
 
 async def update_region(session: AsyncSession, region_id: uuid.UUID, **values: Any) -> Region:

@@ -34,8 +34,8 @@ KanaName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Zｦ-ﾟ ().,\-/]{1
 
 class RegionOut(Schema):
     code: str
-    name: str
-    name_ja: str
+    name: str = Field(description="romanised; the city field (60) of the region's QR codes")
+    name_ja: str = Field(description="the Japanese city field (64/02) of the region's QR codes")
     balance_cap: int = Field(description="largest balance a resident wallet may hold, yen")
     topup_min: int
     topup_max: int
@@ -46,9 +46,14 @@ class RegionOut(Schema):
     refund_window_days: int = Field(
         description="a payment may be refunded on its (Tokyo) day and this many days after; 0: same day only"
     )
+    payment_request_minutes: int = Field(description="how long a dynamic QR (one sale at the till) can be paid")
+    created_at: datetime
 
 
-class RegionSettingsUpdate(Schema):
+class RegionSettings(Schema):
+    """A region's settings as an operator may set them: each field's own bounds here, the rules
+    between them (min ≤ max ≤ cap, multiples of the step) in service.check_region_settings."""
+
     balance_cap: Amount | None = None
     topup_min: Amount | None = None
     topup_max: Amount | None = None
@@ -57,6 +62,27 @@ class RegionSettingsUpdate(Schema):
         None, description="applies to top-ups from now on; send null to make them never expire",
     )
     refund_window_days: whole_number(ge=0, le=365) | None = None
+    payment_request_minutes: whole_number(ge=1, le=60) | None = Field(
+        None, description="lifetime of a dynamic QR, from its creation at the till",
+    )
+
+
+class RegionSettingsUpdate(RegionSettings):
+    """PATCH /v1/region: only the fields sent change."""
+
+
+# The code names the region in tokens and URLs, and its QR GUID is "jp.chiikipay.<code>", which
+# EMVCo caps at 32 characters: hence 2 to 19 characters.
+RegionCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,17}[a-z0-9]$")]
+
+
+class RegionCreate(RegionSettings):
+    """A new region (platform operator). Settings left out take the platform's defaults."""
+
+    code: RegionCode = Field(description="lower-case slug, e.g. aizu; fixed for good")
+    name: text(64) = Field(description="romanised (printable ASCII), at most 15 characters once spaces are collapsed: "
+                                       "every QR code of the region carries it whole as its city")
+    name_ja: text(64) = Field(description="Japanese, at most 15 characters: the QR codes' Japanese city")
 
 
 class WalletOut(Schema):

@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet import lots
 from services.wallet import repository as repo
+# The QR codes' text rules decide what a region's name may be (it is their city field); emvco is
+# pure (no I/O, no imports from the wallet), so this reaches up to no service.
+from services.wallet.payments import emvco
 from services.wallet.errors import (
     AccountInactive,
     AmountAboveMaximum,
@@ -27,9 +30,11 @@ from services.wallet.errors import (
     ApiKeyNotFound,
     BalanceCapExceeded,
     InsufficientBalance,
+    InvalidRegionName,
     InvalidRegionSettings,
     MerchantNameTaken,
     MerchantNotFound,
+    RegionCodeTaken,
     RegionNotFound,
     WalletNotFound,
     WebhookReplayed,
@@ -178,25 +183,39 @@ async def _refusal(session: AsyncSession, leg: Leg) -> Exception:
 
 
 async def create_region(
-    session: AsyncSession, clock: Clock, settings: Settings, *, code: str, name: str, name_ja: str
+    session: AsyncSession, clock: Clock, settings: Settings, *, code: str, name: str, name_ja: str,
+    **chosen: int | None,
 ) -> Region:
-    """A region with its system accounts and the defaults from settings."""
+    """A region with its system accounts, its fee plans and merchant classes, and its settings:
+    those `chosen` (RegionSettings' fields), the platform's defaults for the rest.
+
+    The names are checked by the QR codes' own text rules and stored as the codes carry them, so
+    that no code of the region can later fail to build or show a cut name."""
+    try:
+        name = emvco.uncut_text(name, "name", limit=emvco.MAX_CITY, ascii_only=True)
+        name_ja = emvco.uncut_text(name_ja, "name_ja", limit=emvco.MAX_CITY, ascii_only=False)
+    except ValueError as exc:
+        raise InvalidRegionName(f"{exc}.") from None
+    defaults: dict[str, int | None] = {
+        "balance_cap": settings.default_balance_cap,
+        "topup_min": settings.default_topup_min,
+        "topup_max": settings.default_topup_max,
+        "topup_step": settings.default_topup_step,
+        "coin_expiry_months": None,  # top-ups never expire unless the region decides they do
+        "refund_window_days": settings.default_refund_window_days,
+        "payment_request_minutes": settings.default_payment_request_minutes,
+    }
+    unknown = chosen.keys() - defaults.keys()
+    assert not unknown, f"not region settings: {sorted(unknown)}"
+    region_settings = {**defaults, **chosen}
+    check_region_settings(region_settings)
     now = clock.now()
     region = await repo.insert_region(
-        session,
-        id=new_id(),
-        code=code,
-        name=name,
-        name_ja=name_ja,
-        balance_cap=settings.default_balance_cap,
-        topup_min=settings.default_topup_min,
-        topup_max=settings.default_topup_max,
-        topup_step=settings.default_topup_step,
-        qr_guid=f"jp.chiikipay.{code}",
-        refund_window_days=settings.default_refund_window_days,
-        payment_request_minutes=settings.default_payment_request_minutes,
-        created_at=now,
+        session, id=new_id(), code=code, name=name, name_ja=name_ja, qr_guid=f"jp.chiikipay.{code}",
+        created_at=now, **region_settings,
     )
+    if region is None:  # also when a concurrent request took the code first (it waited on its row)
+        raise RegionCodeTaken(f"A region with the code {code!r} is already hosted here.")
     from services.wallet.payments.service import create_default_fee_plans
 
     from services.wallet.campaigns.service import seed_merchant_classes
@@ -216,6 +235,44 @@ async def create_region(
             created_at=now,
         )
     return region
+
+
+async def onboard_region(
+    session: AsyncSession, clock: Clock, principal: Principal, settings: Settings, *, code: str, name: str,
+    name_ja: str, **chosen: int | None,
+) -> Region:
+    """A new regional currency on the platform (platform operator; audited in the new region's
+    own trail, where its auditors will look)."""
+    region = await create_region(session, clock, settings, code=code, name=name, name_ja=name_ja, **chosen)
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="region.create", target_type="region",
+        target_id=region.code, after={"name": region.name, "name_ja": region.name_ja, **_region_settings(region)},
+    )
+    return region
+
+
+async def list_regions(session: AsyncSession, *, after_id: uuid.UUID | None, limit: int) -> list[Region]:
+    return await repo.regions_page(session, after_id=after_id, limit=limit)
+
+
+# The app residents pay with. Until a region carries its own currency and app names (that needs
+# columns on `regions`), both are derived from the region's names and this one app name.
+APP_NAME = "chiikipay"
+
+
+@dataclass(frozen=True)
+class CurrencyNames:
+    """How a region's money and app are called where residents see them (the printed stand)."""
+
+    name_ja: str
+    name: str
+    app: str
+
+
+def currency_names(region: Region) -> CurrencyNames:
+    return CurrencyNames(
+        name_ja=f"{region.name_ja}デジタル地域通貨", name=f"{region.name} digital regional currency", app=APP_NAME
+    )
 
 
 @dataclass(frozen=True)
@@ -259,19 +316,24 @@ async def update_region_settings(
     if not changes:
         return region
     before = _region_settings(region)
-    after = {**before, **changes}
-    if not after["topup_min"] <= after["topup_max"]:
-        raise InvalidRegionSettings("topup_min must not exceed topup_max.")
-    if after["topup_min"] % after["topup_step"] or after["topup_max"] % after["topup_step"]:
-        raise InvalidRegionSettings("topup_min and topup_max must be multiples of topup_step.")
-    if after["topup_max"] > after["balance_cap"]:
-        raise InvalidRegionSettings("topup_max must not exceed balance_cap.")
+    check_region_settings({**before, **changes})
     updated = await repo.update_region(session, region.id, **changes)
     await audit.record(
         session, clock, principal, region_id=region.id, action="region.settings.update",
         target_type="region", target_id=region.code, before=before, after=_region_settings(updated),
     )
     return updated
+
+
+def check_region_settings(after: dict[str, int | None]) -> None:
+    """The rules between a region's settings (each field's own bounds are in RegionSettings), for
+    a new region and for every change of one alike."""
+    if not after["topup_min"] <= after["topup_max"]:
+        raise InvalidRegionSettings("topup_min must not exceed topup_max.")
+    if after["topup_min"] % after["topup_step"] or after["topup_max"] % after["topup_step"]:
+        raise InvalidRegionSettings("topup_min and topup_max must be multiples of topup_step.")
+    if after["topup_max"] > after["balance_cap"]:
+        raise InvalidRegionSettings("topup_max must not exceed balance_cap.")
 
 
 def _region_settings(region: Region) -> dict[str, int | None]:
@@ -282,6 +344,7 @@ def _region_settings(region: Region) -> dict[str, int | None]:
         "topup_step": region.topup_step,
         "coin_expiry_months": region.coin_expiry_months,
         "refund_window_days": region.refund_window_days,
+        "payment_request_minutes": region.payment_request_minutes,
     }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cemacqr
 import PIL.Image
+import pypdf
 import pytest
 import zxingcpp
 
@@ -235,33 +236,62 @@ def test_svg_is_xml_with_an_svg_root() -> None:
     assert root.find("{http://www.w3.org/2000/svg}path") is not None
 
 
+STAND_TEXT = dict(
+    store_name_ja="鶴ヶ城そば 本店", merchant_name="Tsurugajo Soba", currency_ja="会津若松市デジタル地域通貨",
+    currency_en="Aizuwakamatsu digital regional currency", app_name="chiikipay",
+)
+# What a resident reads on the stand: the currency, the shop, the app, and the check against a
+# sticker pasted over the shop's code (the name on their screen), in Japanese and English.
+STAND_LINES = (
+    "会津若松市デジタル地域通貨", "鶴ヶ城そば 本店", "Tsurugajo Soba",
+    "① chiikipay アプリでQRコードを読み取り、", "② 画面の店名がこのお店か確かめてから、",
+    "③ 金額を入力して支払い、", "④ お店の方に画面を見せてください。",
+    "Pay in Aizuwakamatsu digital regional currency with the chiikipay app",
+    "check that your screen shows this shop's name",
+)
+# The PDF standard fonts, which every reader has and need not be embedded (Latin only).
+STANDARD_14 = {"Helvetica", "Helvetica-Bold", "Times-Roman", "Courier", "Symbol", "ZapfDingbats"}
+
+
 @pytest.fixture(scope="module")
 def stand() -> bytes:
-    return stand_pdf(STATIC, store_name_ja="鶴ヶ城そば 本店", merchant_name="Tsurugajo Soba", region_name_ja="会津地域通貨 あいづペイ")
+    return stand_pdf(STATIC, **STAND_TEXT)
 
 
 def test_stand_is_an_a6_pdf(stand: bytes) -> None:
     assert stand.startswith(b"%PDF-")
-    try:
-        import pypdf
-    except ImportError:
-        match = re.search(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", stand)
-        assert match, "no MediaBox"
-        box = float(match[1]), float(match[2])
-    else:
-        page = pypdf.PdfReader(io.BytesIO(stand)).pages[0]
-        box = float(page.mediabox.width), float(page.mediabox.height)
+    page = pypdf.PdfReader(io.BytesIO(stand)).pages[0]
     # 105 x 148 mm in points
-    assert box == pytest.approx((105 / 25.4 * 72, 148 / 25.4 * 72), abs=0.01)
-    assert b"HeiseiKakuGo-W5" in stand  # the reader-provided Japanese font, no file embedded
+    assert (float(page.mediabox.width), float(page.mediabox.height)) == pytest.approx(
+        (105 / 25.4 * 72, 148 / 25.4 * 72), abs=0.01
+    )
+
+
+def test_stand_embeds_its_japanese_font_and_says_how_to_pay(stand: bytes) -> None:
+    """A PDF that only names its Japanese font prints boxes on a machine without one: every font
+    but the Latin standard ones travels inside the file, as a subset."""
+    page = pypdf.PdfReader(io.BytesIO(stand)).pages[0]
+    fonts = [f.get_object() for f in page["/Resources"]["/Font"].values()]
+    japanese = [f for f in fonts if f["/BaseFont"].lstrip("/") not in STANDARD_14]
+    assert japanese, "no font besides the standard Latin ones"
+    for font in japanese:
+        descriptor = font["/FontDescriptor"].get_object()  # a Type0 font's would sit in its descendant
+        assert {"/FontFile2", "/FontFile3"} & set(descriptor), f"{font['/BaseFont']} is not embedded"
+        assert font["/BaseFont"].lstrip("/").endswith("+IPAexGothic")  # subset: only the glyphs used
+    text = page.extract_text()
+    for line in STAND_LINES:
+        assert line in text
+    assert len(stand) < 100_000  # the subset, not the 6 MB font
 
 
 def test_stand_is_only_for_static_codes() -> None:
     with pytest.raises(ValueError, match="static"):
-        stand_pdf(DYNAMIC, store_name_ja="店", merchant_name="Shop", region_name_ja="地域")
+        stand_pdf(DYNAMIC, **STAND_TEXT)
 
 
-@pytest.mark.skipif(not shutil.which("pdftoppm"), reason="poppler-utils not installed")
+# poppler is how a shop's PC or a print shop renders the stand; the checks it adds (the printed
+# code scans, the text maps back) are also made above without it, from the PDF itself.
+@pytest.mark.skipif(not shutil.which("pdftoppm"), reason="poppler-utils not installed (apt-get install poppler-utils)")
 def test_stand_renders_and_its_qr_scans(stand: bytes, tmp_path: Path) -> None:
     (tmp_path / "stand.pdf").write_bytes(stand)
     subprocess.run(["pdftoppm", "-r", "150", "-png", "-singlefile", "stand.pdf", "stand"], cwd=tmp_path, check=True)
@@ -269,8 +299,11 @@ def test_stand_renders_and_its_qr_scans(stand: bytes, tmp_path: Path) -> None:
     assert [r.text for r in results] == [STATIC]
     # The Japanese is real text in the PDF (not tofu or outlines): poppler maps it back.
     text = subprocess.run(["pdftotext", "stand.pdf", "-"], cwd=tmp_path, check=True, capture_output=True, text=True)
-    for line in ("鶴ヶ城そば 本店", "会津地域通貨 あいづペイ", "金額を入力して", "お店の方に画面を見せてください"):
+    for line in STAND_LINES:
         assert line in text.stdout
+    fonts = subprocess.run(["pdffonts", "stand.pdf"], cwd=tmp_path, check=True, capture_output=True, text=True)
+    ipaex = [row.split() for row in fonts.stdout.splitlines() if "IPAexGothic" in row]
+    assert ipaex and all(row[-5:-3] == ["yes", "yes"] for row in ipaex)  # emb, sub
 
 
 # --- rejections --------------------------------------------------------------------------------

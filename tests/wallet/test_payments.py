@@ -353,6 +353,7 @@ async def test_the_restaurant_pays_the_farmer_from_its_balance(client, tokens, t
 async def test_store_qr_images_and_stand(client, tokens, town):
     import io
 
+    import pypdf
     import zxingcpp
     from PIL import Image
 
@@ -366,6 +367,11 @@ async def test_store_qr_images_and_stand(client, tokens, town):
     assert svg.headers["content-type"].startswith("image/svg+xml") and b"<svg" in svg.content
     pdf = await client.get(f"/v1/stores/{shop['store_id']}/stand.pdf", headers=staff)
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    # The stand names the region's currency, the shop, the app, and the check of the shop's name.
+    stand = pypdf.PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    for line in ("会津若松市デジタル地域通貨", "鶴ヶ城茶屋", "Tsurugajo Teahouse", "chiikipay アプリ",
+                 "画面の店名がこのお店か確かめて", "Aizuwakamatsu digital regional currency"):
+        assert line in stand
     other = tokens.merchant_staff(town.merchants["Aizu Bus"])
     assert_problem(await client.get(f"/v1/stores/{shop['store_id']}/qr.png", headers=other), 404, "store-not-found")
 

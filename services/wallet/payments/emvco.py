@@ -40,6 +40,7 @@ __all__ = [
     "build_payload",
     "crc16_ccitt_false",
     "parse_payload",
+    "uncut_text",
 ]
 
 JPY = "392"  # ISO 4217 numeric; yen have no minor unit, so amounts are whole numbers
@@ -131,6 +132,16 @@ def _shorten(value: str, limit: int) -> str:
         if boundary >= limit // 2:
             cut = cut[:boundary]
     return cut.rstrip(" -,.&/") or value[:limit]
+
+
+def uncut_text(value: str, what: str, *, limit: int, ascii_only: bool) -> str:
+    """`value` exactly as a payload would carry it (NFC, spaces collapsed), for a name that must
+    reach the resident's screen whole: ValueError if it cannot be encoded or would be cut. What
+    is stored then is what every code will show (a region's name in the city fields 60 and 64/02)."""
+    value = _text(value, what, ascii_only=ascii_only)
+    if len(value) > limit:
+        raise ValueError(f"{what} is {len(value)} characters; a QR code carries at most {limit}")
+    return value
 
 
 def _label(value: str | None, what: str) -> str | None:

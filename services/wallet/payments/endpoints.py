@@ -97,10 +97,13 @@ async def store_qr_svg(store_id: uuid.UUID, principal: ShopOrOverseer, session: 
 
 @router.get("/stores/{store_id}/stand.pdf", response_class=Response, responses={**PROBLEMS, **IMAGE})
 async def store_stand(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
-    """The printable A6 stand for the register: store name, QR code and how to pay."""
+    """The printable A6 stand for the register: the currency, the store name, the QR code and how
+    to pay (with the app, checking the shop's name on screen), its Japanese font embedded."""
     qr = await service.store_qr(session, principal, store_id)
+    currency = wallet.currency_names(qr.region)
     pdf = qr_render.stand_pdf(
-        qr.payload, store_name_ja=qr.store.name_ja, merchant_name=qr.merchant.name, region_name_ja=qr.region.name_ja
+        qr.payload, store_name_ja=qr.store.name_ja, merchant_name=qr.merchant.name,
+        currency_ja=currency.name_ja, currency_en=currency.name, app_name=currency.app,
     )
     return Response(pdf, media_type="application/pdf")
 

@@ -4,11 +4,20 @@ that a shop puts by the register.
 Error correction M (15 %): a stand gets scratched and splashed, and M still keeps a payload of
 ~200 characters at a version that phone cameras read from arm's length. The text goes in byte
 mode as UTF-8, which is what JPQR readers expect for the Japanese in template 64.
+
+The stand's Japanese is set in IPAex Gothic, embedded (subset to the characters used) in the
+PDF: a shop prints it on whatever machine it has, and a PDF that only names a Japanese font
+prints boxes where none is installed. The font comes with the `japanize-kivy` package from
+PyPI (IPA Font License v1.0, which allows embedding it in documents); only its font file is
+read, the package itself (and the GUI toolkit it depends on) is never imported.
 """
 
 from __future__ import annotations
 
 import io
+from functools import cache
+from importlib.metadata import distribution
+from pathlib import Path
 
 import qrcode
 import qrcode.image.svg
@@ -18,7 +27,9 @@ from services.wallet.payments.emvco import parse_payload
 
 __all__ = ["png", "stand_pdf", "svg"]
 
-JA_FONT = "HeiseiKakuGo-W5"  # one of the Japanese CID fonts every PDF reader must know: no font file
+JA_FONT = "IPAexGothic"
+JA_FONT_FILE = "ipaexg.ttf"
+JA_FONT_PACKAGE = "japanize-kivy"
 LATIN_FONT = "Helvetica"
 QUIET_ZONE = 4  # modules of white around the code; ISO/IEC 18004 requires 4 and readers need it
 
@@ -45,21 +56,36 @@ def svg(payload: str) -> bytes:
     return out.getvalue()
 
 
-def stand_pdf(payload: str, *, store_name_ja: str, merchant_name: str, region_name_ja: str) -> bytes:
-    """A6 portrait PDF: region and store name at the top, the QR code large in the middle,
-    how to pay in Japanese and English at the bottom.
+@cache
+def japanese_font_file() -> Path:
+    """IPAex Gothic as installed with its package, found through the package's file list so that
+    a reorganised package still finds it (and nothing imports the package)."""
+    package = distribution(JA_FONT_PACKAGE)
+    found = [f for f in package.files or () if f.name == JA_FONT_FILE]
+    assert len(found) == 1, f"{JA_FONT_PACKAGE} ships one {JA_FONT_FILE}; found {found}"
+    return Path(str(package.locate_file(found[0])))
+
+
+def stand_pdf(
+    payload: str, *, store_name_ja: str, merchant_name: str, currency_ja: str, currency_en: str, app_name: str
+) -> bytes:
+    """A6 portrait PDF: the currency and the store name at the top, the QR code large in the
+    middle, how to pay in Japanese and English at the bottom, with the app to pay in and the
+    check that protects the resident from a sticker pasted over the shop's: their screen must
+    show this shop's name before they pay.
 
     Only for a static code: a dynamic one is for a single sale and must not be printed."""
     from reportlab.lib.pagesizes import A6
     from reportlab.lib.units import mm
     from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfbase.ttfonts import TTFont
     from reportlab.pdfgen import canvas
 
     if parse_payload(payload).dynamic:  # also refuses to print a payload that would not scan-and-pay
         raise ValueError("a dynamic QR (with an amount) is for one sale; print only a static QR")
     if JA_FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(JA_FONT))
+        # A TrueType font is embedded as a subset of the glyphs each document uses.
+        pdfmetrics.registerFont(TTFont(JA_FONT, str(japanese_font_file())))
 
     width, height = A6
     margin = 8 * mm
@@ -67,24 +93,27 @@ def stand_pdf(payload: str, *, store_name_ja: str, merchant_name: str, region_na
     out = io.BytesIO()
     pdf = canvas.Canvas(out, pagesize=A6, invariant=True)  # invariant: same input, same bytes
     pdf.setTitle(f"{store_name_ja} QR")
-    pdf.setAuthor(region_name_ja)
+    pdf.setAuthor(currency_ja)
+
+    def fitted(text: str, font: str, size: float, room: float) -> float:
+        # Long names shrink to fit the width instead of running off the card.
+        while size > 6 and pdfmetrics.stringWidth(text, font, size) > room:
+            size -= 0.5
+        return size
 
     def centred(text: str, font: str, size: float, y: float) -> None:
-        # Long store names shrink to fit the width instead of running off the card.
-        while size > 6 and pdfmetrics.stringWidth(text, font, size) > usable:
-            size -= 0.5
-        pdf.setFont(font, size)
+        pdf.setFont(font, fitted(text, font, size, usable))
         pdf.drawCentredString(width / 2, y, text)
 
-    # Header: the region's currency, then the store as the resident knows it.
-    centred(region_name_ja, JA_FONT, 9, height - margin - 3 * mm)
+    # Header: the currency, then the store as the resident knows it.
+    centred(currency_ja, JA_FONT, 9, height - margin - 3 * mm)
     centred(store_name_ja, JA_FONT, 18, height - margin - 13 * mm)
     centred(merchant_name, LATIN_FONT, 8, height - margin - 19 * mm)
 
     # The code, drawn as vector squares (sharp at any printer resolution), quiet zone included
     # in its square so nothing is ever printed inside it.
     matrix = _qr(payload).get_matrix()  # includes the border
-    side = 88 * mm  # nearly the full 105 mm width: the larger, the farther a phone reads it
+    side = 80 * mm  # most of the 105 mm width (the larger, the farther a phone reads it), leaving room below
     module = side / len(matrix)
     left, top = (width - side) / 2, height - margin - 22 * mm
     # A single path (one rectangle per run of dark modules) filled once: separate fills leave
@@ -105,12 +134,31 @@ def stand_pdf(payload: str, *, store_name_ja: str, merchant_name: str, region_na
 
     # How to pay (a static code: the resident types the amount).
     y = top - side - 4 * mm
-    for line in ("① アプリでQRコードを読み取り、", "② 金額を入力して、", "③ お店の方に画面を見せてください。"):
-        pdf.setFont(JA_FONT, 9.5)
-        pdf.drawString(margin + 4 * mm, y, line)
-        y -= 5 * mm
-    centred("Scan with the app, enter the amount, show the screen to staff.", LATIN_FONT, 7, y - 1 * mm)
+    indent = margin + 2 * mm
+    for line in how_to_pay_ja(app_name):
+        pdf.setFont(JA_FONT, fitted(line, JA_FONT, 9.5, width - indent - margin))
+        pdf.drawString(indent, y, line)
+        y -= 4.5 * mm
+    for line in how_to_pay_en(app_name, currency_en):
+        centred(line, LATIN_FONT, 7, y - 0.5 * mm)
+        y -= 3.5 * mm
 
     pdf.showPage()
     pdf.save()
     return out.getvalue()
+
+
+def how_to_pay_ja(app_name: str) -> tuple[str, ...]:
+    return (
+        f"① {app_name} アプリでQRコードを読み取り、",
+        "② 画面の店名がこのお店か確かめてから、",
+        "③ 金額を入力して支払い、",
+        "④ お店の方に画面を見せてください。",
+    )
+
+
+def how_to_pay_en(app_name: str, currency_en: str) -> tuple[str, ...]:
+    return (
+        f"Pay in {currency_en} with the {app_name} app: scan the code,",
+        "check that your screen shows this shop's name, then enter the amount and show staff.",
+    )
