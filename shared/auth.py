@@ -211,7 +211,9 @@ class TokenVerifier:
 # printable ones without spaces are taken: a subject is stored, logged and used as a key, and an
 # empty one would be a wallet every such token shared.
 SUBJECT = re.compile(r"[!-~]{1,255}")
-REGION_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+# A region's code names it in tokens and URLs, and its QR GUID is "jp.chiikipay.<code>", which
+# EMVCo caps at 32 characters: hence 2 to 19 characters.
+REGION_CODE = re.compile(r"[a-z][a-z0-9-]{0,17}[a-z0-9]")
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -225,7 +227,10 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
         raise InvalidToken("The token's subject must be 1 to 255 printable ASCII characters without spaces.")
     region = claims.get("region")
-    if not isinstance(region, str) or not REGION_CODE.fullmatch(region):
+    if role is Role.PLATFORM_OPERATOR:
+        if region != PLATFORM_REGION:
+            raise InvalidToken(f"A platform operator's token carries the region claim {PLATFORM_REGION!r}.")
+    elif not isinstance(region, str) or not REGION_CODE.fullmatch(region):
         raise InvalidToken("The token names no region code (lower-case letters, digits, '-').")
     merchant_id = None
     if role in MERCHANT_ROLES:

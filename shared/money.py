@@ -17,20 +17,25 @@ from pydantic import BeforeValidator, Field
 MAX_AMOUNT = 10**12
 
 
+# What the refusal of `3000.0` says. JSON Schema cannot express it (to it, 3000.0 is the integer
+# 3000), so schema-driven clients and fuzzers may send such numbers: they are told this.
+INEXACT = "a whole number is required, written without a fraction or exponent (1000, not 1000.0)"
+
+
 def _whole_number(value: Any) -> Any:
     if isinstance(value, bool) or isinstance(value, str):
         raise ValueError("an amount is a JSON integer, not a string or boolean")
     if isinstance(value, int):
         return value
     if isinstance(value, (float, Decimal)):
-        raise ValueError("a whole number is required, written without a fraction or exponent (1000, not 1000.0)")
+        raise ValueError(INEXACT)
     raise ValueError("an amount is a JSON integer")
 
 
 # The bounds come before the validator so that they stay plain JSON Schema bounds in OpenAPI.
 Amount = Annotated[
     int,
-    Field(gt=0, le=MAX_AMOUNT, description="Whole yen (or points); no decimals."),
+    Field(gt=0, le=MAX_AMOUNT, description="Whole yen (or points), written as an integer: 1000, never 1000.0 or 1e3."),
     BeforeValidator(_whole_number),
 ]
 

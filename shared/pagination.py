@@ -14,8 +14,10 @@ from shared.ids import from_short_id, short_id
 
 T = TypeVar("T")
 
+# A short id (shared.ids): 22 base64url characters, the last of which carries 4 bits and 2 unused
+# ones, so only A, Q, g or w ends a cursor the API gave out.
 CursorParam = Annotated[
-    str | None, Query(description="`next_cursor` of the previous page", pattern=r"^[A-Za-z0-9_-]{22}$")
+    str | None, Query(description="`next_cursor` of the previous page", pattern=r"^[A-Za-z0-9_-]{21}[AQgw]$")
 ]
 LimitParam = Annotated[int, Query(ge=1, le=200, description="page size")]
 
@@ -30,7 +32,7 @@ def encode_cursor(last_id: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str | None) -> uuid.UUID | None:
-    """`CursorParam`'s pattern admits only 22 base64url characters, which always decode."""
+    """`CursorParam`'s pattern admits only the canonical spelling of a short id, which always decodes."""
     return from_short_id(cursor) if cursor else None
 
 

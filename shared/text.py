@@ -13,7 +13,7 @@ import re
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import StringConstraints
 
 _PLAIN = r"[^\x00-\x1f\x7f]"
 _VISIBLE = r"[^\s\x00-\x1f\x7f]"
@@ -43,23 +43,12 @@ def qr_text(value: str, what: str, *, ascii_only: bool) -> str:
     return value
 
 
-def _fits_qr(what: str, *, ascii_only: bool) -> AfterValidator:
-    def check(value: str) -> str:
-        qr_text(value, what, ascii_only=ascii_only)
-        return value  # stored as given; the code is built from it
-
-    return AfterValidator(check)
-
-
-def qr_name(max_length: int, *, romanised: bool) -> Any:
-    """A name a merchant QR shows: romanised (field 59, printable ASCII) or Japanese (64/01)."""
-    what = "a romanised name" if romanised else "a Japanese name"
-    return Annotated[text(max_length), _fits_qr(what, ascii_only=romanised)]
+# Printable ASCII with something visible: a romanised name a QR shows (EMVCo 59) or a label it
+# carries whole (62/07). Stated as a pattern, so the API's schema says it; `qr_text` never refuses
+# such a value. Japanese names (64/01) are checked by `qr_text` where they are stored, as the
+# schema's pattern language cannot name unassigned or private-use code points.
+_ROMANISED = r"^[ -~]*[!-~][ -~]*$"
 
 
-def qr_label(max_length: int) -> Any:
-    """An identifier a merchant QR carries whole (a terminal label): printable ASCII."""
-    return Annotated[
-        str, StringConstraints(min_length=1, max_length=max_length, pattern=r"^[ -~]+$"),
-        _fits_qr("a label", ascii_only=True),
-    ]
+def romanised(max_length: int) -> Any:
+    return Annotated[str, StringConstraints(min_length=1, max_length=max_length, pattern=_ROMANISED)]

@@ -18,6 +18,7 @@ from shared.application import create_app
 from shared.auth import PLATFORM_REGION, DevIssuer, Role
 from shared.clock import SystemClock
 from shared.config import Settings
+from shared.money import INEXACT
 
 
 class _SchemaApp:
@@ -96,4 +97,10 @@ def test_no_server_errors_and_documented_responses(case, callers, platform_calle
         # schema calls valid never fails validation.
         case.validate_response(response, excluded_checks=[positive_data_acceptance])
         if case.meta is not None and not case.meta.generation.mode.is_negative and response.status_code == 422:
-            assert response.json()["type"] != "urn:chiikipay:problem:validation-error", response.text
+            problem = response.json()
+            # The one rule JSON Schema cannot state: to it 1.0 is an integer, to the API a money
+            # field's 1.0 is inexact (shared.money).
+            errors = problem.get("errors") or [{"msg": ""}]
+            if all(INEXACT in error["msg"] for error in errors):
+                continue
+            assert problem["type"] != "urn:chiikipay:problem:validation-error", response.text

@@ -41,11 +41,11 @@ from services.wallet.schemas import (
     WalletUpdate,
 )
 from shared import audit
-from shared.auth import PLATFORM_REGION, Principal, Role, require
+from shared.auth import Principal, Role, require
 from shared.clock import Day, Instant
 from shared.db import SessionDep
 from shared.deps import ClockDep, SettingsDep
-from shared.errors import Forbidden, Problem, Unprocessable
+from shared.errors import Problem, Unprocessable
 from shared.idempotency import IdempotencyDep
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
@@ -66,14 +66,8 @@ Terminal = Annotated[Principal, require(Role.TERMINAL)]
 Auditor = Annotated[Principal, require(Role.AUDITOR)]
 
 
-async def platform_operator(principal: Annotated[Principal, require(Role.PLATFORM_OPERATOR)]) -> Principal:
-    """The platform's own work (hosting regions) takes a platform token: one of no region."""
-    if principal.region_code != PLATFORM_REGION:
-        raise Forbidden(f"A platform operator's token carries the region claim {PLATFORM_REGION!r}, not a region's code.")
-    return principal
-
-
-PlatformOperator = Annotated[Principal, Depends(platform_operator)]
+# The platform's own work (hosting regions); its tokens are of no region (shared.auth).
+PlatformOperator = Annotated[Principal, require(Role.PLATFORM_OPERATOR)]
 
 PROBLEMS = {
     status: {"description": description, "content": {"application/problem+json": {}}}

@@ -15,6 +15,10 @@ class InvalidRegionName(Unprocessable):
     slug, title = "invalid-region-name", "The region's name cannot be carried by its QR codes"
 
 
+class NameNotPrintable(Unprocessable):
+    slug, title = "name-not-printable", "A name the shop's QR code shows holds characters a code cannot carry"
+
+
 class WalletNotFound(NotFound):
     slug, title = "wallet-not-found", "No such wallet"
 

@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.wallet.models import Sector, Status
+from shared.auth import REGION_CODE
 from shared.clock import Day
 from shared.money import Amount, whole_number
-from shared.text import qr_name, text
+from shared.text import romanised, text
 
 
 class Schema(BaseModel):
@@ -20,9 +21,9 @@ class Schema(BaseModel):
 
 # Not stripped: what the schema documents is exactly what is checked.
 Text100 = text(100)
-# A merchant's names are printed in its QR code (EMVCo 59 and 64/01): only text a code can carry.
-MerchantName = qr_name(100, romanised=True)
-MerchantNameJa = qr_name(100, romanised=False)
+# A merchant's romanised name is printed in its QR code (EMVCo 59): printable ASCII. Its Japanese
+# name (64/01) is checked where it is stored (service.check_printable).
+MerchantName = romanised(100)
 Household = text(64)
 Address = text(200)
 Memo = text(200, required=False)
@@ -71,9 +72,7 @@ class RegionSettingsUpdate(RegionSettings):
     """PATCH /v1/region: only the fields sent change."""
 
 
-# The code names the region in tokens and URLs, and its QR GUID is "jp.chiikipay.<code>", which
-# EMVCo caps at 32 characters: hence 2 to 19 characters.
-RegionCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,17}[a-z0-9]$")]
+RegionCode = Annotated[str, StringConstraints(pattern=f"^{REGION_CODE.pattern}$")]
 
 
 class RegionCreate(RegionSettings):
@@ -199,7 +198,7 @@ class BankTopupEvent(Schema):
 
 class MerchantCreate(Schema):
     name: MerchantName = Field(description="romanised (printable ASCII): the name a QR code shows")
-    name_ja: MerchantNameJa
+    name_ja: Text100
     sector: Sector
     mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] = Field(description="merchant category code")
     address: Address
@@ -213,7 +212,7 @@ class MerchantCreate(Schema):
 
 class MerchantUpdate(Schema):
     name: MerchantName | None = None
-    name_ja: MerchantNameJa | None = None
+    name_ja: Text100 | None = None
     sector: Sector | None = None
     mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
     address: Address | None = None

@@ -34,6 +34,7 @@ from services.wallet.errors import (
     InvalidRegionSettings,
     MerchantNameTaken,
     MerchantNotFound,
+    NameNotPrintable,
     RegionCodeTaken,
     RegionNotFound,
     WalletNotFound,
@@ -67,6 +68,7 @@ from shared.config import Settings
 from shared.errors import Forbidden
 from shared.ids import new_id
 from shared.money import Unit
+from shared.text import qr_text
 
 # --- posting: the one way value moves ----------------------------------------------------------
 
@@ -615,9 +617,21 @@ async def cashout(
 # --- merchants --------------------------------------------------------------------------------
 
 
+def check_printable(fields: dict[str, Any], *names: str) -> None:
+    """A Japanese name a merchant's QR shows (EMVCo 64/01) must be text a code can carry: checked
+    when it is stored, by the rule the code builder uses, so that no code of the shop fails later."""
+    for name in names:
+        if fields.get(name) is not None:
+            try:
+                qr_text(fields[name], name, ascii_only=False)
+            except ValueError as exc:
+                raise NameNotPrintable(f"{exc}.", field=name) from None
+
+
 async def onboard_merchant(
     session: AsyncSession, clock: Clock, principal: Principal, details: dict[str, Any]
 ) -> Merchant:
+    check_printable(details, "name_ja")
     region = await region_of(session, principal)
     if await repo.merchant_by_name(session, region.id, details["name"]) is not None:
         raise MerchantNameTaken(f"{details['name']!r} is already a merchant in {region.code}.")
@@ -668,6 +682,7 @@ async def update_merchant(
     session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, changes: dict[str, Any]
 ) -> Merchant:
     merchant = await visible_merchant(session, principal, merchant_id)
+    check_printable(changes, "name_ja")
     before = _merchant_record(merchant)
     if "name" in changes and changes["name"] != merchant.name:
         if await repo.merchant_by_name(session, merchant.region_id, changes["name"]) is not None:

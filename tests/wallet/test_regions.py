@@ -125,11 +125,14 @@ async def test_region_requests_without_a_key_or_a_platform_token_are_refused(cli
     assert_problem(missing, 400, "idempotency-key-missing")
     assert_problem(await client.post("/v1/regions", json=KITAKATA, headers=idem({})), 401, "unauthenticated")
     others = [tokens.resident(), tokens.operator(), tokens.auditor(), tokens.merchant_admin(teahouse),
-              tokens.merchant_staff(teahouse), {"X-API-Key": key.json()["secret"]},
-              platform(tokens, region="aizu")]  # a platform role in a region's token
+              tokens.merchant_staff(teahouse), {"X-API-Key": key.json()["secret"]}]
     for headers in others:
         assert_problem(await client.post("/v1/regions", json=KITAKATA, headers=idem(headers)), 403, "forbidden")
         assert_problem(await client.get("/v1/regions", headers=headers), 403, "forbidden")
+    # A platform role in a region's token is no token the platform issues.
+    in_a_region = platform(tokens, region="aizu")
+    assert_problem(await client.post("/v1/regions", json=KITAKATA, headers=idem(in_a_region)), 401, "invalid-token")
+    assert_problem(await client.get("/v1/region", headers=in_a_region), 401, "invalid-token")
     assert await snapshot(sessionmaker) == before
 
 

@@ -9,9 +9,9 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field, StringConstraints
 
 from services.wallet.payments.models import FeeKind, PaymentMethod, Rounding
-from services.wallet.schemas import MerchantNameJa, Memo, Schema, Text100
+from services.wallet.schemas import Memo, Schema, Text100
 from shared.money import Amount, BasisPoints
-from shared.text import qr_label, text
+from shared.text import romanised, text
 
 QRPayload = text(512)
 OrderReference = text(64)
@@ -19,8 +19,8 @@ OrderReference = text(64)
 
 class StoreCreate(Schema):
     name: Text100
-    name_ja: MerchantNameJa = Field(description="the name the store's QR code shows")
-    terminal_label: qr_label(25) | None = None
+    name_ja: Text100 = Field(description="the name the store's QR code shows")
+    terminal_label: romanised(25) | None = None
 
 
 class StoreOut(Schema):

@@ -96,6 +96,7 @@ async def add_store(
     session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, details: dict[str, Any]
 ) -> Store:
     merchant = await wallet.visible_merchant(session, principal, merchant_id)
+    wallet.check_printable(details, "name_ja")
     store = await create_store(session, clock, merchant, **details)
     await audit.record(
         session, clock, principal, region_id=merchant.region_id, action="store.create",
