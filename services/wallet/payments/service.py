@@ -355,7 +355,7 @@ async def pay(
     assert row.outcome == "ok", row.outcome
     reward = await rewards.reward_payment(
         session, clock, payment_id=payment_id, region_id=region.id, merchant_id=row.merchant_id, amount=amount,
-        wallet_account_id=row.account_id,
+        point_amount=row.point_amount, wallet_account_id=row.account_id,
     )
     if reward:
         await repo.set_reward_points(session, payment_id, reward)
