@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from services.wallet.models import Sector, Status
 from shared.clock import Day
@@ -30,6 +30,29 @@ BankEventId = text(128)
 # 全銀 payee names: half-width katakana, upper-case letters, digits, space and a few symbols.
 ClassCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]  # a merchant class
 KanaName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Zｦ-ﾟ ().,\-/]{1,30}$")]
+
+
+def corporate_number_check_digit(base: str) -> int:
+    """The check digit (検査用数字) of a 13-digit 法人番号, from its other 12 digits (基礎番号), by
+    the formula of 法人番号の指定等に関する省令 (平成26年財務省令第70号) 第2条:
+    9 − ((Σ Pn × Qn) mod 9) for n = 1 … 12, Pn the nth digit counting from the lowest, Qn 1 for
+    odd n and 2 for even n. It stands first, before the 12 digits, and is never 0."""
+    assert len(base) == 12 and base.isdigit(), base
+    return 9 - sum(int(digit) * (1 if n % 2 else 2) for n, digit in enumerate(reversed(base), start=1)) % 9
+
+
+def _check_registration_number(value: str) -> str:
+    if corporate_number_check_digit(value[2:]) != int(value[1]):
+        raise ValueError("the check digit (the first of the 13 digits) does not match the other 12: a digit is mistyped")
+    return value
+
+
+# 適格請求書発行事業者登録番号: "T" and 13 digits: a corporation's 法人番号, or for a sole
+# proprietor a number the tax office issues in the same 13-digit space (never anyone's 法人番号);
+# the check digit is verified by the 法人番号 rule for both.
+InvoiceRegistrationNumber = Annotated[
+    str, StringConstraints(pattern=r"^T[1-9][0-9]{12}$"), AfterValidator(_check_registration_number)
+]
 
 
 class RegionOut(Schema):
@@ -183,6 +206,10 @@ class MerchantCreate(Schema):
     account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{7}$")]
     account_holder_kana: KanaName
     merchant_class: ClassCode = Field("small_shop", description="a code of GET /v1/merchant-classes")
+    invoice_registration_number: InvoiceRegistrationNumber | None = Field(
+        None, description='適格請求書発行事業者登録番号: "T" and 13 digits (check digit verified), printed on '
+        "receipts; omitted: the shop is not a registered qualified-invoice issuer",
+    )
 
 
 class MerchantUpdate(Schema):
@@ -198,24 +225,40 @@ class MerchantUpdate(Schema):
     account_holder_kana: KanaName | None = None
     merchant_class: ClassCode | None = None
     status: Status | None = None
+    invoice_registration_number: InvoiceRegistrationNumber | None = Field(
+        None, description="send null to clear it (the shop's registration was withdrawn)",
+    )
 
 
-class MerchantOut(Schema):
+class MerchantProfileOut(Schema):
+    """What anyone who deals with the merchant may know of it; no bank account."""
+
     id: uuid.UUID
     name: str
     name_ja: str
     sector: Sector
     mcc: str
     address: str
-    bank_code: str
-    branch_code: str
-    account_type: int
-    account_number: str
-    account_holder_kana: str
+    invoice_registration_number: str | None = Field(
+        description="適格請求書発行事業者登録番号; null: not a registered qualified-invoice issuer"
+    )
     merchant_class: str
     status: Status
     created_at: datetime
     updated_at: datetime
+
+
+BANK_HIDDEN = "null unless the caller is an operator, an auditor or the merchant's admin"
+
+
+class MerchantOut(MerchantProfileOut):
+    """The merchant with its payout bank account, for those who pay it out, audit it or own it."""
+
+    bank_code: str | None = Field(description=BANK_HIDDEN)
+    branch_code: str | None = Field(description=BANK_HIDDEN)
+    account_type: int | None = Field(description=BANK_HIDDEN)
+    account_number: str | None = Field(description=BANK_HIDDEN)
+    account_holder_kana: str | None = Field(description=BANK_HIDDEN)
 
 
 class BalanceOut(Schema):
@@ -252,7 +295,10 @@ class ApiKeyCreated(ApiKeyOut):
 
 class TerminalOut(Schema):
     api_key_id: uuid.UUID
-    merchant: MerchantOut
+    merchant: MerchantProfileOut = Field(
+        description="the merchant the key belongs to, without its bank account; its stores are at "
+        "GET /v1/merchants/{id}/stores",
+    )
 
 
 class AuditEventOut(Schema):

@@ -636,7 +636,7 @@ async def merchant_balance(
 
 def _merchant_record(merchant: Merchant) -> dict[str, Any]:
     fields = ("name", "name_ja", "sector", "mcc", "address", "bank_code", "branch_code", "account_type",
-              "account_number", "account_holder_kana", "merchant_class", "status")
+              "account_number", "account_holder_kana", "merchant_class", "status", "invoice_registration_number")
     return {field: getattr(merchant, field) for field in fields}
 
 
