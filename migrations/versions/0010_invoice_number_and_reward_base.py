@@ -2,8 +2,7 @@
 
 - `merchants.invoice_registration_number`: the 適格請求書発行事業者登録番号 ("T" and 13 digits)
   that a registered shop prints on its receipts; null for a shop that is not registered. The
-  database checks its shape; the check digit is checked on the way in
-  (services/wallet/schemas.py).
+  database checks its shape; the service checks its check digit (services/wallet/service.py).
 - `campaigns.reward_points_payments`: whether the part of a payment paid in points earns the
   campaign's reward (false: only the coin part does). Reward campaigns created before this
   migration rewarded the whole amount, whatever paid it, and keep that rule: they were announced
