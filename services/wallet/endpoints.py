@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import ValidationError
 
 from services.wallet import service
-from services.wallet.models import Entry, Journal, JournalKind
+from services.wallet.models import Entry, Journal, JournalKind, Merchant
 from services.wallet.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -27,6 +27,7 @@ from services.wallet.schemas import (
     HistoryItem,
     MerchantCreate,
     MerchantOut,
+    MerchantProfileOut,
     MerchantUpdate,
     MovementOut,
     RegionCreate,
@@ -366,6 +367,26 @@ async def system_accounts(principal: Overseer, session: SessionDep) -> list[Syst
 
 # --- merchants --------------------------------------------------------------------------------
 
+# Who sees a merchant's payout bank account: the operator who pays it out, the auditor who checks
+# the payouts, and the merchant's own admin. Its staff at the counter and its POS terminals see
+# the merchant without it: a leaked terminal key or a clerk's phone must not reveal where the
+# shop's money goes, nor help redirect it.
+BANK_ACCOUNT_READERS = frozenset({Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN})
+
+
+def merchant_out(merchant: Merchant, principal: Principal) -> MerchantOut:
+    shown = MerchantOut.model_validate(merchant)
+    if principal.role in BANK_ACCOUNT_READERS:
+        return shown
+    hidden = dict.fromkeys(set(MerchantOut.model_fields) - set(MerchantProfileOut.model_fields))
+    return shown.model_copy(update=hidden)
+
+
+def _merchant_changes(body: MerchantUpdate) -> dict[str, Any]:
+    """What the operator sent: a null clears the registration number; other fields cannot be cleared."""
+    sent = body.model_dump(exclude_unset=True)
+    return {k: v for k, v in sent.items() if v is not None or k == "invoice_registration_number"}
+
 
 @router.post("/merchants", status_code=201, response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
 async def onboard_merchant(
@@ -388,7 +409,8 @@ async def list_merchants(
 
 @router.get("/merchants/{merchant_id}", response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
 async def get_merchant(merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep) -> MerchantOut:
-    return MerchantOut.model_validate(await service.visible_merchant(session, principal, merchant_id))
+    """The merchant; its bank account only for operators, auditors and the merchant's admin."""
+    return merchant_out(await service.visible_merchant(session, principal, merchant_id), principal)
 
 
 @router.patch("/merchants/{merchant_id}", response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
@@ -399,7 +421,7 @@ async def update_merchant(
     """Change details or status (active / suspended / closed) (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    merchant = await service.update_merchant(session, clock, principal, merchant_id, body.model_dump(exclude_none=True))
+    merchant = await service.update_merchant(session, clock, principal, merchant_id, _merchant_changes(body))
     return await idem.respond(200, MerchantOut.model_validate(merchant))
 
 
@@ -461,10 +483,11 @@ async def revoke_api_key(
 
 @router.get("/terminal", response_model=TerminalOut, tags=["merchants"], responses=PROBLEMS)
 async def terminal_identity(principal: Terminal, session: SessionDep) -> TerminalOut:
-    """Which merchant a POS terminal's key belongs to: the terminal's first call after set-up."""
+    """Which merchant a POS terminal's key belongs to: the terminal's first call after set-up. The
+    terminal sees the merchant's name and details, not its bank account."""
     assert principal.merchant_id is not None and principal.api_key_id is not None
     merchant = await service.visible_merchant(session, principal, principal.merchant_id)
-    return TerminalOut(api_key_id=principal.api_key_id, merchant=MerchantOut.model_validate(merchant))
+    return TerminalOut(api_key_id=principal.api_key_id, merchant=MerchantProfileOut.model_validate(merchant))
 
 
 # --- audit ------------------------------------------------------------------------------------

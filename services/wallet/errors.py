@@ -39,6 +39,10 @@ class MerchantNameTaken(Conflict):
     slug, title = "merchant-name-taken", "A merchant with this name already exists in the region"
 
 
+class InvalidRegistrationNumber(Unprocessable):
+    slug, title = "invalid-registration-number", "Not a valid qualified-invoice registration number"
+
+
 class AmountBelowMinimum(Unprocessable):
     slug, title = "amount-below-minimum", "The amount is below the region's minimum top-up"
 

@@ -131,6 +131,7 @@ class Merchant(Base):
         CheckConstraint("account_number ~ '^[0-9]{7}$'", "account_number"),
         CheckConstraint("account_type IN (1, 2, 4)", "account_type"),
         CheckConstraint("status IN ('active', 'suspended', 'closed')", "status"),
+        CheckConstraint("invoice_registration_number ~ '^T[1-9][0-9]{12}$'", "invoice_registration_number"),
         {"schema": SCHEMA},
     )
 
@@ -141,6 +142,8 @@ class Merchant(Base):
     sector: Mapped[str]
     mcc: Mapped[str]
     address: Mapped[str]
+    # 適格請求書発行事業者登録番号 ("T" + 13 digits), printed on the receipt; null: not registered.
+    invoice_registration_number: Mapped[str | None]
     bank_code: Mapped[str]
     branch_code: Mapped[str]
     account_type: Mapped[int] = mapped_column(SmallInteger)  # 全銀: 1 普通, 2 当座, 4 貯蓄
@@ -306,6 +309,9 @@ class Campaign(Base):
     reward_from: Mapped[datetime | None]
     reward_until: Mapped[datetime | None]
     reward_monthly_cap: Mapped[int | None]
+    # Reward campaigns: whether the part of a payment paid in points earns a reward too (false:
+    # only the coin part does).
+    reward_points_payments: Mapped[bool] = mapped_column(server_default=text("false"))
     created_by: Mapped[str]
     created_at: Mapped[datetime]
 
@@ -344,6 +350,7 @@ class PaymentReward(Base):
     lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.lots.id"))
     month: Mapped[date]
     points: Mapped[int]
+    base: Mapped[int]  # the part of the payment that earned the points: its coin part, or all of it
     clawed_back: Mapped[int]
 
 

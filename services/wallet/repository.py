@@ -690,10 +690,14 @@ async def _payment_violations(rows: Any) -> list[Violation]:
             f"{due_yen} yen and {due_point} points",
         ))
     # Rewards: the payment's reward is what its campaigns paid less what refunds took back, and the
-    # budget moved exactly that; never more taken back than the refunded share, and all of that
-    # share when the reward's lot was never spent nor expired (it was there to take).
+    # budget moved exactly that; never more taken back than the refunded share of the reward's base,
+    # and all of that share when the reward's lot was never spent nor expired (it was there to take).
+    # A base of the whole amount is refunded as the payment is; a coin base (less than the amount)
+    # as its coin is, read from what the refunds gave back in points.
     for payment_id, campaign_id, points, clawed, due, budget_moved, spent, total in await rows(
-        "SELECT p.id, r.campaign_id, r.points, r.clawed_back, r.points * p.refunded_amount / p.amount,"
+        "SELECT p.id, r.campaign_id, r.points, r.clawed_back,"
+        " r.points * CASE WHEN r.base = p.amount THEN p.refunded_amount"
+        "   ELSE p.refunded_amount - p.refunded_point END / r.base,"
         " coalesce((SELECT sum(e.amount) FROM wallet.entries e JOIN wallet.journals j ON j.id = e.journal_id"
         "   JOIN wallet.accounts b ON b.id = e.account_id WHERE j.kind = 'reward' AND j.reference = p.id::text"
         "   AND b.campaign_id = r.campaign_id AND b.kind = 'campaign_budget'), 0)::bigint,"

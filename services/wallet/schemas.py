@@ -33,6 +33,11 @@ ClassCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
 KanaName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Zｦ-ﾟ ().,\-/]{1,30}$")]
 
 
+# 適格請求書発行事業者登録番号: "T" and 13 digits, the first of them a check digit (never 0); the
+# check digit itself is a rule of the service (services/wallet/service.py).
+InvoiceRegistrationNumber = Annotated[str, StringConstraints(pattern=r"^T[1-9][0-9]{12}$")]
+
+
 class RegionOut(Schema):
     code: str
     name: str = Field(description="romanised; the city field (60) of the region's QR codes")
@@ -208,6 +213,10 @@ class MerchantCreate(Schema):
     account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{7}$")]
     account_holder_kana: KanaName
     merchant_class: ClassCode = Field("small_shop", description="a code of GET /v1/merchant-classes")
+    invoice_registration_number: InvoiceRegistrationNumber | None = Field(
+        None, description='適格請求書発行事業者登録番号: "T" and 13 digits (check digit verified), printed on '
+        "receipts; omitted: the shop is not a registered qualified-invoice issuer",
+    )
 
 
 class MerchantUpdate(Schema):
@@ -223,24 +232,40 @@ class MerchantUpdate(Schema):
     account_holder_kana: KanaName | None = None
     merchant_class: ClassCode | None = None
     status: Status | None = None
+    invoice_registration_number: InvoiceRegistrationNumber | None = Field(
+        None, description="send null to clear it (the shop's registration was withdrawn)",
+    )
 
 
-class MerchantOut(Schema):
+class MerchantProfileOut(Schema):
+    """What anyone who deals with the merchant may know of it; no bank account."""
+
     id: uuid.UUID
     name: str
     name_ja: str
     sector: Sector
     mcc: str
     address: str
-    bank_code: str
-    branch_code: str
-    account_type: int
-    account_number: str
-    account_holder_kana: str
+    invoice_registration_number: str | None = Field(
+        description="適格請求書発行事業者登録番号; null: not a registered qualified-invoice issuer"
+    )
     merchant_class: str
     status: Status
     created_at: datetime
     updated_at: datetime
+
+
+BANK_HIDDEN = "null unless the caller is an operator, an auditor or the merchant's admin"
+
+
+class MerchantOut(MerchantProfileOut):
+    """The merchant with its payout bank account, for those who pay it out, audit it or own it."""
+
+    bank_code: str | None = Field(description=BANK_HIDDEN)
+    branch_code: str | None = Field(description=BANK_HIDDEN)
+    account_type: int | None = Field(description=BANK_HIDDEN)
+    account_number: str | None = Field(description=BANK_HIDDEN)
+    account_holder_kana: str | None = Field(description=BANK_HIDDEN)
 
 
 class BalanceOut(Schema):
@@ -277,7 +302,10 @@ class ApiKeyCreated(ApiKeyOut):
 
 class TerminalOut(Schema):
     api_key_id: uuid.UUID
-    merchant: MerchantOut
+    merchant: MerchantProfileOut = Field(
+        description="the merchant the key belongs to, without its bank account; its stores are at "
+        "GET /v1/merchants/{id}/stores",
+    )
 
 
 class AuditEventOut(Schema):

@@ -32,6 +32,7 @@ from services.wallet.errors import (
     InsufficientBalance,
     InvalidRegionName,
     InvalidRegionSettings,
+    InvalidRegistrationNumber,
     MerchantNameTaken,
     MerchantNotFound,
     NameNotPrintable,
@@ -628,10 +629,32 @@ def check_printable(fields: dict[str, Any], *names: str) -> None:
                 raise NameNotPrintable(f"{exc}.", field=name) from None
 
 
+def corporate_number_check_digit(base: str) -> int:
+    """The check digit (検査用数字) of a 13-digit 法人番号, from its other 12 digits (基礎番号), by
+    the formula of 法人番号の指定等に関する省令 (平成26年財務省令第70号) 第2条:
+    9 − ((Σ Pn × Qn) mod 9) for n = 1 … 12, Pn the nth digit counting from the lowest, Qn 1 for
+    odd n and 2 for even n. It stands first, before the 12 digits, and is never 0."""
+    assert len(base) == 12 and base.isdigit(), base
+    return 9 - sum(int(digit) * (1 if n % 2 else 2) for n, digit in enumerate(reversed(base), start=1)) % 9
+
+
+def check_registration_number(number: str | None) -> None:
+    """A qualified-invoice registration number ("T" and 13 digits, as the schema checks) is a
+    corporation's 法人番号, or for a sole proprietor a number the tax office issues in the same
+    13-digit space (never anyone's 法人番号); its check digit is verified by the 法人番号 rule for
+    both, so that a mistyped number never reaches a receipt."""
+    if number is not None and corporate_number_check_digit(number[2:]) != int(number[1]):
+        raise InvalidRegistrationNumber(
+            f"{number} is not a registration number: its check digit (the first of the 13 digits) does not "
+            "match the other 12, so a digit is mistyped.",
+        )
+
+
 async def onboard_merchant(
     session: AsyncSession, clock: Clock, principal: Principal, details: dict[str, Any]
 ) -> Merchant:
     check_printable(details, "name_ja")
+    check_registration_number(details.get("invoice_registration_number"))
     region = await region_of(session, principal)
     if await repo.merchant_by_name(session, region.id, details["name"]) is not None:
         raise MerchantNameTaken(f"{details['name']!r} is already a merchant in {region.code}.")
@@ -681,8 +704,9 @@ async def list_merchants(
 async def update_merchant(
     session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, changes: dict[str, Any]
 ) -> Merchant:
-    merchant = await visible_merchant(session, principal, merchant_id)
+    check_registration_number(changes.get("invoice_registration_number"))
     check_printable(changes, "name_ja")
+    merchant = await visible_merchant(session, principal, merchant_id)
     before = _merchant_record(merchant)
     if "name" in changes and changes["name"] != merchant.name:
         if await repo.merchant_by_name(session, merchant.region_id, changes["name"]) is not None:
@@ -714,7 +738,7 @@ async def merchant_balance(
 
 def _merchant_record(merchant: Merchant) -> dict[str, Any]:
     fields = ("name", "name_ja", "sector", "mcc", "address", "bank_code", "branch_code", "account_type",
-              "account_number", "account_holder_kana", "merchant_class", "status")
+              "account_number", "account_holder_kana", "merchant_class", "status", "invoice_registration_number")
     return {field: getattr(merchant, field) for field in fields}
 
 

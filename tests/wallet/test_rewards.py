@@ -67,7 +67,8 @@ async def test_payments_earn_points_by_merchant_class_up_to_the_monthly_cap(clie
     assert {r.expires_at.isoformat() for r in rewards} == {"2026-10-31T15:00:00+00:00"}
 
     clock.set(START + timedelta(days=30))  # May: a new month, a new cap
-    assert (await pay(client, tokens, teahouse["payload"], 1_000)).json()["reward_points"] == 200
+    # 299 of April's reward points pay first; only the 701 in coin earn (20 %, rounded down).
+    assert (await pay(client, tokens, teahouse["payload"], 1_000)).json()["reward_points"] == 140
     assert await ledger_violations(sessionmaker) == []
 
 
@@ -135,6 +136,98 @@ BAD_CAMPAIGNS = [
 
 @pytest.mark.parametrize(("case", "body", "status", "slug"), BAD_CAMPAIGNS, ids=[b[0] for b in BAD_CAMPAIGNS])
 async def test_bad_reward_terms_are_refused_and_change_nothing(client, tokens, town, sessionmaker, case, body, status, slug):
+    before = await snapshot(sessionmaker)
+    response = await client.post("/v1/campaigns", json={"name": "Bad", "name_ja": "悪い"} | body,
+                                 headers=idem(tokens.operator()))
+    assert_problem(response, status, slug)
+    assert await snapshot(sessionmaker) == before
+    assert (await client.get("/v1/campaigns", headers=tokens.operator())).json()["items"] == []
+
+
+# --- what part of a payment earns: coin only by default, or the whole amount ---------------------
+
+
+async def mixed_payment(client, tokens, teahouse) -> dict:
+    """400 points from a first payment of 2,000 in coin (20 %), then 1,000 paid with them: 400 in
+    points and 600 in coin."""
+    first = (await pay(client, tokens, teahouse["payload"], 2_000)).json()
+    assert (first["point_amount"], first["reward_points"]) == (0, 400)  # coin only: earns as it always did
+    payment = (await pay(client, tokens, teahouse["payload"], 1_000)).json()
+    assert (payment["amount"], payment["point_amount"]) == (1_000, 400)
+    return payment
+
+
+async def test_by_default_only_the_coin_part_of_a_payment_earns(client, tokens, town, sessionmaker):
+    campaign = await reward_campaign(client, tokens, budget=10_000)
+    assert campaign["reward_points_payments"] is False
+    teahouse = await store_of(client, tokens, town, TEAHOUSE)
+    payment = await mixed_payment(client, tokens, teahouse)
+    assert payment["reward_points"] == 120  # 20 % of the 600 in coin
+    assert await points(client, tokens) == 120
+    # All in points: nothing to earn on.
+    all_points = (await pay(client, tokens, teahouse["payload"], 100)).json()
+    assert (all_points["point_amount"], all_points["reward_points"]) == (100, 0)
+    assert await budget_of(client, tokens, campaign) == 10_000 - 400 - 120
+    assert await ledger_violations(sessionmaker) == []
+
+
+async def test_a_campaign_may_reward_the_whole_amount_whatever_paid_it(client, tokens, town, sessionmaker):
+    campaign = await reward_campaign(client, tokens, budget=10_000, reward_points_payments=True)
+    assert campaign["reward_points_payments"] is True
+    assert (await client.get(f"/v1/campaigns/{campaign['id']}", headers=tokens.auditor())).json()["reward_points_payments"] is True
+    teahouse = await store_of(client, tokens, town, TEAHOUSE)
+    payment = await mixed_payment(client, tokens, teahouse)
+    assert payment["reward_points"] == 200  # 20 % of the whole 1,000
+    assert await ledger_violations(sessionmaker) == []
+
+
+# Refunds of the mixed payment in three steps: coin comes back first (600), then the points (400).
+# Taken back so far = floor(reward × min(refunded, base) / base): the reward of 120 on a coin base
+# of 600 (the default) is all taken back once the coin is (pro rata on the whole 1,000 it would be
+# 36 and 72 points only, and the resident would keep points earned on coin given back); the reward
+# of 200 on the whole 1,000 (the setting on) goes back with every yen refunded.
+REFUND_STEPS = [(300, 60, 60), (300, 120, 120), (400, 120, 200)]  # amount, taken back by then: coin base, whole
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["coin-base", "whole-amount"])
+async def test_refunds_of_a_mixed_payment_take_back_the_share_of_what_earned(client, tokens, town, sessionmaker, whole):
+    campaign = await reward_campaign(client, tokens, budget=10_000, reward_points_payments=whole)
+    teahouse = await store_of(client, tokens, town, TEAHOUSE)
+    payment = await mixed_payment(client, tokens, teahouse)
+    reward = 200 if whole else 120
+    assert payment["reward_points"] == reward
+    staff = tokens.merchant_staff(teahouse["merchant_id"])
+    refunded = 0
+    for amount, taken_coin_base, taken_whole in REFUND_STEPS:
+        response = await client.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": amount}, headers=idem(staff))
+        assert response.status_code == 201, response.text
+        refunded += amount
+        taken = taken_whole if whole else taken_coin_base
+        after = response.json()["payment"]
+        assert after["reward_points"] == reward - taken
+        # The resident holds what the refunds gave back in points plus the reward left; the budget
+        # got back what was taken.
+        assert await points(client, tokens) == after["refunded_point"] + reward - taken
+        assert await budget_of(client, tokens, campaign) == 10_000 - 400 - reward + taken
+        assert await ledger_violations(sessionmaker) == []
+    assert refunded == 1_000 and after["refunded_point"] == 400
+    async with sessionmaker() as s:
+        row = (await s.execute(text(
+            "SELECT points, base, clawed_back FROM wallet.payment_rewards WHERE payment_id = :id"
+        ), {"id": payment["id"]})).one()
+    assert tuple(row) == (reward, 1_000 if whole else 600, reward)
+
+
+BAD_SETTINGS = [
+    ("grant-with-setting", {"kind": "grant", "reward_points_payments": False}, 422, "invalid-campaign"),
+    ("premium-with-setting", {"kind": "premium", "reward_points_payments": True}, 422, "invalid-campaign"),
+    ("string", {"kind": "reward", "reward_rates": rates(RATES), "reward_points_payments": "true"}, 422, "validation-error"),
+    ("number", {"kind": "reward", "reward_rates": rates(RATES), "reward_points_payments": 1}, 422, "validation-error"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "status", "slug"), BAD_SETTINGS, ids=[b[0] for b in BAD_SETTINGS])
+async def test_a_bad_reward_base_setting_is_refused_and_changes_nothing(client, tokens, town, sessionmaker, case, body, status, slug):
     before = await snapshot(sessionmaker)
     response = await client.post("/v1/campaigns", json={"name": "Bad", "name_ja": "悪い"} | body,
                                  headers=idem(tokens.operator()))

@@ -40,7 +40,8 @@ def campaign_out(found: service.CampaignView) -> CampaignOut:
             RewardRate(merchant_class=code, rate_bp=bp) for code, bp in sorted(found.reward_rates.items())
         ],
         reward_from=c.reward_from, reward_until=c.reward_until,
-        reward_monthly_cap=c.reward_monthly_cap, budget_account_id=found.budget_account.id, budget=found.budget, created_at=c.created_at,
+        reward_monthly_cap=c.reward_monthly_cap, reward_points_payments=c.reward_points_payments,
+        budget_account_id=found.budget_account.id, budget=found.budget, created_at=c.created_at,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from services.wallet.models import CampaignKind
 from services.wallet.schemas import ClassCode, Schema, Text100
@@ -53,6 +53,10 @@ class CampaignCreate(Schema):
     reward_monthly_cap: Amount | None = Field(
         None, description="reward campaigns: most points one resident earns per (Tokyo) month",
     )
+    reward_points_payments: StrictBool | None = Field(
+        None, description="reward campaigns: true: the whole amount of a payment earns, whatever paid it; "
+        "false (the default): only the part paid in coin earns, the part paid in points earns nothing",
+    )
 
 
 class CampaignOut(Schema):
@@ -69,6 +73,10 @@ class CampaignOut(Schema):
     reward_from: datetime | None
     reward_until: datetime | None
     reward_monthly_cap: int | None
+    reward_points_payments: bool = Field(
+        description="reward campaigns: whether the part of a payment paid in points earns a reward too "
+        "(false: only the coin part earns); false for other campaigns",
+    )
     budget_account_id: uuid.UUID
     budget: int = Field(description="points left in the campaign budget")
     created_at: datetime

@@ -134,7 +134,8 @@ async def create_campaign(
         name_ja=details["name_ja"], status=Status.ACTIVE.value, restriction=details.get("restriction"),
         usable_from=usable_from, usable_until=usable_until, expiry_months=details.get("expiry_months"),
         reward_from=details.get("reward_from"), reward_until=details.get("reward_until"),
-        reward_monthly_cap=details.get("reward_monthly_cap"), created_by=principal.subject, created_at=now,
+        reward_monthly_cap=details.get("reward_monthly_cap"),
+        reward_points_payments=bool(details.get("reward_points_payments")), created_by=principal.subject, created_at=now,
     )
     await repo.insert_reward_rates(
         session, [{"campaign_id": campaign.id, "region_id": region.id, "merchant_class": code, "rate_bp": bp}
@@ -153,7 +154,7 @@ async def create_campaign(
     return CampaignView(campaign, budget, 0, rates)
 
 
-REWARD_TERMS = ("reward_rates", "reward_from", "reward_until", "reward_monthly_cap")
+REWARD_TERMS = ("reward_rates", "reward_from", "reward_until", "reward_monthly_cap", "reward_points_payments")
 
 
 async def _check_reward_terms(session: AsyncSession, region_id: uuid.UUID, details: dict[str, Any]) -> dict[str, int] | None:
@@ -264,4 +265,5 @@ def _campaign_record(campaign: Campaign) -> dict[str, Any]:
         "reward_from": campaign.reward_from.isoformat() if campaign.reward_from else None,
         "reward_until": campaign.reward_until.isoformat() if campaign.reward_until else None,
         "reward_monthly_cap": campaign.reward_monthly_cap,
+        "reward_points_payments": campaign.reward_points_payments,
     }

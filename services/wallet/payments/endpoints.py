@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from services.wallet import service as wallet
 from services.wallet.endpoints import PROBLEMS
-from services.wallet.payments import notify, presented, qr_render, service
+from services.wallet.payments import notify, presented, qr_render, receipt, service
+from services.wallet.payments.models import ResidentCard
 from services.wallet.payments.schemas import (
     CardIssue,
     CardOut,
@@ -26,6 +27,7 @@ from services.wallet.payments.schemas import (
     PaymentOut,
     PaymentRequestCreate,
     PaymentRequestOut,
+    ReceiptShopOut,
     RefundCreate,
     RefundOut,
     StoreCreate,
@@ -52,6 +54,10 @@ ShopOrOverseer = Annotated[
 ]
 Anyone = Annotated[Principal, require(*Role)]
 CardReader = Annotated[Principal, require(Role.RESIDENT, Role.OPERATOR, Role.AUDITOR)]
+# A card's code is half of what pays with it (the PIN is the other half): the resident holds it and
+# the operator prints it at the counter; an auditor reads the card's status and limit, not its code.
+CODE_READERS = frozenset({Role.RESIDENT, Role.OPERATOR})
+CardHolder = Annotated[Principal, require(*CODE_READERS)]
 Overseer = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN)]
 IMAGE = {200: {"content": {"image/png": {}, "image/svg+xml": {}, "application/pdf": {}}}}
 
@@ -129,13 +135,21 @@ async def pay(
 async def get_payment(payment_id: uuid.UUID, principal: Anyone, session: SessionDep) -> PaymentDetailOut:
     """A payment as a receipt, with the lots that paid it: seen by the resident who paid, the shop
     paid, operators and auditors."""
-    payment, paid_by = await service.payment_detail(session, principal, payment_id)
+    detail = await service.payment_detail(session, principal, payment_id)
     lots = [
         PaymentLotOut(lot_id=taken.lot_id, unit=taken.unit, amount=taken.amount, restored=taken.restored,
                       restriction=lot.restriction, expires_at=lot.expires_at)
-        for taken, lot in paid_by
+        for taken, lot in detail.lots
     ]
-    return PaymentDetailOut(**PaymentOut.model_validate(payment).model_dump(), lots=lots)
+    paid, merchant = receipt.split(detail.payment), detail.merchant
+    shop = ReceiptShopOut(
+        store_name_ja=detail.store.name_ja, merchant_name=merchant.name, merchant_name_ja=merchant.name_ja,
+        address=merchant.address, invoice_registration_number=merchant.invoice_registration_number,
+    )
+    return PaymentDetailOut(
+        **PaymentOut.model_validate(detail.payment).model_dump(), coin_amount=paid.coin,
+        refunded_coin=paid.refunded_coin, shop=shop, lots=lots,
+    )
 
 
 @router.get(
@@ -238,6 +252,11 @@ async def pay_by_cpm_token(
     return await idem.respond(201, payment)
 
 
+def card_out(card: ResidentCard, principal: Principal) -> CardOut:
+    shown = CardOut.model_validate(card)
+    return shown if principal.role in CODE_READERS else shown.model_copy(update={"code": None})
+
+
 @router.post("/wallets/{wallet_id}/cards", status_code=201, response_model=CardOut, responses=PROBLEMS)
 async def issue_card(
     wallet_id: uuid.UUID, body: CardIssue, principal: Operator, session: SessionDep, clock: ClockDep,
@@ -248,17 +267,18 @@ async def issue_card(
     if replay := await idem.replay():
         return replay
     card = await presented.issue_card(session, clock, settings, principal, wallet_id, body.pin, body.daily_limit)
-    return await idem.respond(201, CardOut.model_validate(card))
+    return await idem.respond(201, card_out(card, principal))
 
 
 @router.get("/cards/{card_id}", response_model=CardOut, responses=PROBLEMS)
 async def get_card(card_id: uuid.UUID, principal: CardReader, session: SessionDep) -> CardOut:
-    return CardOut.model_validate(await presented.visible_card(session, principal, card_id))
+    """The card; its code only for the resident and the operator."""
+    return card_out(await presented.visible_card(session, principal, card_id), principal)
 
 
 @router.get("/cards/{card_id}/qr.png", response_class=Response, responses={**PROBLEMS, **IMAGE})
-async def card_qr(card_id: uuid.UUID, principal: CardReader, session: SessionDep) -> Response:
-    """The card's printed QR."""
+async def card_qr(card_id: uuid.UUID, principal: CardHolder, session: SessionDep) -> Response:
+    """The card's printed QR (the resident and the operator)."""
     card = await presented.visible_card(session, principal, card_id)
     return Response(qr_render.png(card.code), media_type="image/png")
 
@@ -270,7 +290,7 @@ async def report_card_lost(
     """Stop a lost card at once (the resident, or an operator; audited). Reissue it at the counter."""
     if replay := await idem.replay():
         return replay
-    return await idem.respond(200, CardOut.model_validate(await presented.report_lost(session, clock, principal, card_id)))
+    return await idem.respond(200, card_out(await presented.report_lost(session, clock, principal, card_id), principal))
 
 
 @router.post("/card-payments", status_code=201, response_model=PaymentOut, responses=PROBLEMS)

@@ -77,7 +77,20 @@ class PaymentLotOut(Schema):
     expires_at: datetime | None
 
 
+class ReceiptShopOut(Schema):
+    store_name_ja: str
+    merchant_name: str
+    merchant_name_ja: str
+    address: str
+    invoice_registration_number: str | None = Field(
+        description="適格請求書発行事業者登録番号 of the merchant; null: not a registered qualified-invoice issuer"
+    )
+
+
 class PaymentDetailOut(PaymentOut):
+    coin_amount: int = Field(description="of `amount`, what was paid in coin (amount − point_amount)")
+    refunded_coin: int = Field(description="of `refunded_amount`, what went back as coin")
+    shop: ReceiptShopOut = Field(description="who issues the receipt")
     lots: list[PaymentLotOut] = Field(description="which of the wallet's lots paid what, in spending order")
 
 
@@ -160,7 +173,10 @@ class CardIssue(Schema):
 class CardOut(Schema):
     id: uuid.UUID
     account_id: uuid.UUID
-    code: str = Field(description="what the card's printed QR holds")
+    code: str | None = Field(
+        description="what the card's printed QR holds: with the PIN it pays, so it is shown to the resident and "
+        "to the operator who prints the card, never to an auditor (null)",
+    )
     daily_limit: int
     status: str
     created_at: datetime

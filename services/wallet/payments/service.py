@@ -356,7 +356,7 @@ async def pay(
     assert row.outcome == "ok", row.outcome
     reward = await rewards.reward_payment(
         session, clock, payment_id=payment_id, region_id=region.id, merchant_id=row.merchant_id, amount=amount,
-        wallet_account_id=row.account_id,
+        point_amount=row.point_amount, wallet_account_id=row.account_id,
     )
     if reward:
         await repo.set_reward_points(session, payment_id, reward)
@@ -443,12 +443,20 @@ async def visible_payment(session: AsyncSession, principal: Principal, payment_i
     return payment
 
 
-async def payment_detail(
-    session: AsyncSession, principal: Principal, payment_id: uuid.UUID
-) -> tuple[Payment, list[tuple[PaymentLot, Lot]]]:
-    """A payment with the lots that paid it, in spending order."""
+@dataclass(frozen=True)
+class PaymentDetail:
+    payment: Payment
+    lots: list[tuple[PaymentLot, Lot]]  # in spending order
+    store: Store
+    merchant: Merchant
+
+
+async def payment_detail(session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> PaymentDetail:
+    """A payment with the lots that paid it, and the shop that issues its receipt."""
     payment = await visible_payment(session, principal, payment_id)
-    return payment, list(reversed(await repo.payment_lots(session, payment.id)))
+    found = await repo.store_with_merchant(session, payment.store_id)
+    assert found is not None
+    return PaymentDetail(payment, list(reversed(await repo.payment_lots(session, payment.id))), *found)
 
 
 async def receipt(session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> str:
