@@ -22,6 +22,7 @@ from shared.config import Settings, get_settings
 from shared.db import create_engine, create_sessionmaker
 from shared.embedded import embedded_servers
 from shared.errors import ServiceUnavailable, install_error_handlers, problem_response
+from shared import openapi
 from shared.observability import Metrics, RequestMiddleware, configure_logging
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ def create_app(
     # in the flat list; bench/RESULTS.md 2026-12-01).
     for router in (_operations_router(metrics, services), *(r for s in services for r in _routers(s))):
         app.router.routes.extend(router.routes)
+    openapi.install(app)
     return app
 
 

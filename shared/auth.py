@@ -312,4 +312,11 @@ def require(*roles: Role) -> Any:
             )
         return principal
 
+    dependency.admitted_roles = allowed  # type: ignore[attr-defined]  # see gate_roles
     return Depends(dependency)
+
+
+def gate_roles(call: Any) -> frozenset[Role] | None:
+    """The roles a `require(...)` gate admits, None for any other dependency: the OpenAPI
+    document declares each operation's security from its gates (shared/openapi.py)."""
+    return getattr(call, "admitted_roles", None)

@@ -29,6 +29,7 @@ from shared.config import Settings
 from shared.embedded import embedded_servers
 from shared.demo import DemoTown, seed
 from shared.migrate import upgrade_sync
+from tests.helpers import DocumentedResponses
 
 START = datetime(2026, 4, 1, 0, 30, tzinfo=UTC)  # 09:30 on the first day of FY2026 in Tokyo
 SCHEMAS = ("wallet", "coupons", "settlement", "platform")
@@ -115,10 +116,18 @@ async def clean(request: pytest.FixtureRequest, clock: FrozenClock) -> None:
         await session.commit()
 
 
+@pytest.fixture(scope="session")
+def documented(app: Any) -> DocumentedResponses:
+    return DocumentedResponses(app)
+
+
 @pytest.fixture
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: Any, documented: DocumentedResponses) -> AsyncIterator[httpx.AsyncClient]:
+    """Every response it receives must have a status its operation declares (tests.helpers)."""
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://chiikipay.test") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://chiikipay.test", event_hooks={"response": [documented.check]}
+    ) as http:
         yield http
 
 

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import httpx
+from fastapi.routing import APIRoute
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,3 +79,34 @@ async def ledger_violations(sessionmaker: Any) -> list[Any]:
 
     async with sessionmaker() as session:
         return await verify_ledger(session)
+
+
+class DocumentedResponses:
+    """The statuses the app's OpenAPI document declares for each operation: the tests' client
+    checks every response it receives against them, so a status the API answers but does not
+    declare (a strict generated client raises on it) fails the test that met it."""
+
+    def __init__(self, app: Any) -> None:
+        document = app.openapi()
+        self.routes = [
+            (route, {m.lower(): set(document["paths"][route.path_format][m.lower()]["responses"]) for m in route.methods})
+            for route in app.routes
+            if isinstance(route, APIRoute) and route.include_in_schema
+        ]
+
+    def declared(self, method: str, path: str) -> set[str] | None:
+        """The declared statuses, None for a request that no documented operation serves."""
+        for route, by_method in self.routes:
+            if method.lower() in by_method and route.path_regex.match(path):
+                return by_method[method.lower()]
+        return None
+
+    async def check(self, response: httpx.Response) -> None:
+        declared = self.declared(response.request.method, response.request.url.path)
+        if declared is None or str(response.status_code) in declared or "default" in declared:
+            return
+        await response.aread()
+        raise AssertionError(
+            f"{response.request.method} {response.request.url.path} answered {response.status_code}, "
+            f"which its OpenAPI operation does not declare ({', '.join(sorted(declared))}): {response.text[:300]}"
+        )

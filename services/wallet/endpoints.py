@@ -48,6 +48,7 @@ from shared.db import SessionDep
 from shared.deps import ClockDep, SettingsDep
 from shared.errors import Problem, Unprocessable
 from shared.idempotency import IdempotencyDep
+from shared.openapi import raw_json_body
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1")
@@ -81,6 +82,10 @@ PROBLEMS = {
         413: "request body too large",
         422: "invalid request",
     }.items()
+}
+INSUFFICIENT_BALANCE = {
+    402: {"description": "the paying account holds too little (insufficient-balance)",
+          "content": {"application/problem+json": {}}}
 }
 
 
@@ -302,7 +307,10 @@ async def counter_topup(
     return await idem.respond(201, MovementOut.model_validate(movement))
 
 
-@router.post("/wallets/{wallet_id}/cashouts", status_code=201, response_model=MovementOut, tags=["top-up"], responses=PROBLEMS)
+@router.post(
+    "/wallets/{wallet_id}/cashouts", status_code=201, response_model=MovementOut, tags=["top-up"],
+    responses={**PROBLEMS, **INSUFFICIENT_BALANCE},
+)
 async def cashout(
     wallet_id: uuid.UUID, body: CashoutRequest, principal: Operator, session: SessionDep,
     clock: ClockDep, idem: IdempotencyDep,
@@ -320,12 +328,7 @@ async def cashout(
     response_model=MovementOut,
     tags=["top-up"],
     responses=PROBLEMS,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BankTopupEvent"}}},
-        }
-    },
+    openapi_extra=raw_json_body(BankTopupEvent),
 )
 async def bank_topup(
     request: Request,

@@ -48,6 +48,10 @@ GRANT_PROBLEMS = {
 }
 UPLOAD_PROBLEMS = {
     **GRANT_PROBLEMS,
+    202: {"headers": {"Location": {
+        "description": "the upload's status to poll (GET); not sent again on a replayed response",
+        "schema": {"type": "string"},
+    }}},
     415: {"description": "the body is not text/csv", "content": {"application/problem+json": {}}},
 }
 FIRST_ERRORS = 200
@@ -142,7 +146,7 @@ CSV_BODY = {
         "description": "UTF-8 CSV (a BOM is fine). First line: the column names `row_key, wallet_id, amount, "
         "category, event_id, activity_date` and optionally `memo`, in any order; then one grant per line. Up to "
         "100,000 rows (`max_grant_rows`) and `max_upload_bytes`.",
-        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from services.wallet import service as wallet
-from services.wallet.endpoints import PROBLEMS
+from services.wallet.endpoints import INSUFFICIENT_BALANCE, PROBLEMS
 from services.wallet.payments import notify, presented, qr_render, receipt, service
 from services.wallet.payments.models import ResidentCard
 from services.wallet.payments.schemas import (
@@ -59,7 +59,13 @@ CardReader = Annotated[Principal, require(Role.RESIDENT, Role.OPERATOR, Role.AUD
 CODE_READERS = frozenset({Role.RESIDENT, Role.OPERATOR})
 CardHolder = Annotated[Principal, require(*CODE_READERS)]
 Overseer = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN)]
-IMAGE = {200: {"content": {"image/png": {}, "image/svg+xml": {}, "application/pdf": {}}}}
+PNG = {200: {"description": "the QR code as a PNG image", "content": {"image/png": {}}}}
+SVG = {200: {"description": "the QR code as an SVG image", "content": {"image/svg+xml": {}}}}
+PDF = {200: {"description": "the printable A6 stand", "content": {"application/pdf": {}}}}
+CPM_UNAVAILABLE = {
+    503: {"description": "Redis is down: pay by the shop's QR code instead",
+          "content": {"application/problem+json": {}}}
+}
 
 
 # --- stores and their QR codes ------------------------------------------------------------------
@@ -89,19 +95,19 @@ async def store_qr(store_id: uuid.UUID, principal: ShopOrOverseer, session: Sess
     return StoreQROut(store_id=store_id, payload=qr.payload)
 
 
-@router.get("/stores/{store_id}/qr.png", response_class=Response, responses={**PROBLEMS, **IMAGE})
+@router.get("/stores/{store_id}/qr.png", response_class=Response, responses={**PROBLEMS, **PNG})
 async def store_qr_png(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
     qr = await service.store_qr(session, principal, store_id)
     return Response(qr_render.png(qr.payload), media_type="image/png")
 
 
-@router.get("/stores/{store_id}/qr.svg", response_class=Response, responses={**PROBLEMS, **IMAGE})
+@router.get("/stores/{store_id}/qr.svg", response_class=Response, responses={**PROBLEMS, **SVG})
 async def store_qr_svg(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
     qr = await service.store_qr(session, principal, store_id)
     return Response(qr_render.svg(qr.payload), media_type="image/svg+xml")
 
 
-@router.get("/stores/{store_id}/stand.pdf", response_class=Response, responses={**PROBLEMS, **IMAGE})
+@router.get("/stores/{store_id}/stand.pdf", response_class=Response, responses={**PROBLEMS, **PDF})
 async def store_stand(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
     """The printable A6 stand for the register: the currency, the store name, the QR code and how
     to pay (with the app, checking the shop's name on screen), its Japanese font embedded."""
@@ -117,7 +123,7 @@ async def store_stand(store_id: uuid.UUID, principal: ShopOrOverseer, session: S
 # --- payments ---------------------------------------------------------------------------------
 
 
-@router.post("/payments", status_code=201, response_model=PaymentOut, responses=PROBLEMS)
+@router.post("/payments", status_code=201, response_model=PaymentOut, responses={**PROBLEMS, **INSUFFICIENT_BALANCE})
 async def pay(
     body: PaymentCreate, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep,
     redis: RedisDep, background: BackgroundTasks,
@@ -161,7 +167,10 @@ async def payment_receipt(payment_id: uuid.UUID, principal: Anyone, session: Ses
     return HTMLResponse(await service.receipt(session, principal, payment_id))
 
 
-@router.post("/payments/{payment_id}/refunds", status_code=201, response_model=RefundOut, responses=PROBLEMS)
+@router.post(
+    "/payments/{payment_id}/refunds", status_code=201, response_model=RefundOut,
+    responses={**PROBLEMS, **INSUFFICIENT_BALANCE},
+)
 async def refund(
     payment_id: uuid.UUID, body: RefundCreate, principal: Shop, session: SessionDep, clock: ClockDep,
     idem: IdempotencyDep,
@@ -225,7 +234,9 @@ def _payment_id_or_none(last_event_id: str | None) -> uuid.UUID | None:
 # --- customer-presented codes: the app's one-time token and the printed card ----------------------
 
 
-@router.post("/wallet/cpm-tokens", status_code=201, response_model=CpmTokenOut, responses=PROBLEMS)
+@router.post(
+    "/wallet/cpm-tokens", status_code=201, response_model=CpmTokenOut, responses={**PROBLEMS, **CPM_UNAVAILABLE},
+)
 async def issue_cpm_token(
     principal: Resident, session: SessionDep, clock: ClockDep, settings: SettingsDep, redis: RedisDep,
     idem: IdempotencyDep,
@@ -237,7 +248,10 @@ async def issue_cpm_token(
     return await idem.respond(201, CpmTokenOut(token=token.token, expires_at=token.expires_at))
 
 
-@router.post("/cpm-payments", status_code=201, response_model=PaymentOut, responses=PROBLEMS)
+@router.post(
+    "/cpm-payments", status_code=201, response_model=PaymentOut,
+    responses={**PROBLEMS, **INSUFFICIENT_BALANCE, **CPM_UNAVAILABLE},
+)
 async def pay_by_cpm_token(
     body: CpmPaymentCreate, principal: Shop, session: SessionDep, clock: ClockDep, redis: RedisDep,
     idem: IdempotencyDep, background: BackgroundTasks,
@@ -276,7 +290,7 @@ async def get_card(card_id: uuid.UUID, principal: CardReader, session: SessionDe
     return card_out(await presented.visible_card(session, principal, card_id), principal)
 
 
-@router.get("/cards/{card_id}/qr.png", response_class=Response, responses={**PROBLEMS, **IMAGE})
+@router.get("/cards/{card_id}/qr.png", response_class=Response, responses={**PROBLEMS, **PNG})
 async def card_qr(card_id: uuid.UUID, principal: CardHolder, session: SessionDep) -> Response:
     """The card's printed QR (the resident and the operator)."""
     card = await presented.visible_card(session, principal, card_id)
@@ -293,7 +307,9 @@ async def report_card_lost(
     return await idem.respond(200, card_out(await presented.report_lost(session, clock, principal, card_id), principal))
 
 
-@router.post("/card-payments", status_code=201, response_model=PaymentOut, responses=PROBLEMS)
+@router.post(
+    "/card-payments", status_code=201, response_model=PaymentOut, responses={**PROBLEMS, **INSUFFICIENT_BALANCE},
+)
 async def pay_by_card(
     body: CardPaymentCreate, request: Request, principal: Shop, session: SessionDep, clock: ClockDep, redis: RedisDep,
     idem: IdempotencyDep, background: BackgroundTasks,
@@ -339,7 +355,7 @@ async def get_payment_request(request_id: uuid.UUID, principal: Shop, session: S
     return _request_out(*await service.visible_payment_request(session, principal, request_id))
 
 
-@router.get("/payment-requests/{request_id}/qr.png", response_class=Response, responses={**PROBLEMS, **IMAGE})
+@router.get("/payment-requests/{request_id}/qr.png", response_class=Response, responses={**PROBLEMS, **PNG})
 async def payment_request_png(request_id: uuid.UUID, principal: Shop, session: SessionDep) -> Response:
     _, payload = await service.visible_payment_request(session, principal, request_id)
     return Response(qr_render.png(payload), media_type="image/png")
@@ -386,7 +402,10 @@ async def merchant_fee_plans(merchant_id: uuid.UUID, principal: ShopOrOverseer, 
     return [FeePlanOut.model_validate(p) for p in await service.list_fee_plans(session, principal, merchant_id)]
 
 
-@router.post("/merchants/{merchant_id}/transfers", status_code=201, response_model=TransferOut, responses=PROBLEMS)
+@router.post(
+    "/merchants/{merchant_id}/transfers", status_code=201, response_model=TransferOut,
+    responses={**PROBLEMS, **INSUFFICIENT_BALANCE},
+)
 async def transfer(
     merchant_id: uuid.UUID, body: TransferCreate, principal: Annotated[Principal, require(Role.MERCHANT_ADMIN)],
     session: SessionDep, clock: ClockDep, idem: IdempotencyDep,
