@@ -171,7 +171,7 @@ async def test_a_platform_token_is_refused_by_every_region_endpoint(app, client,
         if not path.startswith("/v1/") or path == "/v1/regions":
             continue
         for method, operation in operations.items():
-            if "security" not in operation:  # the bank's signed webhook: no caller identity
+            if not operation.get("security"):  # the bank's signed webhook: no caller identity
                 continue
             url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
             response = await client.request(method.upper(), url, json={}, headers=idem(platform(tokens)))
