@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.helpers import assert_problem, idem, snapshot
 from tests.wallet.test_payments import TEAHOUSE, terminal_key
+from tests.wallet.test_presented_codes import card  # noqa: F401 (a fixture)
 
 BANK = ("bank_code", "branch_code", "account_type", "account_number", "account_holder_kana")
 
@@ -57,15 +58,6 @@ async def test_who_sees_a_merchants_bank_account(client, tokens, town, role, see
         assert all(merchant[field] is None for field in BANK), merchant
 
 
-@pytest.fixture
-async def card(client, tokens, town) -> dict:
-    wallet = (await client.get("/v1/wallet", headers=tokens.resident("resident-taro"))).json()
-    issued = await client.post(
-        f"/v1/wallets/{wallet['id']}/cards", json={"pin": "2468", "daily_limit": 5_000}, headers=idem(tokens.operator())
-    )
-    assert issued.status_code == 201, issued.text
-    assert issued.json()["code"].isdigit()  # the operator prints it at the counter
-    return issued.json()
 
 
 @pytest.mark.parametrize("role", ["resident", "operator"])
