@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +36,34 @@ async def store_with_merchant(session: AsyncSession, store_id: uuid.UUID) -> tup
     query = select(Store, Merchant).join(Merchant, Merchant.id == Store.merchant_id).where(Store.id == store_id)
     row = (await session.execute(query)).first()
     return (row[0], row[1]) if row else None
+
+
+@dataclass(frozen=True)
+class StoreCode:
+    """What a store's QR code is made of."""
+
+    store_id: uuid.UUID
+    region_id: uuid.UUID
+    merchant_id: uuid.UUID
+    mcc: str
+    merchant_name: str  # romanised, EMVCo 59
+    merchant_name_ja: str
+    name_ja: str  # the store's, EMVCo 64/01
+    terminal_label: str | None
+
+
+# Built once and read as plain columns: every payment by QR reads it (no ORM objects on the path).
+_STORE_CODE = (
+    select(Store.id, Store.region_id, Store.merchant_id, Merchant.mcc, Merchant.name, Merchant.name_ja, Store.name_ja,
+           Store.terminal_label)
+    .join(Merchant, Merchant.id == Store.merchant_id)
+    .where(Store.id == bindparam("store_id"))
+)
+
+
+async def store_code(session: AsyncSession, store_id: uuid.UUID) -> StoreCode | None:
+    row = (await session.execute(_STORE_CODE, {"store_id": store_id})).first()
+    return StoreCode(*row) if row else None
 
 
 async def stores(session: AsyncSession, merchant_id: uuid.UUID) -> list[Store]:

@@ -122,13 +122,21 @@ async def store_qr(session: AsyncSession, principal: Principal, store_id: uuid.U
     """The static MPM code printed at the register."""
     store, merchant = await _visible_store(session, principal, store_id)
     region = await wallet_repo.region_by_id(session, store.region_id)
-    return StoreQR(store, merchant, region, _payload(region, merchant, store))
+    return StoreQR(store, merchant, region, _payload(region, _code_of(store, merchant)))
 
 
-def _payload(region: Region | wallet.RegionIdentity, merchant: Merchant, store: Store, request: PaymentRequest | None = None) -> str:
+def _code_of(store: Store, merchant: Merchant) -> repo.StoreCode:
+    return repo.StoreCode(store.id, store.region_id, merchant.id, merchant.mcc, merchant.name, merchant.name_ja,
+                          store.name_ja, store.terminal_label)
+
+
+def _payload(
+    region: Region | wallet.RegionIdentity, code: repo.StoreCode, request: PaymentRequest | None = None
+) -> str:
+    """The code the server prints for a store (and, dynamic, for one payment request)."""
     return emvco.build_payload(
-        guid=region.qr_guid, store_id=str(store.id), mcc=merchant.mcc, name=merchant.name, city=region.name,
-        name_ja=store.name_ja, city_ja=region.name_ja, terminal=store.terminal_label,
+        guid=region.qr_guid, store_id=str(code.store_id), mcc=code.mcc, name=code.merchant_name, city=region.name,
+        name_ja=code.name_ja, city_ja=region.name_ja, terminal=code.terminal_label,
         amount=request.amount if request else None, bill_number=short_id(request.id) if request else None,
     )
 
@@ -220,7 +228,7 @@ async def pay_by_qr(
     elif amount is None:
         raise AmountRequired("Type the amount the shop asks for.")
     payment = await pay(
-        session, clock, region=region, subject=principal.subject, store_id=scanned.store.id, amount=amount,
+        session, clock, region=region, subject=principal.subject, store_id=scanned.store.store_id, amount=amount,
         method=PaymentMethod.MPM_DYNAMIC if request else PaymentMethod.MPM_STATIC,
         order_reference=request.order_reference if request else None,
     )
@@ -234,8 +242,7 @@ class ScannedCode:
     """A scanned merchant code, resolved to what the server holds: the store and, for a dynamic
     code, the payment request (not yet claimed)."""
 
-    store: Store
-    merchant: Merchant
+    store: repo.StoreCode
     request: PaymentRequest | None
 
 
@@ -245,19 +252,20 @@ async def resolve_qr(session: AsyncSession, region: wallet.RegionIdentity, paylo
     damaged; anyone can recompute it. A forged sticker could otherwise show one shop's name and pay
     another, or a dynamic code show ¥1 on the resident's screen while the request charges ¥880."""
     qr = _read_qr(payload, region)
-    found = await repo.store_with_merchant(session, _store_id(qr))
-    if found is None or found[0].region_id != region.id:
+    store = await repo.store_code(session, _store_id(qr))
+    if store is None or store.region_id != region.id:
         raise StoreNotFound("The code names a store that is not a merchant here.")
-    store, merchant = found
-    request = await _payment_request(session, qr, store) if qr.dynamic else None
-    expected = emvco.parse_payload(_payload(region, merchant, store, request))
-    differing = [name for name in emvco.MerchantQR.__dataclass_fields__ if getattr(qr, name) != getattr(expected, name)]
-    if differing:
-        raise QRMismatch(
-            f"The code's {', '.join(differing)} differ from what {merchant.name_ja} has registered: do not pay it; "
-            "ask the shop for its current code.", fields=differing,
-        )
-    return ScannedCode(store, merchant, request)
+    request = await _payment_request(session, qr, store.store_id) if qr.dynamic else None
+    expected = _payload(region, store, request)
+    if payload != expected:  # our own code, as printed, is the same text; others are compared field by field
+        known = emvco.parse_payload(expected)
+        differing = [name for name in emvco.MerchantQR.__dataclass_fields__ if getattr(qr, name) != getattr(known, name)]
+        if differing:
+            raise QRMismatch(
+                f"The code's {', '.join(differing)} differ from what {store.merchant_name_ja} has registered: do not "
+                "pay it; ask the shop for its current code.", fields=differing,
+            )
+    return ScannedCode(store, request)
 
 
 def _read_qr(payload: str, region: wallet.RegionIdentity) -> emvco.MerchantQR:
@@ -281,13 +289,13 @@ def _store_id(qr: emvco.MerchantQR) -> uuid.UUID:
         raise QRMalformed("The code names no store.") from None
 
 
-async def _payment_request(session: AsyncSession, qr: emvco.MerchantQR, store: Store) -> PaymentRequest:
+async def _payment_request(session: AsyncSession, qr: emvco.MerchantQR, store_id: uuid.UUID) -> PaymentRequest:
     try:
         request_id = from_short_id(qr.bill_number or "")
     except ValueError:
         raise QRMalformed("The dynamic code carries no payment request.") from None
     request = await repo.payment_request(session, request_id)
-    if request is None or request.store_id != store.id:
+    if request is None or request.store_id != store_id:
         raise PaymentRequestNotFound("The shop's payment request does not exist.")
     return request
 
@@ -398,7 +406,7 @@ async def create_payment_request(
         order_reference=order_reference, status="open",
         expires_at=now + timedelta(minutes=region.payment_request_minutes), created_by=principal.subject, created_at=now,
     )
-    return request, _payload(region, merchant, store, request)
+    return request, _payload(region, _code_of(store, merchant), request)
 
 
 async def visible_payment_request(
@@ -409,7 +417,7 @@ async def visible_payment_request(
         raise PaymentRequestNotFound(f"No payment request {request_id}.")
     store, merchant = await _visible_store(session, principal, request.store_id)
     region = await wallet_repo.region_by_id(session, store.region_id)
-    return request, _payload(region, merchant, store, request)
+    return request, _payload(region, _code_of(store, merchant), request)
 
 
 async def cancel_payment_request(
