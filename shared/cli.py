@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +26,7 @@ from shared.clock import SystemClock
 from shared.config import Settings, get_settings
 from shared.db import create_engine, create_sessionmaker
 from shared.embedded import embedded_servers
+from shared.errors import Problem
 from shared.migrate import upgrade_sync
 from shared.observability import configure_logging
 
@@ -276,11 +278,8 @@ def region_create(
 ) -> None:
     """Host a new region, checked as POST /v1/regions checks it (audited); settings left out take
     the platform's defaults. Exit 2 for invalid input, 1 if refused (a taken code)."""
-    from pydantic import ValidationError
-
     from services.wallet import service
     from services.wallet.schemas import RegionCreate, RegionOut
-    from shared.errors import Problem
 
     given = dict(
         code=code, name=name, name_ja=name_ja, balance_cap=balance_cap, topup_min=topup_min, topup_max=topup_max,
