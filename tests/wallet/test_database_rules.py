@@ -1,0 +1,84 @@
+"""Rules the database itself enforces, whatever code writes: double entry at commit. And the
+living source of each database function (services/*/sql/*.sql) is what the migrations installed."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from tests.helpers import snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+SQL_SOURCES = sorted(ROOT.glob("services/**/sql/*.sql"))
+
+
+async def _raw_journal(session, legs: list[tuple[str, str, int]]) -> uuid.UUID:
+    """A journal written by hand, as any code could: (account kind, unit, amount) per leg."""
+    region = (await session.execute(text("SELECT id FROM wallet.regions WHERE code = 'aizu'"))).scalar_one()
+    journal = uuid.uuid4()
+    await session.execute(text("INSERT INTO wallet.journals VALUES (:id, :region, 'adjustment', 'raw-sql', NULL, NULL, now())"),
+                          {"id": journal, "region": region})
+    for kind, unit, amount in legs:
+        account = (await session.execute(text(
+            "SELECT id FROM wallet.accounts WHERE region_id = :region AND kind = :kind AND unit = :unit "
+            "AND resident_id IS NULL AND merchant_id IS NULL AND campaign_id IS NULL"
+        ), {"region": region, "kind": kind, "unit": unit})).scalar_one()
+        await session.execute(text(
+            "INSERT INTO wallet.entries VALUES (:id, :journal, :account, :region, :unit, :amount, NULL, now())"
+        ), {"id": uuid.uuid4(), "journal": journal, "account": account, "region": region, "unit": unit, "amount": amount})
+    return journal
+
+
+@pytest.mark.parametrize("legs", [
+    [("fee_income", "yen", 500)],  # one leg: value from nowhere
+    [("fee_income", "yen", 500), ("expired", "yen", -499)],  # a yen short
+    [("fee_income", "yen", 500), ("expired", "point", -500)],  # balanced in sum, not per unit
+])
+async def test_an_unbalanced_journal_written_in_raw_sql_is_refused_at_commit(sessionmaker, town, legs):
+    before = await snapshot(sessionmaker)
+    async with sessionmaker() as s:
+        journal = await _raw_journal(s, legs)
+        with pytest.raises(DBAPIError, match=f"journal {journal} does not balance"):
+            await s.commit()
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_a_balanced_journal_in_raw_sql_commits(sessionmaker, town):
+    """The trigger judges balance only (what else a journal must respect, `ledger verify` checks)."""
+    async with sessionmaker() as s:
+        journal = await _raw_journal(s, [("fee_income", "yen", 500), ("expired", "yen", -500),
+                                         ("fee_income", "point", 200), ("expired", "point", -200)])
+        await s.commit()
+    async with sessionmaker() as s:
+        stored = (await s.execute(text("SELECT count(*) FROM wallet.entries WHERE journal_id = :id"),
+                                  {"id": journal})).scalar_one()
+    assert stored == 4
+
+
+def _function_body(sql: str) -> tuple[str, str]:
+    """(schema.name, body) of the one CREATE FUNCTION in a source file."""
+    name = re.search(r"CREATE (?:OR REPLACE )?FUNCTION\s+([\w.]+)\s*\(", sql).group(1)
+    body = re.search(r"AS \$\$(.*)\$\$", sql, re.S).group(1)
+    return name, body
+
+
+def test_the_sources_are_found():
+    """Else the drift test below would check nothing."""
+    assert "check_journal_balanced.sql" in [p.name for p in SQL_SOURCES]
+
+
+@pytest.mark.parametrize("source", SQL_SOURCES, ids=[p.name for p in SQL_SOURCES])
+async def test_the_migrated_function_is_its_sql_file(sessionmaker, source):
+    name, body = _function_body(source.read_text())
+    schema, function = name.split(".")
+    async with sessionmaker() as s:
+        installed = (await s.execute(text(
+            "SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = :schema AND p.proname = :function"
+        ), {"schema": schema, "function": function})).scalar_one()
+    assert installed.strip() == body.strip(), f"{name} in the database differs from {source.relative_to(ROOT)}"
