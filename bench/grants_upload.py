@@ -24,10 +24,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.wallet.grants import tasks
-from shared.application import create_app
+from services.wallet.verify import verify_ledger
+from app.application import create_app
 from shared.auth import Role
 from shared.config import Settings
-from shared.demo import seed
+from app.demo import seed
 from shared.migrate import upgrade_sync
 
 SCHEMAS = ("wallet", "coupons", "settlement", "platform")
@@ -118,7 +119,6 @@ async def main(rows: int) -> None:
                       f"({rows / total:,.0f} rows/s); granted {status['granted_rows']}, skipped {status['skipped_rows']}, "
                       f"points {status['points']}; {polls} status reads meanwhile")
 
-        from services.wallet.service import verify_ledger
 
         t0 = time.perf_counter()
         async with app.state.sessionmaker() as session:

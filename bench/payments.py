@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 LUA_SCRIPT = BENCH / "payments.lua"
 REGION = "aizu"
-OPERATOR = "operator-aizu"  # shared.demo.OPERATOR: `serve --demo` creates the region and its operator
+OPERATOR = "operator-aizu"  # app.demo.OPERATOR: `serve --demo` creates the region and its operator
 PAYMENT_AMOUNT = 100  # yen; a 2 % fee of 2 yen
 TOPUP = 50_000  # the region's default maximum per top-up
 TOPUPS_PER_RESIDENT = 2  # 100,000 yen, the default balance cap: room for 1,000 payments each
@@ -188,7 +188,7 @@ class Server:
         if source is not None:  # serve that source tree instead of the one installed in the venv
             self.env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [os.environ.get("PYTHONPATH")])])
         bindir = Path(sys.executable).parent
-        self.cli = [str(bindir / "chiikipay")] if (bindir / "chiikipay").exists() else [sys.executable, "-m", "shared.cli"]
+        self.cli = [str(bindir / "chiikipay")] if (bindir / "chiikipay").exists() else [sys.executable, "-m", "app.cli"]
 
     # PostgreSQL, before and while the server runs.
 

@@ -3,9 +3,16 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import services.wallet.models  # noqa: F401  (registers the tables)
-import services.wallet.payments.models  # noqa: F401
+import importlib
+import pkgutil
+
+import services
 from shared.models import Base
+
+# Every `models` module under services/ registers its tables with Base.metadata, wherever it lives.
+for module in pkgutil.walk_packages(services.__path__, "services."):
+    if module.name.rsplit(".", 1)[-1] == "models":
+        importlib.import_module(module.name)
 
 SCHEMAS = ("platform", "wallet", "coupons", "settlement")
 

@@ -288,3 +288,22 @@ def _tags(document: dict[str, Any]) -> list[dict[str, str]]:
                 used.append(tag)
     return [{"name": tag, "description": TAG_DESCRIPTIONS[tag]} if tag in TAG_DESCRIPTIONS else {"name": tag}
             for tag in used]
+
+
+# The problems (RFC 9457) any endpoint may answer with, for its `responses=`.
+PROBLEMS = {
+    status: {"description": description, "content": {"application/problem+json": {}}}
+    for status, description in {
+        400: "bad request (malformed JSON, missing Idempotency-Key, bad cursor)",
+        401: "not authenticated",
+        403: "role not allowed",
+        404: "not found, or not visible to the caller",
+        409: "conflicts with the current state",
+        413: "request body too large",
+        422: "invalid request",
+    }.items()
+}
+INSUFFICIENT_BALANCE = {
+    402: {"description": "the paying account holds too little (insufficient-balance)",
+          "content": {"application/problem+json": {}}}
+}

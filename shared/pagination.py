@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 
 from shared.ids import from_short_id, short_id
 
-
 T = TypeVar("T")
 
 # A short id (shared.ids): 22 base64url characters, the last of which carries 4 bits and 2 unused

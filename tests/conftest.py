@@ -21,13 +21,13 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from services.wallet.service import region_identities
-from shared.application import create_app
+from app.application import create_app
+from app.demo import DemoTown, seed
+from services.wallet.directory.service import region_identities
 from shared.auth import DevIssuer, Role
 from shared.clock import FrozenClock
 from shared.config import Settings
 from shared.embedded import embedded_servers
-from shared.demo import DemoTown, seed
 from shared.migrate import upgrade_sync
 from tests.helpers import DocumentedResponses
 

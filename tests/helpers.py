@@ -10,6 +10,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.wallet.verify import verify_ledger
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -75,7 +77,6 @@ _STATE = {
 
 
 async def ledger_violations(sessionmaker: Any) -> list[Any]:
-    from services.wallet.service import verify_ledger
 
     async with sessionmaker() as session:
         return await verify_ledger(session)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
-from shared.cli import app as cli
+from app.cli import app as cli
 from shared.config import get_settings
 
 runner = CliRunner()
@@ -158,7 +158,7 @@ def test_serve_on_the_embedded_default_starts_and_stops_its_servers(data_folder:
     env["DATA_DIR"] = str(data_dir)
     port = 18_000 + os.getpid() % 1_000
     server = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--demo", "--port", str(port)],
+        [sys.executable, "-m", "app.cli", "serve", "--demo", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -229,7 +229,7 @@ def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
 def _serve(data_dir: Path, spawned: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         env=_embedded_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     spawned.append(process)
@@ -286,7 +286,7 @@ def test_embedded_servers_are_stopped_by_the_last_one_out_even_after_a_kill(data
 
         adopter, adopter_url = _serve(data_dir, spawned)
         migrated = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "migrate"], env=_embedded_env(data_dir),
+            [sys.executable, "-m", "app.cli", "migrate"], env=_embedded_env(data_dir),
             capture_output=True, timeout=120,
         )
         assert migrated.returncode == 0, migrated.stderr.decode()

@@ -11,10 +11,11 @@ import uuid
 
 import pytest
 import schemathesis
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from hypothesis import HealthCheck, settings as hypothesis_settings
 
-from shared.application import create_app
+from app.application import create_app
 from shared.auth import PLATFORM_REGION, DevIssuer, Role
 from shared.clock import SystemClock
 from shared.config import Settings

@@ -8,28 +8,29 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import ValidationError
 
-from services.wallet import service
-from services.wallet.models import Entry, Journal, JournalKind, Merchant
+from services.wallet import onboarding
+from services.wallet.directory import service as directory
+from services.wallet.directory.models import Merchant
+from services.wallet.expiry import service as expiry
+from services.wallet.ledger.models import Entry, Journal, JournalKind
 from services.wallet.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
     AuditEventOut,
-    WalletBalanceOut,
-    ExpiryRunCreate,
-    ExpiryRunOut,
-    LotOut,
-    NoticeOut,
-    UnitAmounts,
-    MerchantBalanceOut,
     BankTopupEvent,
     CashoutRequest,
+    ExpiryRunCreate,
+    ExpiryRunOut,
     HistoryItem,
+    LotOut,
+    MerchantBalanceOut,
     MerchantCreate,
     MerchantOut,
     MerchantProfileOut,
     MerchantUpdate,
     MovementOut,
+    NoticeOut,
     RegionCreate,
     RegionOut,
     RegionSettings,
@@ -38,9 +39,13 @@ from services.wallet.schemas import (
     TerminalOut,
     Text100,
     TopupRequest,
+    UnitAmounts,
+    WalletBalanceOut,
     WalletOut,
     WalletUpdate,
 )
+from services.wallet.statements import service as statements
+from services.wallet.topups import service as topups
 from shared import audit
 from shared.auth import Principal, Role, require
 from shared.clock import Day, Instant
@@ -48,7 +53,7 @@ from shared.db import SessionDep
 from shared.deps import ClockDep, SettingsDep
 from shared.errors import Problem, Unprocessable
 from shared.idempotency import IdempotencyDep
-from shared.openapi import raw_json_body
+from shared.openapi import INSUFFICIENT_BALANCE, PROBLEMS, raw_json_body
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1")
@@ -71,24 +76,6 @@ Auditor = Annotated[Principal, require(Role.AUDITOR)]
 # The platform's own work (hosting regions); its tokens are of no region (shared.auth).
 PlatformOperator = Annotated[Principal, require(Role.PLATFORM_OPERATOR)]
 
-PROBLEMS = {
-    status: {"description": description, "content": {"application/problem+json": {}}}
-    for status, description in {
-        400: "bad request (malformed JSON, missing Idempotency-Key, bad cursor)",
-        401: "not authenticated",
-        403: "role not allowed",
-        404: "not found, or not visible to the caller",
-        409: "conflicts with the current state",
-        413: "request body too large",
-        422: "invalid request",
-    }.items()
-}
-INSUFFICIENT_BALANCE = {
-    402: {"description": "the paying account holds too little (insufficient-balance)",
-          "content": {"application/problem+json": {}}}
-}
-
-
 async def history_filters(
     kind: Annotated[JournalKind | None, Query(description="only movements of this kind")] = None,
     since: Annotated[Instant | None, Query(alias="from", description="inclusive")] = None,
@@ -100,7 +87,7 @@ async def history_filters(
 HistoryFilters = Annotated[dict[str, Any], Depends(history_filters)]
 
 
-def wallet_out(wallet: service.Wallet) -> WalletOut:
+def wallet_out(wallet: directory.Wallet) -> WalletOut:
     return WalletOut(
         id=wallet.account.id, subject=wallet.resident.subject, unit=wallet.account.unit,
         balance=wallet.account.balance, points=wallet.points.balance, balance_cap=wallet.region.balance_cap,
@@ -125,7 +112,7 @@ def history_page(rows: list[tuple[Entry, Journal]], limit: int) -> Page[HistoryI
 @router.get("/region", response_model=RegionOut, tags=["region"], responses=PROBLEMS)
 async def get_region(principal: Anyone, session: SessionDep) -> RegionOut:
     """The caller's region and its wallet settings."""
-    return RegionOut.model_validate(await service.region_of(session, principal))
+    return RegionOut.model_validate(await directory.region_of(session, principal))
 
 
 def _settings_changes(body: RegionSettings) -> dict[str, Any]:
@@ -143,7 +130,7 @@ async def update_region(
     (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    region = await service.update_region_settings(session, clock, principal, _settings_changes(body))
+    region = await directory.update_region_settings(session, clock, principal, _settings_changes(body))
     return await idem.respond(200, RegionOut.model_validate(region))
 
 
@@ -156,7 +143,7 @@ async def onboard_region(
     the new region's trail). Settings left out take the platform's defaults; 409 if the code is taken."""
     if replay := await idem.replay():
         return replay
-    region = await service.onboard_region(session, clock, principal, settings, **_settings_changes(body))
+    region = await onboarding.onboard_region(session, clock, principal, settings, **_settings_changes(body))
     return await idem.respond(201, RegionOut.model_validate(region))
 
 
@@ -165,7 +152,7 @@ async def list_regions(
     principal: PlatformOperator, session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[RegionOut]:
     """The regions hosted here, newest first (platform operator)."""
-    regions = await service.list_regions(session, after_id=decode_cursor(cursor), limit=limit + 1)
+    regions = await directory.list_regions(session, after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([RegionOut.model_validate(r) for r in regions], [r.id for r in regions], limit)
 
 
@@ -180,7 +167,7 @@ async def run_expiry(
     the server also does this itself each day). A finished date is refused."""
     if replay := await idem.replay():
         return replay
-    run = await service.run_expiry(session, clock, principal, body.as_of)
+    run = await expiry.run_expiry(session, clock, principal, body.as_of)
     return await idem.respond(201, ExpiryRunOut.model_validate(run))
 
 
@@ -190,7 +177,7 @@ async def expiry_runs(
     limit: LimitParam = 50,
 ) -> Page[ExpiryRunOut]:
     """The region's expiry runs, newest date first."""
-    runs = await service.expiry_runs(session, principal, before=cursor, limit=limit + 1)
+    runs = await expiry.expiry_runs(session, principal, before=cursor, limit=limit + 1)
     items = [ExpiryRunOut.model_validate(r) for r in runs[:limit]]
     return Page[ExpiryRunOut](items=items, next_cursor=runs[limit - 1].as_of.isoformat() if len(runs) > limit else None)
 
@@ -201,7 +188,7 @@ async def expiry_runs(
 @router.get("/wallet", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
 async def my_wallet(principal: Resident_, session: SessionDep, clock: ClockDep) -> WalletOut:
     """The calling resident's wallet; created on their first call."""
-    return wallet_out(await service.my_wallet(session, clock, principal))
+    return wallet_out(await directory.my_wallet(session, clock, principal))
 
 
 @router.get("/wallet/history", response_model=Page[HistoryItem], tags=["wallet"], responses=PROBLEMS)
@@ -210,12 +197,12 @@ async def my_history(
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
     """The calling resident's movements, newest first, by kind and period."""
-    wallet = await service.my_wallet(session, clock, principal)
-    rows = await service.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
+    wallet = await directory.my_wallet(session, clock, principal)
+    rows = await statements.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
 
-def lot_out(view: service.LotView) -> LotOut:
+def lot_out(view: statements.LotView) -> LotOut:
     lot = view.lot
     return LotOut(
         id=lot.id, unit=lot.unit, source=lot.source, campaign_id=lot.campaign_id, campaign_name=view.campaign_name,
@@ -224,7 +211,7 @@ def lot_out(view: service.LotView) -> LotOut:
     )
 
 
-def balance_out(found: service.BalanceView) -> WalletBalanceOut:
+def balance_out(found: statements.BalanceView) -> WalletBalanceOut:
     return WalletBalanceOut(
         wallet_id=found.wallet.account.id, balance=found.wallet.account.balance, points=found.wallet.points.balance,
         usable=UnitAmounts(**found.usable), expiring_within_30_days=UnitAmounts(**found.expiring_soon),
@@ -236,7 +223,7 @@ def balance_out(found: service.BalanceView) -> WalletBalanceOut:
 @router.get("/wallet/balance", response_model=WalletBalanceOut, tags=["wallet"], responses=PROBLEMS)
 async def my_balance(principal: Resident_, session: SessionDep, clock: ClockDep) -> WalletBalanceOut:
     """The calling resident's balance lot by lot, and what expires within 30 days."""
-    return balance_out(await service.balance(session, clock, await service.my_wallet(session, clock, principal)))
+    return balance_out(await statements.balance(session, clock, await directory.my_wallet(session, clock, principal)))
 
 
 @router.get("/wallet/notices", response_model=Page[NoticeOut], tags=["wallet"], responses=PROBLEMS)
@@ -244,8 +231,8 @@ async def my_notices(
     principal: Resident_, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[NoticeOut]:
     """What the app should tell the resident (value expiring in 30 or 7 days …), newest first."""
-    wallet = await service.my_wallet(session, clock, principal)
-    found = await service.notices(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1)
+    wallet = await directory.my_wallet(session, clock, principal)
+    found = await statements.notices(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([NoticeOut.model_validate(n) for n in found], [n.id for n in found], limit)
 
 
@@ -255,7 +242,7 @@ async def find_wallets(
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[WalletOut]:
     """Residents' wallets of the region, optionally the one of a given subject (operator, auditor)."""
-    wallets = await service.find_wallets(
+    wallets = await directory.find_wallets(
         session, principal, subject=subject, after_id=decode_cursor(cursor), limit=limit + 1
     )
     return page_of([wallet_out(w) for w in wallets], [w.account.id for w in wallets], limit)
@@ -263,14 +250,14 @@ async def find_wallets(
 
 @router.get("/wallets/{wallet_id}", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
 async def get_wallet(wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep) -> WalletOut:
-    return wallet_out(await service.visible_wallet(session, principal, wallet_id))
+    return wallet_out(await directory.visible_wallet(session, principal, wallet_id))
 
 
 @router.get("/wallets/{wallet_id}/balance", response_model=WalletBalanceOut, tags=["wallet"], responses=PROBLEMS)
 async def wallet_balance(
     wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep, clock: ClockDep
 ) -> WalletBalanceOut:
-    return balance_out(await service.balance(session, clock, await service.visible_wallet(session, principal, wallet_id)))
+    return balance_out(await statements.balance(session, clock, await directory.visible_wallet(session, principal, wallet_id)))
 
 
 @router.get("/wallets/{wallet_id}/history", response_model=Page[HistoryItem], tags=["wallet"], responses=PROBLEMS)
@@ -278,8 +265,8 @@ async def wallet_history(
     wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep, filters: HistoryFilters,
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
-    wallet = await service.visible_wallet(session, principal, wallet_id)
-    rows = await service.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
+    wallet = await directory.visible_wallet(session, principal, wallet_id)
+    rows = await statements.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
 
@@ -291,7 +278,7 @@ async def update_wallet(
     """Suspend, reactivate or close a wallet, or set the resident's household (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    wallet = await service.update_wallet(session, clock, principal, wallet_id, body.model_dump(exclude_unset=True))
+    wallet = await directory.update_wallet(session, clock, principal, wallet_id, body.model_dump(exclude_unset=True))
     return await idem.respond(200, wallet_out(wallet))
 
 
@@ -303,7 +290,7 @@ async def counter_topup(
     """チャージ at a city counter: the operator takes cash and credits the wallet."""
     if replay := await idem.replay():
         return replay
-    movement = await service.counter_topup(session, clock, principal, wallet_id, body.amount, body.memo)
+    movement = await topups.counter_topup(session, clock, principal, wallet_id, body.amount, body.memo)
     return await idem.respond(201, MovementOut.model_validate(movement))
 
 
@@ -318,7 +305,7 @@ async def cashout(
     """払戻し of prepaid value to the resident, in the cases the law allows (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    movement = await service.cashout(session, clock, principal, wallet_id, body.amount, body.reason)
+    movement = await topups.cashout(session, clock, principal, wallet_id, body.amount, body.reason)
     return await idem.respond(201, MovementOut.model_validate(movement))
 
 
@@ -341,12 +328,12 @@ async def bank_topup(
     """チャージ from a linked bank account. The bank signs each event; the event id makes it
     idempotent (a replay is refused with 409 and moves nothing)."""
     body = await request.body()
-    service.verify_bank_signature(settings, clock, x_chiikipay_timestamp, x_chiikipay_signature, body)
+    topups.verify_bank_signature(settings, clock, x_chiikipay_timestamp, x_chiikipay_signature, body)
     try:
         event = BankTopupEvent.model_validate_json(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    movement = await service.bank_topup(session, clock, event_id=event.event_id, account_id=event.wallet_id, amount=event.amount)
+    movement = await topups.bank_topup(session, clock, event_id=event.event_id, account_id=event.wallet_id, amount=event.amount)
     return MovementOut.model_validate(movement)
 
 
@@ -364,7 +351,7 @@ async def system_accounts(principal: Overseer, session: SessionDep) -> list[Syst
     """The region's system accounts (bank clearing, counter cash, fee income …) and balances."""
     return [
         SystemAccountOut(account_id=a.id, kind=a.kind, unit=a.unit, balance=balance)
-        for a, balance in await service.system_balances(session, principal)
+        for a, balance in await statements.system_balances(session, principal)
     ]
 
 
@@ -398,7 +385,7 @@ async def onboard_merchant(
     """加盟店 onboarding (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    merchant = await service.onboard_merchant(session, clock, principal, body.model_dump())
+    merchant = await onboarding.onboard_merchant(session, clock, principal, body.model_dump())
     return await idem.respond(201, MerchantOut.model_validate(merchant))
 
 
@@ -406,14 +393,14 @@ async def onboard_merchant(
 async def list_merchants(
     principal: Overseer, session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[MerchantOut]:
-    merchants = await service.list_merchants(session, principal, after_id=decode_cursor(cursor), limit=limit + 1)
+    merchants = await directory.list_merchants(session, principal, after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([MerchantOut.model_validate(m) for m in merchants], [m.id for m in merchants], limit)
 
 
 @router.get("/merchants/{merchant_id}", response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
 async def get_merchant(merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep) -> MerchantOut:
     """The merchant; its bank account only for operators, auditors and the merchant's admin."""
-    return merchant_out(await service.visible_merchant(session, principal, merchant_id), principal)
+    return merchant_out(await directory.visible_merchant(session, principal, merchant_id), principal)
 
 
 @router.patch("/merchants/{merchant_id}", response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
@@ -424,7 +411,7 @@ async def update_merchant(
     """Change details or status (active / suspended / closed) (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    merchant = await service.update_merchant(session, clock, principal, merchant_id, _merchant_changes(body))
+    merchant = await directory.update_merchant(session, clock, principal, merchant_id, _merchant_changes(body))
     return await idem.respond(200, MerchantOut.model_validate(merchant))
 
 
@@ -434,7 +421,7 @@ async def merchant_history(
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
     """Every movement of the merchant's balance (payments less fees, refunds, transfers), newest first."""
-    rows = await service.merchant_history(
+    rows = await statements.merchant_history(
         session, principal, merchant_id, after_id=decode_cursor(cursor), limit=limit + 1, **filters
     )
     return history_page(rows, limit)
@@ -444,7 +431,7 @@ async def merchant_history(
 async def merchant_balance(merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep) -> MerchantBalanceOut:
     """What the shop holds before payout: yen from coin payments, points from point payments
     (both paid out in yen; the points by the city)."""
-    (yen, balance), (points, point_balance) = await service.merchant_balance(session, principal, merchant_id)
+    (yen, balance), (points, point_balance) = await directory.merchant_balance(session, principal, merchant_id)
     return MerchantBalanceOut(
         account_id=yen.id, unit=yen.unit, balance=balance, points_account_id=points.id, points=point_balance
     )
@@ -461,13 +448,13 @@ async def create_api_key(
     """A key for one POS terminal of this merchant. The secret is shown once (audited)."""
     if replay := await idem.replay():
         return replay
-    key, secret = await service.create_api_key(session, clock, principal, merchant_id, body.name)
+    key, secret = await directory.create_api_key(session, clock, principal, merchant_id, body.name)
     return await idem.respond(201, ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), secret=secret))
 
 
 @router.get("/merchants/{merchant_id}/api-keys", response_model=list[ApiKeyOut], tags=["merchants"], responses=PROBLEMS)
 async def list_api_keys(merchant_id: uuid.UUID, principal: KeyReader, session: SessionDep) -> list[ApiKeyOut]:
-    return [ApiKeyOut.model_validate(k) for k in await service.list_api_keys(session, principal, merchant_id)]
+    return [ApiKeyOut.model_validate(k) for k in await directory.list_api_keys(session, principal, merchant_id)]
 
 
 @router.delete(
@@ -480,7 +467,7 @@ async def revoke_api_key(
     """Revoke a terminal's key at once (audited)."""
     if replay := await idem.replay():
         return replay
-    key = await service.revoke_api_key(session, clock, principal, merchant_id, key_id)
+    key = await directory.revoke_api_key(session, clock, principal, merchant_id, key_id)
     return await idem.respond(200, ApiKeyOut.model_validate(key))
 
 
@@ -489,7 +476,7 @@ async def terminal_identity(principal: Terminal, session: SessionDep) -> Termina
     """Which merchant a POS terminal's key belongs to: the terminal's first call after set-up. The
     terminal sees the merchant's name and details, not its bank account."""
     assert principal.merchant_id is not None and principal.api_key_id is not None
-    merchant = await service.visible_merchant(session, principal, principal.merchant_id)
+    merchant = await directory.visible_merchant(session, principal, principal.merchant_id)
     return TerminalOut(api_key_id=principal.api_key_id, merchant=MerchantProfileOut.model_validate(merchant))
 
 
@@ -501,7 +488,7 @@ async def audit_events(
     principal: Auditor, session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[AuditEventOut]:
     """The region's audit trail, newest first (auditor)."""
-    region = await service.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     events = await audit.list_events(session, region.id, after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([AuditEventOut.model_validate(e) for e in events], [e.id for e in events], limit)
 

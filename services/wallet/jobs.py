@@ -11,7 +11,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.wallet import expiry
+from services.wallet.expiry import service as expiry
 from services.wallet.premium import service as premium
 from shared.clock import Clock
 

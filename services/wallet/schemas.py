@@ -6,30 +6,23 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from services.wallet.models import Sector, Status
+from services.wallet.directory.models import Sector
+from services.wallet.ledger.models import Status
 from shared.auth import REGION_CODE
 from shared.clock import Day
 from shared.money import Amount, whole_number
+from shared.schemas import ClassCode, Memo, Schema, Text100
 from shared.text import romanised, text
 
-
-class Schema(BaseModel):
-    model_config = ConfigDict(from_attributes=True, extra="forbid")
-
-
-# Not stripped: what the schema documents is exactly what is checked.
-Text100 = text(100)
 # A merchant's romanised name is printed in its QR code (EMVCo 59): printable ASCII. Its Japanese
 # name (64/01) is checked where it is stored (service.check_printable).
 MerchantName = romanised(100)
 Household = text(64)
 Address = text(200)
-Memo = text(200, required=False)
 BankEventId = text(128)
 # 全銀 payee names: half-width katakana, upper-case letters, digits, space and a few symbols.
-ClassCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]  # a merchant class
 KanaName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Zｦ-ﾟ ().,\-/]{1,30}$")]
 
 

@@ -8,6 +8,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from services.wallet.onboarding import create_region
 from shared.auth import Role
 from tests.helpers import assert_problem, idem, snapshot
 
@@ -141,7 +142,6 @@ async def test_a_resident_cannot_read_another_residents_wallet(client, tokens, t
 
 
 async def test_an_operator_cannot_act_on_another_region(client, tokens, town, sessionmaker, settings, clock):
-    from services.wallet.service import create_region
 
     async with sessionmaker() as s, s.begin():
         await create_region(s, clock, settings, code="kitakata", name="Kitakata", name_ja="喜多方市")

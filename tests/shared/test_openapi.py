@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.application import create_app
+from app.application import create_app
 from shared.config import Settings
 from tests.helpers import assert_problem, idem, snapshot
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from services.wallet import repository as repo
-from services.wallet import lots, service
-from services.wallet.errors import InsufficientBalance
-from services.wallet.models import AccountKind, JournalKind, LotSource
+from services.wallet.directory import repository as directory_repo
+from services.wallet.ledger import lots
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
+from services.wallet.ledger.errors import InsufficientBalance
+from services.wallet.ledger.models import AccountKind, JournalKind, LotSource
 from shared.money import Unit
 from tests.helpers import idem, ledger_violations
 
@@ -53,22 +55,22 @@ async def test_debits_of_an_untracked_account_serialize_and_never_overdraw(sessi
     """Merchant accounts keep no balance column (credits take no lock); their debits lock the
     row and sum the entries. Fund a merchant, then race 20 debits of a third of it each."""
     async with sessionmaker() as s, s.begin():
-        region = await repo.region_by_code(s, "aizu")
-        merchant = await repo.merchant_account(s, town.merchants["Minato Farm"], Unit.YEN.value)
-        clearing = await repo.system_account(s, region.id, AccountKind.BANK_CLEARING, Unit.YEN.value)
+        region = await directory_repo.region_by_code(s, "aizu")
+        merchant = await directory_repo.merchant_account(s, town.merchants["Minato Farm"], Unit.YEN.value)
+        clearing = await ledger_repo.system_account(s, region.id, AccountKind.BANK_CLEARING, Unit.YEN.value)
         # A top-up-shaped journal is the only way in this issue to put value on a merchant.
-        await service.post_journal(
+        await ledger.post_journal(
             s, clock, region_id=region.id, kind=JournalKind.TOPUP, actor="test",
-            legs=[service.Leg(merchant, 9_000), service.Leg(clearing, -9_000)],
+            legs=[ledger.Leg(merchant, 9_000), ledger.Leg(clearing, -9_000)],
         )
 
     async def debit() -> bool:
         async with sessionmaker() as s:
             try:
                 async with s.begin():
-                    await service.post_journal(
+                    await ledger.post_journal(
                         s, clock, region_id=region.id, kind=JournalKind.CASHOUT, actor="test",
-                        legs=[service.Leg(merchant, -3_000), service.Leg(clearing, 3_000)],
+                        legs=[ledger.Leg(merchant, -3_000), ledger.Leg(clearing, 3_000)],
                     )
                 return True
             except InsufficientBalance:
@@ -77,7 +79,7 @@ async def test_debits_of_an_untracked_account_serialize_and_never_overdraw(sessi
     outcomes = await asyncio.gather(*[debit() for _ in range(20)])
     assert outcomes.count(True) == 3
     async with sessionmaker() as s:
-        assert await repo.entries_sum(s, merchant.id) == 0
+        assert await ledger_repo.entries_sum(s, merchant.id) == 0
     assert await ledger_violations(sessionmaker) == []
 
 
@@ -98,16 +100,16 @@ async def test_journals_locking_the_same_wallets_in_opposite_order_do_not_deadlo
     """Legs are locked in account-id order whatever order the caller lists them in; without that,
     these pairs would deadlock (PostgreSQL would abort one of each pair)."""
     async with sessionmaker() as s:
-        region = await repo.region_by_code(s, "aizu")
-        hanako = (await repo.resident_wallet(s, region.id, "resident-hanako", Unit.YEN.value))[1]
-        taro = (await repo.resident_wallet(s, region.id, "resident-taro", Unit.YEN.value))[1]
-        cash = await repo.system_account(s, region.id, AccountKind.COUNTER_CASH, Unit.YEN.value)
+        region = await directory_repo.region_by_code(s, "aizu")
+        hanako = (await directory_repo.resident_wallet(s, region.id, "resident-hanako", Unit.YEN.value))[1]
+        taro = (await directory_repo.resident_wallet(s, region.id, "resident-taro", Unit.YEN.value))[1]
+        cash = await ledger_repo.system_account(s, region.id, AccountKind.COUNTER_CASH, Unit.YEN.value)
 
     async def household_topup(first, second) -> None:
         async with sessionmaker() as s, s.begin():
-            posted = await service.post_journal(
+            posted = await ledger.post_journal(
                 s, clock, region_id=region.id, kind=JournalKind.TOPUP, actor="test",
-                legs=[service.Leg(first, 1_000), service.Leg(second, 1_000), service.Leg(cash, -2_000)],
+                legs=[ledger.Leg(first, 1_000), ledger.Leg(second, 1_000), ledger.Leg(cash, -2_000)],
             )
             for account in (first, second):  # a wallet's balance is its lots
                 await lots.issue(s, account=account, amount=1_000, source=LotSource.TOPUP,
@@ -115,6 +117,6 @@ async def test_journals_locking_the_same_wallets_in_opposite_order_do_not_deadlo
 
     await asyncio.gather(*[household_topup(*((hanako, taro) if i % 2 else (taro, hanako))) for i in range(30)])
     async with sessionmaker() as s:
-        assert (await repo.account(s, hanako.id)).balance == 30_000 + 30 * 1_000
-        assert (await repo.account(s, taro.id)).balance == 12_000 + 30 * 1_000
+        assert (await ledger_repo.account(s, hanako.id)).balance == 30_000 + 30 * 1_000
+        assert (await ledger_repo.account(s, taro.id)).balance == 12_000 + 30 * 1_000
     assert await ledger_violations(sessionmaker) == []

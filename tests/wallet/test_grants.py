@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from services.wallet import onboarding
 from services.wallet.grants import service as grants_service
 from services.wallet.grants import tasks
 from shared.auth import Principal, Role
@@ -28,10 +29,9 @@ async def no_worker_left_behind():
 
 
 async def other_region(sessionmaker, clock, settings) -> None:
-    from services.wallet import service as wallet
 
     async with sessionmaker() as session, session.begin():
-        await wallet.create_region(session, clock, settings, code="sapporo", name="Sapporo", name_ja="札幌市")
+        await onboarding.create_region(session, clock, settings, code="sapporo", name="Sapporo", name_ja="札幌市")
 
 
 async def make_campaign(client, tokens, *, budget: int = 100_000, kind: str = "grant", name: str = "Health points",

@@ -7,11 +7,13 @@ import itertools
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from services.wallet import service
+from services.wallet import onboarding, verify
 from shared.auth import Role
 from tests.helpers import idem
 
@@ -38,7 +40,7 @@ operations = st.lists(
 async def test_random_operations_keep_every_invariant_and_match_a_model(client, tokens, sessionmaker, settings, clock, ops):
     code = f"prop{next(regions)}"
     async with sessionmaker() as s, s.begin():
-        region = await service.create_region(s, clock, settings, code=code, name=code, name_ja=code)
+        region = await onboarding.create_region(s, clock, settings, code=code, name=code, name_ja=code)
     operator = tokens.mint(Role.OPERATOR, "op", code)
     wallets = {r: (await client.get("/v1/wallet", headers=tokens.resident(r, code))).json()["id"] for r in RESIDENTS}
     model = {r: 0 for r in RESIDENTS}
@@ -75,7 +77,7 @@ async def test_random_operations_keep_every_invariant_and_match_a_model(client, 
         seen = (await client.get(f"/v1/wallets/{wallet}", headers=operator)).json()
         assert seen["balance"] == model[resident] >= 0
     async with sessionmaker() as s:
-        assert await service.verify_ledger(s, region.id) == []
+        assert await verify.verify_ledger(s, region.id) == []
         # Nothing was invented or lost: what sits in wallets is what the issuance accounts put out.
         total = (await s.execute(text("SELECT sum(amount) FROM wallet.entries WHERE region_id = :r"), {"r": region.id})).scalar()
         assert (total or 0) == 0
@@ -123,7 +125,7 @@ async def test_checker_finds_an_unbalanced_journal(sessionmaker, town):
         journal = await _plant(s, region, "topup", [(fee, 500)])
         await s.execute(text("ALTER TABLE wallet.entries ENABLE TRIGGER entries_balanced"))
     async with sessionmaker() as s:
-        found = await service.verify_ledger(s)
+        found = await verify.verify_ledger(s)
     assert {(v.invariant, v.subject) for v in found} >= {(1, f"journal {journal}")}
 
 
@@ -132,7 +134,7 @@ async def test_checker_finds_a_balance_that_is_not_the_sum_of_entries(sessionmak
         hanako, _ = await _hanako_account(s)
         await s.execute(text("UPDATE wallet.accounts SET balance = balance + 1 WHERE id = :id"), {"id": hanako})
     async with sessionmaker() as s:
-        found = await service.verify_ledger(s)
+        found = await verify.verify_ledger(s)
     assert any(v.invariant == 2 and v.subject == f"account {hanako}" and "30001" in v.detail for v in found)
 
 
@@ -145,7 +147,7 @@ async def test_checker_finds_a_negative_merchant_and_value_invented_outside_issu
         overdraft = await _plant(s, region, "cashout", [(merchant, -700), (clearing, 700)])
         invented = await _plant(s, region, "adjustment", [(fee, 900), (clearing, -900)])
     async with sessionmaker() as s:
-        found = {(v.invariant, v.subject) for v in await service.verify_ledger(s)}
+        found = {(v.invariant, v.subject) for v in await verify.verify_ledger(s)}
     assert (3, f"account {merchant}") in found
     assert (4, f"journal {invented}") in found
     assert (4, f"journal {overdraft}") not in found  # a cash-out may touch bank clearing
@@ -153,7 +155,7 @@ async def test_checker_finds_a_negative_merchant_and_value_invented_outside_issu
 
 async def test_a_clean_ledger_has_no_violations(sessionmaker, town):
     async with sessionmaker() as s:
-        assert await service.verify_ledger(s) == []
+        assert await verify.verify_ledger(s) == []
 
 
 @pytest.mark.parametrize("statement", [

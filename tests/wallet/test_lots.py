@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
-from services.wallet import expiry, jobs, lots
-from services.wallet import repository as repo
-from services.wallet import service
-from services.wallet.models import AccountKind, JournalKind, LotSource
+from services.wallet import jobs
+from services.wallet.directory import repository as directory_repo
+from services.wallet.directory import service as directory
+from services.wallet.expiry import repository as expiry_repo
+from services.wallet.expiry import service as expiry
+from services.wallet.ledger import lots
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
+from services.wallet.ledger.models import AccountKind, JournalKind, LotSource
 from shared.clock import TOKYO
 from shared.money import Unit
 from tests.conftest import START
@@ -30,13 +37,13 @@ async def give(sessionmaker, clock, subject: str, amount: int, unit: Unit, *, re
     """A lot of `amount` in the resident's wallet, issued the way grants and premiums issue theirs:
     a journal from the region's campaign fund and the lot, in one transaction."""
     async with sessionmaker() as s, s.begin():
-        region = await repo.region_by_code(s, "aizu")
-        _, account = await repo.resident_wallet(s, region.id, subject, unit.value)
-        fund = await repo.system_account(s, region.id, AccountKind.CAMPAIGN_FUND, unit.value)
+        region = await directory_repo.region_by_code(s, "aizu")
+        _, account = await directory_repo.resident_wallet(s, region.id, subject, unit.value)
+        fund = await ledger_repo.system_account(s, region.id, AccountKind.CAMPAIGN_FUND, unit.value)
         kind = JournalKind.FUNDING if unit is Unit.POINT else JournalKind.TOPUP
-        posted = await service.post_journal(
+        posted = await ledger.post_journal(
             s, clock, region_id=region.id, kind=kind, actor="test",
-            legs=[service.Leg(fund, -amount), service.Leg(account, amount)],
+            legs=[ledger.Leg(fund, -amount), ledger.Leg(account, amount)],
         )
         lot = await lots.issue(
             s, account=account, amount=amount, source=source, journal_id=posted.journal_id, now=clock.now(),
@@ -47,7 +54,7 @@ async def give(sessionmaker, clock, subject: str, amount: int, unit: Unit, *, re
 
 async def lot_state(sessionmaker, lot_id) -> tuple[int, int]:
     async with sessionmaker() as s:
-        lot = await repo.lot(s, lot_id)
+        lot = await ledger_repo.lot(s, lot_id)
         return lot.remaining, lot.expired
 
 
@@ -286,12 +293,12 @@ async def test_an_interrupted_expiry_job_resumes_where_it_stopped(client, tokens
     clock.set(due)
     monkeypatch.setattr(expiry, "BATCH", 1)
     async with sessionmaker() as s:
-        region = await repo.region_by_code(s, "aizu")
+        region = await directory_repo.region_by_code(s, "aizu")
     # The job's first batch commits; then the process dies.
     async with sessionmaker() as s, s.begin():
         run = await expiry.begin(s, clock, region, date(2026, 4, 5), "cli")
     async with sessionmaker() as s, s.begin():
-        run = await repo.lock_expiry_run(s, region.id, date(2026, 4, 5))
+        run = await expiry_repo.lock_expiry_run(s, region.id, date(2026, 4, 5))
         assert (await expiry.expire_batch(s, clock, run, "cli")).lots == 1
     states = [await lot_state(sessionmaker, lot) for lot in given]
     assert sum(1 for remaining, _ in states if remaining == 0) == 1
@@ -350,7 +357,7 @@ SELECT coalesce(sum(l.remaining), 0) FROM wallet.lots l
 
 
 async def _fresh_town(sessionmaker, clock, settings):
-    from shared.demo import seed
+    from app.demo import seed
 
     clock.set(START)
     async with sessionmaker() as s, s.begin():
@@ -359,7 +366,7 @@ async def _fresh_town(sessionmaker, clock, settings):
             "WHERE schemaname IN ('wallet', 'platform') AND tablename <> 'alembic_version'"
         ))).scalars().all()
         await s.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-    service.region_identities.clear()
+    directory.region_identities.clear()
     async with sessionmaker() as s, s.begin():
         return await seed(s, clock, settings)
 

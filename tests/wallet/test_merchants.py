@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from shared.auth import Role
-
 from tests.helpers import assert_problem, idem, snapshot
 
 FARMER = {

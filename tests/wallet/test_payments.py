@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from services.wallet.payments import emvco
+from shared import emvco
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
 
-HANAKO = 30_000  # opening balances from shared.demo
+HANAKO = 30_000  # opening balances from app.demo
 TEAHOUSE = "Tsurugajo Teahouse"
 
 

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from services.wallet import service as wallet
+from services.wallet.directory import service as directory
 from services.wallet.premium import service as premium
+from services.wallet.topups import service as topups
 from shared.auth import Principal, Role
 from tests.conftest import START
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
@@ -84,8 +85,8 @@ async def fund_residents(sessionmaker, clock, subjects, amount=10_000):
     operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code="aizu")
     async with sessionmaker() as session, session.begin():
         for subject in subjects:
-            held = await wallet.my_wallet(session, clock, Principal(subject=subject, role=Role.RESIDENT, region_code="aizu"))
-            await wallet.counter_topup(session, clock, operator, held.account.id, amount, None)
+            held = await directory.my_wallet(session, clock, Principal(subject=subject, role=Role.RESIDENT, region_code="aizu"))
+            await topups.counter_topup(session, clock, operator, held.account.id, amount, None)
 
 
 async def premium_state(sessionmaker):
@@ -232,7 +233,7 @@ async def test_the_split_rounds_the_local_part_down_and_lots_follow_the_campaign
 # A purchase is made in one statement (wallet.buy_premium_at_once) once this process knows the
 # region; before that, in a transaction. Either may answer a retry of the other's purchase.
 def _forget_regions():
-    wallet.region_identities.clear()
+    directory.region_identities.clear()
 
 
 @pytest.mark.parametrize("first_path, retry_path", [

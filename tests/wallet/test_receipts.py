@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from services.wallet.service import corporate_number_check_digit
+from services.wallet.directory.service import corporate_number_check_digit
 from tests.helpers import assert_problem, idem, snapshot
 from tests.wallet.test_merchants import FARMER
 from tests.wallet.test_payments import TEAHOUSE, pay, store_of

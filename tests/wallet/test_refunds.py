@@ -9,7 +9,7 @@ import asyncio
 
 from sqlalchemy import text
 
-from services.wallet.service import verify_ledger
+from services.wallet.verify import verify_ledger
 from tests.helpers import assert_problem, idem, ledger_violations
 from tests.wallet.test_payments import HANAKO, balances, pay, store_of
 from tests.wallet.test_rewards import TEAHOUSE, points, reward_campaign

@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from services.wallet.payments import emvco
+from app.demo import BANK, MERCHANTS
+from shared import emvco
 from shared.auth import PLATFORM_REGION, Role
-from shared.demo import MERCHANTS, BANK
 from tests.helpers import assert_problem, idem, snapshot
 
 KITAKATA = {"code": "kitakata", "name": "Kitakata", "name_ja": "喜多方市"}

@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
 
-HANAKO_OPENING = 30_000  # shared.demo: resident-hanako's opening balance
+HANAKO_OPENING = 30_000  # app.demo: resident-hanako's opening balance
 
 
 async def wallet_of(client, tokens, subject="resident-hanako"):

@@ -17,11 +17,12 @@ from services.wallet.campaigns.schemas import (
     MerchantClassOut,
     RewardRate,
 )
-from services.wallet.endpoints import PROBLEMS
+from services.wallet.directory import service as directory
 from shared.auth import Principal, Role, require
 from shared.db import SessionDep
 from shared.deps import ClockDep
 from shared.idempotency import IdempotencyDep
+from shared.openapi import PROBLEMS
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
@@ -48,7 +49,7 @@ def campaign_out(found: service.CampaignView) -> CampaignOut:
 @router.get("/merchant-classes", response_model=list[MerchantClassOut], responses=PROBLEMS)
 async def merchant_classes(principal: Anyone, session: SessionDep) -> list[MerchantClassOut]:
     """The region's merchant classes (local shop in a shopping street, chain store …)."""
-    return [MerchantClassOut.model_validate(c) for c in await service.merchant_classes(session, principal)]
+    return [MerchantClassOut.model_validate(c) for c in await directory.merchant_classes(session, principal)]
 
 
 @router.post("/merchant-classes", status_code=201, response_model=MerchantClassOut, responses=PROBLEMS)
@@ -57,7 +58,7 @@ async def add_merchant_class(
 ):
     if replay := await idem.replay():
         return replay
-    added = await service.add_merchant_class(session, clock, principal, code=body.code, name=body.name, name_ja=body.name_ja)
+    added = await directory.add_merchant_class(session, clock, principal, code=body.code, name=body.name, name_ja=body.name_ja)
     return await idem.respond(201, MerchantClassOut.model_validate(added))
 
 

@@ -19,10 +19,6 @@ class CampaignKindMismatch(Conflict):
     slug, title = "campaign-kind-mismatch", "The campaign is not of the kind this needs"
 
 
-class UnknownMerchantClass(Unprocessable):
-    slug, title = "unknown-merchant-class", "No such merchant class in the region"
-
-
 class InvalidCampaign(Unprocessable):
     slug, title = "invalid-campaign", "The campaign's settings do not fit together"
 

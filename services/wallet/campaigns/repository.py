@@ -1,5 +1,6 @@
 """Every SQL query of campaigns and merchant classes."""
 
+
 from __future__ import annotations
 
 import uuid
@@ -10,20 +11,8 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.models import Account, Campaign, Merchant, MerchantClass, PaymentReward, RewardMonth, RewardRate
-
-
-async def merchant_classes(session: AsyncSession, region_id: uuid.UUID) -> list[MerchantClass]:
-    query = select(MerchantClass).where(MerchantClass.region_id == region_id).order_by(MerchantClass.code)
-    return list((await session.execute(query)).scalars())
-
-
-async def insert_merchant_class(session: AsyncSession, **values: Any) -> MerchantClass | None:
-    """None if the region already has a class with this code."""
-    inserted = await session.execute(
-        pg_insert(MerchantClass).values(**values).on_conflict_do_nothing().returning(MerchantClass)
-    )
-    return inserted.scalar_one_or_none()
+from services.wallet.campaigns.models import Campaign, PaymentReward, RewardMonth, RewardRate
+from services.wallet.ledger.models import Account
 
 
 async def insert_campaign(session: AsyncSession, **values: Any) -> Campaign:
@@ -68,10 +57,6 @@ async def active_reward_campaigns(session: AsyncSession, region_id: uuid.UUID, n
         or_(Campaign.reward_until.is_(None), Campaign.reward_until > now),
     )
     return list((await session.execute(query.order_by(Campaign.id))).scalars())
-
-
-async def merchant_class_of(session: AsyncSession, merchant_id: uuid.UUID) -> str:
-    return (await session.execute(select(Merchant.merchant_class).where(Merchant.id == merchant_id))).scalar_one()
 
 
 async def reward_rates_for(
@@ -142,3 +127,8 @@ async def add_clawed_back(session: AsyncSession, payment_id: uuid.UUID, campaign
         .where(PaymentReward.payment_id == payment_id, PaymentReward.campaign_id == campaign_id)
         .values(clawed_back=PaymentReward.clawed_back + points)
     )
+
+
+async def campaign_names(session: AsyncSession, region_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    rows = await session.execute(select(Campaign.id, Campaign.name).where(Campaign.region_id == region_id))
+    return {row.id: row.name for row in rows}

@@ -36,12 +36,14 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet import lots
-from services.wallet import repository as wallet_repo
-from services.wallet import service as wallet
 from services.wallet.campaigns import repository as repo
+from services.wallet.campaigns.models import Campaign
 from services.wallet.campaigns.service import lot_rule
-from services.wallet.models import Account, Campaign, JournalKind, LotSource
+from services.wallet.directory import repository as directory_repo
+from services.wallet.ledger import lots
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
+from services.wallet.ledger.models import Account, JournalKind, LotSource
 from shared.clock import Clock, tokyo_date
 
 
@@ -61,9 +63,9 @@ def taken_back_due(points: int, base: int, refunded_total: int) -> int:
 
 
 async def _points_of(session: AsyncSession, wallet_account_id: uuid.UUID) -> Account:
-    account = await wallet_repo.account(session, wallet_account_id)
+    account = await ledger_repo.account(session, wallet_account_id)
     assert account is not None and account.resident_id is not None
-    return await wallet_repo.resident_account(session, account.resident_id, "point")
+    return await directory_repo.resident_account(session, account.resident_id, "point")
 
 
 async def reward_payment(
@@ -76,7 +78,7 @@ async def reward_payment(
     campaigns = await repo.active_reward_campaigns(session, region_id, now)
     if not campaigns:
         return 0
-    merchant_class = await repo.merchant_class_of(session, merchant_id)
+    merchant_class = await directory_repo.merchant_class_of(session, merchant_id)
     points = await _points_of(session, wallet_account_id)
     total = 0
     for campaign, rate_bp in await repo.reward_rates_for(session, [c.id for c in campaigns], merchant_class):
@@ -89,12 +91,12 @@ async def reward_payment(
         if reward <= 0:
             continue
         budget = await repo.budget_account(session, campaign.id)
-        reward = min(reward, await wallet_repo.lock_available(session, budget))
+        reward = min(reward, await ledger_repo.lock_available(session, budget))
         if reward <= 0:
             continue
-        posted = await wallet.post_journal(
+        posted = await ledger.post_journal(
             session, clock, region_id=region_id, kind=JournalKind.REWARD, actor=f"campaign:{campaign.id}",
-            legs=[wallet.Leg(budget, -reward), wallet.Leg(points, reward)], reference=str(payment_id),
+            legs=[ledger.Leg(budget, -reward), ledger.Leg(points, reward)], reference=str(payment_id),
         )
         lot = await lots.issue(
             session, account=points, amount=reward, source=LotSource.REWARD, journal_id=posted.journal_id,
@@ -120,17 +122,17 @@ async def claw_back(
     taken = 0
     for reward in await repo.payment_rewards(session, payment_id):
         due = taken_back_due(reward.points, reward.base, refunded_total) - reward.clawed_back
-        lot = await wallet_repo.lot(session, reward.lot_id)
+        lot = await ledger_repo.lot(session, reward.lot_id)
         back = min(due, lot.remaining)
         if back <= 0:
             continue
         budget = await repo.budget_account(session, reward.campaign_id)
-        await wallet.post_journal(
+        await ledger.post_journal(
             session, clock, region_id=region_id, kind=JournalKind.REWARD, actor=f"campaign:{reward.campaign_id}",
-            legs=[wallet.Leg(points, -back), wallet.Leg(budget, back)], reference=str(payment_id),
+            legs=[ledger.Leg(points, -back), ledger.Leg(budget, back)], reference=str(payment_id),
             memo="reward taken back with a refund",
         )
-        await wallet_repo.change_lot_remaining(session, lot.id, -back)
+        await ledger_repo.change_lot_remaining(session, lot.id, -back)
         await repo.add_to_reward_month(session, reward.campaign_id, points.resident_id, reward.month, -back)
         await repo.add_clawed_back(session, payment_id, reward.campaign_id, back)
         taken += back

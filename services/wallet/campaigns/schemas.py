@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+
 from pydantic import Field, StrictBool
 
-from services.wallet.models import CampaignKind
-from services.wallet.schemas import ClassCode, Schema, Text100
+from services.wallet.campaigns.models import CampaignKind
 from shared.clock import Instant
 from shared.money import Amount, BasisPoints, whole_number
+from shared.schemas import ClassCode, Schema, Text100
 
 
 class MerchantClassCreate(Schema):

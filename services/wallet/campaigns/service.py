@@ -22,8 +22,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet import repository as wallet_repo
-from services.wallet import service as wallet
 from services.wallet.campaigns import repository as repo
 from services.wallet.campaigns.errors import (
     CampaignClosed,
@@ -31,71 +29,18 @@ from services.wallet.campaigns.errors import (
     CampaignNameTaken,
     CampaignNotFound,
     InvalidCampaign,
-    UnknownMerchantClass,
 )
-from services.wallet.lots import LotRule, end_of_months_after
-from services.wallet.models import (
-    Account,
-    AccountKind,
-    Campaign,
-    CampaignKind,
-    JournalKind,
-    MerchantClass,
-    Region,
-    Status,
-)
+from services.wallet.campaigns.models import Campaign, CampaignKind
+from services.wallet.directory import service as directory
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
+from services.wallet.ledger.lots import LotRule, end_of_months_after
+from services.wallet.ledger.models import Account, AccountKind, JournalKind, Status
 from shared import audit
 from shared.auth import Principal
 from shared.clock import TOKYO, Clock
 from shared.ids import new_id
 from shared.money import Unit
-
-# Seeded in every region; the operator may add more. The first two are Aizu's 地元専用 shops.
-DEFAULT_CLASSES = (
-    ("shotengai", "Small shop in a shopping street", "商店街の小規模店"),
-    ("small_shop", "Other small local shop", "その他の小規模店"),
-    ("convenience", "Convenience store", "コンビニエンスストア"),
-    ("chain", "Chain store", "チェーン店"),
-    ("large_store", "Large store", "大型店"),
-)
-DEFAULT_CLASS = "small_shop"
-
-
-async def seed_merchant_classes(session: AsyncSession, region: Region, now: datetime) -> None:
-    for code, name, name_ja in DEFAULT_CLASSES:
-        await repo.insert_merchant_class(session, region_id=region.id, code=code, name=name, name_ja=name_ja, created_at=now)
-
-
-async def merchant_classes(session: AsyncSession, principal: Principal) -> list[MerchantClass]:
-    region = await wallet.region_of(session, principal)
-    return await repo.merchant_classes(session, region.id)
-
-
-async def add_merchant_class(
-    session: AsyncSession, clock: Clock, principal: Principal, *, code: str, name: str, name_ja: str
-) -> MerchantClass:
-    region = await wallet.region_of(session, principal)
-    added = await repo.insert_merchant_class(
-        session, region_id=region.id, code=code, name=name, name_ja=name_ja, created_at=clock.now()
-    )
-    if added is None:
-        raise InvalidCampaign(f"The region already has a merchant class {code!r}.")
-    await audit.record(
-        session, clock, principal, region_id=region.id, action="merchant_class.create", target_type="merchant_class",
-        target_id=code, after={"name": name, "name_ja": name_ja},
-    )
-    return added
-
-
-async def check_classes(session: AsyncSession, region_id: uuid.UUID, codes: list[str]) -> None:
-    known = {c.code for c in await repo.merchant_classes(session, region_id)}
-    unknown = sorted(set(codes) - known)
-    if unknown:
-        raise UnknownMerchantClass(
-            f"No merchant class {', '.join(unknown)} in this region; known: {', '.join(sorted(known))}.",
-            unknown=unknown,
-        )
-
 
 # --- campaigns --------------------------------------------------------------------------------
 
@@ -111,11 +56,11 @@ class CampaignView:
 async def create_campaign(
     session: AsyncSession, clock: Clock, principal: Principal, details: dict[str, Any]
 ) -> CampaignView:
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     if await repo.campaign_by_name(session, region.id, details["name"]) is not None:
         raise CampaignNameTaken(f"{details['name']!r} is already a campaign in {region.code}.")
     if details.get("restriction"):
-        await check_classes(session, region.id, details["restriction"])
+        await directory.check_classes(session, region.id, details["restriction"])
     usable_from, usable_until = details.get("usable_from"), details.get("usable_until")
     if usable_until is not None:
         if details.get("expiry_months") is not None:
@@ -141,7 +86,7 @@ async def create_campaign(
         session, [{"campaign_id": campaign.id, "region_id": region.id, "merchant_class": code, "rate_bp": bp}
                   for code, bp in (rates or {}).items()],
     )
-    budget = await wallet_repo.insert_account(
+    budget = await ledger_repo.insert_account(
         session, id=new_id(), region_id=region.id, kind=AccountKind.CAMPAIGN_BUDGET.value, unit=Unit.POINT.value,
         campaign_id=campaign.id, status=Status.ACTIVE.value,
         tracks_balance=details["kind"] != CampaignKind.PREMIUM, may_go_negative=False,
@@ -170,7 +115,7 @@ async def _check_reward_terms(session: AsyncSession, region_id: uuid.UUID, detai
     rates = {rate["merchant_class"]: rate["rate_bp"] for rate in given}
     if len(rates) != len(given):
         raise InvalidCampaign("reward_rates names a merchant class twice.")
-    await check_classes(session, region_id, list(rates))
+    await directory.check_classes(session, region_id, list(rates))
     start, end = details.get("reward_from"), details.get("reward_until")
     if start is not None and end is not None and end <= start:
         raise InvalidCampaign("reward_until must be after reward_from.")
@@ -178,7 +123,7 @@ async def _check_reward_terms(session: AsyncSession, region_id: uuid.UUID, detai
 
 
 async def visible_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> Campaign:
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     campaign = await repo.campaign(session, campaign_id)
     if campaign is None or campaign.region_id != region.id:
         raise CampaignNotFound(f"No campaign {campaign_id} in region {region.code}.")
@@ -188,7 +133,7 @@ async def visible_campaign(session: AsyncSession, principal: Principal, campaign
 async def view(session: AsyncSession, campaign: Campaign) -> CampaignView:
     account = await repo.budget_account(session, campaign.id)
     rates = await repo.reward_rates(session, campaign.id) if campaign.kind == CampaignKind.REWARD else None
-    budget = account.balance if account.tracks_balance else await wallet_repo.entries_sum(session, account.id)
+    budget = account.balance if account.tracks_balance else await ledger_repo.entries_sum(session, account.id)
     return CampaignView(campaign, account, budget, rates)
 
 
@@ -199,7 +144,7 @@ async def get_campaign(session: AsyncSession, principal: Principal, campaign_id:
 async def list_campaigns(
     session: AsyncSession, principal: Principal, *, after_id: uuid.UUID | None, limit: int
 ) -> list[CampaignView]:
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     return [await view(session, c) for c in await repo.campaigns(session, region.id, after_id=after_id, limit=limit)]
 
 
@@ -220,10 +165,10 @@ async def fund(
     """The city puts `amount` points into the campaign's budget from its campaign fund."""
     campaign = active(await visible_campaign(session, principal, campaign_id))
     budget = await repo.budget_account(session, campaign.id)
-    fund_account = await wallet_repo.system_account(session, campaign.region_id, AccountKind.CAMPAIGN_FUND, Unit.POINT.value)
-    posted = await wallet.post_journal(
+    fund_account = await ledger_repo.system_account(session, campaign.region_id, AccountKind.CAMPAIGN_FUND, Unit.POINT.value)
+    posted = await ledger.post_journal(
         session, clock, region_id=campaign.region_id, kind=JournalKind.FUNDING, actor=principal.subject,
-        legs=[wallet.Leg(fund_account, -amount), wallet.Leg(budget, amount)], reference=str(campaign.id),
+        legs=[ledger.Leg(fund_account, -amount), ledger.Leg(budget, amount)], reference=str(campaign.id),
     )
     result = await view(session, campaign)
     await audit.record(

@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.wallet.endpoints import PROBLEMS
 from services.wallet.grants import service, tasks
 from services.wallet.grants.errors import UnsupportedMediaType
 from services.wallet.grants.models import IN_PROGRESS, GrantUpload
@@ -32,6 +31,7 @@ from shared.db import SessionDep
 from shared.deps import ClockDep
 from shared.idempotency import REPLAY_HEADER, IdempotencyDep
 from shared.observability import allow_large_body
+from shared.openapi import PROBLEMS
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from shared.text import text
 

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import Row, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from services.wallet.directory.models import Region
 from services.wallet.grants.models import IN_PROGRESS, Grant, GrantUpload, GrantUploadError, GrantUploadFile, PartnerKey
-from services.wallet.models import Lot, Region
+from services.wallet.ledger.models import Lot
 
 # --- partner keys -----------------------------------------------------------------------------
 
@@ -227,7 +228,7 @@ async def insert_grant_lots(
     usable_from: datetime | None, expires_at: datetime | None, created_at: datetime, ids: Sequence[uuid.UUID],
     account_ids: Sequence[uuid.UUID], journal_ids: Sequence[uuid.UUID], amounts: Sequence[int],
 ) -> None:
-    """The lots `services.wallet.lots.issue` would create, one per grant, in one statement."""
+    """The lots `services.wallet.ledger.lots.issue` would create, one per grant, in one statement."""
     await session.execute(
         text(
             "INSERT INTO wallet.lots (id, region_id, account_id, unit, source, campaign_id, journal_id, restriction, "

@@ -9,9 +9,9 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from services.wallet.grants.models import GrantCategory, UploadStatus
-from services.wallet.schemas import Schema, Text100
 from shared.clock import Day
 from shared.money import Amount
+from shared.schemas import Schema, Text100
 from shared.text import text
 
 # Printable ASCII, as the client's own record id (a UUID, "event42-row17" …) is.

@@ -49,13 +49,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet import lots
-from services.wallet import repository as wallet_repo
-from services.wallet import service as wallet
 from services.wallet.campaigns import repository as campaigns_repo
 from services.wallet.campaigns import service as campaigns
 from services.wallet.campaigns.errors import BudgetExhausted, CampaignKindMismatch
-from services.wallet.errors import AccountInactive
+from services.wallet.campaigns.models import Campaign, CampaignKind
+from services.wallet.directory import repository as directory_repo
+from services.wallet.directory import service as directory
 from services.wallet.grants import repository as repo
 from services.wallet.grants.errors import (
     ActivityDateInFuture,
@@ -67,7 +66,10 @@ from services.wallet.grants.errors import (
     UploadNotFound,
 )
 from services.wallet.grants.models import Grant, GrantCategory, GrantUpload, GrantUploadError, PartnerKey, UploadStatus
-from services.wallet.models import Campaign, CampaignKind, JournalKind, LotSource, Status
+from services.wallet.ledger import lots
+from services.wallet.ledger import service as ledger
+from services.wallet.ledger.errors import AccountInactive
+from services.wallet.ledger.models import JournalKind, LotSource, Status
 from shared import audit
 from shared.auth import PARTNER_KEY_PREFIX, Principal, Role, hash_api_key
 from shared.clock import Clock, fiscal_year, tokyo_date
@@ -189,10 +191,10 @@ async def grant(
     if details["activity_date"] > tokyo_date(now):
         raise ActivityDateInFuture(f"The activity date {details['activity_date']} is after today ({tokyo_date(now)}).")
     rule = _check_window(campaign, now)
-    found = await wallet_repo.wallet(session, details["wallet_id"])
+    found = await directory_repo.wallet(session, details["wallet_id"])
     if found is None or found[1].region_id != campaign.region_id:
         raise UnknownResident(f"No resident has wallet {details['wallet_id']} in this region.")
-    points = await wallet_repo.resident_account(session, found[0].id, Unit.POINT.value)
+    points = await directory_repo.resident_account(session, found[0].id, Unit.POINT.value)
     status, _ = (await repo.lock_point_accounts(session, [points.id]))[points.id]
     budget = await campaigns_repo.budget_account(session, campaign.id)
     available = await repo.lock_budget(session, budget.id)
@@ -207,9 +209,9 @@ async def grant(
             f"The campaign budget holds {available} points; this grant needs {amount}.", budget=available, required=amount
         )
     grant_id = new_id()
-    posted = await wallet.post_journal(
+    posted = await ledger.post_journal(
         session, clock, region_id=campaign.region_id, kind=JournalKind.GRANT, actor=principal.subject,
-        legs=[wallet.Leg(budget, -amount), wallet.Leg(points, amount)], reference=str(grant_id),
+        legs=[ledger.Leg(budget, -amount), ledger.Leg(points, amount)], reference=str(grant_id),
         memo=details.get("memo") or _default_memo(details["category"], details["event_id"], details["activity_date"]),
     )
     lot = await lots.issue(
@@ -289,7 +291,7 @@ class Summary:
 
 async def summary(session: AsyncSession, principal: Principal, year: int) -> Summary:
     """The city's KPI ポイント付与額 / 付与回数: points and grants in the fiscal year."""
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     rows, residents = await repo.summary(session, region.id, year)
     by_category = [(r[0], int(r[1]), int(r[2])) for r in rows]
     return Summary(year, sum(c[1] for c in by_category), sum(c[2] for c in by_category), residents, by_category)
@@ -747,5 +749,5 @@ def _uploader(upload: GrantUpload, region_code: str) -> Principal:
 
 
 async def _region_code(session: AsyncSession, region_id: uuid.UUID) -> str:
-    return (await wallet_repo.region_by_id(session, region_id)).code
+    return (await directory_repo.region_by_id(session, region_id)).code
 

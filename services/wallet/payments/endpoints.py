@@ -9,8 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from services.wallet import service as wallet
-from services.wallet.endpoints import INSUFFICIENT_BALANCE, PROBLEMS
+from services.wallet.directory import service as directory
 from services.wallet.payments import notify, presented, qr_render, receipt, service
 from services.wallet.payments.models import ResidentCard
 from services.wallet.payments.schemas import (
@@ -41,6 +40,7 @@ from shared.clock import Instant
 from shared.db import SessionDep
 from shared.deps import ClockDep, RedisDep, SettingsDep
 from shared.idempotency import IdempotencyDep, KeptRefusal
+from shared.openapi import INSUFFICIENT_BALANCE, PROBLEMS
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["payments"])
@@ -112,7 +112,7 @@ async def store_stand(store_id: uuid.UUID, principal: ShopOrOverseer, session: S
     """The printable A6 stand for the register: the currency, the store name, the QR code and how
     to pay (with the app, checking the shop's name on screen), its Japanese font embedded."""
     qr = await service.store_qr(session, principal, store_id)
-    currency = wallet.currency_names(qr.region)
+    currency = directory.currency_names(qr.region)
     pdf = qr_render.stand_pdf(
         qr.payload, store_name_ja=qr.store.name_ja, merchant_name=qr.merchant.name,
         currency_ja=currency.name_ja, currency_en=currency.name, app_name=currency.app,
@@ -216,7 +216,7 @@ async def payment_events(
     ] = None,
 ) -> StreamingResponse:
     """Server-sent events: `payment.received` for each payment to this shop, as it commits."""
-    await wallet.visible_merchant(session, principal, merchant_id)
+    await directory.visible_merchant(session, principal, merchant_id)
     stream = await notify.open_stream(
         redis, request.app.state.sessionmaker, merchant_id, _payment_id_or_none(last_event_id), request.is_disconnected
     )

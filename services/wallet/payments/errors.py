@@ -1,6 +1,6 @@
 """Business errors of paying at the shop."""
 
-from services.wallet.errors import InsufficientBalance
+from services.wallet.ledger.errors import InsufficientBalance
 from shared.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 
 

@@ -11,7 +11,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, SmallInteger, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.wallet.models import SCHEMA
+from services.wallet.ledger.models import SCHEMA
 from shared.models import Base
 
 

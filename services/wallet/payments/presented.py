@@ -26,9 +26,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet import service as wallet
-from services.wallet.errors import AccountInactive, WalletNotFound
-from services.wallet.models import Merchant, Status
+from services.wallet.directory import service as directory
+from services.wallet.directory.errors import WalletNotFound
+from services.wallet.directory.models import Merchant
+from services.wallet.ledger.errors import AccountInactive
+from services.wallet.ledger.models import Status
 from services.wallet.payments import repository as repo
 from services.wallet.payments.errors import (
     CardDayLimitExceeded,
@@ -72,7 +74,7 @@ async def issue_token(
     session: AsyncSession, clock: Clock, settings: Settings, redis: Redis, principal: Principal
 ) -> CpmToken:
     """A 20-digit one-time code for the app to show as a QR or barcode."""
-    resident = await wallet.my_wallet(session, clock, principal)
+    resident = await directory.my_wallet(session, clock, principal)
     if resident.account.status != Status.ACTIVE:
         raise AccountInactive(f"The wallet is {resident.account.status}.")
     token = f"{secrets.randbelow(10**20):020d}"
@@ -103,7 +105,7 @@ async def pay_by_token(
             raise CpmTokenUsed("This code was already used; ask the resident for a fresh one.")
         raise CpmTokenExpired("This code has expired or was never issued; ask the resident for a fresh one.")
     return await pay(
-        session, clock, region=await wallet.region_identity(session, principal.region_code), store_id=store.id,
+        session, clock, region=await directory.region_identity(session, principal.region_code), store_id=store.id,
         account_id=uuid.UUID(json.loads(value)["account_id"]), amount=amount, method=PaymentMethod.CPM,
     )
 
@@ -111,7 +113,7 @@ async def pay_by_token(
 async def _terminal_store(session: AsyncSession, principal: Principal, store_id: uuid.UUID | None) -> tuple[Store, Merchant]:
     """The store a shop's terminal sells at: the one named, or the merchant's first."""
     assert principal.merchant_id is not None
-    merchant = await wallet.visible_merchant(session, principal, principal.merchant_id)
+    merchant = await directory.visible_merchant(session, principal, principal.merchant_id)
     stores = await repo.stores(session, merchant.id)
     store = next((s for s in stores if store_id is None or s.id == store_id), None)
     if store is None:
@@ -138,7 +140,7 @@ async def issue_card(
     daily_limit: int | None,
 ) -> ResidentCard:
     """At the counter: a new card for a wallet; any earlier card of the wallet stops working."""
-    found = await wallet.visible_wallet(session, principal, account_id)
+    found = await directory.visible_wallet(session, principal, account_id)
     await repo.retire_cards(session, account_id, "replaced")
     card = await repo.insert_card(
         session, id=new_id(), region_id=found.region.id, account_id=account_id,
@@ -157,7 +159,7 @@ async def visible_card(session: AsyncSession, principal: Principal, card_id: uui
     if card is None:
         raise CardNotFound(f"No card {card_id}.")
     try:
-        await wallet.visible_wallet(session, principal, card.account_id)
+        await directory.visible_wallet(session, principal, card.account_id)
     except WalletNotFound:
         raise CardNotFound(f"No card {card_id}.") from None
     return card
@@ -207,7 +209,7 @@ async def pay_by_card(
             f"Today this card may pay {card.daily_limit - spent} yen more.", remaining_today=card.daily_limit - spent
         )
     return await pay(
-        session, clock, region=await wallet.region_identity(session, principal.region_code), store_id=store.id,
+        session, clock, region=await directory.region_identity(session, principal.region_code), store_id=store.id,
         account_id=card.account_id, amount=amount, method=PaymentMethod.CARD, card_id=card.id,
     )
 

@@ -23,7 +23,7 @@ import qrcode
 import qrcode.image.svg
 from qrcode.constants import ERROR_CORRECT_M
 
-from services.wallet.payments.emvco import parse_payload
+from shared.emvco import parse_payload
 
 __all__ = ["png", "stand_pdf", "svg"]
 

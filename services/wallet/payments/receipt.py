@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from services.wallet.models import Merchant, Region
+from services.wallet.directory.models import Merchant, Region
 from services.wallet.payments.models import Payment, Store
 from shared.clock import TOKYO
 

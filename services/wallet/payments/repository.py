@@ -1,5 +1,6 @@
 """Every SQL query of paying at the shop."""
 
+
 from __future__ import annotations
 
 import uuid
@@ -11,12 +12,14 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.models import Lot, Merchant
+from services.wallet.directory.models import Merchant
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger.models import Lot
 from services.wallet.payments.models import (
-    PaymentLot,
     FeePlan,
     MerchantFeeYear,
     Payment,
+    PaymentLot,
     PaymentRequest,
     Refund,
     ResidentCard,
@@ -307,3 +310,125 @@ async def card_spent_since(session: AsyncSession, card_id: uuid.UUID, since: dat
         Payment.card_id == card_id, Payment.created_at >= since
     )
     return int((await session.execute(query)).scalar_one())
+
+
+
+
+
+
+# What a payment's row says it moved must be what its journals moved, and its refunds must follow
+# the documented rules (services/wallet/payments/service.py: fee back pro rata on the running
+# totals; campaigns/rewards.py: the refunded share of the reward taken back). Sums per journal and
+# account class, so that one query checks every payment.
+_PAYMENT_MOVES = """
+    SELECT e.journal_id,
+           sum(e.amount) FILTER (WHERE a.kind = 'resident')::bigint AS resident,
+           sum(e.amount) FILTER (WHERE a.kind = 'resident' AND e.unit = 'point')::bigint AS resident_point,
+           sum(e.amount) FILTER (WHERE a.kind = 'expired')::bigint AS expired,
+           sum(e.amount) FILTER (WHERE a.kind = 'merchant')::bigint AS merchant,
+           sum(e.amount) FILTER (WHERE a.kind = 'fee_income')::bigint AS fee,
+           sum(e.amount) FILTER (WHERE a.kind = 'fee_income' AND e.unit = 'point')::bigint AS fee_point
+    FROM wallet.entries e JOIN wallet.accounts a ON a.id = e.account_id
+    WHERE e.journal_id IN (SELECT journal_id FROM wallet.payments UNION ALL SELECT journal_id FROM wallet.refunds)
+    GROUP BY e.journal_id
+"""
+
+
+async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = None) -> list[ledger_repo.Violation]:
+    """Each payment's record against its journals (`ledger verify`'s "payments" checks)."""
+    rows = ledger_repo.violation_rows(session, region_id)
+    found: list[ledger_repo.Violation] = []
+    # The payment's journal: the resident paid `amount` (`point_amount` of it in points), the
+    # merchant got it less the fee, fee income the fee (`fee_point` of it in points).
+    for payment_id, amount, point_amount, fee, fee_point, *m in await rows(
+        "SELECT p.id, p.amount, p.point_amount, p.fee, p.fee_point, m.* FROM wallet.payments p "
+        f"JOIN ({_PAYMENT_MOVES}) m ON m.journal_id = p.journal_id WHERE true {{region}} "
+        "AND (m.resident IS DISTINCT FROM -p.amount OR coalesce(m.resident_point, 0) <> -p.point_amount "
+        "OR m.merchant IS DISTINCT FROM p.amount - p.fee OR coalesce(m.fee, 0) <> p.fee "
+        "OR coalesce(m.fee_point, 0) <> p.fee_point)",
+        "p",
+    ):
+        found.append(ledger_repo.Violation(
+            "payments", f"payment {payment_id}",
+            f"its journal moved resident {m[1]} ({m[2]} in points), merchant {m[4]}, fee {m[5]} ({m[6]} in points); "
+            f"the payment says {amount} ({point_amount} in points) with fee {fee} ({fee_point} in points)",
+        ))
+    # Each refund's journal: back to the wallet (or to expiry) `amount`, `fee_returned` from fee
+    # income, the rest from the merchant.
+    for refund_id, payment_id, amount, fee_returned, *m in await rows(
+        "SELECT r.id, r.payment_id, r.amount, r.fee_returned, m.* FROM wallet.refunds r "
+        f"JOIN ({_PAYMENT_MOVES}) m ON m.journal_id = r.journal_id WHERE true {{region}} "
+        "AND (coalesce(m.resident, 0) + coalesce(m.expired, 0) <> r.amount "
+        "OR coalesce(m.fee, 0) <> -r.fee_returned OR coalesce(m.fee_point, 0) <> -r.fee_returned_point "
+        "OR coalesce(m.merchant, 0) <> -(r.amount - r.fee_returned))",
+        "r",
+    ):
+        found.append(ledger_repo.Violation(
+            "payments", f"payment {payment_id}",
+            f"refund {refund_id} of {amount} with fee {fee_returned} back: its journal moved resident {m[1]}, "
+            f"expired {m[3]}, merchant {m[4]}, fee {m[5]}",
+        ))
+    # The running totals on the payment are the sums of its refunds.
+    for payment_id, *totals in await rows(
+        "SELECT p.id, p.refunded_amount, r.amount, p.fee_returned, r.fee_returned, p.refunded_point, r.point_amount,"
+        " p.fee_returned_point, r.fee_returned_point FROM wallet.payments p "
+        "JOIN (SELECT payment_id, sum(amount)::bigint AS amount, sum(fee_returned)::bigint AS fee_returned,"
+        "      sum(point_amount)::bigint AS point_amount, sum(fee_returned_point)::bigint AS fee_returned_point"
+        "      FROM wallet.refunds GROUP BY payment_id) r ON r.payment_id = p.id "
+        "WHERE (p.refunded_amount, p.fee_returned, p.refunded_point, p.fee_returned_point)"
+        " <> (r.amount, r.fee_returned, r.point_amount, r.fee_returned_point) {region}",
+        "p",
+    ):
+        found.append(ledger_repo.Violation(
+            "payments", f"payment {payment_id}",
+            "refunded/fee returned/points refunded/point fee returned are {0}/{2}/{4}/{6}, its refunds sum to "
+            "{1}/{3}/{5}/{7}".format(*totals),
+        ))
+    # The fee returned so far is the fee's share of what was refunded, per unit, rounded down.
+    for payment_id, returned_yen, due_yen, returned_point, due_point in await rows(
+        "SELECT id, yen, due_yen, point, due_point FROM ("
+        "  SELECT p.id, p.region_id, p.fee_returned - p.fee_returned_point AS yen,"
+        "    CASE WHEN p.amount > p.point_amount THEN (p.fee - p.fee_point) * (p.refunded_amount - p.refunded_point)"
+        "      / (p.amount - p.point_amount) ELSE 0 END AS due_yen,"
+        "    p.fee_returned_point AS point,"
+        "    CASE WHEN p.point_amount > 0 THEN p.fee_point * p.refunded_point / p.point_amount ELSE 0 END AS due_point"
+        "  FROM wallet.payments p WHERE p.refunded_amount > 0) f "
+        "WHERE (yen, point) <> (due_yen, due_point) {region}",
+        "f",
+    ):
+        found.append(ledger_repo.Violation(
+            "payments", f"payment {payment_id}",
+            f"fee returned {returned_yen} yen and {returned_point} points; the refunds so far make it "
+            f"{due_yen} yen and {due_point} points",
+        ))
+    # Rewards: the payment's reward is what its campaigns paid less what refunds took back, and the
+    # budget moved exactly that; never more taken back than the refunded share of the reward's base,
+    # and all of that share when the reward's lot was never spent nor expired (it was there to take).
+    # A base of the whole amount is refunded as the payment is; a coin base (less than the amount)
+    # as its coin is, read from what the refunds gave back in points.
+    for payment_id, campaign_id, points, clawed, due, budget_moved, spent, total in await rows(
+        "SELECT p.id, r.campaign_id, r.points, r.clawed_back,"
+        " r.points * CASE WHEN r.base = p.amount THEN p.refunded_amount"
+        "   ELSE p.refunded_amount - p.refunded_point END / r.base,"
+        " coalesce((SELECT sum(e.amount) FROM wallet.entries e JOIN wallet.journals j ON j.id = e.journal_id"
+        "   JOIN wallet.accounts b ON b.id = e.account_id WHERE j.kind = 'reward' AND j.reference = p.id::text"
+        "   AND b.campaign_id = r.campaign_id AND b.kind = 'campaign_budget'), 0)::bigint,"
+        " EXISTS (SELECT 1 FROM wallet.payment_lots pl WHERE pl.lot_id = r.lot_id) OR l.expired > 0,"
+        " (SELECT sum(points - clawed_back) FROM wallet.payment_rewards WHERE payment_id = p.id)::bigint <> p.reward_points"
+        " FROM wallet.payment_rewards r JOIN wallet.payments p ON p.id = r.payment_id"
+        " JOIN wallet.lots l ON l.id = r.lot_id WHERE true {region}",
+        "p",
+    ):
+        if total:
+            found.append(ledger_repo.Violation("payments", f"payment {payment_id}", "its reward_points differ from its rewards"))
+        if budget_moved != -(points - clawed):
+            found.append(ledger_repo.Violation(
+                "payments", f"payment {payment_id}",
+                f"campaign {campaign_id} rewarded {points} and took back {clawed}, but its budget moved {budget_moved}",
+            ))
+        if clawed > due or (clawed < due and not spent):
+            found.append(ledger_repo.Violation(
+                "payments", f"payment {payment_id}",
+                f"campaign {campaign_id}: {clawed} of the reward taken back; the refunded share is {due}",
+            ))
+    return found

@@ -9,8 +9,8 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field, StringConstraints
 
 from services.wallet.payments.models import FeeKind, PaymentMethod, Rounding
-from services.wallet.schemas import Memo, Schema, Text100
 from shared.money import Amount, BasisPoints
+from shared.schemas import Memo, Schema, Text100
 from shared.text import romanised, text
 
 QRPayload = text(512)

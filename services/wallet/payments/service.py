@@ -24,20 +24,22 @@ from sqlalchemy import BigInteger, DateTime, SmallInteger, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet import repository as wallet_repo
-from services.wallet.campaigns import rewards
-from services.wallet import service as wallet
-from services.wallet.errors import AccountInactive, InsufficientBalance, MerchantNotFound
-from services.wallet.models import AccountKind, JournalKind, Lot, Merchant, Region, Status
-from services.wallet.payments import emvco
+from services.wallet.directory import repository as directory_repo
+from services.wallet.directory import service as directory
+from services.wallet.directory.errors import MerchantNotFound
+from services.wallet.directory.models import Merchant, Region
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
+from services.wallet.ledger.errors import AccountInactive, InsufficientBalance
+from services.wallet.ledger.models import AccountKind, JournalKind, Lot, Status
+from services.wallet.payments import hooks
 from services.wallet.payments import repository as repo
-from services.wallet.payments.receipt import render_html as render_receipt
 from services.wallet.payments.errors import (
-    NotEligibleHere,
     AmountMismatch,
     AmountRequired,
     InvalidFeePlan,
     MerchantInactive,
+    NotEligibleHere,
     PaymentNotFound,
     PaymentRequestCancelled,
     PaymentRequestExpired,
@@ -55,9 +57,17 @@ from services.wallet.payments.errors import (
     StoreNotFound,
 )
 from services.wallet.payments.models import (
-    FeeKind, FeePlan, Payment, PaymentLot, PaymentMethod, PaymentRequest, Rounding, Store,
+    FeeKind,
+    FeePlan,
+    Payment,
+    PaymentLot,
+    PaymentMethod,
+    PaymentRequest,
+    Rounding,
+    Store,
 )
-from shared import audit
+from services.wallet.payments.receipt import render_html as render_receipt
+from shared import audit, emvco
 from shared.auth import MERCHANT_ROLES, Principal, Role
 from shared.clock import Clock, fiscal_year, tokyo_date
 from shared.errors import Forbidden
@@ -95,8 +105,8 @@ async def create_store(
 async def add_store(
     session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, details: dict[str, Any]
 ) -> Store:
-    merchant = await wallet.visible_merchant(session, principal, merchant_id)
-    wallet.check_printable(details, "name_ja")
+    merchant = await directory.visible_merchant(session, principal, merchant_id)
+    directory.check_printable(details, "name_ja")
     store = await create_store(session, clock, merchant, **details)
     await audit.record(
         session, clock, principal, region_id=merchant.region_id, action="store.create",
@@ -106,7 +116,7 @@ async def add_store(
 
 
 async def list_stores(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> list[Store]:
-    await wallet.visible_merchant(session, principal, merchant_id)
+    await directory.visible_merchant(session, principal, merchant_id)
     return await repo.stores(session, merchant_id)
 
 
@@ -121,7 +131,7 @@ class StoreQR:
 async def store_qr(session: AsyncSession, principal: Principal, store_id: uuid.UUID) -> StoreQR:
     """The static MPM code printed at the register."""
     store, merchant = await _visible_store(session, principal, store_id)
-    region = await wallet_repo.region_by_id(session, store.region_id)
+    region = await directory_repo.region_by_id(session, store.region_id)
     return StoreQR(store, merchant, region, _payload(region, _code_of(store, merchant)))
 
 
@@ -131,7 +141,7 @@ def _code_of(store: Store, merchant: Merchant) -> repo.StoreCode:
 
 
 def _payload(
-    region: Region | wallet.RegionIdentity, code: repo.StoreCode, request: PaymentRequest | None = None
+    region: Region | directory.RegionIdentity, code: repo.StoreCode, request: PaymentRequest | None = None
 ) -> str:
     """The code the server prints for a store (and, dynamic, for one payment request)."""
     return emvco.build_payload(
@@ -143,7 +153,7 @@ def _payload(
 
 async def _visible_store(session: AsyncSession, principal: Principal, store_id: uuid.UUID) -> tuple[Store, Merchant]:
     found = await repo.store_with_merchant(session, store_id)
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     if found is None or found[0].region_id != region.id:
         raise StoreNotFound(f"No store {store_id} in region {region.code}.")
     if principal.role in MERCHANT_ROLES and principal.merchant_id != found[1].id:
@@ -168,9 +178,9 @@ async def add_fee_plan(
 ) -> FeePlan:
     """A new plan from `effective_from` on (operator; audited). Plans already in force are never
     rewritten: a change takes effect from its start, and payments keep the rate they were made at."""
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     if merchant_id is not None:
-        await wallet.visible_merchant(session, principal, merchant_id)
+        await directory.visible_merchant(session, principal, merchant_id)
     effective_from = details.get("effective_from") or clock.now()
     if effective_from < clock.now() - timedelta(minutes=1):
         raise InvalidFeePlan("A fee plan cannot start in the past: payments already made keep their fee.")
@@ -189,9 +199,9 @@ async def add_fee_plan(
 
 
 async def list_fee_plans(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID | None) -> list[FeePlan]:
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     if merchant_id is not None:
-        await wallet.visible_merchant(session, principal, merchant_id)
+        await directory.visible_merchant(session, principal, merchant_id)
     return await repo.fee_plans(session, region.id, merchant_id)
 
 
@@ -217,7 +227,7 @@ async def pay_by_qr(
     session: AsyncSession, clock: Clock, principal: Principal, payload: str, amount: int | None
 ) -> Payment:
     """The resident scanned a merchant's QR (static: types the amount; dynamic: it is in the code)."""
-    region = await wallet.region_identity(session, principal.region_code)
+    region = await directory.region_identity(session, principal.region_code)
     scanned = await resolve_qr(session, region, payload)
     request = scanned.request
     if request is not None:
@@ -246,7 +256,7 @@ class ScannedCode:
     request: PaymentRequest | None
 
 
-async def resolve_qr(session: AsyncSession, region: wallet.RegionIdentity, payload: str) -> ScannedCode:
+async def resolve_qr(session: AsyncSession, region: directory.RegionIdentity, payload: str) -> ScannedCode:
     """Read a scanned code and refuse it unless every field the server knows is what the server
     itself would print for that store (and request) today. The CRC only proves the code was not
     damaged; anyone can recompute it. A forged sticker could otherwise show one shop's name and pay
@@ -268,7 +278,7 @@ async def resolve_qr(session: AsyncSession, region: wallet.RegionIdentity, paylo
     return ScannedCode(store, request)
 
 
-def _read_qr(payload: str, region: wallet.RegionIdentity) -> emvco.MerchantQR:
+def _read_qr(payload: str, region: directory.RegionIdentity) -> emvco.MerchantQR:
     try:
         qr = emvco.parse_payload(payload)
     except emvco.QRChecksumError as exc:
@@ -314,7 +324,7 @@ async def pay(
     session: AsyncSession,
     clock: Clock,
     *,
-    region: wallet.RegionIdentity,
+    region: directory.RegionIdentity,
     store_id: uuid.UUID,
     amount: int,
     method: PaymentMethod,
@@ -362,10 +372,12 @@ async def pay(
             f"The balance is {row.balance}; {amount} is needed.", balance=row.balance, required=amount
         )
     assert row.outcome == "ok", row.outcome
-    reward = await rewards.reward_payment(
-        session, clock, payment_id=payment_id, region_id=region.id, merchant_id=row.merchant_id, amount=amount,
-        point_amount=row.point_amount, wallet_account_id=row.account_id,
-    )
+    reward = 0
+    for paid in hooks.on_paid:
+        reward += await paid(
+            session, clock, payment_id=payment_id, region_id=region.id, merchant_id=row.merchant_id, amount=amount,
+            point_amount=row.point_amount, wallet_account_id=row.account_id,
+        )
     if reward:
         await repo.set_reward_points(session, payment_id, reward)
     return Payment(
@@ -399,7 +411,7 @@ async def create_payment_request(
     store, merchant = await _visible_store(session, principal, store_id)
     if merchant.status != Status.ACTIVE:
         raise MerchantInactive(f"{merchant.name_ja} is {merchant.status}; it cannot take payments.")
-    region = await wallet_repo.region_by_id(session, store.region_id)
+    region = await directory_repo.region_by_id(session, store.region_id)
     now = clock.now()
     request = await repo.insert_payment_request(
         session, id=new_id(), region_id=region.id, merchant_id=merchant.id, store_id=store.id, amount=amount,
@@ -416,7 +428,7 @@ async def visible_payment_request(
     if request is None or (principal.role in MERCHANT_ROLES and principal.merchant_id != request.merchant_id):
         raise PaymentRequestNotFound(f"No payment request {request_id}.")
     store, merchant = await _visible_store(session, principal, request.store_id)
-    region = await wallet_repo.region_by_id(session, store.region_id)
+    region = await directory_repo.region_by_id(session, store.region_id)
     return request, _payload(region, _code_of(store, merchant), request)
 
 
@@ -438,14 +450,14 @@ async def cancel_payment_request(
 async def visible_payment(session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> Payment:
     """The resident who paid, the merchant paid, and the region's operators and auditors see a
     payment; anyone else is told it does not exist."""
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     payment = await repo.payment(session, payment_id)
     if payment is None or payment.region_id != region.id:
         raise PaymentNotFound(f"No payment {payment_id}.")
     if principal.role in MERCHANT_ROLES and principal.merchant_id != payment.merchant_id:
         raise PaymentNotFound(f"No payment {payment_id}.")
     if principal.role is Role.RESIDENT:
-        mine = await wallet_repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
+        mine = await directory_repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
         if mine is None or mine[1].id != payment.resident_account_id:
             raise PaymentNotFound(f"No payment {payment_id}.")
     return payment
@@ -471,7 +483,7 @@ async def receipt(session: AsyncSession, principal: Principal, payment_id: uuid.
     payment = await visible_payment(session, principal, payment_id)
     found = await repo.store_with_merchant(session, payment.store_id)
     assert found is not None
-    region = await wallet_repo.region_by_id(session, payment.region_id)
+    region = await directory_repo.region_by_id(session, payment.region_id)
     return render_receipt(payment, found[0], found[1], region)
 
 
@@ -496,7 +508,7 @@ async def refund(
         raise RefundExceedsRemaining(
             f"{remaining} yen of this payment is left to refund; {amount} was asked.", remaining=remaining
         )
-    region = await wallet_repo.region_by_id(session, payment.region_id)
+    region = await directory_repo.region_by_id(session, payment.region_id)
     last_day = tokyo_date(payment.created_at) + timedelta(days=region.refund_window_days)
     now = clock.now()
     if tokyo_date(now) > last_day:
@@ -504,10 +516,10 @@ async def refund(
             f"The shop could refund this payment until the end of {last_day.isoformat()} (Tokyo); "
             "ask the operator.", last_day=last_day.isoformat()
         )
-    resident = await wallet_repo.account(session, payment.resident_account_id)
+    resident = await ledger_repo.account(session, payment.resident_account_id)
     assert resident is not None and resident.resident_id is not None
-    points = await wallet_repo.resident_account(session, resident.resident_id, Unit.POINT.value)
-    await wallet_repo.lock_accounts(session, [resident.id, points.id])  # the lots change behind this lock
+    points = await directory_repo.resident_account(session, resident.resident_id, Unit.POINT.value)
+    await ledger_repo.lock_accounts(session, [resident.id, points.id])  # the lots change behind this lock
     back = await _restore_lots(session, payment, amount, now)
 
     coin_paid = payment.amount - payment.point_amount
@@ -520,20 +532,20 @@ async def refund(
         Unit.POINT: (payment.fee_point * refunded_point // payment.point_amount if payment.point_amount else 0)
         - payment.fee_returned_point,
     }
-    expired = {unit: await wallet_repo.system_account(session, region.id, AccountKind.EXPIRED, unit.value) for unit in Unit}
+    expired = {unit: await ledger_repo.system_account(session, region.id, AccountKind.EXPIRED, unit.value) for unit in Unit}
     fee_income = {
-        unit: await wallet_repo.system_account(session, region.id, AccountKind.FEE_INCOME, unit.value) for unit in Unit
+        unit: await ledger_repo.system_account(session, region.id, AccountKind.FEE_INCOME, unit.value) for unit in Unit
     }
-    merchant = {a.unit: a for a in await wallet_repo.merchant_accounts(session, payment.merchant_id)}
-    legs: list[wallet.Leg] = []
+    merchant = {a.unit: a for a in await directory_repo.merchant_accounts(session, payment.merchant_id)}
+    legs: list[ledger.Leg] = []
     for unit, wallet_account in ((Unit.YEN, resident), (Unit.POINT, points)):
         legs += [
-            wallet.Leg(wallet_account, back.live[unit]),
-            wallet.Leg(expired[unit], back.expired[unit]),
-            wallet.Leg(merchant[unit.value], -(back.total(unit) - fee_back[unit])),
-            wallet.Leg(fee_income[unit], -fee_back[unit]),
+            ledger.Leg(wallet_account, back.live[unit]),
+            ledger.Leg(expired[unit], back.expired[unit]),
+            ledger.Leg(merchant[unit.value], -(back.total(unit) - fee_back[unit])),
+            ledger.Leg(fee_income[unit], -fee_back[unit]),
         ]
-    posted = await wallet.post_journal(
+    posted = await ledger.post_journal(
         session, clock, region_id=region.id, kind=JournalKind.REFUND, actor=principal.subject,
         legs=[leg for leg in legs if leg.amount], reference=str(payment.id), memo=reason,
     )
@@ -542,10 +554,12 @@ async def refund(
     if plan is not None and plan.yearly_cap is not None and fee_returned:
         await repo.lock_fee_year(session, region.id, payment.merchant_id, payment.fiscal_year)
         await repo.add_to_fee_year(session, payment.merchant_id, payment.fiscal_year, -fee_returned)
-    clawed = await rewards.claw_back(
-        session, clock, payment_id=payment.id, region_id=region.id, amount=payment.amount,
-        refunded_total=payment.refunded_amount + amount, points=points,
-    )
+    clawed = 0
+    for refunded in hooks.on_refunded:
+        clawed += await refunded(
+            session, clock, payment_id=payment.id, region_id=region.id, amount=payment.amount,
+            refunded_total=payment.refunded_amount + amount, points=points,
+        )
     updated = await repo.record_refund(
         session, payment.id,
         {"refunded_amount": amount, "fee_returned": fee_returned, "refunded_point": back.total(Unit.POINT),
@@ -581,10 +595,10 @@ async def _restore_lots(session: AsyncSession, payment: Payment, amount: int, no
             continue
         unit = Unit(taken.unit)
         if lot.expires_at is not None and lot.expires_at <= now:
-            await wallet_repo.change_lot_remaining(session, lot.id, 0, expired=give)
+            await ledger_repo.change_lot_remaining(session, lot.id, 0, expired=give)
             restored.expired[unit] += give
         else:
-            await wallet_repo.change_lot_remaining(session, lot.id, give)
+            await ledger_repo.change_lot_remaining(session, lot.id, give)
             restored.live[unit] += give
         await repo.mark_lot_restored(session, payment.id, taken.seq, give)
         left -= give
@@ -598,7 +612,7 @@ async def merchant_payments(
     session: AsyncSession, principal: Principal, merchant_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int,
     since: datetime | None, until: datetime | None, store_id: uuid.UUID | None,
 ) -> list[Payment]:
-    await wallet.visible_merchant(session, principal, merchant_id)
+    await directory.visible_merchant(session, principal, merchant_id)
     return await repo.merchant_payments(
         session, merchant_id, after_id=after_id, limit=limit, since=since, until=until, store_id=store_id
     )
@@ -624,24 +638,24 @@ async def transfer(
 ) -> Transfer:
     """The restaurant pays the farmer from its balance, before payout: money keeps circulating.
     The payee bears the transfer fee, as with payments (0 % by default)."""
-    payer = await wallet.visible_merchant(session, principal, from_id)
+    payer = await directory.visible_merchant(session, principal, from_id)
     if to_id == from_id:
         raise SelfTransfer("A merchant cannot transfer to itself.")
-    payee = await wallet_repo.merchant(session, to_id)
+    payee = await directory_repo.merchant(session, to_id)
     if payee is None or payee.region_id != payer.region_id:
         raise MerchantNotFound(f"No merchant {to_id} in this region.")
     for party in (payer, payee):
         if party.status != Status.ACTIVE:
             raise MerchantInactive(f"{party.name_ja} is {party.status}.")
-    region = await wallet_repo.region_by_id(session, payer.region_id)
+    region = await directory_repo.region_by_id(session, payer.region_id)
     plan, fee = await _charge(session, region, payee, FeeKind.TRANSFER, amount, clock.now())
     legs = [
-        wallet.Leg(await wallet_repo.merchant_account(session, payer.id, Unit.YEN.value), -amount),
-        wallet.Leg(await wallet_repo.merchant_account(session, payee.id, Unit.YEN.value), amount - fee),
+        ledger.Leg(await directory_repo.merchant_account(session, payer.id, Unit.YEN.value), -amount),
+        ledger.Leg(await directory_repo.merchant_account(session, payee.id, Unit.YEN.value), amount - fee),
     ]
     if fee:
-        legs.append(wallet.Leg(await wallet_repo.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value), fee))
-    posted = await wallet.post_journal(
+        legs.append(ledger.Leg(await ledger_repo.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value), fee))
+    posted = await ledger.post_journal(
         session, clock, region_id=region.id, kind=JournalKind.TRANSFER, actor=principal.subject,
         legs=[leg for leg in legs if leg.amount], reference=str(payee.id), memo=memo,
     )

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from services.wallet.endpoints import PROBLEMS
 from services.wallet.premium import service
 from services.wallet.premium.models import ApplicationStatus
 from services.wallet.premium.schemas import (
@@ -30,6 +29,7 @@ from shared.auth import Principal, Role, require
 from shared.db import SessionDep
 from shared.deps import ClockDep
 from shared.idempotency import IdempotencyDep
+from shared.openapi import PROBLEMS
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["premium"])

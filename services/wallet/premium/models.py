@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import ARRAY, ForeignKey, SmallInteger, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.wallet.models import SCHEMA
+from services.wallet.ledger.models import SCHEMA
 from shared.models import Base
 
 

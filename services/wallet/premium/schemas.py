@@ -9,9 +9,9 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from services.wallet.premium.models import ApplicationStatus, SaleMode
-from services.wallet.schemas import ClassCode, Schema
 from shared.clock import Instant
 from shared.money import Amount, BasisPoints, whole_number
+from shared.schemas import ClassCode, Schema
 
 Sets = Annotated[whole_number(ge=1, le=100), Field(description="number of premium sets")]
 Seed = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,128}$")]

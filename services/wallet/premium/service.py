@@ -64,12 +64,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet import repository as wallet_repo
-from services.wallet import service as wallet
 from services.wallet.campaigns import repository as campaigns_repo
 from services.wallet.campaigns import service as campaigns
-from services.wallet.errors import AccountInactive, InsufficientBalance
-from services.wallet.models import Campaign, CampaignKind
+from services.wallet.campaigns.models import Campaign, CampaignKind
+from services.wallet.directory import repository as directory_repo
+from services.wallet.directory import service as directory
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger.errors import AccountInactive, InsufficientBalance
 from services.wallet.premium import repository as repo
 from services.wallet.premium.errors import (
     AlreadyApplied,
@@ -162,7 +163,7 @@ async def create_offer(
         classes = classes or campaign.restriction
         if not classes:
             raise InvalidOffer("Name the merchant classes of the local-only share (local_classes).")
-        await campaigns.check_classes(session, campaign.region_id, list(classes))
+        await directory.check_classes(session, campaign.region_id, list(classes))
     elif classes:
         raise InvalidOffer("local_classes were given but local_share_bp is 0.")
     if details["per_household"] < details["per_person"]:
@@ -226,7 +227,7 @@ async def get_offer(session: AsyncSession, clock: Clock, principal: Principal, c
 async def list_offers(
     session: AsyncSession, clock: Clock, principal: Principal, *, after_id: uuid.UUID | None, limit: int
 ) -> list[OfferView]:
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     now = clock.now()
     return [await _view(session, o, now) for o in await repo.offers(session, region.id, after_id=after_id, limit=limit)]
 
@@ -250,7 +251,7 @@ def _offer_record(offer: PremiumOffer) -> dict[str, Any]:
 
 async def _budget_balance(session: AsyncSession, campaign_id: uuid.UUID) -> int:
     budget = await campaigns_repo.budget_account(session, campaign_id)
-    return budget.balance if budget.tracks_balance else await wallet_repo.entries_sum(session, budget.id)
+    return budget.balance if budget.tracks_balance else await ledger_repo.entries_sum(session, budget.id)
 
 
 async def _restock(session: AsyncSession, offer: PremiumOffer, stock: list[tuple[int, int]]) -> int:
@@ -394,7 +395,7 @@ def _wrong_mode(campaign_name: str, mode: str) -> WrongSaleMode:
 
 
 async def _offer_for_resident(
-    session: AsyncSession, holder: wallet.Wallet, campaign_id: uuid.UUID, mode: SaleMode
+    session: AsyncSession, holder: directory.Wallet, campaign_id: uuid.UUID, mode: SaleMode
 ) -> tuple[Campaign, PremiumOffer]:
     campaign = await campaigns_repo.campaign(session, campaign_id)
     if campaign is None or campaign.region_id != holder.region.id:
@@ -408,7 +409,7 @@ async def _offer_for_resident(
     return campaign, offer
 
 
-async def _raise_tallies(session: AsyncSession, offer: PremiumOffer, holder: wallet.Wallet, sets: int) -> None:
+async def _raise_tallies(session: AsyncSession, offer: PremiumOffer, holder: directory.Wallet, sets: int) -> None:
     resident = str(holder.resident.id)
     if sets > offer.per_person or await repo.raise_tally(
         session, offer.campaign_id, "resident", resident, sets, offer.per_person
@@ -453,7 +454,7 @@ async def buy_at_once(session: AsyncSession, clock: Clock, principal: Principal,
     has not looked up yet, a resident's first call (the wallet to make), and sets that no free
     bucket alone holds (the slow path)."""
     assert principal.role is Role.RESIDENT
-    region = wallet.region_identities.get(principal.region_code)
+    region = directory.region_identities.get(principal.region_code)
     if region is None:
         return AtOnce()
     now = clock.now()
@@ -476,14 +477,14 @@ async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaig
     sets, then the stock, taken last so that a bucket stays locked only until the commit. The
     app turns a refusal into its problem. Used where `buy_at_once` cannot finish."""
     assert principal.role is Role.RESIDENT
-    region = await wallet.region_identity(session, principal.region_code)
+    region = await directory.region_identity(session, principal.region_code)
     now = clock.now()
     ids = _fresh_ids()
     call = {"region_id": region.id, "subject": principal.subject, "campaign_id": campaign_id, "sets": sets, "now": now,
             "start": random.randrange(256), **ids}
     row = await repo.buy_in_one_call(session, **call)
     if row.outcome == "no_wallet":  # a resident's first call makes the wallet (which holds no coin yet)
-        await wallet.my_wallet(session, clock, principal)
+        await directory.my_wallet(session, clock, principal)
         row = await repo.buy_in_one_call(session, **call)
     _check_bought(row, campaign_id, region.code, now, sets)
     purchase, lots_recorded = _settled(row, ids, campaign_id=campaign_id, region_id=region.id,
@@ -527,7 +528,7 @@ class ApplicationView:
 
 
 async def apply(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int) -> ApplicationView:
-    holder = await wallet.my_wallet(session, clock, principal)
+    holder = await directory.my_wallet(session, clock, principal)
     campaign, offer = await _offer_for_resident(session, holder, campaign_id, SaleMode.LOTTERY)
     now = clock.now()
     _check_window(offer.opens_at, offer.closes_at, now, "application period")
@@ -614,7 +615,7 @@ async def draw(session: AsyncSession, clock: Clock, principal: Principal, campai
         if won:
             payload |= {"price": d.won_sets * offer.price, "value": d.won_sets * offer.value,
                         "payment_deadline": offer.payment_deadline.isoformat() if offer.payment_deadline else None}
-        await wallet_repo.insert_notice(
+        await directory_repo.insert_notice(
             session, id=new_id(), region_id=campaign.region_id, resident_id=by_id[d.application_id].resident_id,
             kind="lottery_won" if won else "lottery_lost", payload=payload, created_at=now,
         )
@@ -639,7 +640,7 @@ async def draw_result(session: AsyncSession, principal: Principal, campaign_id: 
 
 async def pay_win(session: AsyncSession, clock: Clock, principal: Principal, application_id: uuid.UUID) -> PurchaseView:
     """A winner pays for the sets won, before the payment deadline."""
-    holder = await wallet.my_wallet(session, clock, principal)
+    holder = await directory.my_wallet(session, clock, principal)
     application = await repo.application(session, application_id, lock=True)
     if application is None or application.resident_id != holder.resident.id:
         raise ApplicationNotFound(f"No application {application_id} of yours.")
@@ -683,7 +684,7 @@ async def _release(session: AsyncSession, clock: Clock, principal: Principal, of
     offer = await repo.lock_offer(session, offer.campaign_id)
     released = await repo.release_unpaid(session, offer.campaign_id, now)
     for application in released:
-        await wallet_repo.insert_notice(
+        await directory_repo.insert_notice(
             session, id=new_id(), region_id=offer.region_id, resident_id=application.resident_id,
             kind="lottery_released",
             payload={"campaign_id": str(offer.campaign_id), "application_id": str(application.id),
@@ -730,7 +731,7 @@ async def release_unpaid_wins(session: AsyncSession, clock: Clock) -> list[Relea
 async def my_purchases(
     session: AsyncSession, clock: Clock, principal: Principal, *, after_id: uuid.UUID | None, limit: int
 ) -> list[PurchaseView]:
-    holder = await wallet.my_wallet(session, clock, principal)
+    holder = await directory.my_wallet(session, clock, principal)
     return await _purchase_views(session, await repo.purchases(session, resident_id=holder.resident.id, after_id=after_id, limit=limit))
 
 
@@ -743,11 +744,11 @@ async def campaign_purchases(
 
 async def get_purchase(session: AsyncSession, clock: Clock, principal: Principal, purchase_id: uuid.UUID) -> PurchaseView:
     found = await repo.purchase(session, purchase_id)
-    region = await wallet.region_of(session, principal)
+    region = await directory.region_of(session, principal)
     if found is None or found.region_id != region.id:
         raise PurchaseNotFound(f"No premium purchase {purchase_id}.")
     if principal.role is Role.RESIDENT:
-        holder = await wallet.my_wallet(session, clock, principal)
+        holder = await directory.my_wallet(session, clock, principal)
         if found.resident_id != holder.resident.id:
             raise PurchaseNotFound(f"No premium purchase {purchase_id}.")
     return (await _purchase_views(session, [found]))[0]
@@ -769,7 +770,7 @@ async def _purchase_views(session: AsyncSession, purchases: list[PremiumPurchase
 async def my_applications(
     session: AsyncSession, clock: Clock, principal: Principal, *, after_id: uuid.UUID | None, limit: int
 ) -> list[ApplicationView]:
-    holder = await wallet.my_wallet(session, clock, principal)
+    holder = await directory.my_wallet(session, clock, principal)
     found = await repo.applications(session, resident_id=holder.resident.id, after_id=after_id, limit=limit)
     return await _application_views(session, found)
 

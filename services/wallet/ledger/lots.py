@@ -34,8 +34,8 @@ from datetime import datetime, time
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet import repository as repo
-from services.wallet.models import Account, Lot, LotSource
+from services.wallet.ledger import repository as repo
+from services.wallet.ledger.models import Account, Lot, LotSource
 from shared.clock import TOKYO, tokyo_date
 from shared.ids import new_id
 

@@ -13,6 +13,7 @@ racing it waits on the wallet's lock and then sees the lot expired or not, never
 Several server processes may run the scheduler: they queue on the run's row.
 """
 
+
 from __future__ import annotations
 
 import uuid
@@ -23,10 +24,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.wallet import repository as repo
-from services.wallet import service as wallet
-from services.wallet.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
-from services.wallet.models import AccountKind, ExpiryRun, JournalKind, Lot, Region
+from services.wallet.directory import repository as directory_repo
+from services.wallet.directory import service as directory
+from services.wallet.directory.models import Region
+from services.wallet.expiry import repository as repo
+from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
+from services.wallet.expiry.models import ExpiryRun
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
+from services.wallet.ledger.models import AccountKind, JournalKind, Lot
+from shared import audit
+from shared.auth import Principal
 from shared.clock import TOKYO, Clock, tokyo_date
 from shared.ids import new_id
 from shared.money import Unit
@@ -69,37 +77,37 @@ async def begin(session: AsyncSession, clock: Clock, region: Region, as_of: date
 
 async def expire_batch(session: AsyncSession, clock: Clock, run: ExpiryRun, actor: str) -> Expired:
     """Expire up to BATCH lots (whole wallets) of the run; nothing left to do → zero lots."""
-    found = await repo.expired_lots(session, run.region_id, cutoff(run.as_of), BATCH)
+    found = await ledger_repo.expired_lots(session, run.region_id, cutoff(run.as_of), BATCH)
     if not found:
         return Expired(0, 0, 0)
     accounts = sorted({lot.account_id for lot in found})
     # Lots change only behind their wallet's lock: take the locks, then read the lots again.
-    await repo.lock_accounts(session, accounts)
+    await ledger_repo.lock_accounts(session, accounts)
     by_account: dict[uuid.UUID, list[Lot]] = defaultdict(list)
-    for lot in await repo.expired_lots(session, run.region_id, cutoff(run.as_of), BATCH):
+    for lot in await ledger_repo.expired_lots(session, run.region_id, cutoff(run.as_of), BATCH):
         if lot.account_id in accounts:
             by_account[lot.account_id].append(lot)
-    sinks = {unit.value: await repo.system_account(session, run.region_id, AccountKind.EXPIRED, unit.value) for unit in Unit}
+    sinks = {unit.value: await ledger_repo.system_account(session, run.region_id, AccountKind.EXPIRED, unit.value) for unit in Unit}
     owners: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for account in await repo.accounts(session, list(by_account)):
+    for account in await ledger_repo.accounts(session, list(by_account)):
         owners[account.resident_id].append(account.id)
     totals = {Unit.YEN.value: 0, Unit.POINT.value: 0}
     count = 0
     for account_ids in owners.values():  # one journal per wallet, its yen and point parts together
-        legs: list[wallet.Leg] = []
+        legs: list[ledger.Leg] = []
         per_unit: dict[str, int] = defaultdict(int)
-        for account in await repo.accounts(session, account_ids):
+        for account in await ledger_repo.accounts(session, account_ids):
             amount = sum(lot.remaining for lot in by_account[account.id])
-            legs.append(wallet.Leg(account, -amount))
+            legs.append(ledger.Leg(account, -amount))
             per_unit[account.unit] += amount
-        legs += [wallet.Leg(sinks[unit], amount) for unit, amount in per_unit.items()]
-        await wallet.post_journal(
+        legs += [ledger.Leg(sinks[unit], amount) for unit, amount in per_unit.items()]
+        await ledger.post_journal(
             session, clock, region_id=run.region_id, kind=JournalKind.EXPIRY, actor=actor, legs=legs,
             reference=f"expiry:{run.as_of.isoformat()}", even_if_inactive=True,
         )
         for account_id in account_ids:
             for lot in by_account[account_id]:
-                await repo.change_lot_remaining(session, lot.id, -lot.remaining, expired=lot.remaining)
+                await ledger_repo.change_lot_remaining(session, lot.id, -lot.remaining, expired=lot.remaining)
                 count += 1
         for unit, amount in per_unit.items():
             totals[unit] += amount
@@ -115,10 +123,10 @@ async def send_notices(session: AsyncSession, clock: Clock, run: ExpiryRun) -> i
     start = cutoff(run.as_of)
     sent = 0
     longest, *_ = NOTICE_DAYS
-    for lot, resident_id in await repo.lots_expiring_between(session, run.region_id, start, start + timedelta(days=longest)):
+    for lot, resident_id in await ledger_repo.lots_expiring_between(session, run.region_id, start, start + timedelta(days=longest)):
         days_left = (lot.expires_at - start).days  # type: ignore[operator]  # the query selects expiring lots
         kind_days = min(days for days in NOTICE_DAYS if days_left <= days)
-        sent += await repo.insert_notice(
+        sent += await directory_repo.insert_notice(
             session, id=new_id(), region_id=run.region_id, resident_id=resident_id, kind=f"expiry_{kind_days}d",
             lot_id=lot.id, created_at=clock.now(), payload=_notice_payload(lot, kind_days),
         )
@@ -170,7 +178,7 @@ async def run_due(sessionmaker: async_sessionmaker[AsyncSession], clock: Clock) 
     """Today's run for every region that has not had it (the scheduler's tick)."""
     today = tokyo_date(clock.now())
     async with sessionmaker() as session:
-        regions = await repo.regions(session)
+        regions = await directory_repo.regions(session)
         done = {r.region_id for r in await repo.expiry_runs_on(session, today) if r.status == "done"}
     finished = []
     for region in regions:
@@ -181,3 +189,29 @@ async def run_due(sessionmaker: async_sessionmaker[AsyncSession], clock: Clock) 
         except ExpiryAlreadyRun:  # another process got there first
             continue
     return finished
+
+
+
+
+
+
+# --- expiry and notices -----------------------------------------------------------------------
+
+
+async def run_expiry(session: AsyncSession, clock: Clock, principal: Principal, as_of: date) -> ExpiryRun:
+    """The operator runs (or resumes) expiry for a date, all in this request's transaction."""
+
+    region = await directory.region_of(session, principal)
+    run = await run_in_session(session, clock, region, as_of, principal.subject)
+    await audit.record(
+        session, clock, principal, region_id=region.id, action="expiry.run", target_type="expiry_run",
+        target_id=as_of.isoformat(),
+        after={"lots_expired": run.lots_expired, "yen_expired": run.yen_expired,
+               "points_expired": run.points_expired, "notices": run.notices},
+    )
+    return run
+
+
+async def expiry_runs(session: AsyncSession, principal: Principal, *, before: date | None, limit: int) -> list[ExpiryRun]:
+    region = await directory.region_of(session, principal)
+    return await repo.expiry_runs(session, region.id, before=before, limit=limit)

@@ -23,7 +23,6 @@ or a POS that is not ours. It does not judge the GUID: the caller compares it wi
 from __future__ import annotations
 
 import binascii
-
 import re
 import unicodedata
 import uuid

@@ -22,7 +22,8 @@ import pypdf
 import pytest
 import zxingcpp
 
-from services.wallet.payments.emvco import (
+from services.wallet.payments.qr_render import png, stand_pdf, svg
+from shared.emvco import (
     InvalidQR,
     MerchantQR,
     QRChecksumError,
@@ -32,7 +33,6 @@ from services.wallet.payments.emvco import (
     crc16_ccitt_false,
     parse_payload,
 )
-from services.wallet.payments.qr_render import png, stand_pdf, svg
 
 GUID = "jp.chiikipay.aizu"
 STORE = "8c1f6f0e-3f7a-4c1e-9a55-1d2b3c4d5e6f"

@@ -6,64 +6,70 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
 from sqlalchemy import text
 
+from app import wiring
+from services.coupons.endpoints import router as coupons_router
+from services.settlement.endpoints import router as settlement_router
+from services.wallet.campaigns.endpoints import router as campaigns_router
+from services.wallet.endpoints import router as wallet_router
+from services.wallet.grants import tasks as grant_uploads
+from services.wallet.grants.endpoints import router as grants_router
+from services.wallet.jobs import scheduler
+from services.wallet.payments.endpoints import router as payments_router
+from services.wallet.premium.endpoints import router as premium_router
+from shared import openapi
 from shared.auth import DevIssuer, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import create_engine, create_sessionmaker
 from shared.embedded import embedded_servers
 from shared.errors import ServiceUnavailable, install_error_handlers, problem_response
-from shared import openapi
+from shared.migrate import upgrade
 from shared.observability import Metrics, RequestMiddleware, configure_logging
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("wallet", "coupons", "settlement")
 DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's files
 
 
-def _routers(service: str) -> list[APIRouter]:
-    if service == "wallet":
-        from services.wallet.endpoints import router
-        from services.wallet.campaigns.endpoints import router as campaigns_router
-        from services.wallet.grants.endpoints import router as grants_router
-        from services.wallet.payments.endpoints import router as payments_router
-        from services.wallet.premium.endpoints import router as premium_router
+# Each service's routers, in the order the OpenAPI document lists their paths.
+ROUTERS: dict[str, list[APIRouter]] = {
+    "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
+    "coupons": [coupons_router],
+    "settlement": [settlement_router],
+}
+SERVICES = tuple(ROUTERS)
 
-        return [router, payments_router, campaigns_router, grants_router, premium_router]
-    elif service == "coupons":
-        from services.coupons.endpoints import router
-    elif service == "settlement":
-        from services.settlement.endpoints import router
-    else:
+
+def _routers(service: str) -> list[APIRouter]:
+    if service not in ROUTERS:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
-    return [router]
+    return ROUTERS[service]
 
 
 def create_app(
     settings: Settings | None = None, *, services: Sequence[str] = SERVICES, clock: Clock | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
+    wiring.wire()
     clock = clock or SystemClock()
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # A lone `uvicorn services.wallet.app:app` with no URLs starts the embedded servers itself;
+        # A lone `uvicorn app.wallet:app` with no URLs starts the embedded servers itself;
         # `chiikipay serve` resolves them before starting workers and passes the URLs down.
         with embedded_servers(settings) as resolved:
             if settings.embedded:
-                from shared.migrate import upgrade
-
                 await upgrade(resolved.database_url)
             engine = create_engine(resolved)
             redis = Redis.from_url(resolved.redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -75,19 +81,13 @@ def create_app(
             app.state.redis = redis
             app.state.dev_issuer = dev_issuer
             app.state.token_verifier = TokenVerifier(resolved, clock, dev_issuer)
-            from services.wallet.service import resolve_api_key
-
-            app.state.api_key_resolver = resolve_api_key
+            app.state.api_key_resolver = wiring.resolve_api_key
             jobs_task = None
             if "wallet" in services and resolved.jobs_scheduler:
-                from services.wallet.jobs import scheduler
-
                 jobs_task = asyncio.create_task(
                     scheduler(app.state.sessionmaker, clock, resolved.jobs_every_seconds), name="wallet jobs"
                 )
             if "wallet" in services:
-                from services.wallet.grants import tasks as grant_uploads
-
                 await grant_uploads.resume_unfinished(app.state)
             # What start-up made (modules, routes, compiled queries, the pool) lives as long as the
             # process: out of the collector's sight, a full collection no longer walks it and

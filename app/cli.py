@@ -18,9 +18,21 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.application import SERVICES
+from app.application import SERVICES
+from services.wallet import onboarding, verify
+from services.wallet.directory import repository as directory_repo
+from services.wallet.expiry import service as expiry
+from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
+from services.wallet.ledger import repository as ledger_repo
 from shared.auth import (
-    KEY_ROLES, MERCHANT_ROLES, PLATFORM_REGION, DevIssuer, NoDevIssuerKey, Principal, Role, dev_issuer_key_path,
+    KEY_ROLES,
+    MERCHANT_ROLES,
+    PLATFORM_REGION,
+    DevIssuer,
+    NoDevIssuerKey,
+    Principal,
+    Role,
+    dev_issuer_key_path,
 )
 from shared.clock import SystemClock
 from shared.config import Settings, get_settings
@@ -56,7 +68,7 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
 
 
 def _seed_demo(settings: Settings) -> None:
-    from shared.demo import AUDITOR, OPERATOR, seed
+    from app.demo import AUDITOR, OPERATOR, seed
 
     town = _in_transaction(settings, lambda session: seed(session, SystemClock(), settings))
     table = Table(title=f"Demo town: region {town.region_code}")
@@ -103,7 +115,7 @@ def serve(
         # through this `with` so the embedded servers stop too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(
-            "shared.application:app_from_env", factory=True, host=host, port=port, workers=workers,
+            "app.application:app_from_env", factory=True, host=host, port=port, workers=workers,
             log_config=None, access_log=False,
         )
 
@@ -177,18 +189,17 @@ def token(
 def ledger_verify(region: Annotated[str | None, typer.Option(help="only this region's code")] = None) -> None:
     """Check ledger invariants 1–4 over the whole ledger, and that every payment's record (refunds,
     fee returned, reward taken back) agrees with its journals; exit 1 listing what breaks them."""
-    from services.wallet import repository, service
 
     settings = get_settings()
 
-    async def check(session: AsyncSession) -> tuple[list[repository.Violation], tuple[int, int]]:
+    async def check(session: AsyncSession) -> tuple[list[ledger_repo.Violation], tuple[int, int]]:
         region_id = None
         if region is not None:
-            found = await repository.region_by_code(session, region)
+            found = await directory_repo.region_by_code(session, region)
             if found is None:
                 raise typer.BadParameter(f"no region {region!r}")
             region_id = found.id
-        return await service.verify_ledger(session, region_id), await repository.ledger_totals(session, region_id)
+        return await verify.verify_ledger(session, region_id), await ledger_repo.ledger_totals(session, region_id)
 
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
@@ -212,8 +223,6 @@ def jobs_expire(
 ) -> None:
     """Expire the lots due by the start of --as-of and send the 30/7-day notices. A run cut off
     half-way is resumed by running the same date again; a finished date is refused (exit 1)."""
-    from services.wallet import expiry, repository
-    from services.wallet.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
 
     try:
         day = date.fromisoformat(as_of)
@@ -227,7 +236,7 @@ def jobs_expire(
         failed = 0
         try:
             async with sessionmaker() as session:
-                regions = await repository.regions(session)
+                regions = await directory_repo.regions(session)
             if region is not None:
                 regions = [r for r in regions if r.code == region]
                 if not regions:
@@ -278,7 +287,6 @@ def region_create(
 ) -> None:
     """Host a new region, checked as POST /v1/regions checks it (audited); settings left out take
     the platform's defaults. Exit 2 for invalid input, 1 if refused (a taken code)."""
-    from services.wallet import service
     from services.wallet.schemas import RegionCreate, RegionOut
 
     given = dict(
@@ -295,7 +303,7 @@ def region_create(
     settings = get_settings()
 
     async def create(session: AsyncSession) -> RegionOut:
-        region = await service.onboard_region(
+        region = await onboarding.onboard_region(
             session, SystemClock(), _platform_operator_here(), settings, **body.model_dump(exclude_unset=True)
         )
         return RegionOut.model_validate(region)
@@ -313,13 +321,12 @@ def region_create(
 @region_cli.command("list")
 def region_list() -> None:
     """Every region hosted here, by code, with its settings."""
-    from services.wallet import repository
     from services.wallet.schemas import RegionOut
 
     settings = get_settings()
 
     async def listed(session: AsyncSession) -> list[RegionOut]:
-        return [RegionOut.model_validate(r) for r in await repository.regions(session)]
+        return [RegionOut.model_validate(r) for r in await directory_repo.regions(session)]
 
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)

@@ -1,0 +1,5 @@
+"""The coupons service alone: `uvicorn app.coupons:app`."""
+
+from app.application import create_app
+
+app = create_app(services=["coupons"])

@@ -1,0 +1,28 @@
+"""What crosses between modules without an import going the wrong way: the hooks the wallet's
+payments call out through, and the resolver of presented API keys. The wallet's lower modules
+never import its higher ones, and the wallet never imports coupons or settlement; where one must
+call the other, the call is connected here."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet.campaigns import rewards
+from services.wallet.directory import service as directory
+from services.wallet.grants import service as grants
+from services.wallet.payments import hooks as payment_hooks
+from shared.auth import PARTNER_KEY_PREFIX, Principal
+
+
+def wire() -> None:
+    """Register every hook (idempotent: each app and CLI command calls it)."""
+    # A reward campaign pays points back on a payment and takes the refunded share back.
+    payment_hooks.register(paid=rewards.reward_payment, refunded=rewards.claw_back)
+
+
+async def resolve_api_key(session: AsyncSession, secret: str) -> Principal | None:
+    """The caller behind a presented API key (shared.auth asks): a partner system's key (its own
+    prefix) is the grants module's, any other a merchant terminal's. None if unknown or revoked."""
+    if secret.startswith(PARTNER_KEY_PREFIX):
+        return await grants.resolve_partner_key(session, secret)
+    return await directory.resolve_api_key(session, secret)

@@ -1,0 +1,91 @@
+"""Reads of balances and movements, for residents, merchants, operators and auditors. Nothing here
+changes state."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet.campaigns import repository as campaigns_repo
+from services.wallet.directory import repository as directory_repo
+from services.wallet.directory import service as directory
+from services.wallet.directory.models import Notice
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger.models import Account, Entry, Journal, Lot
+from shared.auth import Principal
+from shared.clock import Clock
+from shared.money import Unit
+
+EXPIRING_SOON_DAYS = 30
+
+
+@dataclass(frozen=True)
+class LotView:
+    lot: Lot
+    campaign_name: str | None
+    usable_now: bool
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    wallet: directory.Wallet
+    lots: list[LotView]  # spending order
+    usable: dict[str, int]  # per unit: what can pay now somewhere (not yet usable, expired excluded)
+    expiring_soon: dict[str, int]  # per unit: what expires within EXPIRING_SOON_DAYS
+    expiring_lots: list[LotView]
+
+
+async def balance(session: AsyncSession, clock: Clock, wallet: directory.Wallet) -> BalanceView:
+    """The wallet's balance lot by lot: what it is made of, where it may be spent, until when."""
+    now = clock.now()
+    soon = now + timedelta(days=EXPIRING_SOON_DAYS)
+    names = await campaigns_repo.campaign_names(session, wallet.region.id)
+    views = []
+    for lot in await ledger_repo.live_lots(session, [wallet.account.id, wallet.points.id]):
+        expired = lot.expires_at is not None and lot.expires_at <= now
+        started = lot.usable_from is None or lot.usable_from <= now
+        views.append(LotView(lot, names.get(lot.campaign_id) if lot.campaign_id else None, started and not expired))
+    usable = {unit.value: 0 for unit in Unit}
+    expiring = {unit.value: 0 for unit in Unit}
+    expiring_lots = []
+    for view in views:
+        if view.usable_now:
+            usable[view.lot.unit] += view.lot.remaining
+            if view.lot.expires_at is not None and view.lot.expires_at <= soon:
+                expiring[view.lot.unit] += view.lot.remaining
+                expiring_lots.append(view)
+    return BalanceView(wallet, views, usable, expiring, expiring_lots)
+
+
+async def history(
+    session: AsyncSession, accounts: Sequence[Account], *, after_id: uuid.UUID | None, limit: int, **filters: Any
+) -> list[tuple[Entry, Journal]]:
+    """The movements of a holder's accounts (coin and points), newest first, filtered by journal
+    kind and period."""
+    return await ledger_repo.history(session, [a.id for a in accounts], after_id=after_id, limit=limit, **filters)
+
+
+async def merchant_history(
+    session: AsyncSession, principal: Principal, merchant_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int,
+    **filters: Any,
+) -> list[tuple[Entry, Journal]]:
+    await directory.visible_merchant(session, principal, merchant_id)
+    accounts = await directory_repo.merchant_accounts(session, merchant_id)
+    return await history(session, accounts, after_id=after_id, limit=limit, **filters)
+
+
+# --- system accounts and verification ---------------------------------------------------------
+
+
+async def system_balances(session: AsyncSession, principal: Principal) -> list[tuple[Account, int]]:
+    region = await directory.region_of(session, principal)
+    return [(a, await ledger_repo.entries_sum(session, a.id)) for a in await ledger_repo.system_accounts(session, region.id)]
+
+
+async def notices(session: AsyncSession, wallet: directory.Wallet, *, after_id: uuid.UUID | None, limit: int) -> list[Notice]:
+    return await directory_repo.notices(session, wallet.resident.id, after_id=after_id, limit=limit)

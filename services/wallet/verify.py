@@ -1,0 +1,15 @@
+"""`ledger verify`: the ledger's invariants and every module's record against the ledger, for the
+whole platform or one region. An empty list means the books are sound."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.payments import repository as payments_repo
+
+
+async def verify_ledger(session: AsyncSession, region_id: uuid.UUID | None = None) -> list[ledger_repo.Violation]:
+    return await ledger_repo.find_violations(session, region_id) + await payments_repo.find_violations(session, region_id)
