@@ -593,7 +593,7 @@ async def process_upload(
     """Check every row, then grant them all in this session's one transaction (the caller
     commits it); the upload's final status is written in the same transaction. Raises
     `Rejected` (nothing written) if any row is bad."""
-    principal = _uploader(upload, await _region_code(session, upload.region_id))
+    uploader = _uploader(upload)
     campaign = await campaigns_repo.campaign(session, upload.campaign_id)
     assert campaign is not None
     check = Check()
@@ -663,7 +663,7 @@ async def process_upload(
         finished_at=clock.now(),
     )
     await audit.record(
-        session, clock, principal, region_id=campaign.region_id, action="grant_upload.grant",
+        session, clock, uploader, region_id=campaign.region_id, action="grant_upload.grant",
         target_type="grant_upload", target_id=upload.id,
         before={"budget": available},
         after={"status": UploadStatus.DONE.value, "granted_rows": len(rows), "skipped_rows": check.skipped,
@@ -731,23 +731,15 @@ async def record_rejection(session: AsyncSession, clock: Clock, upload: GrantUpl
         detail=f"{len(check.problems)} problem(s) found; nothing was granted. Fix them and upload the file again.",
         finished_at=clock.now(),
     )
-    principal = _uploader(upload, await _region_code(session, upload.region_id))
+    uploader = _uploader(upload)
     await audit.record(
-        session, clock, principal, region_id=upload.region_id, action="grant_upload.reject",
+        session, clock, uploader, region_id=upload.region_id, action="grant_upload.reject",
         target_type="grant_upload", target_id=upload.id,
         after={"status": UploadStatus.REJECTED.value, "error_count": len(check.problems)},
     )
 
 
-def _uploader(upload: GrantUpload, region_code: str) -> Principal:
+def _uploader(upload: GrantUpload) -> audit.Actor:
     """Who uploaded the file, for the audit trail of what the worker does on their behalf."""
-    return Principal(
-        subject=upload.created_by, role=Role(upload.created_role), region_code=region_code,
-        api_key_id=upload.partner_key_id, campaign_id=upload.campaign_id if upload.partner_key_id else None,
-        request_id=upload.request_id,
-    )
-
-
-async def _region_code(session: AsyncSession, region_id: uuid.UUID) -> str:
-    return (await directory_repo.region_by_id(session, region_id)).code
-
+    subject = upload.created_by if upload.partner_key_id is None else f"api_key:{upload.partner_key_id}"
+    return audit.Actor(subject, upload.created_role, upload.request_id)
