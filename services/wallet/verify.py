@@ -7,9 +7,9 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.ledger import repository as ledger_repo
-from services.wallet.payments import repository as payments_repo
+from services.wallet.ledger import service as ledger
+from services.wallet.payments import service as payments
 
 
-async def verify_ledger(session: AsyncSession, region_id: uuid.UUID | None = None) -> list[ledger_repo.Violation]:
-    return await ledger_repo.find_violations(session, region_id) + await payments_repo.find_violations(session, region_id)
+async def verify_ledger(session: AsyncSession, region_id: uuid.UUID | None = None) -> list[ledger.Violation]:
+    return await ledger.find_violations(session, region_id) + await payments.find_violations(session, region_id)

@@ -39,9 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.wallet.campaigns import repository as repo
 from services.wallet.campaigns.models import Campaign
 from services.wallet.campaigns.service import lot_rule
-from services.wallet.directory import repository as directory_repo
+from services.wallet.directory import service as directory
 from services.wallet.ledger import lots
-from services.wallet.ledger import repository as ledger_repo
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.models import Account, JournalKind, LotSource
 from shared.clock import Clock, tokyo_date
@@ -63,9 +62,9 @@ def taken_back_due(points: int, base: int, refunded_total: int) -> int:
 
 
 async def _points_of(session: AsyncSession, wallet_account_id: uuid.UUID) -> Account:
-    account = await ledger_repo.account(session, wallet_account_id)
+    account = await ledger.account(session, wallet_account_id)
     assert account is not None and account.resident_id is not None
-    return await directory_repo.resident_account(session, account.resident_id, "point")
+    return await directory.resident_account(session, account.resident_id, "point")
 
 
 async def reward_payment(
@@ -78,7 +77,7 @@ async def reward_payment(
     campaigns = await repo.active_reward_campaigns(session, region_id, now)
     if not campaigns:
         return 0
-    merchant_class = await directory_repo.merchant_class_of(session, merchant_id)
+    merchant_class = await directory.merchant_class_of(session, merchant_id)
     points = await _points_of(session, wallet_account_id)
     total = 0
     for campaign, rate_bp in await repo.reward_rates_for(session, [c.id for c in campaigns], merchant_class):
@@ -91,7 +90,7 @@ async def reward_payment(
         if reward <= 0:
             continue
         budget = await repo.budget_account(session, campaign.id)
-        reward = min(reward, await ledger_repo.lock_available(session, budget))
+        reward = min(reward, await ledger.lock_available(session, budget))
         if reward <= 0:
             continue
         posted = await ledger.post_journal(
@@ -122,7 +121,7 @@ async def claw_back(
     taken = 0
     for reward in await repo.payment_rewards(session, payment_id):
         due = taken_back_due(reward.points, reward.base, refunded_total) - reward.clawed_back
-        lot = await ledger_repo.lot(session, reward.lot_id)
+        lot = await ledger.lot(session, reward.lot_id)
         back = min(due, lot.remaining)
         if back <= 0:
             continue
@@ -132,7 +131,7 @@ async def claw_back(
             legs=[ledger.Leg(points, -back), ledger.Leg(budget, back)], reference=str(payment_id),
             memo="reward taken back with a refund",
         )
-        await ledger_repo.change_lot_remaining(session, lot.id, -back)
+        await ledger.change_lot_remaining(session, lot.id, -back)
         await repo.add_to_reward_month(session, reward.campaign_id, points.resident_id, reward.month, -back)
         await repo.add_clawed_back(session, payment_id, reward.campaign_id, back)
         taken += back

@@ -32,7 +32,6 @@ from services.wallet.campaigns.errors import (
 )
 from services.wallet.campaigns.models import Campaign, CampaignKind
 from services.wallet.directory import service as directory
-from services.wallet.ledger import repository as ledger_repo
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.lots import LotRule, end_of_months_after
 from services.wallet.ledger.models import Account, AccountKind, JournalKind, Status
@@ -86,7 +85,7 @@ async def create_campaign(
         session, [{"campaign_id": campaign.id, "region_id": region.id, "merchant_class": code, "rate_bp": bp}
                   for code, bp in (rates or {}).items()],
     )
-    budget = await ledger_repo.insert_account(
+    budget = await ledger.insert_account(
         session, id=new_id(), region_id=region.id, kind=AccountKind.CAMPAIGN_BUDGET.value, unit=Unit.POINT.value,
         campaign_id=campaign.id, status=Status.ACTIVE.value,
         tracks_balance=details["kind"] != CampaignKind.PREMIUM, may_go_negative=False,
@@ -133,7 +132,7 @@ async def visible_campaign(session: AsyncSession, principal: Principal, campaign
 async def view(session: AsyncSession, campaign: Campaign) -> CampaignView:
     account = await repo.budget_account(session, campaign.id)
     rates = await repo.reward_rates(session, campaign.id) if campaign.kind == CampaignKind.REWARD else None
-    budget = account.balance if account.tracks_balance else await ledger_repo.entries_sum(session, account.id)
+    budget = account.balance if account.tracks_balance else await ledger.entries_sum(session, account.id)
     return CampaignView(campaign, account, budget, rates)
 
 
@@ -165,7 +164,7 @@ async def fund(
     """The city puts `amount` points into the campaign's budget from its campaign fund."""
     campaign = active(await visible_campaign(session, principal, campaign_id))
     budget = await repo.budget_account(session, campaign.id)
-    fund_account = await ledger_repo.system_account(session, campaign.region_id, AccountKind.CAMPAIGN_FUND, Unit.POINT.value)
+    fund_account = await ledger.system_account(session, campaign.region_id, AccountKind.CAMPAIGN_FUND, Unit.POINT.value)
     posted = await ledger.post_journal(
         session, clock, region_id=campaign.region_id, kind=JournalKind.FUNDING, actor=principal.subject,
         legs=[ledger.Leg(fund_account, -amount), ledger.Leg(budget, amount)], reference=str(campaign.id),
@@ -212,3 +211,9 @@ def _campaign_record(campaign: Campaign) -> dict[str, Any]:
         "reward_monthly_cap": campaign.reward_monthly_cap,
         "reward_points_payments": campaign.reward_points_payments,
     }
+
+
+# Queries the modules above use as they are: they call this service, never the repository.
+budget_account = repo.budget_account
+campaign = repo.campaign
+campaign_names = repo.campaign_names

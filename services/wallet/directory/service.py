@@ -28,7 +28,7 @@ from services.wallet.directory.errors import (
     WalletNotFound,
 )
 from services.wallet.directory.models import ApiKey, Merchant, MerchantClass, Region, Resident
-from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
 from services.wallet.ledger.errors import AccountInactive
 from services.wallet.ledger.models import ISSUANCE_KINDS, SYSTEM_ACCOUNTS, Account, AccountKind, Status
 from shared import audit, emvco
@@ -79,7 +79,7 @@ async def create_region(
         raise RegionCodeTaken(f"A region with the code {code!r} is already hosted here.")
     await seed_merchant_classes(session, region, now)
     for kind, unit in SYSTEM_ACCOUNTS:
-        await ledger_repo.insert_account(
+        await ledger.insert_account(
             session,
             id=new_id(),
             region_id=region.id,
@@ -256,8 +256,8 @@ async def update_wallet(
     after: dict[str, Any] = {}
     if changes.get("status") is not None:
         before["status"] = account.status
-        account = await ledger_repo.update_account_status(session, account_id, changes["status"].value)
-        points = await ledger_repo.update_account_status(session, points.id, changes["status"].value)
+        account = await ledger.update_account_status(session, account_id, changes["status"].value)
+        points = await ledger.update_account_status(session, points.id, changes["status"].value)
         after["status"] = account.status
     if "household" in changes:
         before["household"] = resident.household
@@ -321,7 +321,7 @@ async def onboard_merchant(
         **details,
     )
     for unit in Unit:  # coin from payments in yen, points from payments in points
-        await ledger_repo.insert_account(
+        await ledger.insert_account(
             session, id=new_id(), region_id=region.id, kind=AccountKind.MERCHANT.value, unit=unit.value,
             merchant_id=merchant.id, status=Status.ACTIVE.value, tracks_balance=False, may_go_negative=False,
             created_at=now,
@@ -381,7 +381,7 @@ async def merchant_balance(
     """The merchant's yen and point accounts, summed from entries at the moment of the call:
     exact, never lagging."""
     await visible_merchant(session, principal, merchant_id)
-    return [(a, await ledger_repo.entries_sum(session, a.id)) for a in await repo.merchant_accounts(session, merchant_id)]
+    return [(a, await ledger.entries_sum(session, a.id)) for a in await repo.merchant_accounts(session, merchant_id)]
 
 
 def _merchant_record(merchant: Merchant) -> dict[str, Any]:
@@ -494,3 +494,16 @@ async def check_classes(session: AsyncSession, region_id: uuid.UUID, codes: list
             unknown=unknown,
         )
 
+
+# Queries the modules above use as they are: they call this service, never the repository.
+insert_notice = repo.insert_notice
+merchant = repo.merchant
+merchant_account = repo.merchant_account
+merchant_accounts = repo.merchant_accounts
+merchant_class_of = repo.merchant_class_of
+notices = repo.notices
+region_by_id = repo.region_by_id
+regions = repo.regions
+resident_account = repo.resident_account
+resident_wallet = repo.resident_wallet
+wallet = repo.wallet

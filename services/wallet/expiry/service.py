@@ -24,13 +24,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
 from services.wallet.directory.models import Region
 from services.wallet.expiry import repository as repo
 from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
 from services.wallet.expiry.models import ExpiryRun
-from services.wallet.ledger import repository as ledger_repo
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.models import AccountKind, JournalKind, Lot
 from shared import audit
@@ -77,26 +75,26 @@ async def begin(session: AsyncSession, clock: Clock, region: Region, as_of: date
 
 async def expire_batch(session: AsyncSession, clock: Clock, run: ExpiryRun, actor: str) -> Expired:
     """Expire up to BATCH lots (whole wallets) of the run; nothing left to do → zero lots."""
-    found = await ledger_repo.expired_lots(session, run.region_id, cutoff(run.as_of), BATCH)
+    found = await ledger.expired_lots(session, run.region_id, cutoff(run.as_of), BATCH)
     if not found:
         return Expired(0, 0, 0)
     accounts = sorted({lot.account_id for lot in found})
     # Lots change only behind their wallet's lock: take the locks, then read the lots again.
-    await ledger_repo.lock_accounts(session, accounts)
+    await ledger.lock_accounts(session, accounts)
     by_account: dict[uuid.UUID, list[Lot]] = defaultdict(list)
-    for lot in await ledger_repo.expired_lots(session, run.region_id, cutoff(run.as_of), BATCH):
+    for lot in await ledger.expired_lots(session, run.region_id, cutoff(run.as_of), BATCH):
         if lot.account_id in accounts:
             by_account[lot.account_id].append(lot)
-    sinks = {unit.value: await ledger_repo.system_account(session, run.region_id, AccountKind.EXPIRED, unit.value) for unit in Unit}
+    sinks = {unit.value: await ledger.system_account(session, run.region_id, AccountKind.EXPIRED, unit.value) for unit in Unit}
     owners: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for account in await ledger_repo.accounts(session, list(by_account)):
+    for account in await ledger.accounts(session, list(by_account)):
         owners[account.resident_id].append(account.id)
     totals = {Unit.YEN.value: 0, Unit.POINT.value: 0}
     count = 0
     for account_ids in owners.values():  # one journal per wallet, its yen and point parts together
         legs: list[ledger.Leg] = []
         per_unit: dict[str, int] = defaultdict(int)
-        for account in await ledger_repo.accounts(session, account_ids):
+        for account in await ledger.accounts(session, account_ids):
             amount = sum(lot.remaining for lot in by_account[account.id])
             legs.append(ledger.Leg(account, -amount))
             per_unit[account.unit] += amount
@@ -107,7 +105,7 @@ async def expire_batch(session: AsyncSession, clock: Clock, run: ExpiryRun, acto
         )
         for account_id in account_ids:
             for lot in by_account[account_id]:
-                await ledger_repo.change_lot_remaining(session, lot.id, -lot.remaining, expired=lot.remaining)
+                await ledger.change_lot_remaining(session, lot.id, -lot.remaining, expired=lot.remaining)
                 count += 1
         for unit, amount in per_unit.items():
             totals[unit] += amount
@@ -123,10 +121,10 @@ async def send_notices(session: AsyncSession, clock: Clock, run: ExpiryRun) -> i
     start = cutoff(run.as_of)
     sent = 0
     longest, *_ = NOTICE_DAYS
-    for lot, resident_id in await ledger_repo.lots_expiring_between(session, run.region_id, start, start + timedelta(days=longest)):
+    for lot, resident_id in await ledger.lots_expiring_between(session, run.region_id, start, start + timedelta(days=longest)):
         days_left = (lot.expires_at - start).days  # type: ignore[operator]  # the query selects expiring lots
         kind_days = min(days for days in NOTICE_DAYS if days_left <= days)
-        sent += await directory_repo.insert_notice(
+        sent += await directory.insert_notice(
             session, id=new_id(), region_id=run.region_id, resident_id=resident_id, kind=f"expiry_{kind_days}d",
             lot_id=lot.id, created_at=clock.now(), payload=_notice_payload(lot, kind_days),
         )
@@ -178,7 +176,7 @@ async def run_due(sessionmaker: async_sessionmaker[AsyncSession], clock: Clock) 
     """Today's run for every region that has not had it (the scheduler's tick)."""
     today = tokyo_date(clock.now())
     async with sessionmaker() as session:
-        regions = await directory_repo.regions(session)
+        regions = await directory.regions(session)
         done = {r.region_id for r in await repo.expiry_runs_on(session, today) if r.status == "done"}
     finished = []
     for region in regions:

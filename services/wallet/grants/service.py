@@ -49,11 +49,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.campaigns import repository as campaigns_repo
 from services.wallet.campaigns import service as campaigns
 from services.wallet.campaigns.errors import BudgetExhausted, CampaignKindMismatch
 from services.wallet.campaigns.models import Campaign, CampaignKind
-from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
 from services.wallet.grants import repository as repo
 from services.wallet.grants.errors import (
@@ -191,12 +189,12 @@ async def grant(
     if details["activity_date"] > tokyo_date(now):
         raise ActivityDateInFuture(f"The activity date {details['activity_date']} is after today ({tokyo_date(now)}).")
     rule = _check_window(campaign, now)
-    found = await directory_repo.wallet(session, details["wallet_id"])
+    found = await directory.wallet(session, details["wallet_id"])
     if found is None or found[1].region_id != campaign.region_id:
         raise UnknownResident(f"No resident has wallet {details['wallet_id']} in this region.")
-    points = await directory_repo.resident_account(session, found[0].id, Unit.POINT.value)
+    points = await directory.resident_account(session, found[0].id, Unit.POINT.value)
     status, _ = (await repo.lock_point_accounts(session, [points.id]))[points.id]
-    budget = await campaigns_repo.budget_account(session, campaign.id)
+    budget = await campaigns.budget_account(session, campaign.id)
     available = await repo.lock_budget(session, budget.id)
     # Behind the budget lock: a twin request with the same row key has committed or not started.
     if (existing := await _granted_before(session, campaign, details["row_key"], content)) is not None:
@@ -594,7 +592,7 @@ async def process_upload(
     commits it); the upload's final status is written in the same transaction. Raises
     `Rejected` (nothing written) if any row is bad."""
     uploader = _uploader(upload)
-    campaign = await campaigns_repo.campaign(session, upload.campaign_id)
+    campaign = await campaigns.campaign(session, upload.campaign_id)
     assert campaign is not None
     check = Check()
     if campaign.status != Status.ACTIVE or campaign.kind != CampaignKind.GRANT:
@@ -606,7 +604,7 @@ async def process_upload(
     except CampaignWindowOver as exc:
         check.problem(None, exc.slug, exc.detail)
         raise Rejected(check) from None
-    budget = await campaigns_repo.budget_account(session, campaign.id)
+    budget = await campaigns.budget_account(session, campaign.id)
     # Every row checked without a lock (the whole list of problems, however long it takes) ...
     check = await check_upload(session, campaign, content, max_rows=max_rows, now=now, available=budget.balance,
                                progress=progress)

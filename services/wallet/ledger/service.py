@@ -128,3 +128,23 @@ async def _refusal(session: AsyncSession, leg: Leg) -> Exception:
         balance=current.balance,
         balance_cap=leg.ceiling,
     )
+
+
+# Queries the modules above use as they are: they call this service, never the repository.
+Violation = repo.Violation
+account = repo.account
+accounts = repo.accounts
+change_lot_remaining = repo.change_lot_remaining
+entries_sum = repo.entries_sum
+expired_lots = repo.expired_lots
+find_violations = repo.find_violations
+history = repo.history
+insert_account = repo.insert_account
+live_lots = repo.live_lots
+lock_accounts = repo.lock_accounts
+lock_available = repo.lock_available
+lot = repo.lot
+lots_expiring_between = repo.lots_expiring_between
+system_account = repo.system_account
+system_accounts = repo.system_accounts
+update_account_status = repo.update_account_status

@@ -24,11 +24,9 @@ from sqlalchemy import BigInteger, DateTime, SmallInteger, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
 from services.wallet.directory.errors import MerchantNotFound
 from services.wallet.directory.models import Merchant, Region
-from services.wallet.ledger import repository as ledger_repo
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.errors import AccountInactive, InsufficientBalance
 from services.wallet.ledger.models import AccountKind, JournalKind, Lot, Status
@@ -131,7 +129,7 @@ class StoreQR:
 async def store_qr(session: AsyncSession, principal: Principal, store_id: uuid.UUID) -> StoreQR:
     """The static MPM code printed at the register."""
     store, merchant = await _visible_store(session, principal, store_id)
-    region = await directory_repo.region_by_id(session, store.region_id)
+    region = await directory.region_by_id(session, store.region_id)
     return StoreQR(store, merchant, region, _payload(region, _code_of(store, merchant)))
 
 
@@ -411,7 +409,7 @@ async def create_payment_request(
     store, merchant = await _visible_store(session, principal, store_id)
     if merchant.status != Status.ACTIVE:
         raise MerchantInactive(f"{merchant.name_ja} is {merchant.status}; it cannot take payments.")
-    region = await directory_repo.region_by_id(session, store.region_id)
+    region = await directory.region_by_id(session, store.region_id)
     now = clock.now()
     request = await repo.insert_payment_request(
         session, id=new_id(), region_id=region.id, merchant_id=merchant.id, store_id=store.id, amount=amount,
@@ -428,7 +426,7 @@ async def visible_payment_request(
     if request is None or (principal.role in MERCHANT_ROLES and principal.merchant_id != request.merchant_id):
         raise PaymentRequestNotFound(f"No payment request {request_id}.")
     store, merchant = await _visible_store(session, principal, request.store_id)
-    region = await directory_repo.region_by_id(session, store.region_id)
+    region = await directory.region_by_id(session, store.region_id)
     return request, _payload(region, _code_of(store, merchant), request)
 
 
@@ -457,7 +455,7 @@ async def visible_payment(session: AsyncSession, principal: Principal, payment_i
     if principal.role in MERCHANT_ROLES and principal.merchant_id != payment.merchant_id:
         raise PaymentNotFound(f"No payment {payment_id}.")
     if principal.role is Role.RESIDENT:
-        mine = await directory_repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
+        mine = await directory.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
         if mine is None or mine[1].id != payment.resident_account_id:
             raise PaymentNotFound(f"No payment {payment_id}.")
     return payment
@@ -483,7 +481,7 @@ async def receipt(session: AsyncSession, principal: Principal, payment_id: uuid.
     payment = await visible_payment(session, principal, payment_id)
     found = await repo.store_with_merchant(session, payment.store_id)
     assert found is not None
-    region = await directory_repo.region_by_id(session, payment.region_id)
+    region = await directory.region_by_id(session, payment.region_id)
     return render_receipt(payment, found[0], found[1], region)
 
 
@@ -508,7 +506,7 @@ async def refund(
         raise RefundExceedsRemaining(
             f"{remaining} yen of this payment is left to refund; {amount} was asked.", remaining=remaining
         )
-    region = await directory_repo.region_by_id(session, payment.region_id)
+    region = await directory.region_by_id(session, payment.region_id)
     last_day = tokyo_date(payment.created_at) + timedelta(days=region.refund_window_days)
     now = clock.now()
     if tokyo_date(now) > last_day:
@@ -516,10 +514,10 @@ async def refund(
             f"The shop could refund this payment until the end of {last_day.isoformat()} (Tokyo); "
             "ask the operator.", last_day=last_day.isoformat()
         )
-    resident = await ledger_repo.account(session, payment.resident_account_id)
+    resident = await ledger.account(session, payment.resident_account_id)
     assert resident is not None and resident.resident_id is not None
-    points = await directory_repo.resident_account(session, resident.resident_id, Unit.POINT.value)
-    await ledger_repo.lock_accounts(session, [resident.id, points.id])  # the lots change behind this lock
+    points = await directory.resident_account(session, resident.resident_id, Unit.POINT.value)
+    await ledger.lock_accounts(session, [resident.id, points.id])  # the lots change behind this lock
     back = await _restore_lots(session, payment, amount, now)
 
     coin_paid = payment.amount - payment.point_amount
@@ -532,11 +530,11 @@ async def refund(
         Unit.POINT: (payment.fee_point * refunded_point // payment.point_amount if payment.point_amount else 0)
         - payment.fee_returned_point,
     }
-    expired = {unit: await ledger_repo.system_account(session, region.id, AccountKind.EXPIRED, unit.value) for unit in Unit}
+    expired = {unit: await ledger.system_account(session, region.id, AccountKind.EXPIRED, unit.value) for unit in Unit}
     fee_income = {
-        unit: await ledger_repo.system_account(session, region.id, AccountKind.FEE_INCOME, unit.value) for unit in Unit
+        unit: await ledger.system_account(session, region.id, AccountKind.FEE_INCOME, unit.value) for unit in Unit
     }
-    merchant = {a.unit: a for a in await directory_repo.merchant_accounts(session, payment.merchant_id)}
+    merchant = {a.unit: a for a in await directory.merchant_accounts(session, payment.merchant_id)}
     legs: list[ledger.Leg] = []
     for unit, wallet_account in ((Unit.YEN, resident), (Unit.POINT, points)):
         legs += [
@@ -595,10 +593,10 @@ async def _restore_lots(session: AsyncSession, payment: Payment, amount: int, no
             continue
         unit = Unit(taken.unit)
         if lot.expires_at is not None and lot.expires_at <= now:
-            await ledger_repo.change_lot_remaining(session, lot.id, 0, expired=give)
+            await ledger.change_lot_remaining(session, lot.id, 0, expired=give)
             restored.expired[unit] += give
         else:
-            await ledger_repo.change_lot_remaining(session, lot.id, give)
+            await ledger.change_lot_remaining(session, lot.id, give)
             restored.live[unit] += give
         await repo.mark_lot_restored(session, payment.id, taken.seq, give)
         left -= give
@@ -641,20 +639,20 @@ async def transfer(
     payer = await directory.visible_merchant(session, principal, from_id)
     if to_id == from_id:
         raise SelfTransfer("A merchant cannot transfer to itself.")
-    payee = await directory_repo.merchant(session, to_id)
+    payee = await directory.merchant(session, to_id)
     if payee is None or payee.region_id != payer.region_id:
         raise MerchantNotFound(f"No merchant {to_id} in this region.")
     for party in (payer, payee):
         if party.status != Status.ACTIVE:
             raise MerchantInactive(f"{party.name_ja} is {party.status}.")
-    region = await directory_repo.region_by_id(session, payer.region_id)
+    region = await directory.region_by_id(session, payer.region_id)
     plan, fee = await _charge(session, region, payee, FeeKind.TRANSFER, amount, clock.now())
     legs = [
-        ledger.Leg(await directory_repo.merchant_account(session, payer.id, Unit.YEN.value), -amount),
-        ledger.Leg(await directory_repo.merchant_account(session, payee.id, Unit.YEN.value), amount - fee),
+        ledger.Leg(await directory.merchant_account(session, payer.id, Unit.YEN.value), -amount),
+        ledger.Leg(await directory.merchant_account(session, payee.id, Unit.YEN.value), amount - fee),
     ]
     if fee:
-        legs.append(ledger.Leg(await ledger_repo.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value), fee))
+        legs.append(ledger.Leg(await ledger.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value), fee))
     posted = await ledger.post_journal(
         session, clock, region_id=region.id, kind=JournalKind.TRANSFER, actor=principal.subject,
         legs=[leg for leg in legs if leg.amount], reference=str(payee.id), memo=memo,
@@ -666,3 +664,6 @@ async def transfer(
     )
     return result
 
+
+# Queries the modules above use as they are: they call this service, never the repository.
+find_violations = repo.find_violations

@@ -64,12 +64,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.campaigns import repository as campaigns_repo
 from services.wallet.campaigns import service as campaigns
 from services.wallet.campaigns.models import Campaign, CampaignKind
-from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
-from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
 from services.wallet.ledger.errors import AccountInactive, InsufficientBalance
 from services.wallet.premium import repository as repo
 from services.wallet.premium.errors import (
@@ -250,8 +248,8 @@ def _offer_record(offer: PremiumOffer) -> dict[str, Any]:
 
 
 async def _budget_balance(session: AsyncSession, campaign_id: uuid.UUID) -> int:
-    budget = await campaigns_repo.budget_account(session, campaign_id)
-    return budget.balance if budget.tracks_balance else await ledger_repo.entries_sum(session, budget.id)
+    budget = await campaigns.budget_account(session, campaign_id)
+    return budget.balance if budget.tracks_balance else await ledger.entries_sum(session, budget.id)
 
 
 async def _restock(session: AsyncSession, offer: PremiumOffer, stock: list[tuple[int, int]]) -> int:
@@ -397,7 +395,7 @@ def _wrong_mode(campaign_name: str, mode: str) -> WrongSaleMode:
 async def _offer_for_resident(
     session: AsyncSession, holder: directory.Wallet, campaign_id: uuid.UUID, mode: SaleMode
 ) -> tuple[Campaign, PremiumOffer]:
-    campaign = await campaigns_repo.campaign(session, campaign_id)
+    campaign = await campaigns.campaign(session, campaign_id)
     if campaign is None or campaign.region_id != holder.region.id:
         raise OfferNotFound(f"No premium offer for campaign {campaign_id} in region {holder.region.code}.")
     campaigns.active(campaign, CampaignKind.PREMIUM)
@@ -615,7 +613,7 @@ async def draw(session: AsyncSession, clock: Clock, principal: Principal, campai
         if won:
             payload |= {"price": d.won_sets * offer.price, "value": d.won_sets * offer.value,
                         "payment_deadline": offer.payment_deadline.isoformat() if offer.payment_deadline else None}
-        await directory_repo.insert_notice(
+        await directory.insert_notice(
             session, id=new_id(), region_id=campaign.region_id, resident_id=by_id[d.application_id].resident_id,
             kind="lottery_won" if won else "lottery_lost", payload=payload, created_at=now,
         )
@@ -684,7 +682,7 @@ async def _release(session: AsyncSession, clock: Clock, principal: Principal, of
     offer = await repo.lock_offer(session, offer.campaign_id)
     released = await repo.release_unpaid(session, offer.campaign_id, now)
     for application in released:
-        await directory_repo.insert_notice(
+        await directory.insert_notice(
             session, id=new_id(), region_id=offer.region_id, resident_id=application.resident_id,
             kind="lottery_released",
             payload={"campaign_id": str(offer.campaign_id), "application_id": str(application.id),

@@ -11,11 +11,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.campaigns import repository as campaigns_repo
-from services.wallet.directory import repository as directory_repo
+from services.wallet.campaigns import service as campaigns
 from services.wallet.directory import service as directory
 from services.wallet.directory.models import Notice
-from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
 from services.wallet.ledger.models import Account, Entry, Journal, Lot
 from shared.auth import Principal
 from shared.clock import Clock
@@ -44,9 +43,9 @@ async def balance(session: AsyncSession, clock: Clock, wallet: directory.Wallet)
     """The wallet's balance lot by lot: what it is made of, where it may be spent, until when."""
     now = clock.now()
     soon = now + timedelta(days=EXPIRING_SOON_DAYS)
-    names = await campaigns_repo.campaign_names(session, wallet.region.id)
+    names = await campaigns.campaign_names(session, wallet.region.id)
     views = []
-    for lot in await ledger_repo.live_lots(session, [wallet.account.id, wallet.points.id]):
+    for lot in await ledger.live_lots(session, [wallet.account.id, wallet.points.id]):
         expired = lot.expires_at is not None and lot.expires_at <= now
         started = lot.usable_from is None or lot.usable_from <= now
         views.append(LotView(lot, names.get(lot.campaign_id) if lot.campaign_id else None, started and not expired))
@@ -67,7 +66,7 @@ async def history(
 ) -> list[tuple[Entry, Journal]]:
     """The movements of a holder's accounts (coin and points), newest first, filtered by journal
     kind and period."""
-    return await ledger_repo.history(session, [a.id for a in accounts], after_id=after_id, limit=limit, **filters)
+    return await ledger.history(session, [a.id for a in accounts], after_id=after_id, limit=limit, **filters)
 
 
 async def merchant_history(
@@ -75,7 +74,7 @@ async def merchant_history(
     **filters: Any,
 ) -> list[tuple[Entry, Journal]]:
     await directory.visible_merchant(session, principal, merchant_id)
-    accounts = await directory_repo.merchant_accounts(session, merchant_id)
+    accounts = await directory.merchant_accounts(session, merchant_id)
     return await history(session, accounts, after_id=after_id, limit=limit, **filters)
 
 
@@ -84,8 +83,8 @@ async def merchant_history(
 
 async def system_balances(session: AsyncSession, principal: Principal) -> list[tuple[Account, int]]:
     region = await directory.region_of(session, principal)
-    return [(a, await ledger_repo.entries_sum(session, a.id)) for a in await ledger_repo.system_accounts(session, region.id)]
+    return [(a, await ledger.entries_sum(session, a.id)) for a in await ledger.system_accounts(session, region.id)]
 
 
 async def notices(session: AsyncSession, wallet: directory.Wallet, *, after_id: uuid.UUID | None, limit: int) -> list[Notice]:
-    return await directory_repo.notices(session, wallet.resident.id, after_id=after_id, limit=limit)
+    return await directory.notices(session, wallet.resident.id, after_id=after_id, limit=limit)

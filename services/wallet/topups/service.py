@@ -11,12 +11,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
 from services.wallet.directory.errors import WalletNotFound
 from services.wallet.directory.models import Region
 from services.wallet.ledger import lots
-from services.wallet.ledger import repository as ledger_repo
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.errors import InsufficientBalance
 from services.wallet.ledger.models import AccountKind, JournalKind, LotSource
@@ -62,7 +60,7 @@ async def _topup(
     actor: str, reference: str | None, memo: str | None,
 ) -> Movement:
     check_topup_amount(wallet.region, amount)
-    issuer = await ledger_repo.system_account(session, wallet.region.id, source, wallet.account.unit)
+    issuer = await ledger.system_account(session, wallet.region.id, source, wallet.account.unit)
     posted = await ledger.post_journal(
         session, clock, region_id=wallet.region.id, kind=JournalKind.TOPUP, actor=actor,
         legs=[ledger.Leg(wallet.account, amount, ceiling=wallet.region.balance_cap), ledger.Leg(issuer, -amount)],
@@ -115,13 +113,13 @@ async def bank_topup(
     session: AsyncSession, clock: Clock, *, event_id: str, account_id: uuid.UUID, amount: int
 ) -> Movement:
     """チャージ from a linked bank account, announced by the bank's signed webhook."""
-    found = await directory_repo.wallet(session, account_id)
+    found = await directory.wallet(session, account_id)
     if found is None:
         raise WalletNotFound(f"No wallet {account_id}.")
     resident, account = found
-    region = await directory_repo.region_by_id(session, account.region_id)
+    region = await directory.region_by_id(session, account.region_id)
     movement = await _topup(
-        session, clock, directory.Wallet(resident, account, region, await directory_repo.resident_account(session, resident.id, Unit.POINT.value)),
+        session, clock, directory.Wallet(resident, account, region, await directory.resident_account(session, resident.id, Unit.POINT.value)),
         AccountKind.BANK_CLEARING, amount,
         actor="bank", reference=event_id, memo=None,
     )
@@ -140,7 +138,7 @@ async def cashout(
     """払戻し: prepaid value paid back to the resident's bank account, only in the cases the law
     allows (moving away, service closure); recorded by an operator."""
     wallet = await directory.visible_wallet(session, principal, account_id)
-    clearing = await ledger_repo.system_account(session, wallet.region.id, AccountKind.BANK_CLEARING, wallet.account.unit)
+    clearing = await ledger.system_account(session, wallet.region.id, AccountKind.BANK_CLEARING, wallet.account.unit)
     posted = await ledger.post_journal(
         session, clock, region_id=wallet.region.id, kind=JournalKind.CASHOUT, actor=principal.subject,
         legs=[ledger.Leg(wallet.account, -amount), ledger.Leg(clearing, amount)], reference=reason,
