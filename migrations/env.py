@@ -1,13 +1,17 @@
 import asyncio
 
 from alembic import context
+from alembic_utils.pg_function import PGFunction
+from alembic_utils.replaceable_entity import register_entities
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import services.wallet.models  # noqa: F401  (registers the tables)
-import services.wallet.payments.models  # noqa: F401
+from migrations import targets
 from shared.models import Base
 
-SCHEMAS = ("platform", "wallet", "coupons", "settlement")
+targets.import_models()
+# Autogenerate compares these with the database and proposes what differs; only functions are
+# compared (grants, policies, triggers, views stay as the migrations wrote them).
+register_entities(targets.functions(), entity_types=[PGFunction])
 
 
 def run(connection) -> None:
@@ -16,7 +20,7 @@ def run(connection) -> None:
         target_metadata=Base.metadata,
         include_schemas=True,
         version_table_schema="platform",
-        include_name=lambda name, type_, parent: type_ != "schema" or name in SCHEMAS,
+        include_name=targets.include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
