@@ -71,7 +71,9 @@ def _function_body(sql: str) -> tuple[str, str]:
 
 def test_the_sources_are_found():
     """Else the drift tests below would check nothing: the files under services/ and shared/."""
-    assert {"check_journal_balanced.sql", "refuse_change.sql"} <= {p.name for p in SQL_SOURCES}
+    assert {"check_journal_balanced.sql", "spending_key.sql", "fee_for.sql", "pay.sql", "refuse_change.sql"} <= {
+        p.name for p in SQL_SOURCES
+    }
 
 
 @pytest.mark.parametrize("source", SQL_SOURCES, ids=[p.name for p in SQL_SOURCES])
