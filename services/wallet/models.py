@@ -12,7 +12,10 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ARRAY, CheckConstraint, ForeignKey, Identity, Index, SmallInteger, Text, UniqueConstraint, text
+from sqlalchemy import (
+    ARRAY, CheckConstraint, ForeignKey, ForeignKeyConstraint, Identity, Index, Integer, SmallInteger, Text,
+    UniqueConstraint, text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models import Base
@@ -113,7 +116,11 @@ class Region(Base):
 
 class Resident(Base):
     __tablename__ = "residents"
-    __table_args__ = (UniqueConstraint("region_id", "subject"), {"schema": SCHEMA})
+    __table_args__ = (
+        UniqueConstraint("region_id", "subject"),
+        Index("ix_residents_household", "region_id", "household", postgresql_where=text("household IS NOT NULL")),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
@@ -132,6 +139,10 @@ class Merchant(Base):
         CheckConstraint("account_type IN (1, 2, 4)", "account_type"),
         CheckConstraint("status IN ('active', 'suspended', 'closed')", "status"),
         CheckConstraint("invoice_registration_number ~ '^T[1-9][0-9]{12}$'", "invoice_registration_number"),
+        ForeignKeyConstraint(
+            ["region_id", "merchant_class"], [f"{SCHEMA}.merchant_classes.region_id", f"{SCHEMA}.merchant_classes.code"],
+            name="fk_merchants_class",
+        ),
         {"schema": SCHEMA},
     )
 
@@ -184,6 +195,7 @@ class Account(Base):
             unique=True,
             postgresql_where=text("resident_id IS NULL AND merchant_id IS NULL"),
         ),
+        Index("uq_accounts_campaign_unit", "campaign_id", "unit", unique=True, postgresql_where=text("campaign_id IS NOT NULL")),
         {"schema": SCHEMA},
     )
 
@@ -292,7 +304,11 @@ class Campaign(Base):
     """A city campaign with its own budget account (points) and the rules of the lots it creates."""
 
     __tablename__ = "campaigns"
-    __table_args__ = (UniqueConstraint("region_id", "name"), {"schema": SCHEMA})
+    __table_args__ = (
+        UniqueConstraint("region_id", "name", name="campaigns_region_id_name_key"),
+        Index("ix_campaigns_active_rewards", "region_id", postgresql_where=text("kind = 'reward' AND status = 'active'")),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
@@ -320,7 +336,13 @@ class RewardRate(Base):
     """Points back per payment at merchants of a class, in basis points of the amount."""
 
     __tablename__ = "reward_rates"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["region_id", "merchant_class"], [f"{SCHEMA}.merchant_classes.region_id", f"{SCHEMA}.merchant_classes.code"],
+            name="reward_rates_region_id_merchant_class_fkey",
+        ),
+        {"schema": SCHEMA},
+    )
 
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"), primary_key=True)
     region_id: Mapped[uuid.UUID]
@@ -344,7 +366,9 @@ class PaymentReward(Base):
     __tablename__ = "payment_rewards"
     __table_args__ = {"schema": SCHEMA}
 
-    payment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.payments.id", name="payment_rewards_payment_id_fkey"), primary_key=True
+    )
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"), primary_key=True)
     journal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
     lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.lots.id"))
@@ -368,7 +392,12 @@ class Lot(Base):
     account's balance is always the sum of its lots' `remaining` (checked by `ledger verify`)."""
 
     __tablename__ = "lots"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        Index("ix_lots_account_live", "account_id", postgresql_where=text("remaining > 0")),
+        Index("ix_lots_region_expiry", "region_id", "expires_at", postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL")),
+        Index("ix_lots_account_id", "account_id", "id"),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
@@ -393,10 +422,10 @@ class ExpiryRun(Base):
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"), primary_key=True)
     as_of: Mapped[date] = mapped_column(primary_key=True)
     status: Mapped[str]  # running (resumable) | done
-    lots_expired: Mapped[int]
+    lots_expired: Mapped[int] = mapped_column(Integer)
     yen_expired: Mapped[int]
     points_expired: Mapped[int]
-    notices: Mapped[int]
+    notices: Mapped[int] = mapped_column(Integer)
     started_by: Mapped[str]
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
@@ -406,7 +435,11 @@ class Notice(Base):
     """Something the resident's app should tell them: value about to expire, a lottery result."""
 
     __tablename__ = "notices"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        Index("ix_notices_resident", "resident_id", "id"),
+        Index("uq_notices_lot_kind", "lot_id", "kind", unique=True, postgresql_where=text("lot_id IS NOT NULL")),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
