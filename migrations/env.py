@@ -1,20 +1,17 @@
 import asyncio
 
 from alembic import context
+from alembic_utils.pg_function import PGFunction
+from alembic_utils.replaceable_entity import register_entities
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import importlib
-import pkgutil
-
-import services
+from migrations import targets
 from shared.models import Base
 
-# Every `models` module under services/ registers its tables with Base.metadata, wherever it lives.
-for module in pkgutil.walk_packages(services.__path__, "services."):
-    if module.name.rsplit(".", 1)[-1] == "models":
-        importlib.import_module(module.name)
-
-SCHEMAS = ("platform", "wallet", "coupons", "settlement")
+targets.import_models()
+# Autogenerate compares these with the database and proposes what differs; only functions are
+# compared (grants, policies, triggers, views stay as the migrations wrote them).
+register_entities(targets.functions(), entity_types=[PGFunction])
 
 
 def run(connection) -> None:
@@ -23,7 +20,7 @@ def run(connection) -> None:
         target_metadata=Base.metadata,
         include_schemas=True,
         version_table_schema="platform",
-        include_name=lambda name, type_, parent: type_ != "schema" or name in SCHEMAS,
+        include_name=targets.include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -4,8 +4,9 @@ whichever code wrote it. Before, only the app's `post_journal` checked it, in Py
 paths (wallet.pay, wallet.settle_premium) write journals in SQL and were checked by nothing but
 `ledger verify` after the fact.
 
-The function's living source is services/wallet/sql/check_journal_balanced.sql; this is a frozen
-snapshot of it (a later change to the function is a new migration with a new snapshot).
+The function's living source is services/wallet/ledger/sql/check_journal_balanced.sql (it was
+services/wallet/sql/ when this was written); this is a frozen snapshot of it (a later change to
+the function is a new migration with a new snapshot).
 
 Revision ID: 0011
 Revises: 0010

@@ -1,5 +1,5 @@
 """What the wallet service does on its own, on a timer inside the server: each tick runs every
-region's expiry for the day that has begun (services/wallet/expiry.py) and releases the unpaid
+region's expiry for the day that has begun (services/wallet/expiry/service.py) and releases the unpaid
 wins of lotteries past their payment deadline (services/wallet/premium). Both are idempotent, so
 several server processes may tick at once. By hand: `chiikipay jobs expire` and the operator's
 `POST /v1/campaigns/{id}/premium-release`."""

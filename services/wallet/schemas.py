@@ -27,7 +27,7 @@ KanaName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Zｦ-ﾟ ().,\-/]{1
 
 
 # 適格請求書発行事業者登録番号: "T" and 13 digits, the first of them a check digit (never 0); the
-# check digit itself is a rule of the service (services/wallet/service.py).
+# check digit itself is a rule of the service (services/wallet/directory/service.py).
 InvoiceRegistrationNumber = Annotated[str, StringConstraints(pattern=r"^T[1-9][0-9]{12}$")]
 
 

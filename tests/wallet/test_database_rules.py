@@ -1,5 +1,6 @@
-"""Rules the database itself enforces, whatever code writes: double entry at commit. And the
-living source of each database function (services/*/sql/*.sql) is what the migrations installed."""
+"""Rules the database itself enforces, whatever code writes: double entry at commit. And every
+database function is its living source (a `sql/*.sql` file, migrations/targets.py finds them):
+what the migrations installed is the file, and the database holds no function without one."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from migrations import targets
 from tests.helpers import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
-SQL_SOURCES = sorted(ROOT.glob("services/**/sql/*.sql"))
+SQL_SOURCES = targets.function_sources()
 
 
 async def _raw_journal(session, legs: list[tuple[str, str, int]]) -> uuid.UUID:
@@ -68,8 +70,10 @@ def _function_body(sql: str) -> tuple[str, str]:
 
 
 def test_the_sources_are_found():
-    """Else the drift test below would check nothing."""
-    assert "check_journal_balanced.sql" in [p.name for p in SQL_SOURCES]
+    """Else the drift tests below would check nothing: the files under services/ and shared/."""
+    assert {"check_journal_balanced.sql", "spending_key.sql", "fee_for.sql", "pay.sql", "refuse_change.sql"} <= {
+        p.name for p in SQL_SOURCES
+    }
 
 
 @pytest.mark.parametrize("source", SQL_SOURCES, ids=[p.name for p in SQL_SOURCES])
@@ -81,4 +85,21 @@ async def test_the_migrated_function_is_its_sql_file(sessionmaker, source):
             "SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
             "WHERE n.nspname = :schema AND p.proname = :function"
         ), {"schema": schema, "function": function})).scalar_one()
-    assert installed.strip() == body.strip(), f"{name} in the database differs from {source.relative_to(ROOT)}"
+    # Whitespace is not drift: migration 0001 wrote its function indented inside Python.
+    assert installed.split() == body.split(), f"{name} in the database differs from {source.relative_to(ROOT)}"
+
+
+async def test_every_function_in_the_database_has_its_sql_file(sessionmaker):
+    """A function a migration created (or someone added by hand) with no living source is found.
+    Extensions' functions are theirs; alembic_utils leaves none behind (it tries definitions in a
+    rolled-back savepoint); `platform`'s function is shared's, with its file in shared/sql/."""
+    filed = {f"{entity.schema}.{entity.signature.split('(')[0]}" for entity in targets.functions()}
+    async with sessionmaker() as s:
+        installed = set((await s.execute(text(
+            "SELECT n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = ANY (:schemas) AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+            "WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')"
+        ), {"schemas": list(targets.SCHEMAS)})).scalars())
+    assert installed - filed == targets.NOT_YET_IN_A_FILE, "functions in the database without a sql/*.sql file"
+    # The exceptions are temporary: one that gets its file leaves the list.
+    assert not targets.NOT_YET_IN_A_FILE & filed

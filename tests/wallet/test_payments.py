@@ -229,6 +229,52 @@ async def test_yearly_fee_cap_charges_up_to_the_cap_then_nothing_until_the_next_
     assert next_year.json()["fee"] == 60
 
 
+
+# 2 % (200 bp) of ¥999 is 19.98, of ¥1,025 exactly 20.5, of ¥1,010 is 20.2, rounded by hand:
+ROUNDED_FEES = {
+    "down": {999: 19, 1_025: 20, 1_010: 20},  # the yen fraction is never charged
+    "up": {999: 20, 1_025: 21, 1_010: 21},  # any started yen is charged
+    "half_up": {999: 20, 1_025: 21, 1_010: 20},  # from half a yen up
+}
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDED_FEES))
+async def test_payments_and_transfers_round_the_fee_by_the_same_rule(client, tokens, town, rounding):
+    """One rule rounds both fees (wallet.fee_for): a payment's, charged to the shop that is paid,
+    and a merchant transfer's, charged to the payee."""
+    shop = await store_of(client, tokens, town)
+    farm = town.merchants["Minato Farm"]
+    assert (await pay(client, tokens, shop["payload"], 10_000)).json()["fee"] == 200  # the region's 2 %, down
+    for merchant, kind in ((shop["merchant_id"], "payment"), (farm, "transfer")):
+        plan = await client.post(
+            f"/v1/merchants/{merchant}/fee-plans", json={"kind": kind, "rate_bp": 200, "rounding": rounding},
+            headers=idem(tokens.operator()),
+        )
+        assert plan.status_code == 201, plan.text
+    before = await balances(client, tokens, town)
+    expected = ROUNDED_FEES[rounding]
+
+    paid = {amount: (await pay(client, tokens, shop["payload"], amount)).json()["fee"] for amount in expected}
+    admin = tokens.merchant_admin(shop["merchant_id"])
+    sent = {}
+    for amount in expected:
+        response = await client.post(
+            f"/v1/merchants/{shop['merchant_id']}/transfers", json={"to_merchant_id": farm, "amount": amount},
+            headers=idem(admin),
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["fee_rate_bp"] == 200
+        sent[amount] = response.json()["fee"]
+
+    assert paid == expected and sent == expected
+    fees = sum(expected.values())
+    after = await balances(client, tokens, town)
+    # The teahouse got the payments less their fees and sent the transfers in full.
+    assert after["merchant"] - before["merchant"] == -fees
+    assert after["fee_income"] - before["fee_income"] == 2 * fees
+    farm_balance = (await client.get(f"/v1/merchants/{farm}/balance", headers=tokens.operator())).json()["balance"]
+    assert farm_balance == sum(expected) - fees
+
 # --- refunds ----------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import ARRAY, ForeignKey, SmallInteger, Text, UniqueConstraint, text
+from sqlalchemy import ARRAY, ForeignKey, ForeignKeyConstraint, Index, SmallInteger, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.wallet.ledger.models import SCHEMA
@@ -24,7 +24,11 @@ class Campaign(Base):
     """A city campaign with its own budget account (points) and the rules of the lots it creates."""
 
     __tablename__ = "campaigns"
-    __table_args__ = (UniqueConstraint("region_id", "name"), {"schema": SCHEMA})
+    __table_args__ = (
+        UniqueConstraint("region_id", "name", name="campaigns_region_id_name_key"),
+        Index("ix_campaigns_active_rewards", "region_id", postgresql_where=text("kind = 'reward' AND status = 'active'")),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
@@ -52,7 +56,13 @@ class RewardRate(Base):
     """Points back per payment at merchants of a class, in basis points of the amount."""
 
     __tablename__ = "reward_rates"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["region_id", "merchant_class"], [f"{SCHEMA}.merchant_classes.region_id", f"{SCHEMA}.merchant_classes.code"],
+            name="reward_rates_region_id_merchant_class_fkey",
+        ),
+        {"schema": SCHEMA},
+    )
 
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"), primary_key=True)
     region_id: Mapped[uuid.UUID]
@@ -76,7 +86,9 @@ class PaymentReward(Base):
     __tablename__ = "payment_rewards"
     __table_args__ = {"schema": SCHEMA}
 
-    payment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.payments.id", name="payment_rewards_payment_id_fkey"), primary_key=True
+    )
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"), primary_key=True)
     journal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
     lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.lots.id"))

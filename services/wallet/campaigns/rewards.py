@@ -19,7 +19,7 @@ at all):
 A refund takes back the refunded share of the reward's base (rounded down, cumulative over
 partial refunds) from what is left of the reward's lot, returns it to the budget and to the
 month's cap; points of the reward the resident has already spent stay spent. A payment spends
-points before coin, and a refund restores in reverse (services/wallet/lots.py), so coin comes
+points before coin, and a refund restores in reverse (services/wallet/ledger/lots.py), so coin comes
 back first: after refunds totalling R, the refunded part of a coin base C is min(R, C), and
 taken back so far = floor(reward × min(R, base) / base). A refund of the coin part thus takes back
 the whole coin-earned reward even while the points part is not refunded yet, and a whole-amount

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, SmallInteger, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.wallet.ledger.models import SCHEMA
@@ -55,7 +55,11 @@ class Region(Base):
 
 class Resident(Base):
     __tablename__ = "residents"
-    __table_args__ = (UniqueConstraint("region_id", "subject"), {"schema": SCHEMA})
+    __table_args__ = (
+        UniqueConstraint("region_id", "subject"),
+        Index("ix_residents_household", "region_id", "household", postgresql_where=text("household IS NOT NULL")),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
@@ -74,6 +78,10 @@ class Merchant(Base):
         CheckConstraint("account_type IN (1, 2, 4)", "account_type"),
         CheckConstraint("status IN ('active', 'suspended', 'closed')", "status"),
         CheckConstraint("invoice_registration_number ~ '^T[1-9][0-9]{12}$'", "invoice_registration_number"),
+        ForeignKeyConstraint(
+            ["region_id", "merchant_class"], [f"{SCHEMA}.merchant_classes.region_id", f"{SCHEMA}.merchant_classes.code"],
+            name="fk_merchants_class",
+        ),
         {"schema": SCHEMA},
     )
 
@@ -131,7 +139,11 @@ class Notice(Base):
     """Something the resident's app should tell them: value about to expire, a lottery result."""
 
     __tablename__ = "notices"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        Index("ix_notices_resident", "resident_id", "id"),
+        Index("uq_notices_lot_kind", "lot_id", "kind", unique=True, postgresql_where=text("lot_id IS NOT NULL")),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))

@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, LargeBinary, SmallInteger
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, SmallInteger, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models import Base
@@ -40,13 +40,17 @@ IN_PROGRESS = frozenset({UploadStatus.VALIDATING, UploadStatus.GRANTING})
 
 class PartnerKey(Base):
     __tablename__ = "partner_keys"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        UniqueConstraint("secret_hash", name="partner_keys_secret_hash_key"),
+        Index("ix_partner_keys_campaign", "campaign_id", "id"),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"))
     name: Mapped[str]
-    secret_hash: Mapped[str] = mapped_column(unique=True)
+    secret_hash: Mapped[str]
     created_by: Mapped[str]
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
@@ -54,7 +58,13 @@ class PartnerKey(Base):
 
 class Grant(Base):
     __tablename__ = "grants"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        UniqueConstraint("region_id", "campaign_id", "row_key", name="uq_grants_row_key"),
+        Index("ix_grants_campaign", "campaign_id", "id"),
+        Index("ix_grants_region_fiscal_year", "region_id", "fiscal_year", "category"),
+        Index("ix_grants_wallet", "wallet_id", "id"),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID]
@@ -78,7 +88,7 @@ class Grant(Base):
 
 class GrantUpload(Base):
     __tablename__ = "grant_uploads"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (Index("ix_grant_uploads_campaign", "campaign_id", "id"), {"schema": SCHEMA})
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
@@ -87,18 +97,18 @@ class GrantUpload(Base):
     filename: Mapped[str | None]
     content_sha256: Mapped[str]
     size_bytes: Mapped[int]
-    total_rows: Mapped[int]
-    validated_rows: Mapped[int]
-    granted_rows: Mapped[int]
-    skipped_rows: Mapped[int]
+    total_rows: Mapped[int] = mapped_column(Integer)
+    validated_rows: Mapped[int] = mapped_column(Integer)
+    granted_rows: Mapped[int] = mapped_column(Integer)
+    skipped_rows: Mapped[int] = mapped_column(Integer)
     points: Mapped[int]
-    error_count: Mapped[int]
+    error_count: Mapped[int] = mapped_column(Integer)
     detail: Mapped[str | None]
     partner_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.partner_keys.id"))
     created_by: Mapped[str]
     created_role: Mapped[str]
     request_id: Mapped[str | None]
-    attempts: Mapped[int]
+    attempts: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -114,11 +124,11 @@ class GrantUploadFile(Base):
 
 class GrantUploadError(Base):
     __tablename__ = "grant_upload_errors"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (Index("ix_grant_upload_errors_upload", "upload_id", "id"), {"schema": SCHEMA})
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     upload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.grant_uploads.id"))
-    line: Mapped[int | None]  # the line of the file (the header is line 1); None: the whole file
+    line: Mapped[int | None] = mapped_column(Integer)  # the line of the file (the header is line 1); None: the whole file
     row_key: Mapped[str | None]
     field: Mapped[str | None]
     code: Mapped[str]

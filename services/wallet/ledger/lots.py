@@ -6,16 +6,11 @@ may be restricted to merchant classes (Aizu's 地元専用 half may only be spen
 usable only from a date, and expire. A wallet account's balance is always the sum of its lots'
 `remaining`; `ledger verify` checks it.
 
-**Spending order.** A payment takes, among the lots that may pay at that merchant at that moment:
-
-1. points before coin (free value is used up before paid-in money);
-2. then the earliest expiry first (never-expiring lots last);
-3. then restricted lots before unrestricted ones (keep the value that pays anywhere);
-4. then the oldest lot first.
-
-If the eligible lots do not cover the amount, the payment is refused with what is eligible; it is
-never paid from a lot that may not pay there. Other spends (cash-out, a premium set bought with
-coin) take coin lots in the same order.
+**Spending order.** A payment takes the lots that may pay at that merchant at that moment in
+the order of `wallet.spending_key` (services/wallet/ledger/sql/spending_key.sql: the one place
+the order is written, with its reasons). If the eligible lots do not cover the amount, the
+payment is refused with what is eligible; it is never paid from a lot that may not pay there.
+Other spends (cash-out, a premium set bought with coin) take coin lots in the same order.
 
 **Refunds** restore the lots a payment took, in reverse spending order (the last lot taken is
 restored first). The share of a lot that has expired by then goes to the expiry account instead.

@@ -100,6 +100,7 @@ class Account(Base):
             unique=True,
             postgresql_where=text("resident_id IS NULL AND merchant_id IS NULL"),
         ),
+        Index("uq_accounts_campaign_unit", "campaign_id", "unit", unique=True, postgresql_where=text("campaign_id IS NOT NULL")),
         {"schema": SCHEMA},
     )
 
@@ -169,7 +170,12 @@ class Lot(Base):
     account's balance is always the sum of its lots' `remaining` (checked by `ledger verify`)."""
 
     __tablename__ = "lots"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        Index("ix_lots_account_live", "account_id", postgresql_where=text("remaining > 0")),
+        Index("ix_lots_region_expiry", "region_id", "expires_at", postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL")),
+        Index("ix_lots_account_id", "account_id", "id"),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))

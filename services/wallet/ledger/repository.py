@@ -72,10 +72,8 @@ def _usable(now: datetime) -> list[Any]:
     ]
 
 
-# The spending order of services/wallet/lots.py (and of wallet.pay, migration 0004).
-SPENDING_ORDER = (
-    Lot.unit == "yen", Lot.expires_at.asc().nulls_last(), Lot.restriction.is_(None), Lot.created_at, Lot.id,
-)
+# The spending order, as wallet.pay sorts too: wallet.spending_key (services/wallet/ledger/sql/spending_key.sql).
+SPENDING_ORDER = func.wallet.spending_key(Lot.__table__.table_valued())
 
 
 async def usable_lots(
@@ -89,12 +87,12 @@ async def usable_lots(
         conditions.append(or_(Lot.restriction.is_(None), Lot.restriction.any(merchant_class)))
     if unrestricted_only:
         conditions.append(Lot.restriction.is_(None))
-    return list((await session.execute(select(Lot).where(*conditions).order_by(*SPENDING_ORDER))).scalars())
+    return list((await session.execute(select(Lot).where(*conditions).order_by(SPENDING_ORDER))).scalars())
 
 
 async def live_lots(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> list[Lot]:
     """Every lot with something left, usable or not, in spending order."""
-    query = select(Lot).where(Lot.account_id.in_(account_ids), Lot.remaining > 0).order_by(*SPENDING_ORDER)
+    query = select(Lot).where(Lot.account_id.in_(account_ids), Lot.remaining > 0).order_by(SPENDING_ORDER)
     return list((await session.execute(query)).scalars())
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import BigInteger, SmallInteger, and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,6 +103,13 @@ async def plan_in_force(
         .limit(1)
     )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def fee_for(session: AsyncSession, amount: int, plan: FeePlan) -> int:
+    """The fee on `amount` under `plan`, by the one rounding rule that payments use too:
+    wallet.fee_for (services/wallet/payments/sql/fee_for.sql)."""
+    fee = func.wallet.fee_for(literal(amount, BigInteger), literal(plan.rate_bp, SmallInteger), plan.rounding)
+    return int((await session.execute(select(fee))).scalar_one())
 
 
 async def fee_plans(session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID | None) -> list[FeePlan]:

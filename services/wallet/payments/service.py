@@ -162,15 +162,6 @@ async def _visible_store(session: AsyncSession, principal: Principal, store_id: 
 # --- fee plans --------------------------------------------------------------------------------
 
 
-def fee_for(amount: int, plan: FeePlan) -> int:
-    product = amount * plan.rate_bp
-    if plan.rounding == Rounding.UP:
-        return -(-product // 10_000)
-    if plan.rounding == Rounding.HALF_UP:
-        return (product + 5_000) // 10_000
-    return product // 10_000
-
-
 async def add_fee_plan(
     session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID | None, details: dict[str, Any]
 ) -> FeePlan:
@@ -208,7 +199,7 @@ async def _charge(
 ) -> tuple[FeePlan, int]:
     plan = await repo.plan_in_force(session, region.id, merchant.id, kind.value, at)
     assert plan is not None, f"region {region.code} has a default {kind} fee plan from its creation"
-    fee = fee_for(amount, plan)
+    fee = await repo.fee_for(session, amount, plan)
     if plan.yearly_cap is not None and fee > 0:
         year = fiscal_year(at)
         charged = await repo.lock_fee_year(session, region.id, merchant.id, year)
@@ -335,13 +326,14 @@ async def pay(
     gets the fee; the plan, rate and fee are stored with the payment. The payer is the wallet
     `account_id`, or the wallet of resident `subject` in the region.
 
-    This is the hot path, so it runs as one database function (migration 0004, `wallet.pay`):
-    lock the payer's coin and point accounts (the only locks a payment takes), take the lots
-    that may pay at this merchant in spending order (services/wallet/lots.py), find the plan in
-    force, compute the fee (and take the merchant's fiscal-year total under a capped plan),
-    write the journal, its entries, the payment and which lots paid it. Merchant and fee income
-    are credited without a lock, in the units the payer paid in: the fee is split between yen and
-    points in proportion (the points share rounded down)."""
+    This is the hot path, so it runs as one database function, `wallet.pay`
+    (services/wallet/payments/sql/pay.sql): lock the payer's coin and point accounts (the only
+    locks a payment takes), take the lots that may pay at this merchant in spending order
+    (`wallet.spending_key`), find the plan in force, compute the fee (`wallet.fee_for`; under a
+    capped plan, take the merchant's fiscal-year total), write the journal, its entries, the
+    payment and which lots paid it. Merchant and fee income are credited without a lock, in the
+    units the payer paid in: the fee is split between yen and points in proportion (the points
+    share rounded down)."""
     now = clock.now()
     payment_id, journal_id = new_id(), new_id()
     row = (
@@ -491,7 +483,7 @@ async def refund(
     """Give (part of) a payment back to the wallet it came from, by the merchant's staff, within
     the region's window. Several partial refunds may add up to the payment, never more.
 
-    The lots the payment took are restored in reverse spending order (services/wallet/lots.py);
+    The lots the payment took are restored in reverse spending order (services/wallet/ledger/lots.py);
     what belongs to a lot that expired meanwhile goes to the expiry account instead of the wallet.
     The fee comes back per unit in proportion to what is refunded of that unit, counted on the
     running totals so that partial refunds never return more than was charged:
