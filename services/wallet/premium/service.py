@@ -97,7 +97,6 @@ from services.wallet.premium.models import (
     PremiumApplication,
     PremiumOffer,
     PremiumPurchase,
-    PremiumPurchaseLot,
     SaleMode,
 )
 from shared import audit
@@ -330,10 +329,37 @@ class SetRules:
     usable_until: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """A purchase's recorded values, as the API shows them. A fresh one's come from its statement
+    (transient ORM objects cost as much app CPU as a round trip on the rush's hot path)."""
+
+    id: uuid.UUID
+    campaign_id: uuid.UUID
+    application_id: uuid.UUID | None
+    sets: int
+    coin: int
+    points: int
+    coin_local: int
+    points_local: int
+    journal_id: uuid.UUID
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseLot:
+    """A lot the purchase took (its price) or created (the set's value), in the order recorded."""
+
+    role: str
+    lot_id: uuid.UUID
+    unit: str
+    amount: int
+
+
 @dataclass(frozen=True)
 class PurchaseView:
-    purchase: PremiumPurchase
-    lots: list[PremiumPurchaseLot]
+    purchase: Purchase
+    lots: list[PurchaseLot]
     rules: SetRules
 
 
@@ -345,23 +371,15 @@ def _fresh_ids() -> dict[str, Any]:
     return {"purchase_id": new_id(), "journal_id": new_id(), "ids": [new_id() for _ in range(6)]}
 
 
-def _settled(row: Any, ids: dict[str, Any], *, campaign_id: uuid.UUID, region_id: uuid.UUID, resident_id: uuid.UUID,
-             application_id: uuid.UUID | None, sets: int, now: datetime) -> tuple[PremiumPurchase, list[PremiumPurchaseLot]]:
+def _settled(row: Any, ids: dict[str, Any], *, campaign_id: uuid.UUID, application_id: uuid.UUID | None, sets: int,
+             now: datetime) -> tuple[Purchase, list[PurchaseLot]]:
     """The purchase a settle_premium row (or buy_premium's, which carries the same columns)
     recorded, or the refusal it reports."""
     _check_paid(row, sets)
-    purchase = PremiumPurchase(
-        id=ids["purchase_id"], campaign_id=campaign_id, region_id=region_id, resident_id=resident_id,
-        application_id=application_id, sets=sets, coin=row.coin, points=row.points, coin_local=row.coin_local,
-        points_local=row.points_local, journal_id=ids["journal_id"], created_at=now,
-    )
-    lots_recorded = [
-        PremiumPurchaseLot(purchase_id=purchase.id, seq=seq, role=role, lot_id=lot_id, unit=unit, amount=amount)
-        for seq, (role, lot_id, unit, amount) in enumerate(
-            zip(row.lot_roles, row.lot_ids, row.lot_units, row.lot_amounts, strict=True), 1
-        )
-    ]
-    return purchase, lots_recorded
+    purchase = Purchase(ids["purchase_id"], campaign_id, application_id, sets, row.coin, row.points, row.coin_local,
+                        row.points_local, ids["journal_id"], now)
+    lots = [PurchaseLot(*lot) for lot in zip(row.lot_roles, row.lot_ids, row.lot_units, row.lot_amounts, strict=True)]
+    return purchase, lots
 
 
 def _check_paid(row: Any, sets: int) -> None:
@@ -466,8 +484,7 @@ async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaig
     if row.first_hash is not None:
         return Bought(first=(row.first_hash, row.first_status, row.first_response))
     _check_bought(row, campaign_id, region.code, now, sets)
-    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign_id, region_id=region.id,
-                                       resident_id=row.resident_id, application_id=None, sets=sets, now=now)
+    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign_id, application_id=None, sets=sets, now=now)
     if row.outcome == "stock_busy":
         await _take_stock_after_busy(session, campaign_id, sets)
     else:
@@ -651,8 +668,7 @@ async def pay_win(session: AsyncSession, clock: Clock, principal: Principal, app
         actor=principal.subject, resident_id=holder.resident.id, yen=holder.account.id, points=holder.points.id,
         sets=application.won_sets, now=now, **ids,
     )
-    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign.id, region_id=campaign.region_id,
-                                       resident_id=holder.resident.id, application_id=application.id,
+    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign.id, application_id=application.id,
                                        sets=application.won_sets, now=now)
     await repo.set_application_status(session, application.id, ApplicationStatus.PAID.value, now)
     return PurchaseView(purchase, lots_recorded, _rules(offer))
@@ -751,7 +767,10 @@ async def _purchase_views(session: AsyncSession, purchases: list[PremiumPurchase
             found = await repo.offer(session, p.campaign_id)
             assert found is not None
             offers[p.campaign_id] = found
-        views.append(PurchaseView(p, [r for r in rows if r.purchase_id == p.id], _rules(offers[p.campaign_id])))
+        recorded = Purchase(p.id, p.campaign_id, p.application_id, p.sets, p.coin, p.points, p.coin_local,
+                            p.points_local, p.journal_id, p.created_at)
+        lots = [PurchaseLot(r.role, r.lot_id, r.unit, r.amount) for r in rows if r.purchase_id == p.id]
+        views.append(PurchaseView(recorded, lots, _rules(offers[p.campaign_id])))
     return views
 
 
