@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -186,6 +187,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--payments-merchants", type=int, default=50)
     p.add_argument("--payments-residents", type=int, default=500)
     p.add_argument("--db-pool-size", type=int, default=None)
+    p.add_argument("--commit", default=None,
+                   help="serve this commit (exported with git archive into the run folder) instead of the working tree")
     p.add_argument("--keep-data", action="store_true")
     p.add_argument("--out", type=Path, default=BENCH / "out")
     p.add_argument("--max-seconds", type=int, default=3600)
@@ -203,9 +206,19 @@ def main(argv: list[str]) -> int:
     run_dir = (args.out / f"premium-rush-{stamp}").resolve()
     run_dir.mkdir(parents=True)
     tag = f"rush-{stamp}"
-    sys.path.insert(0, str(REPO))
+    source: Path | None = None
+    if args.commit:
+        try:
+            commit = harness.export_commit(args.commit, run_dir / "src")
+        except (RunError, subprocess.SubprocessError) as exc:
+            print(f"cannot export {args.commit}: {exc}", file=sys.stderr)
+            return 2
+        source = run_dir / "src"
+        code = f"commit {commit[:12]} (exported to {source})"
+    else:
+        code = harness.working_tree_state()
+    sys.path.insert(0, str(source or REPO))  # the chiikipay package the driver mints tokens with
     machine = harness.machine_info()
-    code = harness.working_tree_state()
     log(f"run folder {run_dir}")
     log(f"code: {code}")
     log(f"machine: {machine['nproc']} × {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}")
@@ -219,7 +232,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGALRM, on_deadline)
     signal.signal(signal.SIGTERM, on_term)
     signal.alarm(args.max_seconds)
-    server = harness.Server(run_dir, workers=args.workers, pool_size=args.db_pool_size, log_level=None)
+    server = harness.Server(run_dir, workers=args.workers, pool_size=args.db_pool_size, log_level=None, source=source)
     checks: list[tuple[str, bool]] = []
     info: dict[str, Any] = {}
     result: dict[str, Any] = {}

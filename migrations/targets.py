@@ -22,11 +22,6 @@ import shared
 # The schemas Alembic manages: the services' own, and `platform` (shared's tables, the version table).
 SCHEMAS = ("platform", "wallet", "coupons", "settlement")
 
-# Functions the migrations created whose living source has not yet moved into a file (the
-# premium purchase, being reworked under issue 12). Autogenerate must not propose dropping them;
-# tests/wallet/test_database_rules.py fails once one has a file, so that it leaves this list.
-NOT_YET_IN_A_FILE = frozenset({"wallet.buy_premium", "wallet.buy_premium_at_once", "wallet.settle_premium"})
-
 _PACKAGES = (services, shared)
 _LEADING_COMMENTS = re.compile(r"\A(?:[ \t]*(?:--[^\n]*)?\n)*")
 
@@ -54,9 +49,9 @@ def functions() -> list[PGFunction]:
 
 
 def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
-    """Only Alembic's schemas; in them, every table and function, but those not yet in a file."""
+    """Only Alembic's schemas; in them, every table and function."""
     if type_ == "schema":
         return name in SCHEMAS
     if type_ == "function":  # alembic_utils' functions, named "schema.name(arguments)"
-        return parent_names["schema_name"] in SCHEMAS and name.split("(", 1)[0] not in NOT_YET_IN_A_FILE
+        return parent_names["schema_name"] in SCHEMAS
     return True

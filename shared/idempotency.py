@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -48,8 +48,9 @@ _RECORD = (
 )
 
 
-# Turns a stored answer (JSON text or its parsed value) into the response's JSON content.
-Render = Callable[[Any], Any]
+# Turns a stored answer into the response's JSON content (an endpoint whose answers a database
+# function stores, see `Idempotency.claim`).
+Render = Callable[[Any], Awaitable[Any]]
 
 
 class KeptRefusal(Exception):
@@ -93,33 +94,34 @@ class Idempotency:
         self._request = request
         self._fingerprint: str | None = None
 
-    async def replay(self, render: Render | None = None) -> JSONResponse | None:
-        """Claim the key; if an earlier request holds it, return that request's response
-        (through `render` when the endpoint renders its stored answers, see `claim`)."""
+    async def replay(self) -> JSONResponse | None:
+        """Claim the key; if an earlier request holds it, return that request's response."""
         claimed = await self.session.execute(_CLAIM, {**await self.claim(), "created_at": self.clock.now()})
         if claimed.first() is not None:
             return None
         record = (await self.session.execute(_FIRST, {"caller": self.caller, "key": self.key})).one()
-        return self.replayed(record.request_hash, record.status_code, record.response, render)
+        return await self.replayed(record.request_hash, record.status_code, record.response)
 
     async def claim(self) -> dict[str, Any]:
         """The key's claim, for a database function that claims it, makes the effect and stores
-        its answer in one statement (a hot path: wallet.buy_premium_at_once). Such an answer is
-        built by the database, so the endpoint renders every answer to that key, first or
-        replayed, through its response model (`render`): a replay is then the same text."""
+        its answer in one statement of the request's transaction (a hot path: wallet.buy_premium).
+        The answer it stores is what the app shapes the response from (the purchase's id), so the
+        endpoint shapes every answer to that key, first or replayed, in the same way (`render`):
+        a replay is then the same text."""
         if self._fingerprint is None:
             request = self._request
             self._fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
         return {"caller": self.caller, "key": self.key, "request_hash": self._fingerprint}
 
-    def replayed(self, request_hash: str, status_code: int, response: Any, render: Render | None = None) -> JSONResponse:
+    async def replayed(self, request_hash: str, status_code: int, response: Any, render: Render | None = None
+                       ) -> JSONResponse:
         """The answer to a key an earlier request claimed: its response, or 422 for another request."""
         assert self._fingerprint is not None, "a key is claimed before its first answer is replayed"
         if request_hash != self._fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used for a different request; use a new key for a new request."
             )
-        content = render(response) if render is not None else response
+        content = await render(response) if render is not None else response
         media_type = PROBLEM_JSON if status_code >= 400 else None  # a kept refusal
         return JSONResponse(content, status_code=status_code, headers={REPLAY_HEADER: "true"}, media_type=media_type)
 

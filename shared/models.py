@@ -42,7 +42,9 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(primary_key=True)
     request_hash: Mapped[str]
     status_code: Mapped[int] = mapped_column(SmallInteger, nullable=True)
-    # json (not jsonb) keeps the first response exactly as sent, key order included.
+    # json (not jsonb) keeps the first response exactly as sent, key order included. (A first-come
+    # premium purchase, claimed and answered by its database function, stores the purchase's id:
+    # the app shapes its replay from the purchase, as it shaped the first answer.)
     response: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime]
 

@@ -14,15 +14,6 @@ from alembic_utils.replaceable_entity import register_entities
 from migrations import targets
 from shared.models import Base
 
-# Tables whose models still differ from their migrations (integer columns declared bigint,
-# indexes and Postgres-named unique constraints left out); services/wallet/premium/models.py is
-# being reworked under issue 12 and fixes them there. The last test fails once they match, so
-# that they leave this list.
-AWAITING_MODEL_FIXES = frozenset(
-    {"premium_applications", "premium_offers", "premium_purchases", "premium_stock", "premium_tallies"}
-)
-
-
 @pytest.fixture(scope="module")
 def target_metadata():
     targets.import_models()
@@ -30,16 +21,12 @@ def target_metadata():
     return Base.metadata
 
 
-async def _autogenerate(sessionmaker, metadata, include_table) -> list:
-    """What autogenerate would propose, with env.py's options, for the tables `include_table` keeps."""
-
-    def include_object(object_, name, type_, reflected, compare_to) -> bool:
-        return type_ != "table" or include_table(name)
+async def _autogenerate(sessionmaker, metadata) -> list:
+    """What autogenerate would propose, with env.py's options."""
 
     def compare(connection):
         context = MigrationContext.configure(connection, opts={
-            "include_schemas": True, "include_name": targets.include_name, "include_object": include_object,
-            "version_table_schema": "platform",
+            "include_schemas": True, "include_name": targets.include_name, "version_table_schema": "platform",
         })
         return compare_metadata(context, metadata)
 
@@ -54,10 +41,4 @@ def test_every_models_module_is_registered(target_metadata):
 
 
 async def test_autogenerate_against_the_migrated_database_proposes_nothing(sessionmaker, target_metadata):
-    differences = await _autogenerate(sessionmaker, target_metadata, lambda table: table not in AWAITING_MODEL_FIXES)
-    assert differences == []
-
-
-@pytest.mark.parametrize("table", sorted(AWAITING_MODEL_FIXES))
-async def test_the_tables_awaiting_model_fixes_still_need_them(sessionmaker, target_metadata, table):
-    assert await _autogenerate(sessionmaker, target_metadata, lambda name: name == table) != []
+    assert await _autogenerate(sessionmaker, target_metadata) == []

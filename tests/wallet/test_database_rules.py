@@ -100,6 +100,4 @@ async def test_every_function_in_the_database_has_its_sql_file(sessionmaker):
             "WHERE n.nspname = ANY (:schemas) AND NOT EXISTS (SELECT 1 FROM pg_depend d "
             "WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')"
         ), {"schemas": list(targets.SCHEMAS)})).scalars())
-    assert installed - filed == targets.NOT_YET_IN_A_FILE, "functions in the database without a sql/*.sql file"
-    # The exceptions are temporary: one that gets its file leaves the list.
-    assert not targets.NOT_YET_IN_A_FILE & filed
+    assert installed - filed == set(), "functions in the database without a sql/*.sql file"

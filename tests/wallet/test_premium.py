@@ -230,24 +230,15 @@ async def test_the_split_rounds_the_local_part_down_and_lots_follow_the_campaign
     assert await ledger_violations(sessionmaker) == []
 
 
-# A purchase is made in one statement (wallet.buy_premium_at_once) once this process knows the
-# region; before that, in a transaction. Either may answer a retry of the other's purchase.
-def _forget_regions():
-    directory.region_identities.clear()
-
-
-@pytest.mark.parametrize("first_path, retry_path", [
-    ("at once", "at once"), ("in a transaction", "at once"), ("at once", "in a transaction"),
-])
-async def test_a_retried_purchase_buys_once_and_gets_the_same_answer(client, tokens, town, sessionmaker,
-                                                                      first_path, retry_path):
-    campaign_id = await first_come(client, tokens)
-    assert (await buy(client, tokens, campaign_id, 1, resident="resident-taro")).status_code == 201  # the region is now known
-    if first_path == "in a transaction":
-        _forget_regions()
+# A purchase is one statement (wallet.buy_premium) when one free bucket holds its sets; when none
+# does, the app takes them across buckets in the same transaction (the slow path): four buckets of
+# one set each, one sold, hold no two sets in one. Either way a retry gets the first answer.
+@pytest.mark.parametrize("stock", ["in one free bucket", "across buckets"])
+async def test_a_retried_purchase_buys_once_and_gets_the_same_answer(client, tokens, town, sessionmaker, stock):
+    scattered = {"total_sets": 4, "stock_buckets": 4} if stock == "across buckets" else {}
+    campaign_id = await first_come(client, tokens, **scattered)
+    assert (await buy(client, tokens, campaign_id, 1, resident="resident-taro")).status_code == 201
     first = await buy(client, tokens, campaign_id, 2, key="buy-once")
-    if retry_path == "in a transaction":
-        _forget_regions()
     again = await buy(client, tokens, campaign_id, 2, key="buy-once")
     assert first.status_code == again.status_code == 201
     assert again.text == first.text and again.headers["Idempotent-Replayed"] == "true"
@@ -266,6 +257,44 @@ async def test_a_retried_purchase_buys_once_and_gets_the_same_answer(client, tok
     assert (await sales(client, tokens, campaign_id))["sold_sets"] == 3
 
 
+async def test_a_purchase_answered_before_its_answer_became_its_id_is_replayed_the_same(client, tokens, town,
+                                                                                         sessionmaker):
+    """Before migration 0013 a key stored the whole purchase as its answer; a retry of such a
+    purchase still gets that answer, shaped from the purchase."""
+    campaign_id = await first_come(client, tokens)
+    first = await buy(client, tokens, campaign_id, 2, key="buy-once")
+    assert first.status_code == 201
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text("UPDATE platform.idempotency_keys SET response = CAST(:answer AS json) WHERE key = 'buy-once'"),
+                        {"answer": first.text})
+    again = await buy(client, tokens, campaign_id, 2, key="buy-once")
+    assert again.status_code == 201 and again.text == first.text and again.headers["Idempotent-Replayed"] == "true"
+    assert (await sales(client, tokens, campaign_id))["sold_sets"] == 2
+
+
+async def test_a_purchase_is_kept_only_by_its_transactions_commit(client, tokens, town, sessionmaker, clock):
+    """The purchase, its key's claim and answer are made in the caller's transaction and commit
+    with it, or not at all (as with whatever else that transaction does)."""
+    campaign_id = await first_come(client, tokens)
+    before = await everything(sessionmaker)
+    hanako = Principal(subject="resident-hanako", role=Role.RESIDENT, region_code="aizu")
+    claim = {"caller": "resident:resident-hanako", "key": "in-a-transaction", "request_hash": "0" * 64}
+    async with sessionmaker() as session:
+        bought = await premium.buy(session, clock, hanako, campaign_id, 2, claim)
+        assert bought.view is not None and bought.view.purchase.sets == 2
+        assert await everything(sessionmaker) == before  # seen from another connection: nothing yet
+        await session.rollback()
+    assert await everything(sessionmaker) == before
+    async with sessionmaker() as session:
+        bought = await premium.buy(session, clock, hanako, campaign_id, 2, claim)
+        await session.commit()
+    assert (await sales(client, tokens, campaign_id))["sold_sets"] == 2
+    async with sessionmaker() as session:
+        again = await premium.buy(session, clock, hanako, campaign_id, 2, claim)
+    assert again.first == (claim["request_hash"], 201, {"id": str(bought.view.purchase.id)})
+    assert await ledger_violations(sessionmaker) == []
+
+
 async def test_twins_of_one_purchase_sent_at_once_buy_once_and_get_one_answer(client, tokens, town, sessionmaker):
     campaign_id = await first_come(client, tokens)
     assert (await buy(client, tokens, campaign_id, 1, resident="resident-taro")).status_code == 201
@@ -277,12 +306,16 @@ async def test_twins_of_one_purchase_sent_at_once_buy_once_and_get_one_answer(cl
     assert await ledger_violations(sessionmaker) == []
 
 
-@pytest.mark.parametrize("path", ["at once", "in a transaction"])
-async def test_a_purchase_key_reused_for_another_request_is_refused(client, tokens, town, sessionmaker, path):
+@pytest.mark.parametrize("first_request", ["a purchase", "a payment"])
+async def test_a_purchase_key_reused_for_another_request_is_refused(client, tokens, town, sessionmaker, first_request):
     campaign_id = await first_come(client, tokens)
-    assert (await buy(client, tokens, campaign_id, 1, key="buy-once")).status_code == 201
-    if path == "in a transaction":
-        _forget_regions()
+    if first_request == "a purchase":
+        assert (await buy(client, tokens, campaign_id, 1, key="buy-once")).status_code == 201
+    else:
+        teahouse = await store_payload(client, tokens, town, TEAHOUSE)
+        paid = await client.post("/v1/payments", json={"qr": teahouse, "amount": 100},
+                                 headers=idem(tokens.resident(), "buy-once"))
+        assert paid.status_code == 201, paid.text
     await _refused(client, tokens, sessionmaker, lambda: buy(client, tokens, campaign_id, 2, key="buy-once"),
                    422, "idempotency-key-reused")
 

@@ -66,13 +66,6 @@ def purchase_out(found: service.PurchaseView) -> PurchaseOut:
     )
 
 
-def purchase_answer(stored: str | dict[str, Any]) -> dict[str, Any]:
-    """A purchase's answer as stored with its Idempotency-Key — built by wallet.buy_premium_at_once,
-    or by `purchase_out` when made in a transaction — rendered as every purchase is sent."""
-    model = PurchaseOut.model_validate_json(stored) if isinstance(stored, str) else PurchaseOut.model_validate(stored)
-    return model.model_dump(mode="json")
-
-
 def application_out(found: service.ApplicationView) -> ApplicationOut:
     a = found.application
     return ApplicationOut(
@@ -152,15 +145,16 @@ async def buy(
     idem: IdempotencyDep,
 ):
     """Buy sets of a first-come offer, paid from the wallet's coin usable at every shop."""
-    at_once = await service.buy_at_once(session, clock, principal, campaign_id, body.sets, await idem.claim())
-    if at_once.first is not None:
-        return idem.replayed(*at_once.first, render=purchase_answer)
-    if at_once.answer is not None:
-        return JSONResponse(purchase_answer(at_once.answer), status_code=201)
-    await session.rollback()  # nothing of the statement was kept; the purchase is made in a transaction
-    if replay := await idem.replay(render=purchase_answer):
-        return replay
-    return await idem.respond(201, purchase_out(await service.buy(session, clock, principal, campaign_id, body.sets)))
+    bought = await service.buy(session, clock, principal, campaign_id, body.sets, await idem.claim())
+    if bought.first is not None:
+        async def the_purchase(stored: dict[str, Any]) -> dict[str, Any]:
+            # The key's answer is the purchase's id (an answer stored before migration 0013 is the
+            # whole purchase, with its id): shown as the first answer was, from the purchase.
+            return purchase_out(await service.bought_before(session, uuid.UUID(stored["id"]))).model_dump(mode="json")
+
+        return await idem.replayed(*bought.first, render=the_purchase)
+    assert bought.view is not None
+    return JSONResponse(purchase_out(bought.view).model_dump(mode="json"), status_code=201)
 
 
 @router.get("/campaigns/{campaign_id}/premium-purchases", response_model=Page[PurchaseOut], responses=PROBLEMS)

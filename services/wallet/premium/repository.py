@@ -1,7 +1,6 @@
-"""Every SQL query of premium campaigns. A first-come purchase is one statement,
-wallet.buy_premium_at_once (migration 0009), with its Idempotency-Key; the purchases it leaves to a
-transaction call wallet.buy_premium (migration 0008), and their retries for a free bucket and the
-slow path are one statement per step."""
+"""Every SQL query of premium campaigns. A first-come purchase is one statement with its
+Idempotency-Key, wallet.buy_premium (sql/buy_premium.sql), in the request's transaction; its
+retries for a free bucket and the slow path are one statement per step."""
 
 from __future__ import annotations
 
@@ -118,14 +117,12 @@ async def change_bucket(session: AsyncSession, campaign_id: uuid.UUID, bucket: i
     )
 
 
-# --- paying for sets (migration 0008) ---------------------------------------------------------------
+# --- paying for sets ------------------------------------------------------------------------------
 
-# wallet.settle_premium pays for sets (a lottery win, or inside buy_premium): it locks the buyer's
-# coin and point accounts, takes the price from coin lots usable at every shop in spending order,
-# re-lots it under the set's rules, posts the premium journal (budget → the buyer's points, a
-# covered debit) with its point lots, and records the purchase and its lots. wallet.buy_premium
-# is a whole first-come purchase: checks, limits, settle_premium, then one free bucket. One round
-# trip each: the rush's hot path.
+# wallet.settle_premium (sql/settle_premium.sql) pays for sets: a lottery win, or inside a first-
+# come purchase. wallet.buy_premium (sql/buy_premium.sql) is a whole first-come purchase: the key's
+# claim, checks, limits, settle_premium, one free bucket and the key's answer. One round trip
+# each: the rush's hot path.
 _SETTLE = text(
     "SELECT * FROM wallet.settle_premium(:region_id, :campaign_id, :application_id, :actor, :resident_id, :yen,"
     " :points, :sets, :now, :purchase_id, :journal_id, :ids)"
@@ -135,22 +132,14 @@ _SETTLE = text(
     bindparam("points", type_=UUID), bindparam("sets", type_=Integer), bindparam("now", type_=DateTime(timezone=True)),
     bindparam("purchase_id", type_=UUID), bindparam("journal_id", type_=UUID), bindparam("ids", type_=ARRAY(UUID)),
 )
-_BUY_PARAMS = (
+_BUY = text(
+    "SELECT * FROM wallet.buy_premium(:caller, :key, :request_hash, :region_id, :subject, :campaign_id, :sets, :now,"
+    " :start, :purchase_id, :journal_id, :ids)"
+).bindparams(
+    bindparam("caller", type_=Text), bindparam("key", type_=Text), bindparam("request_hash", type_=Text),
     bindparam("region_id", type_=UUID), bindparam("subject", type_=Text), bindparam("campaign_id", type_=UUID),
     bindparam("sets", type_=Integer), bindparam("now", type_=DateTime(timezone=True)), bindparam("start", type_=Integer),
     bindparam("purchase_id", type_=UUID), bindparam("journal_id", type_=UUID), bindparam("ids", type_=ARRAY(UUID)),
-)
-_BUY = text(
-    "SELECT * FROM wallet.buy_premium(:region_id, :subject, :campaign_id, :sets, :now, :start, :purchase_id,"
-    " :journal_id, :ids)"
-).bindparams(*_BUY_PARAMS)
-# wallet.buy_premium_at_once (migration 0009): the Idempotency-Key's claim, buy_premium and the
-# key's answer in one statement.
-_BUY_AT_ONCE = text(
-    "SELECT * FROM wallet.buy_premium_at_once(:caller, :key, :request_hash, :region_id, :subject, :campaign_id, :sets,"
-    " :now, :start, :purchase_id, :journal_id, :ids)"
-).bindparams(
-    bindparam("caller", type_=Text), bindparam("key", type_=Text), bindparam("request_hash", type_=Text), *_BUY_PARAMS
 )
 
 
@@ -160,13 +149,6 @@ async def settle_in_one_call(session: AsyncSession, **params: Any) -> Row[Any]:
 
 async def buy_in_one_call(session: AsyncSession, **params: Any) -> Row[Any]:
     return (await session.execute(_BUY, params)).one()
-
-
-async def buy_at_once(session: AsyncSession, **params: Any) -> Row[Any]:
-    """The session's first statement, run without an explicit transaction: it commits as it
-    returns (a single statement is atomic), which saves the BEGIN and COMMIT round trips."""
-    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    return (await session.execute(_BUY_AT_ONCE, params)).one()
 
 
 # --- limits ---------------------------------------------------------------------------------------

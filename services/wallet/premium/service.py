@@ -11,11 +11,10 @@ issued as point lots under the same rules.
 **Split and rounding.** A set's value is split into a local-only share (`local_share_bp` of it,
 restricted to `local_classes`, Aizu's 地元専用) and an all-shops share (全店共通). The split is
 applied to the coin part and to the point part separately, each on the purchase's total:
-local = floor(part × share_bp / 10,000), all shops = part − local (wallet.settle_premium,
-migration 0008). So the coin lots add up
-exactly to the price paid and the point lots to the premium given; any rounding remainder goes
-to the all-shops side, never against the resident. (¥10,000 → 12,500 at 50 %: coin 5,000 +
-5,000, points 1,250 + 1,250: 6,250 local-only, 6,250 all shops.)
+local = floor(part × share_bp / 10,000), all shops = part − local (sql/settle_premium.sql). So
+the coin lots add up exactly to the price paid and the point lots to the premium given; any
+rounding remainder goes to the all-shops side, never against the resident. (¥10,000 → 12,500 at
+50 %: coin 5,000 + 5,000, points 1,250 + 1,250: 6,250 local-only, 6,250 all shops.)
 
 **First-come stock** is split over `buckets` rows. A purchase takes its sets from one bucket it
 finds unlocked (`SKIP LOCKED`), so concurrent buyers do not queue on one row; when every bucket
@@ -97,7 +96,6 @@ from services.wallet.premium.models import (
     PremiumApplication,
     PremiumOffer,
     PremiumPurchase,
-    PremiumPurchaseLot,
     SaleMode,
 )
 from shared import audit
@@ -330,10 +328,37 @@ class SetRules:
     usable_until: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """A purchase's recorded values, as the API shows them. A fresh one's come from its statement
+    (transient ORM objects cost as much app CPU as a round trip on the rush's hot path)."""
+
+    id: uuid.UUID
+    campaign_id: uuid.UUID
+    application_id: uuid.UUID | None
+    sets: int
+    coin: int
+    points: int
+    coin_local: int
+    points_local: int
+    journal_id: uuid.UUID
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseLot:
+    """A lot the purchase took (its price) or created (the set's value), in the order recorded."""
+
+    role: str
+    lot_id: uuid.UUID
+    unit: str
+    amount: int
+
+
 @dataclass(frozen=True)
 class PurchaseView:
-    purchase: PremiumPurchase
-    lots: list[PremiumPurchaseLot]
+    purchase: Purchase
+    lots: list[PurchaseLot]
     rules: SetRules
 
 
@@ -345,23 +370,15 @@ def _fresh_ids() -> dict[str, Any]:
     return {"purchase_id": new_id(), "journal_id": new_id(), "ids": [new_id() for _ in range(6)]}
 
 
-def _settled(row: Any, ids: dict[str, Any], *, campaign_id: uuid.UUID, region_id: uuid.UUID, resident_id: uuid.UUID,
-             application_id: uuid.UUID | None, sets: int, now: datetime) -> tuple[PremiumPurchase, list[PremiumPurchaseLot]]:
+def _settled(row: Any, ids: dict[str, Any], *, campaign_id: uuid.UUID, application_id: uuid.UUID | None, sets: int,
+             now: datetime) -> tuple[Purchase, list[PurchaseLot]]:
     """The purchase a settle_premium row (or buy_premium's, which carries the same columns)
     recorded, or the refusal it reports."""
     _check_paid(row, sets)
-    purchase = PremiumPurchase(
-        id=ids["purchase_id"], campaign_id=campaign_id, region_id=region_id, resident_id=resident_id,
-        application_id=application_id, sets=sets, coin=row.coin, points=row.points, coin_local=row.coin_local,
-        points_local=row.points_local, journal_id=ids["journal_id"], created_at=now,
-    )
-    lots_recorded = [
-        PremiumPurchaseLot(purchase_id=purchase.id, seq=seq, role=role, lot_id=lot_id, unit=unit, amount=amount)
-        for seq, (role, lot_id, unit, amount) in enumerate(
-            zip(row.lot_roles, row.lot_ids, row.lot_units, row.lot_amounts, strict=True), 1
-        )
-    ]
-    return purchase, lots_recorded
+    purchase = Purchase(ids["purchase_id"], campaign_id, application_id, sets, row.coin, row.points, row.coin_local,
+                        row.points_local, ids["journal_id"], now)
+    lots = [PurchaseLot(*lot) for lot in zip(row.lot_roles, row.lot_ids, row.lot_units, row.lot_amounts, strict=True)]
+    return purchase, lots
 
 
 def _check_paid(row: Any, sets: int) -> None:
@@ -437,61 +454,50 @@ def _household_limit(limit: int, already: int, sets: int) -> HouseholdLimitExcee
 
 
 @dataclass(frozen=True)
-class AtOnce:
-    """What wallet.buy_premium_at_once answered: the purchase's answer as stored with the key, or
-    the key's first request (hash, status, stored answer); neither: finish in a transaction (`buy`)."""
-    answer: str | None = None
-    first: tuple[str, int, str] | None = None
+class Bought:
+    """A first-come purchase: the one made now (`view`), or, when the request's Idempotency-Key was
+    claimed before, that request's hash, status and stored answer (`first`), for the app to replay."""
+
+    view: PurchaseView | None = None
+    first: tuple[str, int, Any] | None = None
 
 
-async def buy_at_once(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int,
-                      claim: dict[str, str]) -> AtOnce:
-    """First-come, the rush's hot path: the Idempotency-Key's `claim`, the purchase (as `buy`
-    makes it) and its answer in one statement that commits as it returns (migration 0009). The
-    app turns a refusal into its problem. Left to `buy`, in a transaction: a region this process
-    has not looked up yet, a resident's first call (the wallet to make), and sets that no free
-    bucket alone holds (the slow path)."""
-    assert principal.role is Role.RESIDENT
-    region = directory.region_identities.get(principal.region_code)
-    if region is None:
-        return AtOnce()
-    now = clock.now()
-    row = await repo.buy_at_once(session, **claim, region_id=region.id, subject=principal.subject,
-                                 campaign_id=campaign_id, sets=sets, now=now, start=random.randrange(256), **_fresh_ids())
-    if row.first_hash is not None:
-        return AtOnce(first=(row.first_hash, row.first_status, row.first_answer))
-    if row.answer is not None:
-        return AtOnce(answer=row.answer)
-    if row.outcome in ("no_wallet", "stock_busy"):
-        return AtOnce()
-    _check_bought(row, campaign_id, region.code, now, sets)
-    _check_paid(row, sets)
-    raise AssertionError(f"wallet.buy_premium_at_once said {row.outcome} and kept nothing")
-
-
-async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int) -> PurchaseView:
-    """First-come: buy `sets` sets now, in one database call: the checks in the order a lottery
-    application makes them (wallet, campaign, offer, window, stock, limits), then paying for the
-    sets, then the stock, taken last so that a bucket stays locked only until the commit. The
-    app turns a refusal into its problem. Used where `buy_at_once` cannot finish."""
+async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int,
+              claim: dict[str, str]) -> Bought:
+    """First-come, the rush's hot path: the Idempotency-Key's `claim`, the purchase and the key's
+    answer in one statement, wallet.buy_premium (sql/buy_premium.sql), in the request's transaction,
+    which the request's commit finishes. The app turns a refusal into its problem: one of the
+    statement's it has undone, claim included; one of the slow path's, the request's rollback
+    undoes. Two cases take more than the statement: a resident's first call (the wallet to make,
+    then the statement again) and sets that no free bucket alone holds (the slow path)."""
     assert principal.role is Role.RESIDENT
     region = await directory.region_identity(session, principal.region_code)
     now = clock.now()
     ids = _fresh_ids()
-    call = {"region_id": region.id, "subject": principal.subject, "campaign_id": campaign_id, "sets": sets, "now": now,
-            "start": random.randrange(256), **ids}
+    call = {**claim, "region_id": region.id, "subject": principal.subject, "campaign_id": campaign_id, "sets": sets,
+            "now": now, "start": random.randrange(256), **ids}
     row = await repo.buy_in_one_call(session, **call)
     if row.outcome == "no_wallet":  # a resident's first call makes the wallet (which holds no coin yet)
         await directory.my_wallet(session, clock, principal)
         row = await repo.buy_in_one_call(session, **call)
+    if row.first_hash is not None:
+        return Bought(first=(row.first_hash, row.first_status, row.first_response))
     _check_bought(row, campaign_id, region.code, now, sets)
-    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign_id, region_id=region.id,
-                                       resident_id=row.resident_id, application_id=None, sets=sets, now=now)
+    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign_id, application_id=None, sets=sets, now=now)
     if row.outcome == "stock_busy":
         await _take_stock_after_busy(session, campaign_id, sets)
     else:
         assert row.outcome == "ok", row.outcome
-    return PurchaseView(purchase, lots_recorded, SetRules(row.local_classes, row.usable_from, row.usable_until))
+    return Bought(view=PurchaseView(purchase, lots_recorded, SetRules(row.local_classes, row.usable_from,
+                                                                       row.usable_until)))
+
+
+async def bought_before(session: AsyncSession, purchase_id: uuid.UUID) -> PurchaseView:
+    """The purchase that a first-come purchase's Idempotency-Key stored as its answer, to replay:
+    the key is the caller's own, so the purchase is theirs."""
+    found = await repo.purchase(session, purchase_id)
+    assert found is not None, "a key's answer and its purchase commit together"
+    return (await _purchase_views(session, [found]))[0]
 
 
 def _check_bought(row: Any, campaign_id: uuid.UUID, region_code: str, now: datetime, sets: int) -> None:
@@ -661,8 +667,7 @@ async def pay_win(session: AsyncSession, clock: Clock, principal: Principal, app
         actor=principal.subject, resident_id=holder.resident.id, yen=holder.account.id, points=holder.points.id,
         sets=application.won_sets, now=now, **ids,
     )
-    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign.id, region_id=campaign.region_id,
-                                       resident_id=holder.resident.id, application_id=application.id,
+    purchase, lots_recorded = _settled(row, ids, campaign_id=campaign.id, application_id=application.id,
                                        sets=application.won_sets, now=now)
     await repo.set_application_status(session, application.id, ApplicationStatus.PAID.value, now)
     return PurchaseView(purchase, lots_recorded, _rules(offer))
@@ -761,7 +766,10 @@ async def _purchase_views(session: AsyncSession, purchases: list[PremiumPurchase
             found = await repo.offer(session, p.campaign_id)
             assert found is not None
             offers[p.campaign_id] = found
-        views.append(PurchaseView(p, [r for r in rows if r.purchase_id == p.id], _rules(offers[p.campaign_id])))
+        recorded = Purchase(p.id, p.campaign_id, p.application_id, p.sets, p.coin, p.points, p.coin_local,
+                            p.points_local, p.journal_id, p.created_at)
+        lots = [PurchaseLot(r.role, r.lot_id, r.unit, r.amount) for r in rows if r.purchase_id == p.id]
+        views.append(PurchaseView(recorded, lots, _rules(offers[p.campaign_id])))
     return views
 
 
