@@ -7,6 +7,7 @@ append-only in the database (a trigger refuses UPDATE and DELETE).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -18,10 +19,27 @@ from shared.ids import new_id
 from shared.models import AuditEvent
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who causes a change when the caller is not a request's principal: another service acting
+    for one (coupons, settlement), or a job. Its subject is what journals record as their actor."""
+
+    subject: str  # e.g. "settlement:run:2026-10", or a request's caller (`of`)
+    role: str
+    request_id: str | None = None
+    source_address: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        """The caller of a request, as the audit trail names it."""
+        subject = principal.subject if principal.api_key_id is None else f"api_key:{principal.api_key_id}"
+        return cls(subject, principal.role.value, principal.request_id, principal.source_address)
+
+
 async def record(
     session: AsyncSession,
     clock: Clock,
-    principal: Principal,
+    principal: Principal | Actor,
     *,
     region_id: uuid.UUID | None,
     action: str,
@@ -30,19 +48,20 @@ async def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
+    actor = principal if isinstance(principal, Actor) else Actor.of(principal)
     await session.execute(
         insert(AuditEvent).values(
             id=new_id(),
             region_id=region_id,
-            actor_subject=principal.subject if principal.api_key_id is None else f"api_key:{principal.api_key_id}",
-            actor_role=principal.role.value,
+            actor_subject=actor.subject,
+            actor_role=actor.role,
             action=action,
             target_type=target_type,
             target_id=str(target_id) if target_id is not None else None,
             before=before,
             after=after,
-            request_id=principal.request_id,
-            source_address=principal.source_address,
+            request_id=actor.request_id,
+            source_address=actor.source_address,
             created_at=clock.now(),
         )
     )
