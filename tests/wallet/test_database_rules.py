@@ -1,5 +1,6 @@
 """Rules the database itself enforces, whatever code writes: double entry at commit. And the
-living source of each database function (services/*/sql/*.sql) is what the migrations installed."""
+living source of each database function and view (services/*/sql/*.sql) is what the migrations
+installed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from sqlalchemy.exc import DBAPIError
 from tests.helpers import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
-SQL_SOURCES = sorted(ROOT.glob("services/**/sql/*.sql"))
+SQL_SOURCES = sorted(p for p in ROOT.glob("services/**/sql/*.sql") if "CREATE VIEW" not in p.read_text())
+VIEW_SOURCES = sorted(p for p in ROOT.glob("services/**/sql/*.sql") if "CREATE VIEW" in p.read_text())
 
 
 async def _raw_journal(session, legs: list[tuple[str, str, int]]) -> uuid.UUID:
@@ -68,8 +70,9 @@ def _function_body(sql: str) -> tuple[str, str]:
 
 
 def test_the_sources_are_found():
-    """Else the drift test below would check nothing."""
+    """Else the drift tests below would check nothing."""
     assert "check_journal_balanced.sql" in [p.name for p in SQL_SOURCES]
+    assert "statement_lines.sql" in [p.name for p in VIEW_SOURCES]
 
 
 @pytest.mark.parametrize("source", SQL_SOURCES, ids=[p.name for p in SQL_SOURCES])
@@ -82,3 +85,18 @@ async def test_the_migrated_function_is_its_sql_file(sessionmaker, source):
             "WHERE n.nspname = :schema AND p.proname = :function"
         ), {"schema": schema, "function": function})).scalar_one()
     assert installed.strip() == body.strip(), f"{name} in the database differs from {source.relative_to(ROOT)}"
+
+
+@pytest.mark.parametrize("source", VIEW_SOURCES, ids=[p.name for p in VIEW_SOURCES])
+async def test_the_migrated_view_is_its_sql_file(sessionmaker, source):
+    """The file's query, installed as a temporary view, reads back exactly as the migrated view
+    does (PostgreSQL prints both the same way, whatever the file's layout)."""
+    name = re.search(r"CREATE VIEW\s+([\w.]+)\s+AS", source.read_text()).group(1)
+    query = re.search(r"CREATE VIEW\s+[\w.]+\s+AS(.*);", source.read_text(), re.S).group(1)
+    async with sessionmaker() as s:
+        await s.execute(text(f"CREATE TEMP VIEW from_file AS {query}"))
+        from_file, installed = (await s.execute(text(
+            "SELECT pg_get_viewdef('pg_temp.from_file'::regclass), pg_get_viewdef(CAST(:name AS regclass))"
+        ), {"name": name})).one()
+        await s.rollback()
+    assert installed == from_file, f"{name} in the database differs from {source.relative_to(ROOT)}"
