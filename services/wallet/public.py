@@ -83,11 +83,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
 from services.wallet.payments import discounts, hooks
-from services.wallet.payments import repository as payments_repo
 from services.wallet.payments import service as payments
-from services.wallet.payments.discounts import Discount
+from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
 from services.wallet.payments.hooks import OnPaid, OnRefunded
-from services.wallet.payments.models import DiscountFunder, PaymentDiscount
 from shared.audit import Actor
 from shared.clock import Clock
 
@@ -197,8 +195,8 @@ async def pay(
 
 async def payment_discount(session: AsyncSession, *, region: str, payment_id: uuid.UUID) -> DiscountRecord | None:
     identity = await directory.region_identity(session, region)
-    found = await payments_repo.payment_discount(session, payment_id)
-    return DiscountRecord.of(found) if found is not None and found.region_id == identity.id else None
+    found = await discounts.recorded(session, identity.id, payment_id)
+    return DiscountRecord.of(found) if found is not None else None
 
 
 # --- refunding --------------------------------------------------------------------------------------
@@ -285,7 +283,7 @@ async def statement_lines(
     session: AsyncSession, *, region: str, since: datetime, until: datetime, merchant_id: uuid.UUID | None = None
 ) -> AsyncIterator[StatementLine]:
     identity = await directory.region_identity(session, region)
-    async for row in payments_repo.statement_lines(session, identity.id, since, until, merchant_id):
+    async for row in payments.statement_lines(session, identity.id, since, until, merchant_id):
         yield StatementLine(
             row.journal_id, row.merchant_id, row.unit, LineKind(row.kind), row.amount, row.fee, row.net,
             row.occurred_at, row.payment_id, row.refund_id, row.counterparty_merchant_id,

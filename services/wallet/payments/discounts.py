@@ -131,6 +131,12 @@ async def reverse_share(
     return Reversal(back, posted.journal_id)
 
 
+async def recorded(session: AsyncSession, region_id: uuid.UUID, payment_id: uuid.UUID) -> PaymentDiscount | None:
+    """The discount of a payment of the region, if it had one."""
+    found = await repo.payment_discount(session, payment_id)
+    return found if found is not None and found.region_id == region_id else None
+
+
 # --- sponsors ---------------------------------------------------------------------------------
 
 

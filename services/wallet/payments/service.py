@@ -16,11 +16,12 @@ of its fee, to the yen.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, SmallInteger, Text, bindparam, text
+from sqlalchemy import BigInteger, DateTime, Row, SmallInteger, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -740,6 +741,19 @@ async def transfer(
     )
     return result
 
+
+
+# --- merchants' statement lines -------------------------------------------------------------------
+
+
+async def statement_lines(
+    session: AsyncSession, region_id: uuid.UUID, since: datetime, until: datetime, merchant_id: uuid.UUID | None
+) -> AsyncIterator[Row[Any]]:
+    """Every movement of the region's merchants' balances in [since, until) (one merchant's, with
+    `merchant_id`), in (merchant, time, journal, unit) order, streamed: wallet.statement_lines,
+    whose rules are in payments/sql/statement_lines.sql."""
+    async for row in repo.statement_lines(session, region_id, since, until, merchant_id):
+        yield row
 
 
 # --- payouts ------------------------------------------------------------------------------------
