@@ -26,7 +26,7 @@ from shared.auth import Principal, Role
 from shared.errors import Conflict, Problem
 from shared.money import Unit
 from tests.conftest import START
-from tests.helpers import ledger_violations, snapshot
+from tests.helpers import assert_problem, idem, ledger_violations, snapshot
 from tests.wallet.test_lots import give
 
 REGION = "aizu"
@@ -333,6 +333,22 @@ async def test_a_hook_that_refuses_takes_the_whole_refund_back(sessionmaker, clo
         s, clock, region=REGION, actor=COUPONS, payment_id=paid.id, amount=400,
     ))
     assert seen == [("refunded", 400)]
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_a_hook_that_refuses_an_http_payment_is_the_answer_and_nothing_is_committed(
+    client, tokens, sessionmaker, clock, town, store_id, refusing_hooks
+):
+    paid_hook, _, seen = refusing_hooks
+    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code=REGION)
+    async with sessionmaker() as s:
+        printed = await payments.store_qr(s, operator, store_id)
+    public.register_hooks(paid=paid_hook)
+    before = await snapshot(sessionmaker)
+    response = await client.post("/v1/payments", json={"qr": printed.payload, "amount": 700},
+                                 headers=idem(tokens.resident(HANAKO)))
+    assert_problem(response, 409, "coupon-already-used")
+    assert seen == [("paid", 700)]
     assert await snapshot(sessionmaker) == before
 
 
