@@ -50,8 +50,9 @@ Statement lines
     from the read-only view `wallet.statement_lines` (payments/sql/statement_lines.sql), streamed
     in (merchant, time, journal, unit) order. A line is keyed by (journal_id, merchant_id, unit);
     `ledger verify` proves that the lines are the merchants' entries, journal by journal. A line's
-    time is its journal's, stamped before commit: a reader cutting a period at `until` must wait
-    out its commit lag (a grace period) before trusting that nothing more lands before it.
+    time is its journal's (a sponsor's credit and reversals: their payment's and refund's, so they
+    fall in the same period), stamped before commit: a reader cutting a period at `until` must
+    wait out the commit lag (a grace period) before trusting that nothing more lands before it.
     `payment_discount(session, region=, payment_id=) -> DiscountRecord | None` reads one
     payment's discount and who funded it.
 

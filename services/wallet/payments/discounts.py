@@ -80,8 +80,9 @@ async def budget_for(session: AsyncSession, region_id: uuid.UUID, discount: Disc
 async def apply(
     session: AsyncSession, clock: Clock, *, payment: Payment, discount: Discount, budget: Account | None, actor: str
 ) -> PaymentDiscount:
-    """Record the discount of a payment just written and, for a sponsor's, pay the shop."""
-    credit_journal_id, now = None, payment.created_at
+    """Record the discount of a payment just written and, for a sponsor's, pay the shop. The
+    record carries the payment's time, so a statement puts the credit in the payment's period."""
+    credit_journal_id = None
     if budget is not None:
         merchant = await directory_repo.merchant_account(session, payment.merchant_id, Unit.YEN.value)
         try:
@@ -95,12 +96,12 @@ async def apply(
                 f"The sponsor's budget holds {exc.extra['balance']} yen; the discount is {discount.amount}.",
                 budget=exc.extra["balance"], discount=discount.amount,
             ) from None
-        credit_journal_id, now = posted.journal_id, posted.created_at
+        credit_journal_id = posted.journal_id
     return await repo.insert_payment_discount(
         session, payment_id=payment.id, region_id=payment.region_id, merchant_id=payment.merchant_id,
         price=payment.amount + discount.amount, discount=discount.amount, funded_by=discount.funded_by.value,
         sponsor_id=discount.sponsor_id, credit_journal_id=credit_journal_id, reversed=0,
-        reference=discount.reference, created_by=actor, created_at=now,
+        reference=discount.reference, created_by=actor, created_at=payment.created_at,
     )
 
 

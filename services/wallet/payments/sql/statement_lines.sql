@@ -5,7 +5,8 @@
 --
 -- Signs are the merchant's: amount is what the line earns it (+) or costs it (−) before fees,
 -- fee the fee charged on it (a refund's returned fee is negative), net = amount − fee, what its
--- balance moved. occurred_at is the journal's time (a sponsor reversal: its refund's time).
+-- balance moved. occurred_at is the journal's time, except that a sponsor's credit and its
+-- reversals carry their payment's and refund's, so that they fall in the same period.
 CREATE VIEW wallet.statement_lines AS
 -- Payments: the price the resident paid, per unit it was paid in, and the fee on it.
 SELECT p.journal_id, p.region_id, p.merchant_id, u.unit, 'payment'::text AS kind,
