@@ -214,6 +214,7 @@ async def test_a_sponsor_pays_the_shop_the_discount_from_its_funded_budget(sessi
     found = await lines(sessionmaker)
     assert shape(found) == [("payment", "yen", 667, 13, 654), ("sponsor_credit", "yen", 333, 0, 333)]
     assert found[1].journal_id == recorded.credit_journal_id and found[1].payment_id == paid.id
+    assert found[1].occurred_at == found[0].occurred_at == paid.created_at  # in the payment's period
     assert await ledger_violations(sessionmaker) == []
 
 
