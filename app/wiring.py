@@ -15,7 +15,8 @@ from shared.auth import PARTNER_KEY_PREFIX, Principal
 
 
 def wire() -> None:
-    """Register every hook (idempotent: each app and CLI command calls it)."""
+    """Register every hook (idempotent: each app and CLI command calls it). Other services
+    register theirs through services.wallet.public.register_hooks."""
     # A reward campaign pays points back on a payment and takes the refunded share back.
     payment_hooks.register(paid=rewards.reward_payment, refunded=rewards.claw_back)
 

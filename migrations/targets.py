@@ -34,8 +34,18 @@ def import_models() -> None:
             importlib.import_module(module.name)
 
 
-def function_sources() -> list[Path]:
+def _sources() -> list[Path]:
     return sorted(path for package in _PACKAGES for path in Path(package.__file__).parent.glob("**/sql/*.sql"))
+
+
+def function_sources() -> list[Path]:
+    return [path for path in _sources() if "CREATE VIEW" not in path.read_text()]
+
+
+def view_sources() -> list[Path]:
+    """Views' sources (payments/sql/statement_lines.sql): compared with the database by
+    tests/wallet/test_database_rules.py, not by autogenerate, as migrations wrote them."""
+    return [path for path in _sources() if "CREATE VIEW" in path.read_text()]
 
 
 def function_of(source: Path) -> PGFunction:

@@ -21,16 +21,19 @@ from shared.models import AuditEvent
 
 @dataclass(frozen=True)
 class Actor:
-    """Who a change is recorded against: the caller of a request, or a job acting for someone
-    (a grant upload's worker for its uploader), so that a job needs no made-up `Principal`."""
+    """Who a change is recorded against when it is not simply a request's principal: a job acting
+    for someone (a grant upload's worker for its uploader), or another service acting for one
+    (coupons, settlement), so that none needs a made-up `Principal`. Its subject is what journals
+    record as their actor."""
 
-    subject: str  # as the trail shows it: a subject, or "api_key:<id>" for a key
+    subject: str  # as the trail shows it: e.g. "settlement:run:2026-10", "api_key:<id>" for a key
     role: str
     request_id: str | None = None
     source_address: str | None = None
 
     @classmethod
     def of(cls, principal: Principal) -> Actor:
+        """The caller of a request, as the audit trail names it."""
         subject = principal.subject if principal.api_key_id is None else f"api_key:{principal.api_key_id}"
         return cls(subject, principal.role.value, principal.request_id, principal.source_address)
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: idempotency headers and a snapshot of everything value-bearing."""
+"""Helpers shared by the tests: idempotency headers and a snapshot of everything that holds value or state."""
 
 from __future__ import annotations
 
@@ -29,51 +29,38 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     return body
 
 
+# Counted only: a refused request rightly leaves its audit event (who tried) or its key's answer.
+COUNTED = ("platform.audit_events", "platform.idempotency_keys")
+
+
 async def snapshot(sessionmaker: Any) -> dict[str, Any]:
-    """Every account's status and balances, and the row count of every table that records value
-    or its history: compare before and after a rejected request to prove nothing changed."""
+    """Every account's balance, stored and summed from its entries, and every row of every table
+    that holds value or state (all of the services' tables, those added later included; the
+    audit trail and idempotency records counted): compare before and after a refused request to
+    prove nothing changed."""
     async with sessionmaker() as session:
         session: AsyncSession
         accounts = (
             await session.execute(
                 text(
-                    "SELECT a.id, a.status, a.balance, coalesce(sum(e.amount), 0) "
+                    "SELECT a.id, a.kind, a.status, a.balance, coalesce(sum(e.amount), 0) "
                     "FROM wallet.accounts a LEFT JOIN wallet.entries e ON e.account_id = a.id "
                     "GROUP BY a.id ORDER BY a.id"
                 )
             )
         ).all()
-        counts = {}
-        for table in ("wallet.journals", "wallet.entries", "wallet.bank_events", "wallet.merchants",
-                      "wallet.residents", "wallet.api_keys", "platform.audit_events", "platform.idempotency_keys"):
-            counts[table] = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
-        for table in ("wallet.payment_lots", "wallet.notices", "wallet.expiry_runs"):
-            counts[table] = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
-        lots = (await session.execute(text("SELECT id, remaining, expired FROM wallet.lots ORDER BY id"))).all()
-        merchants = (await session.execute(text("SELECT id, status, name FROM wallet.merchants ORDER BY id"))).all()
-        regions = (await session.execute(text(
-            "SELECT code, balance_cap, topup_min, topup_max, topup_step FROM wallet.regions ORDER BY code"
-        ))).all()
-        # The facts about payments that refunds, fee caps, rewards and cards change.
-        state = {}
-        for name, query in _STATE.items():
-            state[name] = [tuple(r) for r in (await session.execute(text(query))).all()]
-    return {"accounts": [tuple(r) for r in accounts], "counts": counts, "lots": [tuple(r) for r in lots],
-            "merchants": [tuple(r) for r in merchants], "regions": [tuple(r) for r in regions], **state}
-
-
-_STATE = {
-    "payments": "SELECT id, amount, fee, point_amount, fee_point, refunded_amount, fee_returned, refunded_point,"
-                " fee_returned_point, reward_points FROM wallet.payments ORDER BY id",
-    "refunds": "SELECT id, payment_id, amount, fee_returned, point_amount FROM wallet.refunds ORDER BY id",
-    "payment_lots": "SELECT payment_id, seq, amount, restored FROM wallet.payment_lots ORDER BY payment_id, seq",
-    "fee_years": "SELECT merchant_id, fiscal_year, fees_charged FROM wallet.merchant_fee_years ORDER BY 1, 2",
-    "rewards": "SELECT payment_id, campaign_id, points, clawed_back FROM wallet.payment_rewards ORDER BY 1, 2",
-    "reward_months": "SELECT campaign_id, resident_id, month, points FROM wallet.reward_months ORDER BY 1, 2, 3",
-    "payment_requests": "SELECT id, status, payment_id FROM wallet.payment_requests ORDER BY id",
-    "cards": "SELECT id, status, failed_pins FROM wallet.resident_cards ORDER BY id",
-    "stores": "SELECT id, merchant_id, name, name_ja, terminal_label FROM wallet.stores ORDER BY id",
-}
+        tables = (await session.execute(text(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+            "WHERE schemaname IN ('wallet', 'coupons', 'settlement', 'platform') AND tablename <> 'alembic_version' "
+            "ORDER BY 1"
+        ))).scalars().all()
+        counts, rows = {}, {}
+        for table in tables:
+            if table in COUNTED:
+                counts[table] = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            else:
+                rows[table] = (await session.execute(text(f"SELECT t::text FROM {table} t ORDER BY 1"))).scalars().all()
+    return {"accounts": [tuple(r) for r in accounts], "counts": counts, "rows": rows}
 
 
 async def ledger_violations(sessionmaker: Any) -> list[Any]:

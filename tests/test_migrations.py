@@ -14,6 +14,7 @@ from alembic_utils.replaceable_entity import register_entities
 from migrations import targets
 from shared.models import Base
 
+
 @pytest.fixture(scope="module")
 def target_metadata():
     targets.import_models()

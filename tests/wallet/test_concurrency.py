@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 
 from services.wallet.directory import repository as directory_repo
+from services.wallet.directory import service as directory
 from services.wallet.ledger import lots
 from services.wallet.ledger import repository as ledger_repo
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.errors import InsufficientBalance
 from services.wallet.ledger.models import AccountKind, JournalKind, LotSource
+from services.wallet.payments import repository as payments_repo
+from services.wallet.payments import service as payments
+from services.wallet.payments.models import PaymentMethod
 from shared.money import Unit
 from tests.helpers import idem, ledger_violations
 
@@ -58,19 +62,18 @@ async def test_debits_of_an_untracked_account_serialize_and_never_overdraw(sessi
         region = await directory_repo.region_by_code(s, "aizu")
         merchant = await directory_repo.merchant_account(s, town.merchants["Minato Farm"], Unit.YEN.value)
         clearing = await ledger_repo.system_account(s, region.id, AccountKind.BANK_CLEARING, Unit.YEN.value)
-        # A top-up-shaped journal is the only way in this issue to put value on a merchant.
-        await ledger.post_journal(
-            s, clock, region_id=region.id, kind=JournalKind.TOPUP, actor="test",
-            legs=[ledger.Leg(merchant, 9_000), ledger.Leg(clearing, -9_000)],
-        )
+        # A payment of 9,000 leaves the farm 8,820 after the 2 % fee; each debit is a third of it.
+        store = (await payments_repo.stores(s, merchant.merchant_id))[0]
+        await payments.pay(s, clock, region=await directory.region_identity(s, "aizu"), store_id=store.id,
+                           amount=9_000, method=PaymentMethod.MPM_STATIC, subject="resident-hanako")
 
     async def debit() -> bool:
         async with sessionmaker() as s:
             try:
                 async with s.begin():
                     await ledger.post_journal(
-                        s, clock, region_id=region.id, kind=JournalKind.CASHOUT, actor="test",
-                        legs=[ledger.Leg(merchant, -3_000), ledger.Leg(clearing, 3_000)],
+                        s, clock, region_id=region.id, kind=JournalKind.PAYOUT, actor="test",
+                        legs=[ledger.Leg(merchant, -2_940), ledger.Leg(clearing, 2_940)],
                     )
                 return True
             except InsufficientBalance:

@@ -1,6 +1,6 @@
 """Rules the database itself enforces, whatever code writes: double entry at commit. And every
-database function is its living source (a `sql/*.sql` file, migrations/targets.py finds them):
-what the migrations installed is the file, and the database holds no function without one."""
+database function and view is its living source (a `sql/*.sql` file, migrations/targets.py finds
+them): what the migrations installed is the file, and the database holds no function without one."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tests.helpers import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 SQL_SOURCES = targets.function_sources()
+VIEW_SOURCES = targets.view_sources()
 
 
 async def _raw_journal(session, legs: list[tuple[str, str, int]]) -> uuid.UUID:
@@ -74,6 +75,7 @@ def test_the_sources_are_found():
     assert {"check_journal_balanced.sql", "spending_key.sql", "fee_for.sql", "pay.sql", "refuse_change.sql"} <= {
         p.name for p in SQL_SOURCES
     }
+    assert "statement_lines.sql" in [p.name for p in VIEW_SOURCES]
 
 
 @pytest.mark.parametrize("source", SQL_SOURCES, ids=[p.name for p in SQL_SOURCES])
@@ -101,3 +103,18 @@ async def test_every_function_in_the_database_has_its_sql_file(sessionmaker):
             "WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')"
         ), {"schemas": list(targets.SCHEMAS)})).scalars())
     assert installed - filed == set(), "functions in the database without a sql/*.sql file"
+
+
+@pytest.mark.parametrize("source", VIEW_SOURCES, ids=[p.name for p in VIEW_SOURCES])
+async def test_the_migrated_view_is_its_sql_file(sessionmaker, source):
+    """The file's query, installed as a temporary view, reads back exactly as the migrated view
+    does (PostgreSQL prints both the same way, whatever the file's layout)."""
+    name = re.search(r"CREATE VIEW\s+([\w.]+)\s+AS", source.read_text()).group(1)
+    query = re.search(r"CREATE VIEW\s+[\w.]+\s+AS(.*);", source.read_text(), re.S).group(1)
+    async with sessionmaker() as s:
+        await s.execute(text(f"CREATE TEMP VIEW from_file AS {query}"))
+        from_file, installed = (await s.execute(text(
+            "SELECT pg_get_viewdef('pg_temp.from_file'::regclass), pg_get_viewdef(CAST(:name AS regclass))"
+        ), {"name": name})).one()
+        await s.rollback()
+    assert installed == from_file, f"{name} in the database differs from {source.relative_to(ROOT)}"

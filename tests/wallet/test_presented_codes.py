@@ -124,7 +124,8 @@ async def test_card_pays_with_its_pin_within_its_daily_limit(client, tokens, tow
 def money(state: dict) -> dict:
     """A snapshot less what a refused card payment keeps: the card's count and the key's answer."""
     counts = {table: n for table, n in state["counts"].items() if table != "platform.idempotency_keys"}
-    return {**{k: v for k, v in state.items() if k not in ("cards", "counts")}, "counts": counts}
+    rows = {table: r for table, r in state["rows"].items() if table != "wallet.resident_cards"}
+    return {**state, "counts": counts, "rows": rows}
 
 
 async def failed_pins(sessionmaker, card) -> tuple[str, int]:

@@ -28,6 +28,7 @@ class AccountKind(StrEnum):
     FEE_INCOME = "fee_income"
     CAMPAIGN_FUND = "campaign_fund"  # the city's money behind campaigns: issues points into budgets
     CAMPAIGN_BUDGET = "campaign_budget"  # one campaign's points, funded from the campaign fund; never negative
+    SPONSOR_BUDGET = "sponsor_budget"  # a sponsor's yen that pays shops the discounts it funds; never negative
     EXPIRED = "expired"  # sink for value forfeited at expiry
 
 
@@ -58,11 +59,22 @@ class JournalKind(StrEnum):
     PREMIUM = "premium"  # a premium set: the resident's coin re-lotted, the premium from the budget
     REWARD = "reward"  # points back on a qualifying payment, from a reward campaign's budget
     EXPIRY = "expiry"  # an expired lot's remainder leaves the wallet for the expiry account
+    PAYOUT = "payout"  # 振込: a merchant's yen leaves circulation for its bank account (bank clearing)
+    SPONSOR_CREDIT = "sponsor_credit"  # a sponsor's budget pays a shop the discount it funded on a payment
+    SPONSOR_REVERSAL = "sponsor_reversal"  # a refund gives the sponsor back its share of that discount
 
 
 # The journal kinds allowed to touch an issuance account (invariant 4): every other journal moves
 # value between holders and cannot create or destroy it.
-ISSUANCE_JOURNALS = frozenset({JournalKind.TOPUP, JournalKind.CASHOUT, JournalKind.FUNDING})
+ISSUANCE_JOURNALS = frozenset({JournalKind.TOPUP, JournalKind.CASHOUT, JournalKind.FUNDING, JournalKind.PAYOUT})
+
+# Journal kinds that may touch only these account kinds, the first giving (−) and the second
+# gaining (+), one entry each: checked when posting and by `ledger verify`.
+JOURNAL_LEGS = {
+    JournalKind.PAYOUT: (AccountKind.MERCHANT, AccountKind.BANK_CLEARING),
+    JournalKind.SPONSOR_CREDIT: (AccountKind.SPONSOR_BUDGET, AccountKind.MERCHANT),
+    JournalKind.SPONSOR_REVERSAL: (AccountKind.MERCHANT, AccountKind.SPONSOR_BUDGET),
+}
 
 
 class Status(StrEnum):
@@ -87,9 +99,11 @@ class Account(Base):
         CheckConstraint("status IN ('active', 'suspended', 'closed')", "status"),
         CheckConstraint("unit IN ('yen', 'point')", "unit"),
         CheckConstraint(
-            "(kind = 'resident') = (resident_id IS NOT NULL) AND (kind = 'merchant') = (merchant_id IS NOT NULL)",
+            "(kind = 'resident') = (resident_id IS NOT NULL) AND (kind = 'merchant') = (merchant_id IS NOT NULL)"
+            " AND (kind = 'campaign_budget') = (campaign_id IS NOT NULL)",
             "owner_matches_kind",
         ),
+        CheckConstraint("(kind = 'sponsor_budget') = (sponsor_id IS NOT NULL)", "sponsor_matches_kind"),
         Index("uq_accounts_resident_unit", "resident_id", "unit", unique=True, postgresql_where=text("resident_id IS NOT NULL")),
         Index("uq_accounts_merchant_unit", "merchant_id", "unit", unique=True, postgresql_where=text("merchant_id IS NOT NULL")),
         Index(
@@ -98,9 +112,12 @@ class Account(Base):
             "kind",
             "unit",
             unique=True,
-            postgresql_where=text("resident_id IS NULL AND merchant_id IS NULL"),
+            postgresql_where=text(
+                "resident_id IS NULL AND merchant_id IS NULL AND campaign_id IS NULL AND sponsor_id IS NULL"
+            ),
         ),
         Index("uq_accounts_campaign_unit", "campaign_id", "unit", unique=True, postgresql_where=text("campaign_id IS NOT NULL")),
+        Index("uq_accounts_sponsor_unit", "sponsor_id", "unit", unique=True, postgresql_where=text("sponsor_id IS NOT NULL")),
         {"schema": SCHEMA},
     )
 
@@ -111,6 +128,7 @@ class Account(Base):
     resident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.residents.id"))
     merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.campaigns.id"))
+    sponsor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.sponsors.id"))
     status: Mapped[str]
     tracks_balance: Mapped[bool]
     may_go_negative: Mapped[bool]

@@ -12,7 +12,16 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.ledger.models import ISSUANCE_JOURNALS, ISSUANCE_KINDS, Account, AccountKind, Entry, Journal, Lot
+from services.wallet.ledger.models import (
+    ISSUANCE_JOURNALS,
+    ISSUANCE_KINDS,
+    JOURNAL_LEGS,
+    Account,
+    AccountKind,
+    Entry,
+    Journal,
+    Lot,
+)
 
 # --- accounts ---------------------------------------------------------------------------------
 
@@ -38,6 +47,7 @@ async def system_account(session: AsyncSession, region_id: uuid.UUID, kind: Acco
         Account.resident_id.is_(None),
         Account.merchant_id.is_(None),
         Account.campaign_id.is_(None),
+        Account.sponsor_id.is_(None),
     )
     return (await session.execute(query)).scalar_one()
 
@@ -45,7 +55,7 @@ async def system_account(session: AsyncSession, region_id: uuid.UUID, kind: Acco
 async def system_accounts(session: AsyncSession, region_id: uuid.UUID) -> list[Account]:
     query = select(Account).where(
         Account.region_id == region_id, Account.resident_id.is_(None), Account.merchant_id.is_(None),
-        Account.campaign_id.is_(None),
+        Account.campaign_id.is_(None), Account.sponsor_id.is_(None),
     )
     return list((await session.execute(query.order_by(Account.kind, Account.unit))).scalars())
 
@@ -318,6 +328,20 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
         "j",
     ):
         found.append(Violation(4, f"journal {journal_id}", f"a {kind} journal touches no issuance account"))
+
+    # 4. A payout takes a merchant's yen to bank clearing; a sponsor's credit (or its reversal)
+    #    moves yen between a sponsor budget and a merchant: one entry from each, nothing else.
+    for kind, (giver, gainer) in JOURNAL_LEGS.items():
+        for journal_id, shape in await rows(
+            "SELECT j.id, string_agg(a.kind || CASE WHEN e.amount > 0 THEN ' +' ELSE ' -' END || e.unit, ', '"
+            " ORDER BY e.amount) FROM wallet.journals j JOIN wallet.entries e ON e.journal_id = j.id"
+            " JOIN wallet.accounts a ON a.id = e.account_id"
+            f" WHERE j.kind = '{kind.value}' {{region}} GROUP BY j.id"
+            f" HAVING string_agg(a.kind || CASE WHEN e.amount > 0 THEN ' +' ELSE ' -' END || e.unit, ', '"
+            f" ORDER BY e.amount) <> '{giver.value} -yen, {gainer.value} +yen'",
+            "j",
+        ):
+            found.append(Violation(4, f"journal {journal_id}", f"a {kind} journal moves {shape}, not {giver} to {gainer} in yen"))
 
     return found
 

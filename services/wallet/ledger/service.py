@@ -15,7 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.ledger import repository as repo
 from services.wallet.ledger.errors import AccountInactive, BalanceCapExceeded, InsufficientBalance
-from services.wallet.ledger.models import ISSUANCE_JOURNALS, ISSUANCE_KINDS, Account, AccountKind, JournalKind, Status
+from services.wallet.ledger.models import (
+    ISSUANCE_JOURNALS,
+    ISSUANCE_KINDS,
+    JOURNAL_LEGS,
+    Account,
+    AccountKind,
+    JournalKind,
+    Status,
+)
 from shared.clock import Clock
 from shared.ids import new_id
 
@@ -109,6 +117,10 @@ def _assert_balanced(region_id: uuid.UUID, kind: JournalKind, legs: Sequence[Leg
         if AccountKind(leg.account.kind) in ISSUANCE_KINDS:
             assert kind in ISSUANCE_JOURNALS, f"{kind} may not touch {leg.account.kind}"
     assert all(total == 0 for total in totals.values()), f"journal does not balance: {dict(totals)}"
+    if kind in JOURNAL_LEGS:
+        giver, gainer = JOURNAL_LEGS[kind]
+        shape = sorted((leg.amount > 0, leg.account.kind) for leg in legs)
+        assert shape == [(False, giver), (True, gainer)], f"a {kind} journal moves {giver} to {gainer}, not {shape}"
 
 
 async def _refusal(session: AsyncSession, leg: Leg) -> Exception:

@@ -114,3 +114,27 @@ class CardDayLimitExceeded(Conflict):
 
 class NotEligibleHere(InsufficientBalance):
     slug, title = "balance-not-eligible-here", "Not enough of the balance may be spent at this shop"
+
+
+class InvalidDiscount(Unprocessable):
+    slug, title = "invalid-discount", "The discount is not acceptable for this payment"
+
+
+class SponsorNotFound(NotFound):
+    slug, title = "sponsor-not-found", "No such sponsor"
+
+
+class SponsorNameTaken(Conflict):
+    slug, title = "sponsor-name-taken", "The region already has a sponsor of that name"
+
+
+class SponsorBudgetExhausted(Conflict):
+    slug, title = "sponsor-budget-exhausted", "The sponsor's budget cannot cover the discount"
+
+
+class InvalidAmount(Unprocessable):
+    slug, title = "invalid-amount", "The amount must be a positive number of yen"
+
+
+class PayoutExceedsBalance(Conflict):
+    slug, title = "payout-exceeds-balance", "The payout is larger than the merchant's balance"

@@ -1,7 +1,8 @@
 """What other modules do when a payment is made or refunded: a reward campaign's points back, a
 coupon's redemption … They run in the payment's own session and transaction, so the payment and
-everything it causes commit or roll back as one. The composition root (app/wiring.py) registers
-them; payments never imports the modules it calls."""
+everything it causes commit or roll back as one: a hook refuses by raising a `Problem`, and the
+payment (or refund) fails with it. The composition root (app/wiring.py) registers them, other
+services' through services/wallet/public.py; payments never imports the modules it calls."""
 
 from __future__ import annotations
 

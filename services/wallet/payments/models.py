@@ -157,19 +157,27 @@ class Refund(Base):
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint("amount > 0 AND fee_returned >= 0", "amounts"),
+        CheckConstraint(
+            "sponsor_reversed >= 0 AND (sponsor_reversed > 0) = (sponsor_journal_id IS NOT NULL)", "sponsor_reversed"
+        ),
         Index("ix_refunds_payment_id", "payment_id"),
+        Index("ix_refunds_merchant_id_id", "merchant_id", "id"),
         {"schema": SCHEMA},
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
     payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.payments.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))  # the payment's, for statements
     journal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
     amount: Mapped[int]
     fee_returned: Mapped[int]
     point_amount: Mapped[int] = mapped_column(server_default=text("0"))  # of `amount`, restored as points
     fee_returned_point: Mapped[int] = mapped_column(server_default=text("0"))
     expired_amount: Mapped[int] = mapped_column(server_default=text("0"))  # of `amount`, to lots expired meanwhile
+    # The share of a sponsor's discount this refund gave back to the sponsor, by its own journal.
+    sponsor_reversed: Mapped[int] = mapped_column(server_default=text("0"))
+    sponsor_journal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
     reason: Mapped[str | None]
     created_by: Mapped[str]
     created_at: Mapped[datetime]
@@ -209,5 +217,57 @@ class PaymentRequest(Base):
     status: Mapped[str]
     expires_at: Mapped[datetime]
     payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.payments.id"))
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+class DiscountFunder(StrEnum):
+    SHOP = "shop"  # the price is reduced: the shop gives up the discount
+    SPONSOR = "sponsor"  # a sponsor's budget pays the shop the discount
+
+
+class Sponsor(Base):
+    """A backer of discounts (a city campaign, a shopping-street association …) with a yen budget
+    account (kind `sponsor_budget`, `accounts.sponsor_id`) that pays shops the discounts it funds."""
+
+    __tablename__ = "sponsors"
+    __table_args__ = (UniqueConstraint("region_id", "name"), {"schema": SCHEMA})
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    name: Mapped[str]
+    name_ja: Mapped[str]
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+class PaymentDiscount(Base):
+    """A payment made at a reduced price: the resident paid `price − discount` (the payment's
+    amount); a sponsor's discount was paid to the shop by `credit_journal_id`, and refunds have
+    given `reversed` of it back to the sponsor so far. Written only for discounted payments."""
+
+    __tablename__ = "payment_discounts"
+    __table_args__ = (
+        CheckConstraint("discount > 0 AND price > discount", "amounts"),
+        CheckConstraint("funded_by IN ('shop', 'sponsor')", "funded_by"),
+        CheckConstraint(
+            "(funded_by = 'sponsor') = (sponsor_id IS NOT NULL) AND (sponsor_id IS NULL) = (credit_journal_id IS NULL)",
+            "sponsor",
+        ),
+        CheckConstraint("reversed BETWEEN 0 AND discount AND (funded_by = 'sponsor' OR reversed = 0)", "reversed"),
+        Index("ix_payment_discounts_merchant_id_payment_id", "merchant_id", "payment_id"),
+        {"schema": SCHEMA},
+    )
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.payments.id"), primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.merchants.id"))
+    price: Mapped[int]
+    discount: Mapped[int]
+    funded_by: Mapped[str]
+    sponsor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.sponsors.id"))
+    credit_journal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
+    reversed: Mapped[int] = mapped_column(server_default=text("0"))
+    reference: Mapped[str | None]  # the caller's, e.g. the coupon redemption that gave the discount
     created_by: Mapped[str]
     created_at: Mapped[datetime]

@@ -104,10 +104,10 @@ async def pay_by_token(
         if used:
             raise CpmTokenUsed("This code was already used; ask the resident for a fresh one.")
         raise CpmTokenExpired("This code has expired or was never issued; ask the resident for a fresh one.")
-    return await pay(
+    return (await pay(
         session, clock, region=await directory.region_identity(session, principal.region_code), store_id=store.id,
         account_id=uuid.UUID(json.loads(value)["account_id"]), amount=amount, method=PaymentMethod.CPM,
-    )
+    ))[0]
 
 
 async def _terminal_store(session: AsyncSession, principal: Principal, store_id: uuid.UUID | None) -> tuple[Store, Merchant]:
@@ -208,10 +208,10 @@ async def pay_by_card(
         raise CardDayLimitExceeded(
             f"Today this card may pay {card.daily_limit - spent} yen more.", remaining_today=card.daily_limit - spent
         )
-    return await pay(
+    return (await pay(
         session, clock, region=await directory.region_identity(session, principal.region_code), store_id=store.id,
         account_id=card.account_id, amount=amount, method=PaymentMethod.CARD, card_id=card.id,
-    )
+    ))[0]
 
 
 def _refuse_unusable(card: ResidentCard) -> None:

@@ -4,25 +4,44 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, SmallInteger, and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Row,
+    SmallInteger,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory.models import Merchant
 from services.wallet.ledger import repository as ledger_repo
-from services.wallet.ledger.models import Lot
+from services.wallet.ledger.models import Account, Lot
 from services.wallet.payments.models import (
     FeePlan,
     MerchantFeeYear,
     Payment,
+    PaymentDiscount,
     PaymentLot,
     PaymentRequest,
     Refund,
     ResidentCard,
+    Sponsor,
     Store,
 )
 
@@ -217,6 +236,67 @@ async def merchant_payments(
     order = Payment.id.desc() if newest_first else Payment.id.asc()
     query = select(Payment).where(and_(*conditions)).order_by(order).limit(limit)
     return list((await session.execute(query)).scalars())
+
+
+# --- discounts and sponsors ---------------------------------------------------------------------
+
+
+async def insert_payment_discount(session: AsyncSession, **values: Any) -> PaymentDiscount:
+    return (await session.execute(insert(PaymentDiscount).values(**values).returning(PaymentDiscount))).scalar_one()
+
+
+async def payment_discount(session: AsyncSession, payment_id: uuid.UUID) -> PaymentDiscount | None:
+    query = select(PaymentDiscount).where(PaymentDiscount.payment_id == payment_id)
+    return (await session.execute(query.execution_options(populate_existing=True))).scalar_one_or_none()
+
+
+async def add_discount_reversed(session: AsyncSession, payment_id: uuid.UUID, amount: int) -> None:
+    await session.execute(
+        update(PaymentDiscount).where(PaymentDiscount.payment_id == payment_id)
+        .values(reversed=PaymentDiscount.reversed + amount)
+    )
+
+
+async def insert_sponsor(session: AsyncSession, **values: Any) -> Sponsor | None:
+    """The new sponsor; None if the region already has one of that name."""
+    query = pg_insert(Sponsor).values(**values).on_conflict_do_nothing().returning(Sponsor)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def sponsor_with_budget(session: AsyncSession, sponsor_id: uuid.UUID) -> tuple[Sponsor, Account] | None:
+    query = select(Sponsor, Account).join(Account, Account.sponsor_id == Sponsor.id).where(Sponsor.id == sponsor_id)
+    row = (await session.execute(query.execution_options(populate_existing=True))).first()
+    return (row[0], row[1]) if row else None
+
+
+async def sponsor_budget(session: AsyncSession, sponsor_id: uuid.UUID) -> Account:
+    return (await session.execute(select(Account).where(Account.sponsor_id == sponsor_id))).scalar_one()
+
+
+# --- merchants' statement lines -------------------------------------------------------------------
+
+_STATEMENT_LINES = text(
+    "SELECT journal_id, region_id, merchant_id, unit, kind, amount, fee, net, occurred_at, payment_id, refund_id,"
+    " counterparty_merchant_id FROM wallet.statement_lines"
+    " WHERE region_id = :region_id AND occurred_at >= :since AND occurred_at < :until"
+    " AND (CAST(:merchant_id AS uuid) IS NULL OR merchant_id = CAST(:merchant_id AS uuid))"
+    " ORDER BY merchant_id, occurred_at, journal_id, unit"
+).bindparams(
+    bindparam("region_id", type_=UUID), bindparam("merchant_id", type_=UUID),
+    bindparam("since", type_=DateTime(timezone=True)), bindparam("until", type_=DateTime(timezone=True)),
+)
+
+
+async def statement_lines(
+    session: AsyncSession, region_id: uuid.UUID, since: datetime, until: datetime, merchant_id: uuid.UUID | None
+) -> AsyncIterator[Row[Any]]:
+    """The lines of wallet.statement_lines (payments/sql/statement_lines.sql) in [since, until),
+    streamed (a month of a region can be millions of lines)."""
+    result = await session.stream(
+        _STATEMENT_LINES, {"region_id": region_id, "merchant_id": merchant_id, "since": since, "until": until}
+    )
+    async for row in result:
+        yield row
 
 
 # --- dynamic payment requests -------------------------------------------------------------------
@@ -438,4 +518,67 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
                 "payments", f"payment {payment_id}",
                 f"campaign {campaign_id}: {clawed} of the reward taken back; the refunded share is {due}",
             ))
+    found += await _discount_violations(rows)
+    found += await _statement_violations(rows)
+    return found
+
+
+async def _discount_violations(rows: ledger_repo.Rows) -> list[ledger_repo.Violation]:
+    """A discount's record against its payment and journals (payments/discounts.py): the price
+    is what was paid plus the discount; a sponsor's credit moved the discount from its budget to
+    the payment's shop; refunds gave back floor(discount × refunded / amount), each by a journal
+    that moved its share from the shop to that budget."""
+    found: list[ledger_repo.Violation] = []
+    for payment_id, shop, price, amount, discount, credited, reversed_, due, given_back, moved_back in await rows(
+        "SELECT payment_id, shop, price, amount, discount, credited, reversed, due, given_back, moved_back FROM ("
+        "  SELECT d.payment_id, d.region_id, d.sponsor_id, d.merchant_id = p.merchant_id AS shop, d.price, p.amount,"
+        "    d.discount, d.reversed,"
+        # the credit journal's entries that are right: the discount out of the sponsor's budget,
+        # into the payment's shop in yen (two, and nothing else in that journal)
+        "    (SELECT count(*) FILTER (WHERE (a.sponsor_id = d.sponsor_id AND e.amount = -d.discount)"
+        "       OR (a.merchant_id = d.merchant_id AND a.unit = 'yen' AND e.amount = d.discount))"
+        "       || '/' || count(*) FROM wallet.entries e JOIN wallet.accounts a ON a.id = e.account_id"
+        "      WHERE e.journal_id = d.credit_journal_id) AS credited,"
+        "    CASE WHEN d.sponsor_id IS NULL THEN 0 ELSE d.discount * p.refunded_amount / p.amount END AS due,"
+        "    (SELECT coalesce(sum(r.sponsor_reversed), 0) FROM wallet.refunds r"
+        "      WHERE r.payment_id = d.payment_id)::bigint AS given_back,"
+        "    (SELECT coalesce(sum(e.amount), 0) FROM wallet.refunds r"
+        "      JOIN wallet.entries e ON e.journal_id = r.sponsor_journal_id JOIN wallet.accounts a ON a.id = e.account_id"
+        "      WHERE r.payment_id = d.payment_id AND a.sponsor_id = d.sponsor_id)::bigint AS moved_back"
+        "  FROM wallet.payment_discounts d JOIN wallet.payments p ON p.id = d.payment_id) x "
+        "WHERE (NOT shop OR price <> amount + discount OR (sponsor_id IS NOT NULL AND credited <> '2/2')"
+        " OR reversed <> due OR reversed <> given_back OR reversed <> moved_back) {region}",
+        "x",
+    ):
+        found.append(ledger_repo.Violation(
+            "payments", f"payment {payment_id}",
+            f"discount {discount} on a price of {price} of which {amount} was paid (at its shop: {shop}); "
+            f"right entries/all of its sponsor's credit: {credited}; {reversed_} given back to the sponsor, "
+            f"{due} due, its refunds say {given_back}, their journals moved {moved_back}",
+        ))
+    return found
+
+
+async def _statement_violations(rows: ledger_repo.Rows) -> list[ledger_repo.Violation]:
+    """A merchant's statement lines (wallet.statement_lines) are its entries, journal by journal
+    and unit by unit: settlement, which reads them, can neither miss a movement nor count one twice."""
+    found: list[ledger_repo.Violation] = []
+    for journal_id, merchant_id, unit, entries, lines, count in await rows(
+        "SELECT journal_id, merchant_id, unit, entries, lines, count FROM ("
+        "  SELECT coalesce(e.journal_id, l.journal_id) AS journal_id, coalesce(e.merchant_id, l.merchant_id) AS merchant_id,"
+        "    coalesce(e.unit, l.unit) AS unit, coalesce(e.amount, 0) AS entries, coalesce(l.net, 0) AS lines,"
+        "    coalesce(l.count, 0) AS count, coalesce(e.region_id, l.region_id) AS region_id"
+        "  FROM (SELECT en.journal_id, a.merchant_id, en.unit, en.region_id, sum(en.amount)::bigint AS amount"
+        "        FROM wallet.entries en JOIN wallet.accounts a ON a.id = en.account_id WHERE a.kind = 'merchant'"
+        "        GROUP BY en.journal_id, a.merchant_id, en.unit, en.region_id) e"
+        "  FULL JOIN (SELECT journal_id, merchant_id, unit, region_id, sum(net)::bigint AS net, count(*) AS count"
+        "        FROM wallet.statement_lines GROUP BY journal_id, merchant_id, unit, region_id) l"
+        "    ON l.journal_id = e.journal_id AND l.merchant_id = e.merchant_id AND l.unit = e.unit) m "
+        "WHERE (entries <> lines OR count <> 1) {region}",
+        "m",
+    ):
+        found.append(ledger_repo.Violation(
+            "payments", f"journal {journal_id}",
+            f"merchant {merchant_id} moved {entries} {unit}; its {count} statement line(s) say {lines}",
+        ))
     return found

@@ -16,11 +16,12 @@ of its fee, to the yen.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, SmallInteger, Text, bindparam, text
+from sqlalchemy import BigInteger, DateTime, Row, SmallInteger, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,11 +31,12 @@ from services.wallet.directory.models import Merchant, Region
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.errors import AccountInactive, InsufficientBalance
 from services.wallet.ledger.models import AccountKind, JournalKind, Lot, Status
-from services.wallet.payments import hooks
+from services.wallet.payments import discounts, hooks
 from services.wallet.payments import repository as repo
 from services.wallet.payments.errors import (
     AmountMismatch,
     AmountRequired,
+    InvalidAmount,
     InvalidFeePlan,
     MerchantInactive,
     NotEligibleHere,
@@ -43,6 +45,7 @@ from services.wallet.payments.errors import (
     PaymentRequestExpired,
     PaymentRequestNotFound,
     PaymentRequestPaid,
+    PayoutExceedsBalance,
     QRChecksumMismatch,
     QRCurrency,
     QRForeign,
@@ -58,6 +61,7 @@ from services.wallet.payments.models import (
     FeeKind,
     FeePlan,
     Payment,
+    PaymentDiscount,
     PaymentLot,
     PaymentMethod,
     PaymentRequest,
@@ -66,6 +70,7 @@ from services.wallet.payments.models import (
 )
 from services.wallet.payments.receipt import render_html as render_receipt
 from shared import audit, emvco
+from shared.audit import Actor
 from shared.auth import MERCHANT_ROLES, Principal, Role
 from shared.clock import Clock, fiscal_year, tokyo_date
 from shared.errors import Forbidden
@@ -218,22 +223,46 @@ async def pay_by_qr(
     """The resident scanned a merchant's QR (static: types the amount; dynamic: it is in the code)."""
     region = await directory.region_identity(session, principal.region_code)
     scanned = await resolve_qr(session, region, payload)
-    request = scanned.request
+    payment, _ = await pay_at_store(
+        session, clock, region=region, subject=principal.subject, store_id=scanned.store.store_id,
+        request=scanned.request, price=amount,
+    )
+    return payment
+
+
+async def pay_at_store(
+    session: AsyncSession, clock: Clock, *, region: directory.RegionIdentity, subject: str, store_id: uuid.UUID,
+    request: PaymentRequest | None, price: int | None, discount: discounts.Discount | None = None,
+    actor: str | None = None,
+) -> tuple[Payment, PaymentDiscount | None]:
+    """Pay a store its `price` (a dynamic code's request: the request's amount, claimed once),
+    less the discount if there is one."""
     if request is not None:
         await _claim_request(session, clock, request)
-        if amount is not None and amount != request.amount:
-            raise AmountMismatch(f"The shop asked for {request.amount} yen, not {amount}.", expected=request.amount)
-        amount = request.amount
-    elif amount is None:
+        if price is not None and price != request.amount:
+            raise AmountMismatch(f"The shop asked for {request.amount} yen, not {price}.", expected=request.amount)
+        price = request.amount
+    elif price is None:
         raise AmountRequired("Type the amount the shop asks for.")
-    payment = await pay(
-        session, clock, region=region, subject=principal.subject, store_id=scanned.store.store_id, amount=amount,
+    if discount is not None:
+        discounts.check(discount, price)
+    paid = await pay(
+        session, clock, region=region, subject=subject, store_id=store_id,
+        amount=price - discount.amount if discount else price,
         method=PaymentMethod.MPM_DYNAMIC if request else PaymentMethod.MPM_STATIC,
-        order_reference=request.order_reference if request else None,
+        order_reference=request.order_reference if request else None, discount=discount, actor=actor,
     )
     if request is not None:
-        await repo.link_payment_request(session, request.id, payment.id)
-    return payment
+        await repo.link_payment_request(session, request.id, paid[0].id)
+    return paid
+
+
+async def payment_request_at(session: AsyncSession, store_id: uuid.UUID, request_id: uuid.UUID) -> PaymentRequest:
+    """A store's payment request, by id (as `resolve_qr` found it in a dynamic code)."""
+    request = await repo.payment_request(session, request_id)
+    if request is None or request.store_id != store_id:
+        raise PaymentRequestNotFound("The shop's payment request does not exist.")
+    return request
 
 
 @dataclass(frozen=True)
@@ -293,10 +322,7 @@ async def _payment_request(session: AsyncSession, qr: emvco.MerchantQR, store_id
         request_id = from_short_id(qr.bill_number or "")
     except ValueError:
         raise QRMalformed("The dynamic code carries no payment request.") from None
-    request = await repo.payment_request(session, request_id)
-    if request is None or request.store_id != store_id:
-        raise PaymentRequestNotFound("The shop's payment request does not exist.")
-    return request
+    return await payment_request_at(session, store_id, request_id)
 
 
 async def _claim_request(session: AsyncSession, clock: Clock, request: PaymentRequest) -> None:
@@ -321,10 +347,15 @@ async def pay(
     subject: str | None = None,
     order_reference: str | None = None,
     card_id: uuid.UUID | None = None,
-) -> Payment:
+    discount: discounts.Discount | None = None,
+    actor: str | None = None,
+) -> tuple[Payment, PaymentDiscount | None]:
     """One journal: the resident pays `amount`; the merchant gets it less the fee; fee income
     gets the fee; the plan, rate and fee are stored with the payment. The payer is the wallet
-    `account_id`, or the wallet of resident `subject` in the region.
+    `account_id`, or the wallet of resident `subject` in the region. A `discount` (checked by the
+    caller against the price, `amount` + the discount) is recorded with the payment as given by
+    `actor`, and a sponsor's budget pays it to the shop (payments/discounts.py), before the hooks
+    run; without one, nothing is added to the path.
 
     This is the hot path, so it runs as one database function, `wallet.pay`
     (services/wallet/payments/sql/pay.sql): lock the payer's coin and point accounts (the only
@@ -334,6 +365,8 @@ async def pay(
     payment and which lots paid it. Merchant and fee income are credited without a lock, in the
     units the payer paid in: the fee is split between yen and points in proportion (the points
     share rounded down)."""
+    assert discount is None or actor is not None, "a discount is given by someone"
+    budget = await discounts.budget_for(session, region.id, discount) if discount is not None else None
     now = clock.now()
     payment_id, journal_id = new_id(), new_id()
     row = (
@@ -362,21 +395,26 @@ async def pay(
             f"The balance is {row.balance}; {amount} is needed.", balance=row.balance, required=amount
         )
     assert row.outcome == "ok", row.outcome
-    reward = 0
-    for paid in hooks.on_paid:
-        reward += await paid(
-            session, clock, payment_id=payment_id, region_id=region.id, merchant_id=row.merchant_id, amount=amount,
-            point_amount=row.point_amount, wallet_account_id=row.account_id,
-        )
-    if reward:
-        await repo.set_reward_points(session, payment_id, reward)
-    return Payment(
+    payment = Payment(
         id=payment_id, region_id=region.id, journal_id=journal_id, resident_account_id=row.account_id,
         merchant_id=row.merchant_id, store_id=store_id, method=method.value, amount=amount, fee=row.fee,
         fee_rate_bp=row.fee_rate_bp, fee_plan_id=row.fee_plan_id, fiscal_year=fiscal_year(now), refunded_amount=0,
         fee_returned=0, point_amount=row.point_amount, fee_point=row.fee_point, refunded_point=0,
-        fee_returned_point=0, reward_points=reward, order_reference=order_reference, card_id=card_id, created_at=now,
+        fee_returned_point=0, reward_points=0, order_reference=order_reference, card_id=card_id, created_at=now,
     )
+    applied = None
+    if discount is not None:
+        applied = await discounts.apply(
+            session, clock, payment=payment, discount=discount, budget=budget, actor=actor
+        )
+    for paid in hooks.on_paid:
+        payment.reward_points += await paid(
+            session, clock, payment_id=payment_id, region_id=region.id, merchant_id=row.merchant_id, amount=amount,
+            point_amount=row.point_amount, wallet_account_id=row.account_id,
+        )
+    if payment.reward_points:
+        await repo.set_reward_points(session, payment_id, payment.reward_points)
+    return payment, applied
 
 
 PAY = text(
@@ -480,19 +518,46 @@ async def receipt(session: AsyncSession, principal: Principal, payment_id: uuid.
 async def refund(
     session: AsyncSession, clock: Clock, principal: Principal, payment_id: uuid.UUID, amount: int, reason: str | None
 ) -> tuple[Payment, int]:
-    """Give (part of) a payment back to the wallet it came from, by the merchant's staff, within
-    the region's window. Several partial refunds may add up to the payment, never more.
+    """A refund by the merchant's staff (or terminal) of a payment they may see."""
+    if principal.role not in MERCHANT_ROLES:
+        raise Forbidden("Refunds are made by the shop that was paid.")
+    found = await visible_payment(session, principal, payment_id)
+    refunded = await refund_payment(
+        session, clock, Actor.of(principal), region_id=found.region_id, payment_id=found.id, amount=amount,
+        reason=reason,
+    )
+    return refunded.payment, refunded.fee_returned
+
+
+@dataclass(frozen=True)
+class Refunded:
+    payment: Payment  # with its running totals after this refund
+    refund_id: uuid.UUID
+    journal_id: uuid.UUID
+    fee_returned: int
+    sponsor_reversed: int  # of a sponsor's discount, given back to the sponsor (payments/discounts.py)
+    sponsor_journal_id: uuid.UUID | None
+    created_at: datetime
+
+
+async def refund_payment(
+    session: AsyncSession, clock: Clock, actor: Actor, *, region_id: uuid.UUID, payment_id: uuid.UUID, amount: int,
+    reason: str | None,
+) -> Refunded:
+    """Give (part of) a payment back to the wallet it came from, within the region's window.
+    Several partial refunds may add up to the payment, never more.
 
     The lots the payment took are restored in reverse spending order (services/wallet/ledger/lots.py);
     what belongs to a lot that expired meanwhile goes to the expiry account instead of the wallet.
     The fee comes back per unit in proportion to what is refunded of that unit, counted on the
     running totals so that partial refunds never return more than was charged:
-    returned(unit) = floor(fee(unit) × refunded(unit) / paid(unit))."""
-    if principal.role not in MERCHANT_ROLES:
-        raise Forbidden("Refunds are made by the shop that was paid.")
-    found = await visible_payment(session, principal, payment_id)
-    payment = await repo.payment(session, found.id, lock=True)  # one refund of a payment at a time
-    assert payment is not None
+    returned(unit) = floor(fee(unit) × refunded(unit) / paid(unit)). A sponsor's discount goes
+    back to the sponsor the same way (payments/discounts.py)."""
+    if amount <= 0:
+        raise InvalidAmount(f"A refund is a positive number of yen, not {amount}.")
+    payment = await repo.payment(session, payment_id, lock=True)  # one refund of a payment at a time
+    if payment is None or payment.region_id != region_id:
+        raise PaymentNotFound(f"No payment {payment_id}.")
     remaining = payment.amount - payment.refunded_amount
     if amount > remaining:
         raise RefundExceedsRemaining(
@@ -536,7 +601,7 @@ async def refund(
             ledger.Leg(fee_income[unit], -fee_back[unit]),
         ]
     posted = await ledger.post_journal(
-        session, clock, region_id=region.id, kind=JournalKind.REFUND, actor=principal.subject,
+        session, clock, region_id=region.id, kind=JournalKind.REFUND, actor=actor.subject,
         legs=[leg for leg in legs if leg.amount], reference=str(payment.id), memo=reason,
     )
     fee_returned = fee_back[Unit.YEN] + fee_back[Unit.POINT]
@@ -544,26 +609,36 @@ async def refund(
     if plan is not None and plan.yearly_cap is not None and fee_returned:
         await repo.lock_fee_year(session, region.id, payment.merchant_id, payment.fiscal_year)
         await repo.add_to_fee_year(session, payment.merchant_id, payment.fiscal_year, -fee_returned)
+    reversal = await discounts.reverse_share(
+        session, clock, payment=payment, refunded_total=payment.refunded_amount + amount, actor=actor.subject
+    )
     clawed = 0
     for refunded in hooks.on_refunded:
         clawed += await refunded(
             session, clock, payment_id=payment.id, region_id=region.id, amount=payment.amount,
             refunded_total=payment.refunded_amount + amount, points=points,
         )
+    refund_id = new_id()
     updated = await repo.record_refund(
         session, payment.id,
         {"refunded_amount": amount, "fee_returned": fee_returned, "refunded_point": back.total(Unit.POINT),
          "fee_returned_point": fee_back[Unit.POINT], "reward_points": -clawed},
-        {"id": new_id(), "region_id": region.id, "payment_id": payment.id, "journal_id": posted.journal_id,
-         "amount": amount, "fee_returned": fee_returned, "point_amount": back.total(Unit.POINT),
-         "fee_returned_point": fee_back[Unit.POINT], "expired_amount": sum(back.expired.values()),
-         "reason": reason, "created_by": principal.subject, "created_at": posted.created_at},
+        {"id": refund_id, "region_id": region.id, "payment_id": payment.id, "merchant_id": payment.merchant_id,
+         "journal_id": posted.journal_id, "amount": amount, "fee_returned": fee_returned,
+         "point_amount": back.total(Unit.POINT), "fee_returned_point": fee_back[Unit.POINT],
+         "expired_amount": sum(back.expired.values()), "sponsor_reversed": reversal.amount,
+         "sponsor_journal_id": reversal.journal_id, "reason": reason, "created_by": actor.subject,
+         "created_at": posted.created_at},
     )
+    after: dict[str, Any] = {"amount": amount, "fee_returned": fee_returned, "reason": reason}
+    if reversal.amount:
+        after["sponsor_reversed"] = reversal.amount
     await audit.record(
-        session, clock, principal, region_id=region.id, action="payment.refund", target_type="payment",
-        target_id=payment.id, after={"amount": amount, "fee_returned": fee_returned, "reason": reason},
+        session, clock, actor, region_id=region.id, action="payment.refund", target_type="payment",
+        target_id=payment.id, after=after,
     )
-    return updated, fee_returned
+    return Refunded(updated, refund_id, posted.journal_id, fee_returned, reversal.amount, reversal.journal_id,
+                    posted.created_at)
 
 
 @dataclass
@@ -655,6 +730,64 @@ async def transfer(
         target_id=payer.id, after={"to": str(payee.id), "amount": amount, "fee": fee, "journal_id": str(posted.journal_id)},
     )
     return result
+
+
+
+# --- merchants' statement lines -------------------------------------------------------------------
+
+
+async def statement_lines(
+    session: AsyncSession, region_id: uuid.UUID, since: datetime, until: datetime, merchant_id: uuid.UUID | None
+) -> AsyncIterator[Row[Any]]:
+    """Every movement of the region's merchants' balances in [since, until) (one merchant's, with
+    `merchant_id`), in (merchant, time, journal, unit) order, streamed: wallet.statement_lines,
+    whose rules are in payments/sql/statement_lines.sql."""
+    async for row in repo.statement_lines(session, region_id, since, until, merchant_id):
+        yield row
+
+
+# --- payouts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payout:
+    journal_id: uuid.UUID
+    merchant_id: uuid.UUID
+    amount: int
+    reference: str | None
+    created_at: datetime
+
+
+async def post_payout(
+    session: AsyncSession, clock: Clock, actor: Actor, *, region_id: uuid.UUID, merchant_id: uuid.UUID, amount: int,
+    reference: str | None,
+) -> Payout:
+    """振込: `amount` yen of the merchant's balance leave circulation for its bank account (a
+    `payout` journal to bank clearing), never more than the balance. A suspended or closed shop
+    is still paid what it holds."""
+    if amount <= 0:
+        raise InvalidAmount(f"A payout is a positive number of yen, not {amount}.")
+    merchant = await directory.merchant(session, merchant_id)
+    if merchant is None or merchant.region_id != region_id:
+        raise MerchantNotFound(f"No merchant {merchant_id} in this region.")
+    account = await directory.merchant_account(session, merchant_id, Unit.YEN.value)
+    clearing = await ledger.system_account(session, region_id, AccountKind.BANK_CLEARING, Unit.YEN.value)
+    try:
+        posted = await ledger.post_journal(
+            session, clock, region_id=region_id, kind=JournalKind.PAYOUT, actor=actor.subject,
+            legs=[ledger.Leg(account, -amount), ledger.Leg(clearing, amount)], reference=reference,
+            even_if_inactive=True,
+        )
+    except InsufficientBalance as exc:
+        raise PayoutExceedsBalance(
+            f"{merchant.name_ja} holds {exc.extra['balance']} yen; a payout of {amount} was asked.",
+            balance=exc.extra["balance"], requested=amount,
+        ) from None
+    await audit.record(
+        session, clock, actor, region_id=region_id, action="merchant.payout", target_type="merchant",
+        target_id=merchant_id, after={"amount": amount, "journal_id": str(posted.journal_id), "reference": reference},
+    )
+    return Payout(posted.journal_id, merchant_id, amount, reference, posted.created_at)
 
 
 # Queries the modules above use as they are: they call this service, never the repository.

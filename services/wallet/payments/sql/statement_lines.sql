@@ -1,0 +1,63 @@
+-- wallet.statement_lines: every movement of a merchant's balance, one line per journal, merchant
+-- and unit ((journal_id, merchant_id, unit) is unique), read-only. Settlement reads it through
+-- services/wallet/public.py; `ledger verify` proves that a merchant's lines are its entries, line
+-- by line, so a statement built from them can neither miss nor double count a movement.
+--
+-- Signs are the merchant's: amount is what the line earns it (+) or costs it (−) before fees,
+-- fee the fee charged on it (a refund's returned fee is negative), net = amount − fee, what its
+-- balance moved. occurred_at is the journal's time, except that a sponsor's credit and its
+-- reversals carry their payment's and refund's, so that they fall in the same period.
+CREATE VIEW wallet.statement_lines AS
+-- Payments: the price the resident paid, per unit it was paid in, and the fee on it.
+SELECT p.journal_id, p.region_id, p.merchant_id, u.unit, 'payment'::text AS kind,
+       u.amount, u.fee, u.amount - u.fee AS net, p.created_at AS occurred_at,
+       p.id AS payment_id, NULL::uuid AS refund_id, NULL::uuid AS counterparty_merchant_id
+  FROM wallet.payments p
+ CROSS JOIN LATERAL (VALUES ('yen', p.amount - p.point_amount, p.fee - p.fee_point),
+                            ('point', p.point_amount, p.fee_point)) AS u (unit, amount, fee)
+ WHERE u.amount > 0
+UNION ALL
+-- Refunds, on their own date: what went back, less the fee returned.
+SELECT r.journal_id, r.region_id, r.merchant_id, u.unit, 'refund',
+       -u.amount, -u.fee, u.fee - u.amount, r.created_at,
+       r.payment_id, r.id, NULL
+  FROM wallet.refunds r
+ CROSS JOIN LATERAL (VALUES ('yen', r.amount - r.point_amount, r.fee_returned - r.fee_returned_point),
+                            ('point', r.point_amount, r.fee_returned_point)) AS u (unit, amount, fee)
+ WHERE u.amount > 0
+UNION ALL
+-- A sponsor's budget pays the shop the discount it funded.
+SELECT d.credit_journal_id, d.region_id, d.merchant_id, 'yen', 'sponsor_credit',
+       d.discount, 0, d.discount, d.created_at,
+       d.payment_id, NULL, NULL
+  FROM wallet.payment_discounts d
+ WHERE d.credit_journal_id IS NOT NULL
+UNION ALL
+-- A refund gives the sponsor back its share of the discount.
+SELECT r.sponsor_journal_id, r.region_id, r.merchant_id, 'yen', 'sponsor_reversal',
+       -r.sponsor_reversed, 0, -r.sponsor_reversed, r.created_at,
+       r.payment_id, r.id, NULL
+  FROM wallet.refunds r
+ WHERE r.sponsor_journal_id IS NOT NULL
+UNION ALL
+-- Merchant-to-merchant transfers, out of the payer and into the payee (who bears the fee), and
+-- payouts to the merchant's bank account.
+SELECT j.id, j.region_id, a.merchant_id, e.unit,
+       CASE WHEN j.kind = 'payout' THEN 'payout' WHEN e.amount < 0 THEN 'transfer_out' ELSE 'transfer_in' END,
+       e.amount + coalesce(f.fee, 0), coalesce(f.fee, 0), e.amount, j.created_at,
+       NULL, NULL, o.merchant_id
+  FROM wallet.journals j
+  JOIN wallet.entries e ON e.journal_id = j.id
+  JOIN wallet.accounts a ON a.id = e.account_id AND a.kind = 'merchant'
+  LEFT JOIN LATERAL (
+        SELECT sum(fe.amount)::bigint AS fee FROM wallet.entries fe
+          JOIN wallet.accounts fa ON fa.id = fe.account_id AND fa.kind = 'fee_income'
+         WHERE fe.journal_id = j.id AND fe.unit = e.unit AND e.amount > 0
+  ) f ON true
+  LEFT JOIN LATERAL (
+        SELECT oa.merchant_id FROM wallet.entries oe
+          JOIN wallet.accounts oa ON oa.id = oe.account_id AND oa.kind = 'merchant'
+         WHERE oe.journal_id = j.id AND oe.account_id <> e.account_id
+         LIMIT 1
+  ) o ON true
+ WHERE j.kind IN ('transfer', 'payout');

@@ -1,0 +1,339 @@
+"""The wallet's public surface: the only wallet module that other services (services/coupons,
+services/settlement) import (a contract in pyproject.toml holds them to it).
+
+Every function works in the caller's session and never commits: the caller's request dependency
+or job runner commits once, so "pay with a coupon" or "run a settlement" commits or fails as one
+unit with what the calling service writes. Each function that writes runs in a savepoint of the
+caller's transaction: when it refuses (a `Problem`, with its own `type`), nothing it did remains,
+whatever the caller does next; value moves only when it returns. Functions take the region (its
+code, as tokens carry it) and an explicit `Actor`: who acts, for the journals' `actor` and the
+audit trail (`Actor.of(principal)` at an endpoint; a service or job names itself). Who may see
+or do what is the endpoint's check, before it calls here.
+
+Reading a scanned code
+    `resolve_qr(session, region=, payload=) -> ScannedStore`: the store (and, for a dynamic code,
+    the shop's payment request, not yet claimed) behind a merchant QR the resident scanned, if
+    every field is what the server itself prints for it. Refuses qr-malformed, qr-checksum-
+    mismatch, qr-currency, qr-foreign, qr-mismatch, store-not-found, payment-request-not-found.
+
+Paying
+    `pay(session, clock, region=, actor=, payer=, store_id=, price=, payment_request_id=,
+    discount=) -> PaidPayment`: resident `payer` (their subject) pays the store `price` yen (for a
+    dynamic request: its amount, claimed once) less an optional `Discount`, in one transaction
+    with the payment's hooks. The fee is charged on what the resident paid. A discount funded by
+    the shop only lowers the price; one funded by a sponsor also makes the sponsor's yen budget
+    pay the shop the discount, by a `sponsor_credit` journal of its own (no fee on it).
+    Refuses amount-required, amount-mismatch, invalid-discount, sponsor-not-found,
+    sponsor-budget-exhausted, store-not-found, merchant-inactive, account-inactive,
+    insufficient-balance, balance-not-eligible-here, payment-request-paid / -cancelled /
+    -expired / -not-found, and whatever problem a hook raises.
+
+Refunding
+    `refund(session, clock, region=, actor=, payment_id=, amount=, reason=) -> RefundMade`:
+    (part of) a payment back to the wallet it came from, by the rules of every refund
+    (payments/service.py): within the region's refund window, never more than what remains, the
+    fee back pro rata, and a sponsor's discount back to the sponsor pro rata on the running
+    totals, floor(discount × refunded / amount), so a full refund returns all of it. Refuses
+    invalid-amount, payment-not-found, refund-exceeds-remaining, refund-window-closed,
+    insufficient-balance (the shop no longer holds what it must give back), and a hook's problem.
+
+Paying a merchant out
+    `post_payout(session, clock, region=, actor=, merchant_id=, amount=, reference=) -> Payout`:
+    a `payout` journal takes `amount` yen of the merchant's balance to bank clearing (振込; the
+    money leaves circulation), even for a suspended or closed shop. Refuses invalid-amount,
+    merchant-not-found, payout-exceeds-balance (more than the merchant holds now).
+
+Statement lines
+    `statement_lines(session, region=, since=, until=, merchant_id=) -> AsyncIterator[StatementLine]`:
+    every movement of merchants' balances that occurred in [since, until): payments, refunds on
+    their own date, fees, B2B transfers in and out, sponsor credits and their reversals, payouts,
+    from the read-only view `wallet.statement_lines` (payments/sql/statement_lines.sql), streamed
+    in (merchant, time, journal, unit) order. A line is keyed by (journal_id, merchant_id, unit);
+    `ledger verify` proves that the lines are the merchants' entries, journal by journal. A line's
+    time is its journal's (a sponsor's credit and reversals: their payment's and refund's, so they
+    fall in the same period), stamped before commit: a reader cutting a period at `until` must
+    wait out the commit lag (a grace period) before trusting that nothing more lands before it.
+    `payment_discount(session, region=, payment_id=) -> DiscountRecord | None` reads one
+    payment's discount and who funded it.
+
+Sponsors
+    A sponsor (e.g. a city campaign) has a budget account of kind `sponsor_budget` in yen. The
+    city funds it from the region's yen campaign fund by a `funding` journal (value is issued
+    only that way, as campaign budgets are funded in points); its discounts draw on it by one
+    conditional update, so it can never go negative. `create_sponsor(session, clock, region=,
+    actor=, name=, name_ja=) -> SponsorBudget` (refuses sponsor-name-taken),
+    `fund_sponsor(session, clock, region=, actor=, sponsor_id=, amount=) -> SponsorBudget`
+    (refuses invalid-amount, sponsor-not-found), `sponsor(session, region=, sponsor_id=)`.
+
+Hooks
+    `register_hooks(paid=, refunded=)`, called by the composition root (app/wiring.py) only:
+    `OnPaid` runs after each payment's journal is written and `OnRefunded` after each refund's
+    (HTTP or here), in the same session and transaction, the payer's accounts locked. A hook that
+    raises a `Problem` refuses: the payment or refund fails with it and none of it is committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.wallet.directory import service as directory
+from services.wallet.payments import discounts, hooks
+from services.wallet.payments import service as payments
+from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
+from services.wallet.payments.hooks import OnPaid, OnRefunded
+from shared.audit import Actor
+from shared.clock import Clock
+
+__all__ = [
+    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "OnPaid", "OnRefunded", "PaidPayment",
+    "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "SponsorBudget", "StatementLine", "create_sponsor",
+    "fund_sponsor", "pay", "payment_discount", "post_payout", "refund", "register_hooks", "resolve_qr", "sponsor",
+    "statement_lines",
+]
+
+
+# --- reading a scanned code ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestedPayment:
+    """A dynamic code's payment request: one sale's amount, single use."""
+
+    id: uuid.UUID
+    amount: int
+    order_reference: str
+    status: str  # open | paid | cancelled
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ScannedStore:
+    region_id: uuid.UUID
+    store_id: uuid.UUID
+    merchant_id: uuid.UUID
+    mcc: str
+    merchant_name_ja: str
+    store_name_ja: str
+    request: RequestedPayment | None  # a dynamic code's; None for the printed static code
+
+
+async def resolve_qr(session: AsyncSession, *, region: str, payload: str) -> ScannedStore:
+    identity = await directory.region_identity(session, region)
+    scanned = await payments.resolve_qr(session, identity, payload)
+    store, request = scanned.store, scanned.request
+    return ScannedStore(
+        store.region_id, store.store_id, store.merchant_id, store.mcc, store.merchant_name_ja, store.name_ja,
+        RequestedPayment(request.id, request.amount, request.order_reference, request.status, request.expires_at)
+        if request else None,
+    )
+
+
+# --- paying ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiscountRecord:
+    """A payment's discount: the price, the yen off, who gave them up, and (a sponsor's) the
+    journal that paid the shop and what refunds have given back to the sponsor so far."""
+
+    payment_id: uuid.UUID
+    price: int
+    discount: int
+    funded_by: DiscountFunder
+    sponsor_id: uuid.UUID | None
+    credit_journal_id: uuid.UUID | None
+    reversed: int
+    reference: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: PaymentDiscount) -> DiscountRecord:
+        return cls(row.payment_id, row.price, row.discount, DiscountFunder(row.funded_by), row.sponsor_id,
+                   row.credit_journal_id, row.reversed, row.reference, row.created_at)
+
+
+@dataclass(frozen=True)
+class PaidPayment:
+    id: uuid.UUID
+    journal_id: uuid.UUID
+    region_id: uuid.UUID
+    merchant_id: uuid.UUID
+    store_id: uuid.UUID
+    wallet_account_id: uuid.UUID
+    price: int
+    amount: int  # what the resident paid: the price less the discount
+    fee: int  # charged on `amount`
+    point_amount: int  # of `amount`, paid in points
+    reward_points: int  # given back by reward campaigns (hooks)
+    discount: DiscountRecord | None
+    created_at: datetime
+
+
+async def pay(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, payer: str, store_id: uuid.UUID,
+    price: int | None, payment_request_id: uuid.UUID | None = None, discount: Discount | None = None,
+) -> PaidPayment:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        request = await payments.payment_request_at(session, store_id, payment_request_id) if payment_request_id else None
+        payment, applied = await payments.pay_at_store(
+            session, clock, region=identity, subject=payer, store_id=store_id, request=request, price=price,
+            discount=discount, actor=actor.subject,
+        )
+    record = DiscountRecord.of(applied) if applied is not None else None
+    return PaidPayment(
+        payment.id, payment.journal_id, payment.region_id, payment.merchant_id, payment.store_id,
+        payment.resident_account_id, payment.amount + (record.discount if record else 0), payment.amount, payment.fee,
+        payment.point_amount, payment.reward_points, record, payment.created_at,
+    )
+
+
+async def payment_discount(session: AsyncSession, *, region: str, payment_id: uuid.UUID) -> DiscountRecord | None:
+    identity = await directory.region_identity(session, region)
+    found = await discounts.recorded(session, identity.id, payment_id)
+    return DiscountRecord.of(found) if found is not None else None
+
+
+# --- refunding --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundMade:
+    id: uuid.UUID
+    journal_id: uuid.UUID
+    payment_id: uuid.UUID
+    merchant_id: uuid.UUID
+    amount: int
+    fee_returned: int
+    sponsor_reversed: int  # of a sponsor's discount, back to the sponsor
+    sponsor_journal_id: uuid.UUID | None
+    refunded_total: int  # of the payment, with this refund
+    created_at: datetime
+
+
+async def refund(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, payment_id: uuid.UUID, amount: int,
+    reason: str | None = None,
+) -> RefundMade:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        made = await payments.refund_payment(
+            session, clock, actor, region_id=identity.id, payment_id=payment_id, amount=amount, reason=reason
+        )
+    return RefundMade(
+        made.refund_id, made.journal_id, made.payment.id, made.payment.merchant_id, amount, made.fee_returned,
+        made.sponsor_reversed, made.sponsor_journal_id, made.payment.refunded_amount, made.created_at,
+    )
+
+
+# --- paying a merchant out ----------------------------------------------------------------------------
+
+Payout = payments.Payout
+
+
+async def post_payout(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, merchant_id: uuid.UUID, amount: int,
+    reference: str | None = None,
+) -> Payout:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        return await payments.post_payout(
+            session, clock, actor, region_id=identity.id, merchant_id=merchant_id, amount=amount, reference=reference
+        )
+
+
+# --- statement lines ----------------------------------------------------------------------------------
+
+
+class LineKind(StrEnum):
+    PAYMENT = "payment"
+    REFUND = "refund"
+    TRANSFER_IN = "transfer_in"
+    TRANSFER_OUT = "transfer_out"
+    SPONSOR_CREDIT = "sponsor_credit"
+    SPONSOR_REVERSAL = "sponsor_reversal"
+    PAYOUT = "payout"
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One movement of a merchant's balance, in the merchant's signs: `amount` is what it earns
+    (+) or costs (−) before fees, `fee` the fee charged on it (negative: returned by a refund),
+    `net` = amount − fee, what the balance moved."""
+
+    journal_id: uuid.UUID
+    merchant_id: uuid.UUID
+    unit: str  # yen | point
+    kind: LineKind
+    amount: int
+    fee: int
+    net: int
+    occurred_at: datetime
+    payment_id: uuid.UUID | None  # payments, refunds, sponsor credits and reversals
+    refund_id: uuid.UUID | None  # refunds and sponsor reversals
+    counterparty_merchant_id: uuid.UUID | None  # transfers: the other merchant
+
+
+async def statement_lines(
+    session: AsyncSession, *, region: str, since: datetime, until: datetime, merchant_id: uuid.UUID | None = None
+) -> AsyncIterator[StatementLine]:
+    identity = await directory.region_identity(session, region)
+    async for row in payments.statement_lines(session, identity.id, since, until, merchant_id):
+        yield StatementLine(
+            row.journal_id, row.merchant_id, row.unit, LineKind(row.kind), row.amount, row.fee, row.net,
+            row.occurred_at, row.payment_id, row.refund_id, row.counterparty_merchant_id,
+        )
+
+
+# --- sponsors ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SponsorBudget:
+    sponsor_id: uuid.UUID
+    name: str
+    name_ja: str
+    account_id: uuid.UUID  # its `sponsor_budget` account
+    budget: int  # yen left to fund discounts
+
+
+def _budget(found: discounts.SponsorView) -> SponsorBudget:
+    return SponsorBudget(found.sponsor.id, found.sponsor.name, found.sponsor.name_ja, found.budget_account.id, found.budget)
+
+
+async def create_sponsor(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, name: str, name_ja: str
+) -> SponsorBudget:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        return _budget(await discounts.create_sponsor(session, clock, actor, region_id=identity.id, name=name, name_ja=name_ja))
+
+
+async def fund_sponsor(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, sponsor_id: uuid.UUID, amount: int
+) -> SponsorBudget:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        _, found = await discounts.fund_sponsor(
+            session, clock, actor, region_id=identity.id, sponsor_id=sponsor_id, amount=amount
+        )
+    return _budget(found)
+
+
+async def sponsor(session: AsyncSession, *, region: str, sponsor_id: uuid.UUID) -> SponsorBudget:
+    identity = await directory.region_identity(session, region)
+    return _budget(await discounts.sponsor(session, identity.id, sponsor_id))
+
+
+# --- hooks --------------------------------------------------------------------------------------------------
+
+
+def register_hooks(*, paid: OnPaid | None = None, refunded: OnRefunded | None = None) -> None:
+    """For the composition root: run `paid` after every payment, `refunded` after every refund."""
+    hooks.register(paid=paid, refunded=refunded)
