@@ -86,7 +86,7 @@ BEGIN
         RETURN;
     END IF;
 
-    -- The price from coin usable at every shop, in spending order (services/wallet/lots.py).
+    -- The price from coin usable at every shop, in spending order (wallet.spending_key).
     SELECT coalesce(sum(l.remaining), 0) INTO usable FROM wallet.lots l
      WHERE l.account_id = p_yen AND l.remaining > 0 AND l.restriction IS NULL
        AND (l.usable_from IS NULL OR l.usable_from <= p_now) AND (l.expires_at IS NULL OR l.expires_at > p_now);
