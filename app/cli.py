@@ -19,11 +19,13 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.application import SERVICES
+from app.demo import AUDITOR, OPERATOR, seed
 from services.wallet import onboarding, verify
 from services.wallet.directory import repository as directory_repo
 from services.wallet.expiry import service as expiry
 from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
 from services.wallet.ledger import repository as ledger_repo
+from services.wallet.schemas import RegionCreate, RegionOut
 from shared.auth import (
     KEY_ROLES,
     MERCHANT_ROLES,
@@ -68,8 +70,6 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
 
 
 def _seed_demo(settings: Settings) -> None:
-    from app.demo import AUDITOR, OPERATOR, seed
-
     town = _in_transaction(settings, lambda session: seed(session, SystemClock(), settings))
     table = Table(title=f"Demo town: region {town.region_code}")
     table.add_column("who")
@@ -287,8 +287,6 @@ def region_create(
 ) -> None:
     """Host a new region, checked as POST /v1/regions checks it (audited); settings left out take
     the platform's defaults. Exit 2 for invalid input, 1 if refused (a taken code)."""
-    from services.wallet.schemas import RegionCreate, RegionOut
-
     given = dict(
         code=code, name=name, name_ja=name_ja, balance_cap=balance_cap, topup_min=topup_min, topup_max=topup_max,
         topup_step=topup_step, refund_window_days=refund_window_days, coin_expiry_months=coin_expiry_months,
@@ -321,8 +319,6 @@ def region_create(
 @region_cli.command("list")
 def region_list() -> None:
     """Every region hosted here, by code, with its settings."""
-    from services.wallet.schemas import RegionOut
-
     settings = get_settings()
 
     async def listed(session: AsyncSession) -> list[RegionOut]:

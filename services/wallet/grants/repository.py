@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from services.wallet.directory.models import Region
 from services.wallet.grants.models import IN_PROGRESS, Grant, GrantUpload, GrantUploadError, GrantUploadFile, PartnerKey
 from services.wallet.ledger.models import Lot
+from shared.ids import new_id
 
 # --- partner keys -----------------------------------------------------------------------------
 
@@ -309,8 +310,6 @@ async def set_upload(session: AsyncSession | AsyncConnection, upload_id: uuid.UU
 
 
 async def insert_upload_errors(session: AsyncSession, upload_id: uuid.UUID, errors: Sequence[dict[str, Any]]) -> None:
-    from shared.ids import new_id
-
     if not errors:
         return
     await session.execute(
