@@ -187,8 +187,13 @@ class Server:
             self.env["LOG_LEVEL"] = log_level
         if source is not None:  # serve that source tree instead of the one installed in the venv
             self.env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [os.environ.get("PYTHONPATH")])])
-        bindir = Path(sys.executable).parent
-        self.cli = [str(bindir / "chiikipay")] if (bindir / "chiikipay").exists() else [sys.executable, "-m", "app.cli"]
+        if source is not None:
+            # The exported tree's own CLI, wherever that commit kept it (shared/cli.py before app/).
+            module = "app.cli" if (source / "app" / "cli.py").exists() else "shared.cli"
+            self.cli = [sys.executable, "-m", module]
+        else:
+            bindir = Path(sys.executable).parent
+            self.cli = [str(bindir / "chiikipay")] if (bindir / "chiikipay").exists() else [sys.executable, "-m", "app.cli"]
 
     # PostgreSQL, before and while the server runs.
 
