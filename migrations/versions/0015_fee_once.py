@@ -1,14 +1,16 @@
 """Fee computation exists once (issue 12): payments and merchant transfers are charged by one
-database function.
+database function, and refunds give back to the yearly cap by its counterpart.
 
 - `wallet.charge_fee(region, merchant, kind, amount, at, fiscal_year)`: the plan in force (the
   merchant's own, else the region's default), its rounding (`wallet.fee_for`), and under a capped
   plan the merchant's fiscal-year total, locked and raised. Before, wallet.pay did this in SQL and
   merchant transfers again in Python (`_charge` in services/wallet/payments/service.py).
+- `wallet.return_fee(payment, fee)`: what a refund returns of a payment's fee goes back to the
+  total of the payment's fiscal year, under a capped plan; before, Python code in the refund.
 - `wallet.pay` replaced: the same payment, charging its fee by `wallet.charge_fee`, with the
   same locks in the same order (the payer's accounts, then a capped merchant's total).
 
-The living sources are services/wallet/payments/sql/{charge_fee,pay}.sql; below are
+The living sources are services/wallet/payments/sql/{charge_fee,return_fee,pay}.sql; below are
 frozen snapshots of them as of this revision (alembic_utils entities).
 
 Revision ID: 0015
@@ -51,6 +53,23 @@ BEGIN
             UPDATE wallet.merchant_fee_years y SET fees_charged = y.fees_charged + fee
              WHERE y.merchant_id = p_merchant_id AND y.fiscal_year = p_fiscal_year;
         END IF;
+    END IF;
+END
+$$
+""")
+
+RETURN_FEE = PGFunction.from_sql(r"""
+CREATE OR REPLACE FUNCTION wallet.return_fee(p_payment_id uuid, p_fee bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE wallet.merchant_fee_years y SET fees_charged = y.fees_charged - p_fee
+      FROM wallet.payments p JOIN wallet.fee_plans fp ON fp.id = p.fee_plan_id
+     WHERE p.id = p_payment_id AND fp.yearly_cap IS NOT NULL AND p_fee > 0
+       AND y.merchant_id = p.merchant_id AND y.fiscal_year = p.fiscal_year;
+    IF NOT FOUND AND p_fee > 0 AND EXISTS (
+        SELECT 1 FROM wallet.payments p JOIN wallet.fee_plans fp ON fp.id = p.fee_plan_id
+         WHERE p.id = p_payment_id AND fp.yearly_cap IS NOT NULL
+    ) THEN
+        RAISE EXCEPTION 'payment % was charged under a capped plan but its fiscal year has no fee total', p_payment_id;
     END IF;
 END
 $$
@@ -229,6 +248,7 @@ $$
 
 def upgrade() -> None:
     op.create_entity(CHARGE_FEE)
+    op.create_entity(RETURN_FEE)
     op.replace_entity(PAY)
 
 
@@ -241,4 +261,5 @@ def _frozen(revision_id: str, name: str) -> PGFunction:
 
 def downgrade() -> None:
     op.replace_entity(_frozen("0012", "PAY"))
+    op.drop_entity(RETURN_FEE)
     op.drop_entity(CHARGE_FEE)

@@ -33,7 +33,6 @@ from services.wallet.ledger import repository as ledger_repo
 from services.wallet.ledger.models import Account, Lot
 from services.wallet.payments.models import (
     FeePlan,
-    MerchantFeeYear,
     Payment,
     PaymentDiscount,
     PaymentLot,
@@ -142,27 +141,15 @@ async def charge_fee(
     return Charged(row.fee, row.plan_id, row.rate_bp)
 
 
-async def lock_fee_year(session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID, fiscal_year: int) -> int:
-    """Fees charged so far this fiscal year, with the row locked until commit."""
-    await session.execute(
-        pg_insert(MerchantFeeYear)
-        .values(merchant_id=merchant_id, fiscal_year=fiscal_year, region_id=region_id, fees_charged=0)
-        .on_conflict_do_nothing()
-    )
-    query = (
-        select(MerchantFeeYear.fees_charged)
-        .where(MerchantFeeYear.merchant_id == merchant_id, MerchantFeeYear.fiscal_year == fiscal_year)
-        .with_for_update()
-    )
-    return int((await session.execute(query)).scalar_one())
+_RETURN_FEE = text("SELECT wallet.return_fee(:payment_id, :fee)").bindparams(
+    bindparam("payment_id", type_=UUID), bindparam("fee", type_=BigInteger)
+)
 
 
-async def add_to_fee_year(session: AsyncSession, merchant_id: uuid.UUID, fiscal_year: int, delta: int) -> None:
-    await session.execute(
-        update(MerchantFeeYear)
-        .where(MerchantFeeYear.merchant_id == merchant_id, MerchantFeeYear.fiscal_year == fiscal_year)
-        .values(fees_charged=MerchantFeeYear.fees_charged + delta)
-    )
+async def return_fee(session: AsyncSession, payment_id: uuid.UUID, fee: int) -> None:
+    """Give what a refund returns of the payment's fee back to its merchant's fiscal-year total
+    (wallet.return_fee, services/wallet/payments/sql/return_fee.sql)."""
+    await session.execute(_RETURN_FEE, {"payment_id": payment_id, "fee": fee})
 
 
 # --- payments and refunds -----------------------------------------------------------------------

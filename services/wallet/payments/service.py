@@ -7,7 +7,8 @@ payment, and its rate and the fee are stored with the payment. A plan may cap th
 pays per fiscal year (年度, from 1 April, Tokyo time): the payment that reaches the cap pays only
 what is left under it, later ones pay nothing. A merchant's payments and the transfers it receives
 count towards one yearly total, and a refund gives back to it the fee it returns. Payments and
-transfers are charged by one rule, `wallet.charge_fee` (payments/sql/charge_fee.sql).
+transfers are charged by one rule, `wallet.charge_fee` (payments/sql/charge_fee.sql), and refunds
+give back by `wallet.return_fee` (payments/sql/return_fee.sql).
 
 Refunds return the fee pro rata, rounded down on the running total: after refunds totalling R of
 a payment of A with fee F, the fee returned so far is floor(F × R / A). Partial refunds therefore
@@ -593,10 +594,7 @@ async def refund_payment(
         legs=[leg for leg in legs if leg.amount], reference=str(payment.id), memo=reason,
     )
     fee_returned = fee_back[Unit.YEN] + fee_back[Unit.POINT]
-    plan = await session.get(FeePlan, payment.fee_plan_id)
-    if plan is not None and plan.yearly_cap is not None and fee_returned:
-        await repo.lock_fee_year(session, region.id, payment.merchant_id, payment.fiscal_year)
-        await repo.add_to_fee_year(session, payment.merchant_id, payment.fiscal_year, -fee_returned)
+    await repo.return_fee(session, payment.id, fee_returned)  # under a yearly cap, room to charge again
     reversal = await discounts.reverse_share(
         session, clock, payment=payment, refunded_total=payment.refunded_amount + amount, actor=actor.subject
     )

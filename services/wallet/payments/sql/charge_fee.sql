@@ -9,7 +9,8 @@
 -- total (wallet.merchant_fee_years) is locked and raised: the charge that reaches the cap pays only
 -- what is left under it, later ones nothing. Payments and transfers count in one total, so a
 -- merchant pays at most its cap a year whichever way it is paid; refunds give back to it what
--- they return of a fee. Uncapped plans never touch the total, so their merchants never queue on it.
+-- they return of a fee (return_fee.sql). Uncapped plans never touch the total, so their merchants
+-- never queue on it.
 -- The caller holds its other locks first (wallet.pay: the payer's accounts), as it always has.
 -- A region has its default plans from its creation, so finding none is a bug, refused loudly.
 -- The living source of this function; migrations hold snapshots of it, and
