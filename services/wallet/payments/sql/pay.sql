@@ -145,14 +145,12 @@ BEGIN
         VALUES (p_entry_ids[4], p_journal_id, v_merchant_point, p_region_id, 'point', v_pts - v_fee_pt, NULL, p_now);
     END IF;
     IF v_fee > 0 THEN
-        -- The region's own accounts: the whole predicate of uq_accounts_region_system_kind_unit,
-        -- so that its index finds them (without `sponsor_id IS NULL` it cannot be used).
         SELECT a.id INTO v_fee_yen_account FROM wallet.accounts a
          WHERE a.region_id = p_region_id AND a.kind = 'fee_income' AND a.unit = 'yen'
-           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL AND a.sponsor_id IS NULL;
+           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL;
         SELECT a.id INTO v_fee_point_account FROM wallet.accounts a
          WHERE a.region_id = p_region_id AND a.kind = 'fee_income' AND a.unit = 'point'
-           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL AND a.sponsor_id IS NULL;
+           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL;
         IF v_fee - v_fee_pt > 0 THEN
             INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, balance_after, created_at)
             VALUES (p_entry_ids[5], p_journal_id, v_fee_yen_account, p_region_id, 'yen', v_fee - v_fee_pt, NULL, p_now);
