@@ -38,7 +38,7 @@ def test_an_upward_import_breaks_the_layers(tmp_path):
     ledger = tmp_path / "services" / "wallet" / "ledger" / "service.py"
     ledger.write_text(ledger.read_text() + "\nfrom services.wallet.directory import service as upward  # noqa\n")
     result = _lint(tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 1  # lint-imports: a contract is broken
     assert "services.wallet.ledger.service -> services.wallet.directory.service" in result.stdout
 
 
@@ -62,6 +62,6 @@ def test_coupons_reaching_past_the_public_surface_breaks_the_contract(tmp_path):
     coupons.write_text(coupons.read_text() + "\nfrom services.wallet import public  # noqa\n"
                        "from services.wallet.payments import service as private  # noqa\n")
     result = _lint(tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 1  # lint-imports: a contract is broken
     assert "services.coupons.endpoints -> services.wallet.payments.service" in result.stdout
     assert "services.coupons.endpoints -> services.wallet.public" not in result.stdout  # that one is allowed
