@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from shared import emvco
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
@@ -228,6 +229,55 @@ async def test_yearly_fee_cap_charges_up_to_the_cap_then_nothing_until_the_next_
     assert next_year.status_code == 201, next_year.text
     assert next_year.json()["fee"] == 60
 
+
+async def test_a_merchants_payments_and_the_transfers_it_receives_share_one_yearly_cap(
+    client, tokens, town, sessionmaker
+):
+    """One rule charges both fees (wallet.charge_fee), and one fiscal-year total counts them: a
+    transfer to the teahouse pays only what its payments left under the cap, and a refund gives
+    back to the cap what it returns of the fee, no more."""
+    shop = await store_of(client, tokens, town)
+    farm = await store_of(client, tokens, town, "Minato Farm")
+    for kind in ("payment", "transfer"):
+        plan = await client.post(
+            f"/v1/merchants/{shop['merchant_id']}/fee-plans", json={"kind": kind, "rate_bp": 200, "yearly_cap": 30},
+            headers=idem(tokens.operator()),
+        )
+        assert plan.status_code == 201, plan.text
+    # The farm is paid ¥4,000 at the region's uncapped 2 % (fee ¥80): the yen it sends below.
+    assert (await pay(client, tokens, farm["payload"], 4_000)).json()["fee"] == 80
+
+    async def transfer_to_the_teahouse(amount: int) -> int:
+        response = await client.post(
+            f"/v1/merchants/{farm['merchant_id']}/transfers",
+            json={"to_merchant_id": shop["merchant_id"], "amount": amount},
+            headers=idem(tokens.merchant_admin(farm["merchant_id"])),
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["fee_rate_bp"] == 200
+        return response.json()["fee"]
+
+    payment = (await pay(client, tokens, shop["payload"], 1_000)).json()
+    assert payment["fee"] == 20  # 2 % of ¥1,000: ¥10 left under the cap of ¥30
+    assert await transfer_to_the_teahouse(1_000) == 10  # 2 % would be ¥20; the ¥10 left is charged
+    assert (await pay(client, tokens, shop["payload"], 1_000)).json()["fee"] == 0  # the cap is reached
+    refund = await client.post(
+        f"/v1/payments/{payment['id']}/refunds", json={"amount": 500},
+        headers=idem(tokens.merchant_staff(shop["merchant_id"])),
+    )
+    assert refund.json()["fee_returned_now"] == 10  # floor(20 × 500 / 1,000)
+    assert await transfer_to_the_teahouse(1_000) == 10  # the ¥10 the refund gave back, no more
+    assert await transfer_to_the_teahouse(1_000) == 0
+
+    async with sessionmaker() as s:
+        total = (await s.execute(text(
+            "SELECT fees_charged FROM wallet.merchant_fee_years WHERE merchant_id = :merchant"
+        ), {"merchant": shop["merchant_id"]})).scalar_one()
+    assert total == 20 + 10 + 0 - 10 + 10 + 0 == 30
+    # Hanako paid 4,000 + 1,000 + 1,000 and got 500 back. The teahouse got 980 + 1,000 from her,
+    # 990 + 990 + 1,000 from the farm, and gave back 500 less the fee's 10. Fee income: 80 + 30.
+    assert await balances(client, tokens, town) == {"resident": 24_500, "merchant": 4_470, "fee_income": 110}
+    assert await ledger_violations(sessionmaker) == []
 
 
 # 2 % (200 bp) of ¥999 is 19.98, of ¥1,025 exactly 20.5, of ¥1,010 is 20.2, rounded by hand:

@@ -79,8 +79,10 @@ class FeePlan(Base):
 
 
 class MerchantFeeYear(Base):
-    """Fees charged to a merchant in one fiscal year; kept only for plans with a yearly cap, and
-    locked only by their payments, so uncapped merchants never queue on it."""
+    """Fees charged to a merchant in one fiscal year, by its payments and the transfers it
+    receives, less what refunds returned; kept only for plans with a yearly cap, and locked only
+    by what they charge or return (payments/sql/charge_fee.sql, return_fee.sql), so uncapped
+    merchants never queue on it."""
 
     __tablename__ = "merchant_fee_years"
     __table_args__ = ({"schema": SCHEMA},)

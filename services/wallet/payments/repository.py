@@ -14,13 +14,12 @@ from sqlalchemy import (
     DateTime,
     Row,
     SmallInteger,
+    Text,
     and_,
     bindparam,
     case,
     func,
     insert,
-    literal,
-    or_,
     select,
     text,
     update,
@@ -34,7 +33,6 @@ from services.wallet.ledger import repository as ledger_repo
 from services.wallet.ledger.models import Account, Lot
 from services.wallet.payments.models import (
     FeePlan,
-    MerchantFeeYear,
     Payment,
     PaymentDiscount,
     PaymentLot,
@@ -105,59 +103,53 @@ async def insert_fee_plan(session: AsyncSession, **values: Any) -> FeePlan:
     return (await session.execute(insert(FeePlan).values(**values).returning(FeePlan))).scalar_one()
 
 
-async def plan_in_force(
-    session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID, kind: str, at: datetime
-) -> FeePlan | None:
-    """The merchant's own plan in force at `at` if it has one, else the region's default."""
-    query = (
-        select(FeePlan)
-        .where(
-            FeePlan.region_id == region_id,
-            FeePlan.kind == kind,
-            or_(FeePlan.merchant_id == merchant_id, FeePlan.merchant_id.is_(None)),
-            FeePlan.effective_from <= at,
-        )
-        # Merchant plans first (NULLs last), then the latest start.
-        .order_by(FeePlan.merchant_id.asc().nulls_last(), FeePlan.effective_from.desc())
-        .limit(1)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def fee_for(session: AsyncSession, amount: int, plan: FeePlan) -> int:
-    """The fee on `amount` under `plan`, by the one rounding rule that payments use too:
-    wallet.fee_for (services/wallet/payments/sql/fee_for.sql)."""
-    fee = func.wallet.fee_for(literal(amount, BigInteger), literal(plan.rate_bp, SmallInteger), plan.rounding)
-    return int((await session.execute(select(fee))).scalar_one())
-
-
 async def fee_plans(session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID | None) -> list[FeePlan]:
     condition = FeePlan.merchant_id.is_(None) if merchant_id is None else FeePlan.merchant_id == merchant_id
     query = select(FeePlan).where(FeePlan.region_id == region_id, condition).order_by(FeePlan.effective_from.desc())
     return list((await session.execute(query)).scalars())
 
 
-async def lock_fee_year(session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID, fiscal_year: int) -> int:
-    """Fees charged so far this fiscal year, with the row locked until commit."""
-    await session.execute(
-        pg_insert(MerchantFeeYear)
-        .values(merchant_id=merchant_id, fiscal_year=fiscal_year, region_id=region_id, fees_charged=0)
-        .on_conflict_do_nothing()
-    )
-    query = (
-        select(MerchantFeeYear.fees_charged)
-        .where(MerchantFeeYear.merchant_id == merchant_id, MerchantFeeYear.fiscal_year == fiscal_year)
-        .with_for_update()
-    )
-    return int((await session.execute(query)).scalar_one())
+@dataclass(frozen=True)
+class Charged:
+    """A fee charged, with the plan it was charged under (its id and rate are kept with the charge)."""
+
+    fee: int
+    plan_id: uuid.UUID
+    rate_bp: int
 
 
-async def add_to_fee_year(session: AsyncSession, merchant_id: uuid.UUID, fiscal_year: int, delta: int) -> None:
-    await session.execute(
-        update(MerchantFeeYear)
-        .where(MerchantFeeYear.merchant_id == merchant_id, MerchantFeeYear.fiscal_year == fiscal_year)
-        .values(fees_charged=MerchantFeeYear.fees_charged + delta)
-    )
+_CHARGE_FEE = text(
+    "SELECT fee, plan_id, rate_bp FROM wallet.charge_fee(:region_id, :merchant_id, :kind, :amount, :at, :fiscal_year)"
+).bindparams(
+    bindparam("region_id", type_=UUID), bindparam("merchant_id", type_=UUID), bindparam("kind", type_=Text),
+    bindparam("amount", type_=BigInteger), bindparam("at", type_=DateTime(timezone=True)),
+    bindparam("fiscal_year", type_=SmallInteger),
+)
+
+
+async def charge_fee(
+    session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID, kind: str, amount: int, at: datetime,
+    fiscal_year: int,
+) -> Charged:
+    """The fee `merchant_id` pays on `amount` it receives at `at`, by the rule payments use too
+    (wallet.charge_fee, services/wallet/payments/sql/charge_fee.sql): the plan in force, its
+    rounding, and under a capped plan the merchant's fiscal-year total, locked and raised."""
+    row = (await session.execute(_CHARGE_FEE, {
+        "region_id": region_id, "merchant_id": merchant_id, "kind": kind, "amount": amount, "at": at,
+        "fiscal_year": fiscal_year,
+    })).one()
+    return Charged(row.fee, row.plan_id, row.rate_bp)
+
+
+_RETURN_FEE = text("SELECT wallet.return_fee(:payment_id, :fee)").bindparams(
+    bindparam("payment_id", type_=UUID), bindparam("fee", type_=BigInteger)
+)
+
+
+async def return_fee(session: AsyncSession, payment_id: uuid.UUID, fee: int) -> None:
+    """Give what a refund returns of the payment's fee back to its merchant's fiscal-year total
+    (wallet.return_fee, services/wallet/payments/sql/return_fee.sql)."""
+    await session.execute(_RETURN_FEE, {"payment_id": payment_id, "fee": fee})
 
 
 # --- payments and refunds -----------------------------------------------------------------------

@@ -5,7 +5,10 @@ Fees. A plan gives a rate in basis points and a rounding rule (default: down to 
 merchant never pays a fraction of a yen); the plan used is the one in force at the moment of the
 payment, and its rate and the fee are stored with the payment. A plan may cap the fees a merchant
 pays per fiscal year (年度, from 1 April, Tokyo time): the payment that reaches the cap pays only
-what is left under it, later ones pay nothing.
+what is left under it, later ones pay nothing. A merchant's payments and the transfers it receives
+count towards one yearly total, and a refund gives back to it the fee it returns. Payments and
+transfers are charged by one rule, `wallet.charge_fee` (payments/sql/charge_fee.sql), and refunds
+give back by `wallet.return_fee` (payments/sql/return_fee.sql).
 
 Refunds return the fee pro rata, rounded down on the running total: after refunds totalling R of
 a payment of A with fee F, the fee returned so far is floor(F × R / A). Partial refunds therefore
@@ -199,21 +202,6 @@ async def list_fee_plans(session: AsyncSession, principal: Principal, merchant_i
     return await repo.fee_plans(session, region.id, merchant_id)
 
 
-async def _charge(
-    session: AsyncSession, region: Region, merchant: Merchant, kind: FeeKind, amount: int, at: datetime
-) -> tuple[FeePlan, int]:
-    plan = await repo.plan_in_force(session, region.id, merchant.id, kind.value, at)
-    assert plan is not None, f"region {region.code} has a default {kind} fee plan from its creation"
-    fee = await repo.fee_for(session, amount, plan)
-    if plan.yearly_cap is not None and fee > 0:
-        year = fiscal_year(at)
-        charged = await repo.lock_fee_year(session, region.id, merchant.id, year)
-        fee = min(fee, max(plan.yearly_cap - charged, 0))
-        if fee:
-            await repo.add_to_fee_year(session, merchant.id, year, fee)
-    return plan, fee
-
-
 # --- paying -----------------------------------------------------------------------------------
 
 
@@ -358,10 +346,11 @@ async def pay(
     run; without one, nothing is added to the path.
 
     This is the hot path, so it runs as one database function, `wallet.pay`
-    (services/wallet/payments/sql/pay.sql): lock the payer's coin and point accounts (the only
-    locks a payment takes), take the lots that may pay at this merchant in spending order
-    (`wallet.spending_key`), find the plan in force, compute the fee (`wallet.fee_for`; under a
-    capped plan, take the merchant's fiscal-year total), write the journal, its entries, the
+    (services/wallet/payments/sql/pay.sql): lock the payer's coin and point accounts, take the
+    lots that may pay at this merchant in spending order (`wallet.spending_key`), charge the fee
+    (`wallet.charge_fee`, which transfers are charged by too: the plan in force, its rounding
+    `wallet.fee_for`, and under a capped plan the merchant's fiscal-year total, the one lock a
+    payment takes besides the payer's, taken after them), write the journal, its entries, the
     payment and which lots paid it. Merchant and fee income are credited without a lock, in the
     units the payer paid in: the fee is split between yen and points in proportion (the points
     share rounded down)."""
@@ -605,10 +594,7 @@ async def refund_payment(
         legs=[leg for leg in legs if leg.amount], reference=str(payment.id), memo=reason,
     )
     fee_returned = fee_back[Unit.YEN] + fee_back[Unit.POINT]
-    plan = await session.get(FeePlan, payment.fee_plan_id)
-    if plan is not None and plan.yearly_cap is not None and fee_returned:
-        await repo.lock_fee_year(session, region.id, payment.merchant_id, payment.fiscal_year)
-        await repo.add_to_fee_year(session, payment.merchant_id, payment.fiscal_year, -fee_returned)
+    await repo.return_fee(session, payment.id, fee_returned)  # under a yearly cap, room to charge again
     reversal = await discounts.reverse_share(
         session, clock, payment=payment, refunded_total=payment.refunded_amount + amount, actor=actor.subject
     )
@@ -702,7 +688,9 @@ async def transfer(
     memo: str | None,
 ) -> Transfer:
     """The restaurant pays the farmer from its balance, before payout: money keeps circulating.
-    The payee bears the transfer fee, as with payments (0 % by default)."""
+    The payee bears the transfer fee, charged by the rule its payments are (`wallet.charge_fee`):
+    its transfer plan in force (0 % by default), rounded by that plan, under the yearly cap its
+    payments count towards too."""
     payer = await directory.visible_merchant(session, principal, from_id)
     if to_id == from_id:
         raise SelfTransfer("A merchant cannot transfer to itself.")
@@ -713,21 +701,24 @@ async def transfer(
         if party.status != Status.ACTIVE:
             raise MerchantInactive(f"{party.name_ja} is {party.status}.")
     region = await directory.region_by_id(session, payer.region_id)
-    plan, fee = await _charge(session, region, payee, FeeKind.TRANSFER, amount, clock.now())
+    now = clock.now()
+    charged = await repo.charge_fee(session, region.id, payee.id, FeeKind.TRANSFER.value, amount, now, fiscal_year(now))
     legs = [
         ledger.Leg(await directory.merchant_account(session, payer.id, Unit.YEN.value), -amount),
-        ledger.Leg(await directory.merchant_account(session, payee.id, Unit.YEN.value), amount - fee),
+        ledger.Leg(await directory.merchant_account(session, payee.id, Unit.YEN.value), amount - charged.fee),
     ]
-    if fee:
-        legs.append(ledger.Leg(await ledger.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value), fee))
+    if charged.fee:
+        fee_income = await ledger.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value)
+        legs.append(ledger.Leg(fee_income, charged.fee))
     posted = await ledger.post_journal(
         session, clock, region_id=region.id, kind=JournalKind.TRANSFER, actor=principal.subject,
         legs=[leg for leg in legs if leg.amount], reference=str(payee.id), memo=memo,
     )
-    result = Transfer(posted.journal_id, payer.id, payee.id, amount, fee, plan.rate_bp, posted.created_at)
+    result = Transfer(posted.journal_id, payer.id, payee.id, amount, charged.fee, charged.rate_bp, posted.created_at)
     await audit.record(
         session, clock, principal, region_id=region.id, action="merchant.transfer", target_type="merchant",
-        target_id=payer.id, after={"to": str(payee.id), "amount": amount, "fee": fee, "journal_id": str(posted.journal_id)},
+        target_id=payer.id,
+        after={"to": str(payee.id), "amount": amount, "fee": charged.fee, "journal_id": str(posted.journal_id)},
     )
     return result
 

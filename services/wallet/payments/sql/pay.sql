@@ -5,7 +5,7 @@
 -- the API's problems.
 -- p_account_id is the paying wallet (its yen account), or NULL to find it by p_subject;
 -- p_entry_ids are six fresh ids for the entries the journal may need.
--- The living source of this function; migrations hold snapshots of it (0012 the current one),
+-- The living source of this function; migrations hold snapshots of it (0015 the current one),
 -- and tests/wallet/test_database_rules.py fails when the migrated database and this file differ.
 CREATE OR REPLACE FUNCTION wallet.pay(p_region_id uuid, p_account_id uuid, p_subject text, p_store_id uuid, p_amount bigint, p_method text, p_order_reference text, p_card_id uuid, p_now timestamp with time zone, p_fiscal_year smallint, p_payment_id uuid, p_journal_id uuid, p_entry_ids uuid[]) RETURNS TABLE (
     outcome text,               -- ok | no_store | merchant_inactive | account_inactive | insufficient
@@ -39,10 +39,10 @@ DECLARE
     v_lot_ids uuid[] := '{}';
     v_lot_units text[] := '{}';
     v_lot_takes bigint[] := '{}';
-    v_plan wallet.fee_plans%ROWTYPE;
     v_fee bigint;
+    v_fee_plan uuid;
+    v_fee_rate smallint;
     v_fee_pt bigint;
-    v_charged bigint;
     v_fee_yen_account uuid;
     v_fee_point_account uuid;
     v_yen_after bigint;
@@ -111,25 +111,10 @@ BEGIN
         EXIT WHEN v_left = 0;
     END LOOP;
 
-    -- The plan in force now: the merchant's own if it has one, else the region's default.
-    SELECT * INTO v_plan FROM wallet.fee_plans fp
-     WHERE fp.region_id = p_region_id AND fp.kind = 'payment' AND fp.effective_from <= p_now
-       AND (fp.merchant_id = v_merchant OR fp.merchant_id IS NULL)
-     ORDER BY fp.merchant_id NULLS LAST, fp.effective_from DESC
-     LIMIT 1;
-    v_fee := wallet.fee_for(p_amount, v_plan.rate_bp, v_plan.rounding);
-    -- A yearly cap: lock this merchant's fiscal-year total (only capped plans queue here).
-    IF v_plan.yearly_cap IS NOT NULL AND v_fee > 0 THEN
-        INSERT INTO wallet.merchant_fee_years (merchant_id, fiscal_year, region_id, fees_charged)
-        VALUES (v_merchant, p_fiscal_year, p_region_id, 0) ON CONFLICT DO NOTHING;
-        SELECT y.fees_charged INTO v_charged FROM wallet.merchant_fee_years y
-         WHERE y.merchant_id = v_merchant AND y.fiscal_year = p_fiscal_year FOR UPDATE;
-        v_fee := LEAST(v_fee, GREATEST(v_plan.yearly_cap - v_charged, 0));
-        IF v_fee > 0 THEN
-            UPDATE wallet.merchant_fee_years y SET fees_charged = y.fees_charged + v_fee
-             WHERE y.merchant_id = v_merchant AND y.fiscal_year = p_fiscal_year;
-        END IF;
-    END IF;
+    -- The fee: the plan in force now and, under a capped plan, the merchant's fiscal-year total,
+    -- locked after the payer's accounts (charge_fee.sql; merchant transfers charge by it too).
+    SELECT c.fee, c.plan_id, c.rate_bp INTO v_fee, v_fee_plan, v_fee_rate
+      FROM wallet.charge_fee(p_region_id, v_merchant, 'payment', p_amount, p_now, p_fiscal_year) c;
     -- The fee is taken from each unit in proportion to what it paid (points part rounded down).
     v_fee_pt := v_fee * v_pts / p_amount;
 
@@ -160,12 +145,14 @@ BEGIN
         VALUES (p_entry_ids[4], p_journal_id, v_merchant_point, p_region_id, 'point', v_pts - v_fee_pt, NULL, p_now);
     END IF;
     IF v_fee > 0 THEN
+        -- The region's own accounts: the whole predicate of uq_accounts_region_system_kind_unit,
+        -- so that its index finds them (without `sponsor_id IS NULL` it cannot be used).
         SELECT a.id INTO v_fee_yen_account FROM wallet.accounts a
          WHERE a.region_id = p_region_id AND a.kind = 'fee_income' AND a.unit = 'yen'
-           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL;
+           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL AND a.sponsor_id IS NULL;
         SELECT a.id INTO v_fee_point_account FROM wallet.accounts a
          WHERE a.region_id = p_region_id AND a.kind = 'fee_income' AND a.unit = 'point'
-           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL;
+           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL AND a.sponsor_id IS NULL;
         IF v_fee - v_fee_pt > 0 THEN
             INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, balance_after, created_at)
             VALUES (p_entry_ids[5], p_journal_id, v_fee_yen_account, p_region_id, 'yen', v_fee - v_fee_pt, NULL, p_now);
@@ -179,12 +166,12 @@ BEGIN
                                  amount, fee, fee_rate_bp, fee_plan_id, fiscal_year, refunded_amount,
                                  fee_returned, order_reference, card_id, created_at, point_amount, fee_point)
     VALUES (p_payment_id, p_region_id, p_journal_id, v_account, v_merchant, p_store_id, p_method,
-            p_amount, v_fee, v_plan.rate_bp, v_plan.id, p_fiscal_year, 0, 0, p_order_reference, p_card_id, p_now,
+            p_amount, v_fee, v_fee_rate, v_fee_plan, p_fiscal_year, 0, 0, p_order_reference, p_card_id, p_now,
             v_pts, v_fee_pt);
     INSERT INTO wallet.payment_lots (payment_id, seq, lot_id, unit, amount)
     SELECT p_payment_id, t.seq, t.lot_id, t.unit, t.amount
       FROM unnest(v_lot_ids, v_lot_units, v_lot_takes) WITH ORDINALITY AS t (lot_id, unit, amount, seq);
     RETURN QUERY SELECT 'ok', v_total - p_amount, v_eligible - p_amount, v_account, v_merchant, v_fee,
-                        v_plan.rate_bp, v_plan.id, v_pts, v_fee_pt;
+                        v_fee_rate, v_fee_plan, v_pts, v_fee_pt;
 END
 $$;

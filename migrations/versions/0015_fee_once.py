@@ -1,0 +1,267 @@
+"""Fee computation exists once (issue 12): payments and merchant transfers are charged by one
+database function, and refunds give back to the yearly cap by its counterpart.
+
+- `wallet.charge_fee(region, merchant, kind, amount, at, fiscal_year)`: the plan in force (the
+  merchant's own, else the region's default), its rounding (`wallet.fee_for`), and under a capped
+  plan the merchant's fiscal-year total, locked and raised. Before, wallet.pay did this in SQL and
+  merchant transfers again in Python (`_charge` in services/wallet/payments/service.py).
+- `wallet.return_fee(payment, fee)`: what a refund returns of a payment's fee goes back to the
+  total of the payment's fiscal year, under a capped plan; before, Python code in the refund.
+- `wallet.pay` replaced: the same payment, charging its fee by `wallet.charge_fee`, with the
+  same locks in the same order (the payer's accounts, then a capped merchant's total).
+
+The living sources are services/wallet/payments/sql/{charge_fee,return_fee,pay}.sql; below are
+frozen snapshots of them as of this revision (alembic_utils entities).
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-02
+"""
+from alembic import context, op
+from alembic.script import ScriptDirectory
+from alembic_utils.pg_function import PGFunction
+
+revision = "0015"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+CHARGE_FEE = PGFunction.from_sql(r"""
+CREATE OR REPLACE FUNCTION wallet.charge_fee(p_region_id uuid, p_merchant_id uuid, p_kind text, p_amount bigint, p_at timestamp with time zone, p_fiscal_year smallint, OUT fee bigint, OUT plan_id uuid, OUT rate_bp smallint) RETURNS record LANGUAGE plpgsql AS $$
+DECLARE
+    v_rounding text;
+    v_cap bigint;
+    v_charged bigint;
+BEGIN
+    SELECT fp.id, fp.rate_bp, fp.rounding, fp.yearly_cap INTO plan_id, rate_bp, v_rounding, v_cap
+      FROM wallet.fee_plans fp
+     WHERE fp.region_id = p_region_id AND fp.kind = p_kind AND fp.effective_from <= p_at
+       AND (fp.merchant_id = p_merchant_id OR fp.merchant_id IS NULL)
+     ORDER BY fp.merchant_id NULLS LAST, fp.effective_from DESC
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'region % has no % fee plan in force at %', p_region_id, p_kind, p_at;
+    END IF;
+    fee := wallet.fee_for(p_amount, rate_bp, v_rounding);
+    IF v_cap IS NOT NULL AND fee > 0 THEN
+        INSERT INTO wallet.merchant_fee_years (merchant_id, fiscal_year, region_id, fees_charged)
+        VALUES (p_merchant_id, p_fiscal_year, p_region_id, 0) ON CONFLICT DO NOTHING;
+        SELECT y.fees_charged INTO v_charged FROM wallet.merchant_fee_years y
+         WHERE y.merchant_id = p_merchant_id AND y.fiscal_year = p_fiscal_year FOR UPDATE;
+        fee := LEAST(fee, GREATEST(v_cap - v_charged, 0));
+        IF fee > 0 THEN
+            UPDATE wallet.merchant_fee_years y SET fees_charged = y.fees_charged + fee
+             WHERE y.merchant_id = p_merchant_id AND y.fiscal_year = p_fiscal_year;
+        END IF;
+    END IF;
+END
+$$
+""")
+
+RETURN_FEE = PGFunction.from_sql(r"""
+CREATE OR REPLACE FUNCTION wallet.return_fee(p_payment_id uuid, p_fee bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE wallet.merchant_fee_years y SET fees_charged = y.fees_charged - p_fee
+      FROM wallet.payments p JOIN wallet.fee_plans fp ON fp.id = p.fee_plan_id
+     WHERE p.id = p_payment_id AND fp.yearly_cap IS NOT NULL AND p_fee > 0
+       AND y.merchant_id = p.merchant_id AND y.fiscal_year = p.fiscal_year;
+    IF NOT FOUND AND p_fee > 0 AND EXISTS (
+        SELECT 1 FROM wallet.payments p JOIN wallet.fee_plans fp ON fp.id = p.fee_plan_id
+         WHERE p.id = p_payment_id AND fp.yearly_cap IS NOT NULL
+    ) THEN
+        RAISE EXCEPTION 'payment % was charged under a capped plan but its fiscal year has no fee total', p_payment_id;
+    END IF;
+END
+$$
+""")
+
+PAY = PGFunction.from_sql(r"""
+CREATE OR REPLACE FUNCTION wallet.pay(p_region_id uuid, p_account_id uuid, p_subject text, p_store_id uuid, p_amount bigint, p_method text, p_order_reference text, p_card_id uuid, p_now timestamp with time zone, p_fiscal_year smallint, p_payment_id uuid, p_journal_id uuid, p_entry_ids uuid[]) RETURNS TABLE (
+    outcome text,               -- ok | no_store | merchant_inactive | account_inactive | insufficient
+    balance bigint,             -- yen + points the wallet holds after (ok) or now (refusals)
+    eligible bigint,            -- of that, what could pay at this merchant now (refusals)
+    account_id uuid,            -- the paying wallet
+    merchant_id uuid,
+    fee bigint,
+    fee_rate_bp smallint,
+    fee_plan_id uuid,
+    point_amount bigint,
+    fee_point bigint
+) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_account uuid := p_account_id;
+    v_points uuid;
+    v_merchant uuid;
+    v_merchant_status text;
+    v_class text;
+    v_merchant_yen uuid;
+    v_merchant_point uuid;
+    v_status text;
+    v_total bigint;
+    v_eligible bigint;
+    v_left bigint := p_amount;
+    v_take bigint;
+    v_coin bigint := 0;
+    v_pts bigint := 0;
+    v_lot record;
+    v_lot_ids uuid[] := '{}';
+    v_lot_units text[] := '{}';
+    v_lot_takes bigint[] := '{}';
+    v_fee bigint;
+    v_fee_plan uuid;
+    v_fee_rate smallint;
+    v_fee_pt bigint;
+    v_fee_yen_account uuid;
+    v_fee_point_account uuid;
+    v_yen_after bigint;
+    v_pts_after bigint;
+BEGIN
+    SELECT s.merchant_id, m.status, m.merchant_class INTO v_merchant, v_merchant_status, v_class
+      FROM wallet.stores s JOIN wallet.merchants m ON m.id = s.merchant_id
+     WHERE s.id = p_store_id AND s.region_id = p_region_id;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'no_store', NULL::bigint, NULL::bigint, NULL::uuid, NULL::uuid, NULL::bigint,
+                            NULL::smallint, NULL::uuid, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    IF v_merchant_status <> 'active' THEN
+        RETURN QUERY SELECT 'merchant_inactive', NULL::bigint, NULL::bigint, NULL::uuid, v_merchant, NULL::bigint,
+                            NULL::smallint, NULL::uuid, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+
+    IF v_account IS NULL THEN
+        SELECT a.id INTO v_account
+          FROM wallet.residents r JOIN wallet.accounts a ON a.resident_id = r.id AND a.unit = 'yen'
+         WHERE r.region_id = p_region_id AND r.subject = p_subject;
+        IF NOT FOUND THEN  -- no wallet yet: nothing to pay with
+            RETURN QUERY SELECT 'insufficient', 0::bigint, 0::bigint, NULL::uuid, v_merchant, NULL::bigint,
+                                NULL::smallint, NULL::uuid, NULL::bigint, NULL::bigint;
+            RETURN;
+        END IF;
+    END IF;
+    SELECT p.id INTO v_points FROM wallet.accounts y JOIN wallet.accounts p
+        ON p.resident_id = y.resident_id AND p.unit = 'point' WHERE y.id = v_account;
+
+    -- The payer's two accounts, locked in id order as every posting does: the only locks a
+    -- payment takes. Their lots change only behind these locks.
+    PERFORM 1 FROM wallet.accounts a WHERE a.id IN (v_account, v_points) ORDER BY a.id FOR UPDATE;
+    SELECT a.status INTO v_status FROM wallet.accounts a WHERE a.id = v_account;
+    SELECT coalesce(sum(l.remaining), 0),
+           coalesce(sum(l.remaining) FILTER (WHERE (l.usable_from IS NULL OR l.usable_from <= p_now)
+                                               AND (l.expires_at IS NULL OR l.expires_at > p_now)
+                                               AND (l.restriction IS NULL OR v_class = ANY (l.restriction))), 0)
+      INTO v_total, v_eligible
+      FROM wallet.lots l WHERE l.account_id IN (v_account, v_points) AND l.remaining > 0;
+    IF v_status <> 'active' OR v_eligible < p_amount THEN
+        RETURN QUERY SELECT CASE WHEN v_status = 'active' THEN 'insufficient' ELSE 'account_inactive' END,
+                            v_total, v_eligible, v_account, v_merchant, NULL::bigint, NULL::smallint, NULL::uuid,
+                            NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+
+    -- In spending order (services/wallet/ledger/sql/spending_key.sql says which and why).
+    FOR v_lot IN
+        SELECT l.id, l.unit, l.remaining FROM wallet.lots l
+         WHERE l.account_id IN (v_account, v_points) AND l.remaining > 0
+           AND (l.usable_from IS NULL OR l.usable_from <= p_now)
+           AND (l.expires_at IS NULL OR l.expires_at > p_now)
+           AND (l.restriction IS NULL OR v_class = ANY (l.restriction))
+         ORDER BY wallet.spending_key(l)
+    LOOP
+        v_take := LEAST(v_lot.remaining, v_left);
+        UPDATE wallet.lots SET remaining = remaining - v_take WHERE id = v_lot.id;
+        v_lot_ids := v_lot_ids || v_lot.id;
+        v_lot_units := v_lot_units || v_lot.unit;
+        v_lot_takes := v_lot_takes || v_take;
+        IF v_lot.unit = 'yen' THEN v_coin := v_coin + v_take; ELSE v_pts := v_pts + v_take; END IF;
+        v_left := v_left - v_take;
+        EXIT WHEN v_left = 0;
+    END LOOP;
+
+    -- The fee: the plan in force now and, under a capped plan, the merchant's fiscal-year total,
+    -- locked after the payer's accounts (charge_fee.sql; merchant transfers charge by it too).
+    SELECT c.fee, c.plan_id, c.rate_bp INTO v_fee, v_fee_plan, v_fee_rate
+      FROM wallet.charge_fee(p_region_id, v_merchant, 'payment', p_amount, p_now, p_fiscal_year) c;
+    -- The fee is taken from each unit in proportion to what it paid (points part rounded down).
+    v_fee_pt := v_fee * v_pts / p_amount;
+
+    UPDATE wallet.accounts a SET balance = a.balance - v_coin WHERE a.id = v_account RETURNING a.balance INTO v_yen_after;
+    IF v_pts > 0 THEN
+        UPDATE wallet.accounts a SET balance = a.balance - v_pts WHERE a.id = v_points RETURNING a.balance INTO v_pts_after;
+    END IF;
+
+    INSERT INTO wallet.journals (id, region_id, kind, actor, reference, memo, created_at)
+    VALUES (p_journal_id, p_region_id, 'payment', 'resident:' || v_account, p_payment_id::text, NULL, p_now);
+    IF v_coin > 0 THEN
+        INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, balance_after, created_at)
+        VALUES (p_entry_ids[1], p_journal_id, v_account, p_region_id, 'yen', -v_coin, v_yen_after, p_now);
+    END IF;
+    IF v_pts > 0 THEN
+        INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, balance_after, created_at)
+        VALUES (p_entry_ids[2], p_journal_id, v_points, p_region_id, 'point', -v_pts, v_pts_after, p_now);
+    END IF;
+    -- Credits to the merchant and to fee income take no lock: their balance is the sum of entries.
+    SELECT a.id INTO v_merchant_yen FROM wallet.accounts a WHERE a.merchant_id = v_merchant AND a.unit = 'yen';
+    SELECT a.id INTO v_merchant_point FROM wallet.accounts a WHERE a.merchant_id = v_merchant AND a.unit = 'point';
+    IF v_coin - (v_fee - v_fee_pt) > 0 THEN
+        INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, balance_after, created_at)
+        VALUES (p_entry_ids[3], p_journal_id, v_merchant_yen, p_region_id, 'yen', v_coin - (v_fee - v_fee_pt), NULL, p_now);
+    END IF;
+    IF v_pts - v_fee_pt > 0 THEN
+        INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, balance_after, created_at)
+        VALUES (p_entry_ids[4], p_journal_id, v_merchant_point, p_region_id, 'point', v_pts - v_fee_pt, NULL, p_now);
+    END IF;
+    IF v_fee > 0 THEN
+        -- The region's own accounts: the whole predicate of uq_accounts_region_system_kind_unit,
+        -- so that its index finds them (without `sponsor_id IS NULL` it cannot be used).
+        SELECT a.id INTO v_fee_yen_account FROM wallet.accounts a
+         WHERE a.region_id = p_region_id AND a.kind = 'fee_income' AND a.unit = 'yen'
+           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL AND a.sponsor_id IS NULL;
+        SELECT a.id INTO v_fee_point_account FROM wallet.accounts a
+         WHERE a.region_id = p_region_id AND a.kind = 'fee_income' AND a.unit = 'point'
+           AND a.resident_id IS NULL AND a.merchant_id IS NULL AND a.campaign_id IS NULL AND a.sponsor_id IS NULL;
+        IF v_fee - v_fee_pt > 0 THEN
+            INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, balance_after, created_at)
+            VALUES (p_entry_ids[5], p_journal_id, v_fee_yen_account, p_region_id, 'yen', v_fee - v_fee_pt, NULL, p_now);
+        END IF;
+        IF v_fee_pt > 0 THEN
+            INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, balance_after, created_at)
+            VALUES (p_entry_ids[6], p_journal_id, v_fee_point_account, p_region_id, 'point', v_fee_pt, NULL, p_now);
+        END IF;
+    END IF;
+    INSERT INTO wallet.payments (id, region_id, journal_id, resident_account_id, merchant_id, store_id, method,
+                                 amount, fee, fee_rate_bp, fee_plan_id, fiscal_year, refunded_amount,
+                                 fee_returned, order_reference, card_id, created_at, point_amount, fee_point)
+    VALUES (p_payment_id, p_region_id, p_journal_id, v_account, v_merchant, p_store_id, p_method,
+            p_amount, v_fee, v_fee_rate, v_fee_plan, p_fiscal_year, 0, 0, p_order_reference, p_card_id, p_now,
+            v_pts, v_fee_pt);
+    INSERT INTO wallet.payment_lots (payment_id, seq, lot_id, unit, amount)
+    SELECT p_payment_id, t.seq, t.lot_id, t.unit, t.amount
+      FROM unnest(v_lot_ids, v_lot_units, v_lot_takes) WITH ORDINALITY AS t (lot_id, unit, amount, seq);
+    RETURN QUERY SELECT 'ok', v_total - p_amount, v_eligible - p_amount, v_account, v_merchant, v_fee,
+                        v_fee_rate, v_fee_plan, v_pts, v_fee_pt;
+END
+$$
+""")
+
+
+
+def upgrade() -> None:
+    op.create_entity(CHARGE_FEE)
+    op.create_entity(RETURN_FEE)
+    op.replace_entity(PAY)
+
+
+def _frozen(revision_id: str, name: str) -> PGFunction:
+    """A definition as an earlier migration froze it."""
+    script = ScriptDirectory.from_config(context.config).get_revision(revision_id)
+    assert script is not None and script.module is not None
+    return getattr(script.module, name)
+
+
+def downgrade() -> None:
+    op.replace_entity(_frozen("0012", "PAY"))
+    op.drop_entity(RETURN_FEE)
+    op.drop_entity(CHARGE_FEE)
