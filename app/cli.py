@@ -26,13 +26,13 @@ from services.wallet.expiry import service as expiry
 from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
 from services.wallet.ledger import repository as ledger_repo
 from services.wallet.schemas import RegionCreate, RegionOut
+from shared.audit import Actor
 from shared.auth import (
     KEY_ROLES,
     MERCHANT_ROLES,
     PLATFORM_REGION,
     DevIssuer,
     NoDevIssuerKey,
-    Principal,
     Role,
     dev_issuer_key_path,
 )
@@ -263,13 +263,13 @@ def jobs_expire(
         raise typer.Exit(1)
 
 
-def _platform_operator_here() -> Principal:
+def _platform_operator_here() -> Actor:
     """Who the audit trail names for a region created at this machine's shell: its user."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no login name (a container's bare uid)
         user = f"uid-{os.getuid()}"
-    return Principal(subject=f"cli:{user}", role=Role.PLATFORM_OPERATOR, region_code=PLATFORM_REGION, request_id="cli")
+    return Actor(subject=f"cli:{user}", role=Role.PLATFORM_OPERATOR.value, request_id="cli")
 
 
 @region_cli.command("create")

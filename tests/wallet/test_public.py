@@ -22,7 +22,7 @@ from services.wallet.payments import service as payments
 from services.wallet.payments.errors import SponsorBudgetExhausted
 from services.wallet.verify import verify_ledger
 from shared import emvco
-from shared.auth import Principal, Role
+from shared.auth import Role
 from shared.errors import Conflict, Problem
 from shared.money import Unit
 from tests.conftest import START
@@ -108,20 +108,19 @@ async def refused(sessionmaker, problem: type[Problem], call) -> Problem:
 
 
 async def test_a_scanned_static_code_resolves_to_its_store(sessionmaker, town):
-    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code=REGION)
     async with sessionmaker() as s:
         store_id = await store_of(s, town)
-        printed = await payments.store_qr(s, operator, store_id)
+        printed = await payments.store_qr(s, *await payments.store_with_merchant(s, store_id))
         scanned = await public.resolve_qr(s, region=REGION, payload=printed.payload)
     assert (scanned.store_id, scanned.merchant_id, scanned.request) == (store_id, uuid.UUID(town.merchants[TEAHOUSE]), None)
     assert (scanned.merchant_name_ja, scanned.mcc) == ("鶴ヶ城茶屋", "5812")
 
 
 async def test_a_scanned_dynamic_code_carries_the_shops_request_and_paying_it_claims_it(sessionmaker, clock, town):
-    staff = Principal(subject="shop-clerk", role=Role.MERCHANT_STAFF, region_code=REGION,
-                      merchant_id=uuid.UUID(town.merchants[TEAHOUSE]))
+    staff = public.Actor("shop-clerk", Role.MERCHANT_STAFF.value)
     async with sessionmaker() as s, s.begin():
-        request, payload = await payments.create_payment_request(s, clock, staff, await store_of(s, town), 1_500, "order-7")
+        store, merchant = await payments.store_with_merchant(s, await store_of(s, town))
+        request, payload = await payments.create_payment_request(s, clock, staff, store, merchant, 1_500, "order-7")
     async with sessionmaker() as s:
         scanned = await public.resolve_qr(s, region=REGION, payload=payload)
     assert scanned.request == public.RequestedPayment(request.id, 1_500, "order-7", "open", request.expires_at)
@@ -144,9 +143,8 @@ async def test_a_scanned_dynamic_code_carries_the_shops_request_and_paying_it_cl
 
 
 async def test_a_code_naming_no_store_here_is_refused(sessionmaker, town):
-    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code=REGION)
     async with sessionmaker() as s:
-        printed = await payments.store_qr(s, operator, await store_of(s, town))
+        printed = await payments.store_qr(s, *await payments.store_with_merchant(s, await store_of(s, town)))
     qr = emvco.parse_payload(printed.payload)
 
     def code(**changes: str) -> str:  # well formed, with a valid CRC
@@ -343,9 +341,8 @@ async def test_a_hook_that_refuses_an_http_payment_is_the_answer_and_nothing_is_
     client, tokens, sessionmaker, clock, town, store_id, refusing_hooks
 ):
     paid_hook, _, seen = refusing_hooks
-    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code=REGION)
     async with sessionmaker() as s:
-        printed = await payments.store_qr(s, operator, store_id)
+        printed = await payments.store_qr(s, *await payments.store_with_merchant(s, store_id))
     public.register_hooks(paid=paid_hook)
     before = await snapshot(sessionmaker)
     response = await client.post("/v1/payments", json={"qr": printed.payload, "amount": 700},
@@ -448,16 +445,16 @@ async def test_a_payout_takes_the_merchants_yen_to_bank_clearing(sessionmaker, c
 
 async def test_statement_lines_cover_every_movement_of_a_period_once(sessionmaker, clock, town):
     teahouse, farm = town.merchants[TEAHOUSE], town.merchants[FARM]
-    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code=REGION)
     async with sessionmaker() as s, s.begin():  # shops may refund for a week
-        await directory.update_region_settings(s, clock, operator, {"refund_window_days": 7})
+        await directory.update_region_settings(s, clock, CITY, await directory.hosted_region(s, REGION), {"refund_window_days": 7})
     yesterday = await pay(sessionmaker, clock, town, 400)  # before the period
     clock.advance(timedelta(days=1))
     period = (clock.now(), clock.now() + timedelta(days=1))
     paid = await pay(sessionmaker, clock, town, 2_000)
-    admin = Principal(subject="shop-owner", role=Role.MERCHANT_ADMIN, region_code=REGION, merchant_id=uuid.UUID(teahouse))
+    admin = public.Actor("shop-owner", Role.MERCHANT_ADMIN.value)
     async with sessionmaker() as s, s.begin():
-        sent = await payments.transfer(s, clock, admin, uuid.UUID(teahouse), uuid.UUID(farm), 700, "vegetables")
+        payer = await directory.merchant(s, uuid.UUID(teahouse))
+        sent = await payments.transfer(s, clock, admin, payer, uuid.UUID(farm), 700, "vegetables")
         await public.refund(s, clock, region=REGION, actor=COUPONS, payment_id=yesterday.id, amount=400)
         await public.post_payout(s, clock, region=REGION, actor=SETTLEMENT, merchant_id=uuid.UUID(farm), amount=700)
 
