@@ -526,7 +526,6 @@ async def post_notices(
 # Queries the modules above use as they are: they call this service, never the repository.
 active_residents = repo.active_residents
 insert_notice = repo.insert_notice
-insert_notices = repo.insert_notices
 merchant = repo.merchant
 merchant_account = repo.merchant_account
 merchant_accounts = repo.merchant_accounts
