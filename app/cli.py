@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.application import SERVICES
 from app.demo import AUDITOR, OPERATOR, seed
+from services.coupons.segments import service as segments
 from services.wallet import onboarding, verify
 from services.wallet.directory import repository as directory_repo
 from services.wallet.expiry import service as expiry
@@ -51,6 +52,8 @@ jobs = typer.Typer(help="Jobs the server also runs on its own schedule.", no_arg
 app.add_typer(jobs, name="jobs")
 region_cli = typer.Typer(help="The regions (regional currencies) this platform hosts.", no_args_is_help=True)
 app.add_typer(region_cli, name="region")
+segments_cli = typer.Typer(help="A region's segments for coupon distribution (the operator's view).", no_args_is_help=True)
+app.add_typer(segments_cli, name="segments")
 console = Console()
 T = TypeVar("T")
 
@@ -336,6 +339,53 @@ def region_list() -> None:
             f" step {r.topup_step:,}  refunds +{r.refund_window_days} days  coin expiry {expiry}"
             f"  dynamic QR {r.payment_request_minutes} min"
         )
+
+
+@segments_cli.command("list")
+def segments_list(region: Annotated[str, typer.Option(help="the region's code")] = "aizu") -> None:
+    """The region's live segments, newest first: id, version in force, name, filter kinds."""
+    settings = get_settings()
+
+    async def listed(session: AsyncSession) -> list[segments.SegmentView]:
+        found: list[segments.SegmentView] = []
+        while page := await segments.list_segments(
+            session, region=region, after_id=found[-1].segment.id if found else None, limit=200
+        ):
+            found += page
+        return found
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            found = _in_transaction(resolved, listed)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+    print(f"{len(found)} segment(s)")
+    for view in found:
+        kinds = ", ".join(f.kind for f in view.filters)
+        print(f"{view.segment.id}  v{view.version}  {view.segment.name}  [{kinds}]")
+
+
+@segments_cli.command("audience")
+def segments_audience(
+    segment_id: Annotated[uuid.UUID, typer.Argument(help="the segment's id (`chiikipay segments list`)")],
+    region: Annotated[str, typer.Option(help="the region's code")] = "aizu",
+) -> None:
+    """How many residents the segment matches now: the count, as the API shows it, never who."""
+    settings = get_settings()
+
+    async def counted(session: AsyncSession) -> segments.AudienceCount:
+        return await segments.audience(session, SystemClock(), region=region, segment_id=segment_id)
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            found = _in_transaction(resolved, counted)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+    print(f"{found.residents} resident(s) in segment {found.segment_id} v{found.version} at {found.at.isoformat()}")
 
 
 if __name__ == "__main__":

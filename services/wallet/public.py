@@ -65,6 +65,18 @@ Sponsors
     `fund_sponsor(session, clock, region=, actor=, sponsor_id=, amount=) -> SponsorBudget`
     (refuses invalid-amount, sponsor-not-found), `sponsor(session, region=, sponsor_id=)`.
 
+Regions, residents and notices (for coupons' segments)
+    `region_id(session, region=) -> UUID`: the region's id, for rows another service keys by it
+    (refuses region-not-found). `residents(session, region=, among=None) -> list[str]`: subjects
+    of the region's residents whose wallet is active ("all residents"), of `among` if given.
+    `payers(session, region=, since=, until=, among=, sectors=None) -> list[str]`: those of
+    `among` who paid in [since, until), at merchants of the given `Sector`s if any; a payment
+    refunded in full does not count. The caller passes only residents who agreed to their
+    activity being used, so the wallet never tells anyone about the others.
+    `post_notices(session, clock, region=, actor=, subjects=, kind=, payload=) -> int`: one
+    notice (GET /v1/wallet/notices) per subject that is a resident with an active wallet; how
+    many were made (audited once, with the count).
+
 Hooks
     `register_hooks(paid=, refunded=)`, called by the composition root (app/wiring.py) only:
     `OnPaid` runs after each payment's journal is written and `OnRefunded` after each refund's
@@ -75,14 +87,16 @@ Hooks
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
+from services.wallet.directory.models import Sector
 from services.wallet.payments import discounts, hooks
 from services.wallet.payments import service as payments
 from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
@@ -92,9 +106,9 @@ from shared.clock import Clock
 
 __all__ = [
     "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "OnPaid", "OnRefunded", "PaidPayment",
-    "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "SponsorBudget", "StatementLine", "create_sponsor",
-    "fund_sponsor", "pay", "payment_discount", "post_payout", "refund", "register_hooks", "resolve_qr", "sponsor",
-    "statement_lines",
+    "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "SponsorBudget", "StatementLine",
+    "create_sponsor", "fund_sponsor", "pay", "payers", "payment_discount", "post_notices", "post_payout", "refund",
+    "region_id", "register_hooks", "residents", "resolve_qr", "sponsor", "statement_lines",
 ]
 
 
@@ -329,6 +343,43 @@ async def fund_sponsor(
 async def sponsor(session: AsyncSession, *, region: str, sponsor_id: uuid.UUID) -> SponsorBudget:
     identity = await directory.region_identity(session, region)
     return _budget(await discounts.sponsor(session, identity.id, sponsor_id))
+
+
+# --- regions, residents and notices ---------------------------------------------------------------------
+
+
+async def region_id(session: AsyncSession, *, region: str) -> uuid.UUID:
+    return (await directory.region_identity(session, region)).id
+
+
+async def residents(session: AsyncSession, *, region: str, among: Collection[str] | None = None) -> list[str]:
+    identity = await directory.region_identity(session, region)
+    found = await directory.active_residents(session, identity.id, None if among is None else list(among))
+    return [subject for _, subject in found]
+
+
+async def payers(
+    session: AsyncSession, *, region: str, since: datetime, until: datetime, among: Collection[str],
+    sectors: Collection[Sector] | None = None,
+) -> list[str]:
+    identity = await directory.region_identity(session, region)
+    if not among:
+        return []
+    return await payments.payers(
+        session, identity.id, since=since, until=until, among=list(among),
+        sectors=None if sectors is None else [Sector(s).value for s in sectors],
+    )
+
+
+async def post_notices(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, subjects: Collection[str], kind: str,
+    payload: dict[str, Any],
+) -> int:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        return await directory.post_notices(
+            session, clock, actor, region_id=identity.id, subjects=list(subjects), kind=kind, payload=payload
+        )
 
 
 # --- hooks --------------------------------------------------------------------------------------------------

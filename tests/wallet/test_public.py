@@ -515,3 +515,78 @@ async def test_ledger_verify_names_a_merchant_movement_no_statement_line_shows(s
     details = {(v.invariant, v.detail) for v in found}
     assert ("payments", f"merchant {paid.merchant_id} moved -10 yen; its 0 statement line(s) say 0") in details
     assert (4, "a payout journal moves merchant -yen, resident +yen, not merchant to bank_clearing in yen") in details
+
+
+# --- regions, residents and notices -----------------------------------------------------------------------
+
+
+async def test_residents_are_the_regions_active_wallets(sessionmaker, clock, town):
+    async with sessionmaker() as s:
+        assert await public.residents(s, region=REGION) == ["resident-hanako", "resident-sachiko", "resident-taro"]
+        assert await public.residents(s, region=REGION, among=["resident-taro", "nobody"]) == ["resident-taro"]
+        assert await public.residents(s, region=REGION, among=[]) == []
+        region = await directory_repo.region_by_code(s, REGION)
+        assert await public.region_id(s, region=REGION) == region.id
+    async with sessionmaker() as s, s.begin():
+        _, taro = await directory_repo.resident_wallet(s, region.id, "resident-taro", Unit.YEN.value)
+        await s.execute(text("UPDATE wallet.accounts SET status = 'suspended' WHERE id = :id"), {"id": taro.id})
+    async with sessionmaker() as s:
+        assert await public.residents(s, region=REGION) == ["resident-hanako", "resident-sachiko"]
+
+
+async def test_payers_are_those_asked_about_who_paid_in_the_period_at_the_sectors(sessionmaker, clock, town):
+    everyone = ["resident-hanako", "resident-sachiko", "resident-taro"]
+
+    async def pay_as(payer: str, merchant: str, price: int) -> public.PaidPayment:
+        async with sessionmaker() as s, s.begin():
+            return await public.pay(s, clock, region=REGION, actor=COUPONS, payer=payer,
+                                    store_id=await store_of(s, town, merchant), price=price)
+
+    await pay_as("resident-taro", TEAHOUSE, 500)  # food_service
+    clock.advance(timedelta(hours=2))
+    await pay_as("resident-sachiko", FARM, 300)  # agriculture
+    refunded = await pay_as(HANAKO, TEAHOUSE, 400)
+    async with sessionmaker() as s, s.begin():
+        await public.refund(s, clock, region=REGION, actor=COUPONS, payment_id=refunded.id, amount=400)
+    since, until = START, START + timedelta(days=1)
+    async with sessionmaker() as s:
+        assert await public.payers(s, region=REGION, since=since, until=until, among=everyone) == [
+            "resident-sachiko", "resident-taro"]
+        assert await public.payers(s, region=REGION, since=since, until=until, among=everyone,
+                                   sectors=[public.Sector.FOOD_SERVICE]) == ["resident-taro"]
+        assert await public.payers(s, region=REGION, since=since, until=until, among=everyone,
+                                   sectors=[public.Sector.FOOD_SERVICE, public.Sector.AGRICULTURE]) == [
+            "resident-sachiko", "resident-taro"]
+        # Only those asked about are answered for; the period is [since, until).
+        assert await public.payers(s, region=REGION, since=since, until=until, among=["resident-sachiko"]) == [
+            "resident-sachiko"]
+        assert await public.payers(s, region=REGION, since=since, until=until, among=[]) == []
+        assert await public.payers(s, region=REGION, since=START + timedelta(hours=1), until=until,
+                                   among=everyone) == ["resident-sachiko"]
+        assert await public.payers(s, region=REGION, since=since, until=START, among=everyone) == []
+
+
+async def test_post_notices_makes_one_per_active_resident_and_is_audited_once(sessionmaker, clock, town):
+    async with sessionmaker() as s, s.begin():
+        region = await directory_repo.region_by_code(s, REGION)
+        _, taro = await directory_repo.resident_wallet(s, region.id, "resident-taro", Unit.YEN.value)
+        await s.execute(text("UPDATE wallet.accounts SET status = 'closed' WHERE id = :id"), {"id": taro.id})
+    async with sessionmaker() as s, s.begin():
+        made = await public.post_notices(
+            s, clock, region=REGION, actor=CITY, subjects=[HANAKO, "resident-taro", "nobody", "resident-sachiko"],
+            kind="announcement", payload={"title": "桜まつり"},
+        )
+    assert made == 2
+    async with sessionmaker() as s:
+        rows = (await s.execute(text(
+            "SELECT r.subject, n.kind, n.payload, n.lot_id FROM wallet.notices n"
+            " JOIN wallet.residents r ON r.id = n.resident_id ORDER BY r.subject"))).all()
+        events = (await s.execute(text(
+            "SELECT actor_subject, action, target_id, after FROM platform.audit_events WHERE action = 'notices.post'"
+        ))).all()
+    assert [tuple(r) for r in rows] == [(HANAKO, "announcement", {"title": "桜まつり"}, None),
+                                        ("resident-sachiko", "announcement", {"title": "桜まつり"}, None)]
+    assert [tuple(e) for e in events] == [("operator-aizu", "notices.post", "announcement", {"recipients": 2})]
+    async with sessionmaker() as s, s.begin():
+        assert await public.post_notices(s, clock, region=REGION, actor=CITY, subjects=["nobody"], kind="x",
+                                         payload={}) == 0

@@ -6,6 +6,7 @@ Functions take the request's session and flush; the request dependency commits o
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -457,7 +458,34 @@ async def check_classes(session: AsyncSession, region_id: uuid.UUID, codes: list
         )
 
 
+# --- notices ----------------------------------------------------------------------------------
+
+
+async def post_notices(
+    session: AsyncSession, clock: Clock, actor: Actor, *, region_id: uuid.UUID, subjects: Sequence[str], kind: str,
+    payload: dict[str, Any],
+) -> int:
+    """One notice of `kind` for each of `subjects` that is a resident of the region with an active
+    wallet (a closed or suspended wallet's app is told nothing new); how many were made. Audited
+    once for the lot: the count, never the recipients."""
+    found = await repo.active_residents(session, region_id, subjects)
+    if not found:
+        return 0
+    now = clock.now()
+    await repo.insert_notices(session, [
+        {"id": new_id(), "region_id": region_id, "resident_id": resident_id, "kind": kind, "lot_id": None,
+         "payload": payload, "created_at": now}
+        for resident_id, _ in found
+    ])
+    await audit.record(
+        session, clock, actor, region_id=region_id, action="notices.post", target_type="notice_kind", target_id=kind,
+        after={"recipients": len(found)},
+    )
+    return len(found)
+
+
 # Queries the modules above use as they are: they call this service, never the repository.
+active_residents = repo.active_residents
 insert_notice = repo.insert_notice
 merchant = repo.merchant
 merchant_account = repo.merchant_account

@@ -741,3 +741,4 @@ payment = repo.payment
 payment_request = repo.payment_request
 store_with_merchant = repo.store_with_merchant
 stores = repo.stores
+payers = repo.payers
