@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import platform
 import re
@@ -441,7 +442,6 @@ class PlanResult:
     p99_ms: float
     max_ms: float
     kinds: dict[str, KindResult]
-    socket_errors: dict[str, int]
     first_5xx: str
     cpu: dict[str, float] = field(default_factory=dict)
 
@@ -470,35 +470,71 @@ class PlanResult:
 def run_plan(server: Server, data: Path, *, total: int, connections: int, threads: int, rate: float,
              time_limit: int, tag: str, output: Path) -> PlanResult:
     """Send the plan in `data` (write_plan) once over `connections`: on a schedule of `rate`
-    requests/s (0: each connection as soon as it is answered), within `time_limit` seconds."""
+    requests/s (0: each connection as soon as it is answered), within `time_limit` seconds. wrk
+    is ended as soon as every thread has written its results (bench/plan.lua)."""
+    out = output.with_suffix("")
     env = {**os.environ, "BENCH_DATA": str(data), "BENCH_TAG": tag, "BENCH_THREADS": str(threads),
-           "BENCH_RATE": repr(rate), "BENCH_T0": repr(time.monotonic() + 2.0)}  # once wrk's connections are open
+           "BENCH_RATE": repr(rate), "BENCH_T0": repr(time.monotonic() + 2.0),  # once wrk's connections are open
+           "BENCH_OUT": str(out)}
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{time_limit}s", "--timeout", "30s",
            "-s", str(PLAN_SCRIPT), server.url]
-    result = run(cmd, timeout=time_limit + 60, env=env, output=output)
-    line = next((l for l in result.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
-    if line is None or re.search(r"\.lua:\d+:", result.stdout + result.stderr):
-        raise RunError(f"wrk printed no result:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    r = json.loads(line.removeprefix("BENCH_RESULT "))
+    files = [Path(f"{out}.{tid}.json") for tid in range(threads)]
+    with open(output, "w") as log_file:
+        log_file.write("$ " + " ".join(cmd) + "\n")
+        log_file.flush()
+        wrk = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + time_limit + 60
+        while wrk.poll() is None and not all(f.exists() for f in files) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if wrk.poll() is None:
+            wrk.terminate()
+            wrk.wait(timeout=30)
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        raise RunError(f"wrk ended (exit {wrk.returncode}) before every thread had its answers: no {', '.join(missing)};"
+                       f" see {output}")
+    parts = [json.loads(f.read_text()) for f in files]
+    names: list[str] = parts[0]["kinds"]
+    lats: dict[str, list[float]] = {name: [] for name in names}
     kinds = {}
-    for name, k in r["kinds"].items():
-        seconds = k["t_last"] - k["t_first"] if k["t_last"] > k["t_first"] else 0.0
-        lat = k["latency_ms"]
-        kinds[name] = KindResult(k["ok"], k["bad"], k["statuses"], seconds, k["ok"] / seconds if seconds else 0.0,
-                                 lat["p50"], lat["p90"], lat["p99"], lat["max"])
-    th = r["threads"]
-    firsts = [t["t_first"] for t in th if t["sent"]]
-    lasts = [t["t_last"] for t in th if t["t_last"]]
-    sent = sum(t["sent"] for t in th)
-    answered = sum(k.ok + k.bad for k in kinds.values())
-    lat = r["latency_ms"]
+    for k, name in enumerate(names):
+        for part in parts:
+            lats[name] += [v for v, kind in zip(part["lats"], part["lat_kinds"], strict=True) if kind == k + 1]
+        ok, bad = sum(p["ok"][k] for p in parts), sum(p["bad"][k] for p in parts)
+        firsts = [p["first"][k] for p in parts if p["first"][k]]
+        last = max(p["last"][k] for p in parts)
+        seconds = last - min(firsts) if firsts and last > min(firsts) else 0.0
+        statuses: dict[str, int] = {}
+        for part in parts:
+            for key, count in part["statuses"].items():
+                index, code = key.split(" ", 1)
+                if int(index) == k + 1:
+                    statuses[code] = statuses.get(code, 0) + count
+        kinds[name] = KindResult(ok, bad, statuses, seconds, ok / seconds if seconds else 0.0,
+                                 *percentiles(lats[name]))
+    everything = [v for values in lats.values() for v in values]
+    firsts = [p["t_first"] for p in parts if p["sent"]]
+    lasts = [p["t_last"] for p in parts if p["t_last"]]
+    sent = sum(p["sent"] for p in parts)
+    answered = len(everything)
     return PlanResult(
         sent=sent, answered=answered, unanswered=max(total, sent) - answered,
         seconds=(max(lasts) - min(firsts)) if firsts and lasts else 0.0,
-        p50_ms=lat["p50"], p90_ms=lat["p90"], p99_ms=lat["p99"], max_ms=lat["max"], kinds=kinds,
-        socket_errors={k: v for k, v in r["errors"].items() if v and k != "status"},
-        first_5xx=next((t["first_error"] for t in th if t["first_error"]), ""),
+        **dict(zip(("p50_ms", "p90_ms", "p99_ms", "max_ms"), percentiles(everything), strict=True)), kinds=kinds,
+        first_5xx=next((p["first_error"] for p in parts if p["first_error"]), ""),
     )
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float, float, float]:
+    """p50, p90, p99 and max in milliseconds (nearest rank)."""
+    if not seconds:
+        return 0.0, 0.0, 0.0, 0.0
+    ordered = sorted(seconds)
+
+    def rank(p: int) -> float:
+        return ordered[max(1, math.ceil(len(ordered) * p / 100)) - 1] * 1000
+
+    return rank(50), rank(90), rank(99), ordered[-1] * 1000
 
 
 # --- the cases ----------------------------------------------------------------------------------

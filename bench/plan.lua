@@ -9,11 +9,13 @@
 --   plan   = { a, p, b, k,  a, p, b, k, … } four indices into the tables above per request
 --            (flat, so that a plan of tens of thousands loads fast)
 -- Environment: BENCH_TAG (makes Idempotency-Keys unique across runs), BENCH_THREADS (wrk -t),
--- BENCH_RATE and BENCH_T0 (arrivals, below).
+-- BENCH_RATE and BENCH_T0 (arrivals, below), BENCH_OUT (where each thread writes its results).
 --
 -- Request i (over all threads, from 0) is the plan's i-th: a POST with the Idempotency-Key
--- "<tag>-<i>". Each thread sends its share (i = tid, tid + threads, …) and stops once every
--- answer is in, so the run ends when the plan is done.
+-- "<tag>-<i>". Each thread sends its share (i = tid, tid + threads, …) and, once every answer
+-- is in, writes what it saw to BENCH_OUT.<tid>.json and stops; the driver ends wrk when every
+-- thread has written (wrk itself waits out -d, and its done() has been seen to crash after
+-- threads stopped early, so nothing is left to it).
 --
 -- Arrivals. With BENCH_RATE > 0 (requests/s over all threads) request i is due at
 -- BENCH_T0 + i / BENCH_RATE (CLOCK_MONOTONIC seconds, as Python's time.monotonic()): clients
@@ -41,15 +43,14 @@ local tag = os.getenv("BENCH_TAG") or "plan"
 local n_threads = tonumber(os.getenv("BENCH_THREADS") or "2")
 local rate = tonumber(os.getenv("BENCH_RATE") or "0")
 local t0 = tonumber(os.getenv("BENCH_T0") or "0")
+local out = assert(os.getenv("BENCH_OUT"), "BENCH_OUT is not set")
 local total = #plan / 4
 
-local threads = {}
 local next_id = 0
 
 function setup(thread)
   thread:set("tid", next_id)
   next_id = next_id + 1
-  table.insert(threads, thread)
 end
 
 function init(args)
@@ -57,8 +58,7 @@ function init(args)
   share = math.floor((total - tid - 1) / n_threads) + 1
   started = {} -- request index -> when its latency starts
   -- Per kind (by its index): answers, first sent, last answered; latencies (seconds) beside
-  -- their kinds; refusals by "<kind index> <status> <problem type>". Flat tables only: wrk's
-  -- thread:get() crashes on nested ones.
+  -- their kinds; refusals by "<kind index> <status> <problem type>" (see finish()).
   ok_by, bad_by, first_by, last_by = {}, {}, {}, {}
   for k = 1, #kinds do
     ok_by[k], bad_by[k], first_by[k], last_by[k] = 0, 0, 0, 0
@@ -125,6 +125,7 @@ function response(status, headers, body)
     if first_error == "" and status >= 500 then first_error = string.sub(body or "", 1, 300) end
   end
   if answered >= share then
+    finish()
     wrk.thread:stop()
   end
 end
@@ -134,59 +135,27 @@ local function json_string(s)
   return '"' .. s .. '"'
 end
 
-local function percentile(sorted, p)
-  if #sorted == 0 then return 0 end
-  return sorted[math.max(1, math.ceil(#sorted * p / 100))]
+local function numbers(list, format)
+  local out = {}
+  for j, v in ipairs(list) do out[j] = string.format(format, v) end
+  return "[" .. table.concat(out, ",") .. "]"
 end
 
-local function latency(sorted)
-  return string.format('{"answers":%d,"p50":%.3f,"p90":%.3f,"p99":%.3f,"max":%.3f}', #sorted,
-    percentile(sorted, 50) * 1000, percentile(sorted, 90) * 1000, percentile(sorted, 99) * 1000,
-    (sorted[#sorted] or 0) * 1000)
-end
-
-function done(summary, _, _)
-  local parts, all, kind_parts = {}, {}, {}
-  for _, t in ipairs(threads) do
-    table.insert(parts, string.format('{"tid":%d,"sent":%d,"t_first":%.6f,"t_last":%.6f,"first_error":%s}',
-      t:get("tid"), t:get("sent"), t:get("t_first"), t:get("t_last"), json_string(t:get("first_error") or "")))
-  end
-  -- Each kind over all threads: answers, statuses, latency, and when it was first sent and last answered.
-  local ok, bad, first, last, kind_lats, codes = {}, {}, {}, {}, {}, {}
-  for k = 1, #kinds do
-    ok[k], bad[k], first[k], last[k], kind_lats[k], codes[k] = 0, 0, 0, 0, {}, {}
-  end
-  for _, t in ipairs(threads) do
-    local t_ok, t_bad, t_first, t_last = t:get("ok_by"), t:get("bad_by"), t:get("first_by"), t:get("last_by")
-    for k = 1, #kinds do
-      ok[k], bad[k] = ok[k] + t_ok[k], bad[k] + t_bad[k]
-      if t_first[k] > 0 and (first[k] == 0 or t_first[k] < first[k]) then first[k] = t_first[k] end
-      if t_last[k] > last[k] then last[k] = t_last[k] end
-    end
-    local t_lats, t_kinds = t:get("lats"), t:get("lat_kinds")
-    for j, v in ipairs(t_lats) do
-      table.insert(kind_lats[t_kinds[j]], v)
-      table.insert(all, v)
-    end
-    for key, count in pairs(t:get("statuses")) do
-      local k, rest = string.match(key, "^(%d+) (.*)$")
-      k = tonumber(k)
-      codes[k][rest] = (codes[k][rest] or 0) + count
-    end
-  end
-  for k, name in ipairs(kinds) do
-    table.sort(kind_lats[k])
-    local parts_k = {}
-    for key, count in pairs(codes[k]) do table.insert(parts_k, string.format('%s:%d', json_string(key), count)) end
-    table.insert(kind_parts, string.format(
-      '%s:{"ok":%d,"bad":%d,"t_first":%.6f,"t_last":%.6f,"statuses":{%s},"latency_ms":%s}',
-      json_string(name), ok[k], bad[k], first[k], last[k], table.concat(parts_k, ","), latency(kind_lats[k])))
-  end
-  table.sort(all)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_RESULT {"requests":%d,"duration_us":%d,"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
-    .. '"latency_ms":%s,"kinds":{%s},"threads":[%s]}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency(all), table.concat(kind_parts, ","), table.concat(parts, ",")))
+-- This thread's results: per kind (by index into `kinds`) its answers and when it was first
+-- sent and last answered, every latency (seconds) with its kind, refusals by "<kind index>
+-- <status> <problem type>".
+function finish()
+  local names, codes = {}, {}
+  for j, name in ipairs(kinds) do names[j] = json_string(name) end
+  for key, count in pairs(statuses) do table.insert(codes, string.format("%s:%d", json_string(key), count)) end
+  local path = string.format("%s.%d.json", out, tid)
+  local f = assert(io.open(path .. ".part", "w"))
+  f:write(string.format(
+    '{"tid":%d,"sent":%d,"t_first":%.6f,"t_last":%.6f,"first_error":%s,"kinds":[%s],"ok":%s,"bad":%s,'
+    .. '"first":%s,"last":%s,"lats":%s,"lat_kinds":%s,"statuses":{%s}}\n',
+    tid, sent, t_first, t_last, json_string(first_error), table.concat(names, ","), numbers(ok_by, "%d"),
+    numbers(bad_by, "%d"), numbers(first_by, "%.6f"), numbers(last_by, "%.6f"), numbers(lats, "%.6f"),
+    numbers(lat_kinds, "%d"), table.concat(codes, ",")))
+  f:close()
+  assert(os.rename(path .. ".part", path)) -- whole, or not there: the driver reads it once it exists
 end
