@@ -65,6 +65,14 @@ Sponsors
     `fund_sponsor(session, clock, region=, actor=, sponsor_id=, amount=) -> SponsorBudget`
     (refuses invalid-amount, sponsor-not-found), `sponsor(session, region=, sponsor_id=)`.
 
+Regions and merchants
+    `region_id(session, region=) -> uuid.UUID`: the id of the region with this code, which other
+    services' rows carry (refuses region-not-found).
+    `merchant(session, region=, merchant_id=) -> MerchantProfile`: a merchant of the region as
+    another service may know it (names, sector, status) and its stores, e.g. for transit to mark
+    a bus company as a bus operator and take ticket fares at one of its stores. Refuses
+    merchant-not-found (none of that id in this region).
+
 Hooks
     `register_hooks(paid=, refunded=)`, called by the composition root (app/wiring.py) only:
     `OnPaid` runs after each payment's journal is written and `OnRefunded` after each refund's
@@ -83,6 +91,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
+from services.wallet.directory.errors import MerchantNotFound
 from services.wallet.payments import discounts, hooks
 from services.wallet.payments import service as payments
 from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
@@ -91,9 +100,9 @@ from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "OnPaid", "OnRefunded", "PaidPayment",
+    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded", "PaidPayment",
     "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "SponsorBudget", "StatementLine", "create_sponsor",
-    "fund_sponsor", "pay", "payment_discount", "post_payout", "refund", "register_hooks", "resolve_qr", "sponsor",
+    "fund_sponsor", "merchant", "pay", "payment_discount", "post_payout", "refund", "region_id", "register_hooks", "resolve_qr", "sponsor",
     "statement_lines",
 ]
 
@@ -329,6 +338,36 @@ async def fund_sponsor(
 async def sponsor(session: AsyncSession, *, region: str, sponsor_id: uuid.UUID) -> SponsorBudget:
     identity = await directory.region_identity(session, region)
     return _budget(await discounts.sponsor(session, identity.id, sponsor_id))
+
+
+# --- regions and merchants -------------------------------------------------------------------------------
+
+
+async def region_id(session: AsyncSession, *, region: str) -> uuid.UUID:
+    return (await directory.region_identity(session, region)).id
+
+
+@dataclass(frozen=True)
+class MerchantProfile:
+    id: uuid.UUID
+    region_id: uuid.UUID
+    name: str
+    name_ja: str
+    sector: str
+    status: str  # active | suspended | closed: only an active merchant is paid
+    store_ids: tuple[uuid.UUID, ...]  # oldest first
+
+
+async def merchant(session: AsyncSession, *, region: str, merchant_id: uuid.UUID) -> MerchantProfile:
+    identity = await directory.region_identity(session, region)
+    found = await directory.merchant(session, merchant_id)
+    if found is None or found.region_id != identity.id:
+        raise MerchantNotFound(f"No merchant {merchant_id} in region {identity.code}.")
+    stores = await payments.stores(session, merchant_id)
+    return MerchantProfile(
+        found.id, found.region_id, found.name, found.name_ja, found.sector, found.status,
+        tuple(store.id for store in stores),
+    )
 
 
 # --- hooks --------------------------------------------------------------------------------------------------

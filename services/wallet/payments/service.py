@@ -783,3 +783,4 @@ async def post_payout(
 
 # Queries the modules above use as they are: they call this service, never the repository.
 find_violations = repo.find_violations
+stores = repo.stores
