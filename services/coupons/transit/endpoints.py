@@ -38,6 +38,7 @@ from shared.auth import Principal, Role, require
 from shared.db import SessionDep
 from shared.deps import ClockDep, SettingsDep
 from shared.idempotency import IdempotencyDep
+from shared.observability import allow_large_body
 from shared.openapi import INSUFFICIENT_BALANCE, PROBLEMS
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
@@ -290,6 +291,10 @@ async def scan_ticket(
 ) -> JSONResponse:
     found = await service.scan(session, clock, codes.signing_keys(settings), principal, _request(body), offline=False)
     return JSONResponse(scan_out(found).model_dump(mode="json"), status_code=200 if found.replayed else 201)
+
+
+# A day offline is a few hundred scans (up to 500 per upload), more than the usual body limit.
+allow_large_body("POST", r"/v1/transit/scans/batch")
 
 
 @router.post(

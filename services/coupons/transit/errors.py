@@ -21,6 +21,10 @@ class FareProductNotFound(NotFound):
     slug, title = "fare-product-not-found", "No such fare product"
 
 
+class InvalidFareProduct(Unprocessable):
+    slug, title = "invalid-fare-product", "A multi-ride product needs its number of rides (and only it), and a fare"
+
+
 class FareProductNameTaken(Conflict):
     slug, title = "fare-product-name-taken", "The bus operator already has a fare product of that name"
 

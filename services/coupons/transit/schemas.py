@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints
 
 from services.coupons.transit.codes import ProductKind, RiderCategory
 from services.coupons.transit.service import TicketState
@@ -34,17 +34,11 @@ class OperatorOut(Schema):
 
 
 class Fares(Schema):
-    """Yen per GTFS rider category; a category left out is not sold."""
+    """Yen per GTFS rider category; a category left out is not sold (at least one is)."""
 
     adult: Amount | None = None
     child: Amount | None = None
     elderly: Amount | None = None
-
-    @model_validator(mode="after")
-    def _some(self) -> Fares:
-        if self.adult is None and self.child is None and self.elderly is None:
-            raise ValueError("at least one rider category needs a fare")
-        return self
 
 
 class ProductCreate(Schema):
@@ -52,15 +46,11 @@ class ProductCreate(Schema):
     name: Text100
     name_ja: Text100
     kind: ProductKind = Field(description="single_ride; day_pass (24 h from the first ride); multi_ride (N rides)")
-    rides: int | None = Field(None, ge=2, le=100, description="a multi-ride ticket's N; only for multi_ride")
+    rides: int | None = Field(
+        None, ge=2, le=100, description="a multi-ride ticket's N: given for multi_ride only (422 invalid-fare-product)"
+    )
     valid_days: int = Field(90, ge=1, le=366, description="a ticket must be first used within this many days of purchase")
     fares: Fares
-
-    @model_validator(mode="after")
-    def _rides_for_multi_ride(self) -> ProductCreate:
-        if (self.kind is ProductKind.MULTI_RIDE) != (self.rides is not None):
-            raise ValueError("`rides` is given for a multi_ride product, and only for one")
-        return self
 
 
 class ProductOut(Schema):

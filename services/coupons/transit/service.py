@@ -53,6 +53,7 @@ from services.coupons.transit.errors import (
     FareProductNameTaken,
     FareProductNotFound,
     FareProductRetired,
+    InvalidFareProduct,
     OperatorHasNoStore,
     RiderCategoryNotOffered,
     ScanIdReused,
@@ -143,6 +144,11 @@ async def create_product(
     session: AsyncSession, clock: Clock, principal: Principal, details: dict[str, Any]
 ) -> ProductView:
     owner = await operator_of(session, principal, details["merchant_id"])
+    if (details["kind"] == ProductKind.MULTI_RIDE) != (details.get("rides") is not None):
+        raise InvalidFareProduct("Give `rides` (2 to 100) for a multi_ride product, and only for one.")
+    fares = {str(category): amount for category, amount in details["fares"].items() if amount is not None}
+    if not fares:
+        raise InvalidFareProduct("Give a fare for at least one rider category.")
     now = clock.now()
     product = await repo.insert_product(
         session, id=new_id(), region_id=owner.region_id, operator_id=owner.id, name=details["name"],
@@ -152,7 +158,6 @@ async def create_product(
     )
     if product is None:
         raise FareProductNameTaken(f"This bus operator already has a fare product named {details['name']!r}.")
-    fares = {str(category): amount for category, amount in details["fares"].items() if amount is not None}
     await repo.insert_fares(session, [
         {"region_id": owner.region_id, "product_id": product.id, "rider_category": category, "amount": amount}
         for category, amount in fares.items()

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from services.coupons.transit import codes as ticket_codes
 from services.coupons.transit import public as transit
+from services.wallet import public as wallet
 from tests.conftest import START
 from tests.coupons.transit.conftest import BUS, OTHER, add_product, add_validator, buy, codes, mark_operator, scan, ticket
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
@@ -273,7 +274,11 @@ async def test_who_defines_products_and_validators(client, tokens, town, bus, se
         (tokens.merchant_admin(bus.merchant_id), {"merchant_id": bus.merchant_id, "name": "Single ride"}, 409,
          "fare-product-name-taken"),
         (tokens.merchant_admin(bus.merchant_id), {"merchant_id": bus.merchant_id, "kind": "multi_ride"}, 422,
-         "validation-error"),
+         "invalid-fare-product"),
+        (tokens.merchant_admin(bus.merchant_id), {"merchant_id": bus.merchant_id, "rides": 5}, 422,
+         "invalid-fare-product"),
+        (tokens.merchant_admin(bus.merchant_id), {"merchant_id": bus.merchant_id, "fares": {}}, 422,
+         "invalid-fare-product"),
     ]
     for headers, details, status, slug in refusals:
         response = await client.post("/v1/transit/products", json={**product, **details}, headers=idem(headers))
@@ -310,3 +315,27 @@ async def test_the_keys_verify_the_codes_offline(client, tokens, bus, clock):
     claims = ticket_codes.verify(shown[3]["code"], keys=published, region="aizu",
                                  operator_id=uuid.UUID(bus.merchant_id), at=clock.now() + timedelta(seconds=90))
     assert (str(claims.ticket_id), claims.kind, claims.rider_category) == (bought["id"], "day_pass", "child")
+
+
+async def test_coin_payments_on_the_bus_count_as_transit_payments(client, tokens, town, bus, sessionmaker, clock):
+    """The on-demand bus takes its fare by QR at its own store: an ordinary payment, which the KPI
+    counts beside the ticket purchases, per month (交通チケットのデジタル決済数)."""
+    await buy(client, tokens, bus.products["single"])
+    async with sessionmaker() as s, s.begin():
+        store_id = (await wallet.merchant(s, region="aizu", merchant_id=uuid.UUID(bus.merchant_id))).store_ids[0]
+        for price in (300, 450):
+            await wallet.pay(s, clock, region="aizu", actor=wallet.Actor("resident-taro", "resident"),
+                             payer="resident-taro", store_id=store_id, price=price)
+        teahouse = (await wallet.merchant(s, region="aizu", merchant_id=uuid.UUID(town.merchants["Tsurugajo Teahouse"]))
+                    ).store_ids[0]
+        await wallet.pay(s, clock, region="aizu", actor=wallet.Actor("resident-taro", "resident"),
+                         payer="resident-taro", store_id=teahouse, price=800)  # not transit
+    clock.advance(timedelta(days=30))  # into May (Tokyo)
+    await buy(client, tokens, bus.products["day"])
+    async with sessionmaker() as s:
+        counted = await transit.counts(s, region="aizu", since=START.date(), until=START.date() + timedelta(days=61))
+    assert [(p.day, p.merchant_id, p.payments, p.amount) for p in counted.payments] == [
+        (START.date(), uuid.UUID(bus.merchant_id), 2, 750)]
+    assert [(p.day, p.tickets_sold, p.sales) for p in counted.products] == [
+        (START.date(), 1, 200), (START.date() + timedelta(days=30), 1, 500)]
+    assert counted.monthly_digital_payments() == {(2026, 4): 3, (2026, 5): 1}
