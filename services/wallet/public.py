@@ -100,10 +100,10 @@ from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded", "PaidPayment",
-    "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "SponsorBudget", "StatementLine", "create_sponsor",
-    "fund_sponsor", "merchant", "pay", "payment_discount", "post_payout", "refund", "region_id", "register_hooks", "resolve_qr", "sponsor",
-    "statement_lines",
+    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
+    "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "SponsorBudget", "StatementLine",
+    "create_sponsor", "fund_sponsor", "merchant", "pay", "payment_discount", "post_payout", "refund", "region_id",
+    "register_hooks", "resolve_qr", "sponsor", "statement_lines",
 ]
 
 

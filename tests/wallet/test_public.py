@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import text
 
 from services.wallet import onboarding, public
-from services.wallet.directory.errors import MerchantNotFound, RegionNotFound
 from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
+from services.wallet.directory.errors import MerchantNotFound, RegionNotFound
 from services.wallet.payments import hooks
 from services.wallet.payments import repository as payments_repo
 from services.wallet.payments import service as payments

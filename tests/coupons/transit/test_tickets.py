@@ -13,7 +13,17 @@ from services.coupons.transit import codes as ticket_codes
 from services.coupons.transit import public as transit
 from services.wallet import public as wallet
 from tests.conftest import START
-from tests.coupons.transit.conftest import BUS, OTHER, add_product, add_validator, buy, codes, mark_operator, scan, ticket
+from tests.coupons.transit.conftest import (
+    BUS,
+    OTHER,
+    add_product,
+    add_validator,
+    buy,
+    codes,
+    mark_operator,
+    scan,
+    ticket,
+)
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
 
 
