@@ -4,6 +4,7 @@ changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -349,3 +350,15 @@ async def test_coin_payments_on_the_bus_count_as_transit_payments(client, tokens
     assert [(p.day, p.tickets_sold, p.sales) for p in counted.products] == [
         (START.date(), 1, 200), (START.date() + timedelta(days=30), 1, 500)]
     assert counted.monthly_digital_payments() == {(2026, 4): 3, (2026, 5): 1}
+
+
+async def test_two_buses_scanning_one_single_ride_at_once_take_one_ride(client, tokens, bus, clock, sessionmaker):
+    """Online, the ticket's row lock makes the two scans take turns: one rides, the other is refused."""
+    bus_b = await add_validator(client, tokens, bus.merchant_id, "bus 102")
+    bought = await buy(client, tokens, bus.products["single"])
+    code = (await codes(client, tokens, bought))[0]["code"]
+    answers = await asyncio.gather(*(scan(client, v, code, clock.now()) for v in (bus.validator, bus_b) * 4))
+    assert sorted(a.status_code for a in answers) == [201] + [409] * 7
+    for refused in (a for a in answers if a.status_code == 409):
+        assert_problem(refused, 409, "ticket-reused")
+    assert (await ticket(client, tokens, bought["id"]))["rides_taken"] == 1
