@@ -507,7 +507,7 @@ async def conflicts(
     """Rides accepted offline beyond a ticket's rights: the region's (operator, auditor), or one
     bus operator's (its merchant roles see only their own)."""
     region_id = await public.region_id(session, region=principal.region_code)
-    if principal.role in MERCHANT_ROLES:
+    if principal.role in MERCHANT_ROLES and merchant_id is None:
         merchant_id = principal.merchant_id
     operator_id = (await operator_of(session, principal, merchant_id)).id if merchant_id is not None else None
     return await repo.conflicts(session, region_id, operator_id, after_id=after_id, limit=limit)

@@ -299,6 +299,9 @@ async def test_who_defines_products_and_validators(client, tokens, town, bus, se
     assert_problem(again, 409, "transit-operator-exists")
     assert_problem(await client.post("/v1/transit/validators", json={"merchant_id": bus.merchant_id, "name": "x"},
                                      headers=idem(tokens.merchant_admin(teahouse))), 404, "transit-operator-not-found")
+    for path in ("/v1/transit/conflicts", "/v1/transit/validators"):
+        listed = await client.get(path, params={"merchant_id": bus.merchant_id}, headers=tokens.merchant_staff(teahouse))
+        assert_problem(listed, 404, "transit-operator-not-found")
     assert await snapshot(sessionmaker) == before
 
 
