@@ -141,7 +141,7 @@ class ScanOutcome:
     RIDE = "ride"  # a later ride
 
 
-class Conflict:
+class ConflictKind:
     """A ride an offline reconciliation accepted although the ticket had no right left to it."""
 
     REUSED = "reused"  # a single ride taken again

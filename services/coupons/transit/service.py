@@ -67,7 +67,7 @@ from services.coupons.transit.errors import (
     ValidatorNotFound,
 )
 from services.coupons.transit.models import (
-    Conflict,
+    ConflictKind,
     FareProduct,
     ProductStatus,
     Scan,
@@ -462,12 +462,12 @@ def _beyond_rights(ticket: Ticket, at: datetime, *, offline: bool) -> str | None
             if ticket.kind == ProductKind.SINGLE_RIDE:
                 raise TicketReused("This single-ride ticket was already used.")
             raise TicketUsedUp(f"All {ticket.rides} rides of this ticket were taken.")
-        return Conflict.REUSED if ticket.kind == ProductKind.SINGLE_RIDE else Conflict.USED_UP
+        return ConflictKind.REUSED if ticket.kind == ProductKind.SINGLE_RIDE else ConflictKind.USED_UP
     if at >= valid_until(ticket):
         if not offline:
             raise TicketExpired(f"The ticket was valid until {valid_until(ticket).isoformat()}.",
                                 valid_until=valid_until(ticket).isoformat())
-        return Conflict.EXPIRED
+        return ConflictKind.EXPIRED
     return None
 
 

@@ -365,3 +365,21 @@ async def test_two_buses_scanning_one_single_ride_at_once_take_one_ride(client, 
     for refused in (a for a in answers if a.status_code == 409):
         assert_problem(refused, 409, "ticket-reused")
     assert (await ticket(client, tokens, bought["id"]))["rides_taken"] == 1
+
+
+async def test_an_upload_refuses_a_reused_scan_id_and_a_scan_after_the_servers_clock(client, tokens, bus, clock,
+                                                                                    sessionmaker):
+    bought = await buy(client, tokens, bus.products["multi"])
+    code = (await codes(client, tokens, bought))[0]["code"]
+    scan_id = uuid.uuid4()
+    first = await scan(client, bus.validator, code, clock.now(), scan_id=scan_id)
+    assert first.status_code == 201, first.text
+    before = await snapshot(sessionmaker)
+    upload = await client.post("/v1/transit/scans/batch", json={"scans": [
+        {"scan_id": str(scan_id), "code": code, "scanned_at": clock.now().isoformat(), "vehicle_id": "other"},
+        {"scan_id": str(uuid.uuid4()), "code": code, "scanned_at": (clock.now() + timedelta(minutes=5)).isoformat()},
+    ]}, headers=bus.validator)
+    assert upload.status_code == 200, upload.text
+    assert [(r["status"], r["problem"]["type"].rsplit(":", 1)[1]) for r in upload.json()["results"]] == [
+        ("refused", "scan-id-reused"), ("refused", "scan-in-future")]
+    assert await snapshot(sessionmaker) == before
