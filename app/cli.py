@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.application import SERVICES
 from app.demo import AUDITOR, OPERATOR, seed
+from services.coupons.segments import service as segments
 from services.coupons.transit import service as transit
 from services.coupons.transit.codes import ProductKind
 from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
@@ -31,13 +32,13 @@ from services.wallet.expiry import service as expiry
 from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
 from services.wallet.ledger import repository as ledger_repo
 from services.wallet.schemas import RegionCreate, RegionOut
+from shared.audit import Actor
 from shared.auth import (
     KEY_ROLES,
     MERCHANT_ROLES,
     PLATFORM_REGION,
     DevIssuer,
     NoDevIssuerKey,
-    Principal,
     Role,
     dev_issuer_key_path,
 )
@@ -59,6 +60,8 @@ app.add_typer(region_cli, name="region")
 transit_cli = typer.Typer(help="Bus operators, their fare products and validators (as the operator).",
                           no_args_is_help=True)
 app.add_typer(transit_cli, name="transit")
+segments_cli = typer.Typer(help="A region's segments for coupon distribution (the operator's view).", no_args_is_help=True)
+app.add_typer(segments_cli, name="segments")
 console = Console()
 T = TypeVar("T")
 
@@ -271,13 +274,13 @@ def jobs_expire(
         raise typer.Exit(1)
 
 
-def _platform_operator_here() -> Principal:
+def _platform_operator_here() -> Actor:
     """Who the audit trail names for a region created at this machine's shell: its user."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no login name (a container's bare uid)
         user = f"uid-{os.getuid()}"
-    return Principal(subject=f"cli:{user}", role=Role.PLATFORM_OPERATOR, region_code=PLATFORM_REGION, request_id="cli")
+    return Actor(subject=f"cli:{user}", role=Role.PLATFORM_OPERATOR.value, request_id="cli")
 
 
 @region_cli.command("create")
@@ -353,18 +356,15 @@ RegionOption = Annotated[str, typer.Option(help="the region's code")]
 BusOperator = Annotated[uuid.UUID, typer.Argument(help="the bus operator's merchant id")]
 
 
-def _operator_here(region: str) -> Principal:
-    """The region's operator at this machine's shell, as the audit trail names it: its user."""
-    return replace(_platform_operator_here(), role=Role.OPERATOR, region_code=region)
-
-
-def _as_operator(region: str, work: Callable[[AsyncSession, Principal], Awaitable[T]]) -> T:
-    """Run `work` as the region's operator in one transaction; a refusal exits 1 with its detail."""
+def _as_operator(work: Callable[[AsyncSession, Actor], Awaitable[T]]) -> T:
+    """Run `work` as the region's operator at this machine's shell (the audit trail names its
+    user) in one transaction; a refusal exits 1 with its detail."""
     settings = get_settings()
+    operator = replace(_platform_operator_here(), role=Role.OPERATOR.value)
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
         try:
-            return _in_transaction(resolved, lambda session: work(session, _operator_here(region)))
+            return _in_transaction(resolved, lambda session: work(session, operator))
         except Problem as refused:
             print(f"refused: {refused.detail}", file=sys.stderr)
             raise typer.Exit(1) from None
@@ -383,7 +383,8 @@ def _valid(model: type[T], **given: object) -> T:
 @transit_cli.command("operator")
 def transit_operator(merchant: BusOperator, region: RegionOption = "aizu") -> None:
     """Mark a merchant (a bus company, the on-demand bus) as a bus operator (audited). Exit 1 if refused."""
-    found = _as_operator(region, lambda s, p: transit.mark_operator(s, SystemClock(), p, merchant))
+    found = _as_operator(lambda s, actor: transit.mark_operator(
+        s, SystemClock(), region=region, actor=actor, merchant_id=merchant))
     print(f"{found.merchant.id}  {found.merchant.name}  {found.merchant.name_ja}  is a bus operator")
 
 
@@ -393,8 +394,8 @@ def transit_products(
     merchant: Annotated[uuid.UUID | None, typer.Option(help="only this bus operator's")] = None,
 ) -> None:
     """The region's fare products, newest first: one line each, with the fare per rider category."""
-    found = _as_operator(region, lambda s, p: transit.list_products(
-        s, p, merchant_id=merchant, status=None, after_id=None, limit=1_000))
+    found = _as_operator(lambda s, _: transit.list_products(
+        s, region=region, merchant_id=merchant, status=None, after_id=None, limit=1_000))
     print(f"{len(found)} fare product(s)")
     for view in found:
         p = view.product
@@ -422,7 +423,11 @@ def transit_product_add(
     fares = _valid(Fares, adult=adult, child=child, elderly=elderly)
     body = _valid(ProductCreate, merchant_id=merchant, name=name, name_ja=name_ja, kind=kind, rides=rides,
                   valid_days=valid_days, fares=fares)
-    found = _as_operator(region, lambda s, p: transit.create_product(s, SystemClock(), p, body.model_dump()))
+    async def create(session: AsyncSession, actor: Actor) -> transit.ProductView:
+        owner = await transit.operator_of(session, region=region, merchant_id=merchant)
+        return await transit.create_product(session, SystemClock(), actor=actor, owner=owner, details=body.model_dump())
+
+    found = _as_operator(create)
     out = ProductOut(
         id=found.product.id, merchant_id=found.merchant_id, name=found.product.name, name_ja=found.product.name_ja,
         kind=found.product.kind, rides=found.product.rides, valid_days=found.product.valid_days, fares=found.fares,
@@ -434,7 +439,11 @@ def transit_product_add(
 @transit_cli.command("validators")
 def transit_validators(merchant: BusOperator, region: RegionOption = "aizu") -> None:
     """A bus operator's validator devices, newest first."""
-    found = _as_operator(region, lambda s, p: transit.list_validators(s, p, merchant))
+    async def listed(session: AsyncSession, _: Actor) -> list[transit.Validator]:
+        return await transit.list_validators(
+            session, owner=await transit.operator_of(session, region=region, merchant_id=merchant))
+
+    found = _as_operator(listed)
     print(f"{len(found)} validator(s)")
     for v in found:
         state = f"revoked {v.revoked_at.isoformat()}" if v.revoked_at else "active"
@@ -450,9 +459,59 @@ def transit_validator_add(
     """A validator device's API key for one bus operator (audited). stdout is the secret alone,
     shown this once (KEY=$(chiikipay transit validator-add …)); stderr names the validator."""
     body = _valid(ValidatorCreate, merchant_id=merchant, name=name)
-    made, secret = _as_operator(region, lambda s, p: transit.create_validator(s, SystemClock(), p, merchant, body.name))
+    async def create(session: AsyncSession, actor: Actor) -> tuple[transit.Validator, str]:
+        owner = await transit.operator_of(session, region=region, merchant_id=merchant)
+        return await transit.create_validator(session, SystemClock(), region=region, actor=actor, owner=owner,
+                                              name=body.name)
+
+    made, secret = _as_operator(create)
     typer.echo(f"validator {made.id} ({made.name}) of bus operator {merchant}", err=True)
     print(secret)
+@segments_cli.command("list")
+def segments_list(region: Annotated[str, typer.Option(help="the region's code")] = "aizu") -> None:
+    """The region's live segments, newest first: id, version in force, name, filter kinds."""
+    settings = get_settings()
+
+    async def listed(session: AsyncSession) -> list[segments.SegmentView]:
+        found: list[segments.SegmentView] = []
+        while page := await segments.list_segments(
+            session, region=region, after_id=found[-1].segment.id if found else None, limit=200
+        ):
+            found += page
+        return found
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            found = _in_transaction(resolved, listed)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+    print(f"{len(found)} segment(s)")
+    for view in found:
+        kinds = ", ".join(f.kind for f in view.filters)
+        print(f"{view.segment.id}  v{view.version}  {view.segment.name}  [{kinds}]")
+
+
+@segments_cli.command("audience")
+def segments_audience(
+    segment_id: Annotated[uuid.UUID, typer.Argument(help="the segment's id (`chiikipay segments list`)")],
+    region: Annotated[str, typer.Option(help="the region's code")] = "aizu",
+) -> None:
+    """How many residents the segment matches now: the count, as the API shows it, never who."""
+    settings = get_settings()
+
+    async def counted(session: AsyncSession) -> segments.AudienceCount:
+        return await segments.audience(session, SystemClock(), region=region, segment_id=segment_id)
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            found = _in_transaction(resolved, counted)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+    print(f"{found.residents} resident(s) in segment {found.segment_id} v{found.version} at {found.at.isoformat()}")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,14 @@ import jwt
 import psutil
 import pytest
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from typer.testing import CliRunner
 
 from app.cli import app as cli
+from services.coupons.segments import service as segments
+from services.coupons.segments.filters import FILTERS
+from shared.audit import Actor
+from shared.clock import SystemClock
 from shared.config import get_settings
 
 runner = CliRunner()
@@ -365,6 +369,40 @@ async def test_token_mints_a_platform_operator_the_server_accepts(cli_env, clien
     assert listed.status_code == 200 and [r["code"] for r in listed.json()["items"]] == ["aizu"]
     refused = await client.get("/v1/region", headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 403
+
+
+def test_segments_list_and_audience_show_the_operator_counts_never_residents(cli_env):
+    """`chiikipay segments list|audience`: the region's segments and how many residents each
+    matches now; an unknown segment or region is refused (exit 1)."""
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+
+    async def prepare() -> str:
+        engine = create_async_engine(cli_env.database_url)
+        try:
+            async with async_sessionmaker(engine)() as s, s.begin():
+                await segments.set_profile(
+                    s, SystemClock(), region="aizu", actor=Actor("resident-hanako", "resident"),
+                    subject="resident-hanako", wanted=segments.Profile(True, False, area="tsuruga"),
+                )
+                view = await segments.create_segment(
+                    s, SystemClock(), region="aizu", actor=Actor("operator-aizu", "operator"),
+                    name="Castle district", filters=FILTERS.validate_python([{"kind": "area", "any_of": ["tsuruga"]}]),
+                )
+                return str(view.segment.id)
+        finally:
+            await engine.dispose()
+
+    segment_id = asyncio.run(prepare())
+    listed = runner.invoke(cli, ["segments", "list", "--region", "aizu"], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines() == ["1 segment(s)", f"{segment_id}  v1  Castle district  [area]"]
+    counted = runner.invoke(cli, ["segments", "audience", segment_id], terminal_width=200)
+    assert counted.exit_code == 0, counted.output
+    assert counted.stdout.startswith(f"1 resident(s) in segment {segment_id} v1 at ")
+    assert "hanako" not in counted.stdout
+    unknown = runner.invoke(cli, ["segments", "audience", "0190d0c4-0000-7000-8000-000000000000"])
+    assert unknown.exit_code == 1 and "No segment" in unknown.stderr
+    assert runner.invoke(cli, ["segments", "list", "--region", "nowhere"]).exit_code == 1
 
 
 def _transit_rows(database_url: str) -> tuple[list[tuple], int]:

@@ -65,9 +65,17 @@ Sponsors
     `fund_sponsor(session, clock, region=, actor=, sponsor_id=, amount=) -> SponsorBudget`
     (refuses invalid-amount, sponsor-not-found), `sponsor(session, region=, sponsor_id=)`.
 
-Regions and merchants
-    `region_id(session, region=) -> uuid.UUID`: the id of the region with this code, which other
-    services' rows carry (refuses region-not-found).
+Regions, merchants, residents and notices (for coupons' segments and transit)
+    `region_id(session, region=) -> UUID`: the region's id, for rows another service keys by it
+    (refuses region-not-found). `residents(session, region=, among=None) -> list[str]`: subjects
+    of the region's residents whose wallet is active ("all residents"), of `among` if given.
+    `payers(session, region=, since=, until=, among=, sectors=None) -> list[str]`: those of
+    `among` who paid in [since, until), at merchants of the given `Sector`s if any; a payment
+    refunded in full does not count. The caller passes only residents who agreed to their
+    activity being used, so the wallet never tells anyone about the others.
+    `post_notices(session, clock, region=, actor=, subjects=, kind=, payload=) -> int`: one
+    notice (GET /v1/wallet/notices) per subject that is a resident with an active wallet; how
+    many were made (audited once, with the count).
     `merchant(session, region=, merchant_id=) -> MerchantProfile`: a merchant of the region as
     another service may know it (names, sector, status) and its stores, e.g. for transit to mark
     a bus company as a bus operator and take ticket fares at one of its stores. Refuses
@@ -83,15 +91,17 @@ Hooks
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
 from services.wallet.directory.errors import MerchantNotFound
+from services.wallet.directory.models import Sector
 from services.wallet.payments import discounts, hooks
 from services.wallet.payments import service as payments
 from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
@@ -101,9 +111,10 @@ from shared.clock import Clock
 
 __all__ = [
     "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
-    "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "SponsorBudget", "StatementLine",
-    "create_sponsor", "fund_sponsor", "merchant", "pay", "payment_discount", "post_payout", "refund", "region_id",
-    "register_hooks", "resolve_qr", "sponsor", "statement_lines",
+    "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "SponsorBudget",
+    "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
+    "post_notices", "post_payout", "refund", "region_id", "register_hooks", "residents", "resolve_qr", "sponsor",
+    "statement_lines",
 ]
 
 
@@ -340,7 +351,7 @@ async def sponsor(session: AsyncSession, *, region: str, sponsor_id: uuid.UUID) 
     return _budget(await discounts.sponsor(session, identity.id, sponsor_id))
 
 
-# --- regions and merchants -------------------------------------------------------------------------------
+# --- regions, merchants, residents and notices -----------------------------------------------------------
 
 
 async def region_id(session: AsyncSession, *, region: str) -> uuid.UUID:
@@ -368,6 +379,36 @@ async def merchant(session: AsyncSession, *, region: str, merchant_id: uuid.UUID
         found.id, found.region_id, found.name, found.name_ja, found.sector, found.status,
         tuple(store.id for store in stores),
     )
+
+
+async def residents(session: AsyncSession, *, region: str, among: Collection[str] | None = None) -> list[str]:
+    identity = await directory.region_identity(session, region)
+    found = await directory.active_residents(session, identity.id, None if among is None else list(among))
+    return [subject for _, subject in found]
+
+
+async def payers(
+    session: AsyncSession, *, region: str, since: datetime, until: datetime, among: Collection[str],
+    sectors: Collection[Sector] | None = None,
+) -> list[str]:
+    identity = await directory.region_identity(session, region)
+    if not among:
+        return []
+    return await payments.payers(
+        session, identity.id, since=since, until=until, among=list(among),
+        sectors=None if sectors is None else [Sector(s).value for s in sectors],
+    )
+
+
+async def post_notices(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, subjects: Collection[str], kind: str,
+    payload: dict[str, Any],
+) -> int:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        return await directory.post_notices(
+            session, clock, actor, region_id=identity.id, subjects=list(subjects), kind=kind, payload=payload
+        )
 
 
 # --- hooks --------------------------------------------------------------------------------------------------

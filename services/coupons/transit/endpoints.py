@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from services.coupons.transit import codes, service
+from services.coupons.transit import access, codes, service
 from services.coupons.transit.models import Scan, Ticket, Validator
 from services.coupons.transit.schemas import (
     BatchIn,
@@ -34,6 +34,7 @@ from services.coupons.transit.schemas import (
     ValidatorOut,
 )
 from services.coupons.transit.service import OperatorView, ProductView, ScanRequest, ScanResult
+from shared.audit import Actor
 from shared.auth import Principal, Role, require
 from shared.db import SessionDep
 from shared.deps import ClockDep, SettingsDep
@@ -125,12 +126,15 @@ async def mark_transit_operator(
     """Mark a merchant of the region as a bus operator (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    return await idem.respond(201, operator_out(await service.mark_operator(session, clock, principal, body.merchant_id)))
+    marked = await service.mark_operator(
+        session, clock, region=principal.region_code, actor=Actor.of(principal), merchant_id=body.merchant_id
+    )
+    return await idem.respond(201, operator_out(marked))
 
 
 @router.get("/v1/transit/operators", response_model=list[OperatorOut], responses=PROBLEMS)
 async def list_transit_operators(principal: Anyone, session: SessionDep) -> list[OperatorOut]:
-    return [operator_out(found) for found in await service.list_operators(session, principal)]
+    return [operator_out(found) for found in await service.list_operators(session, region=principal.region_code)]
 
 
 # --- fare products ------------------------------------------------------------------------------
@@ -143,7 +147,8 @@ async def create_fare_product(
     """Define a fare product (the bus operator's merchant admin, or the operator; audited)."""
     if replay := await idem.replay():
         return replay
-    found = await service.create_product(session, clock, principal, body.model_dump())
+    owner = await access.operator(session, principal, body.merchant_id)
+    found = await service.create_product(session, clock, actor=Actor.of(principal), owner=owner, details=body.model_dump())
     return await idem.respond(201, product_out(found))
 
 
@@ -156,14 +161,14 @@ async def list_fare_products(
 ) -> Page[ProductOut]:
     """The region's fare products, newest first."""
     found = await service.list_products(
-        session, principal, merchant_id=merchant_id, status=status, after_id=decode_cursor(cursor), limit=limit + 1
+        session, region=principal.region_code, merchant_id=merchant_id, status=status, after_id=decode_cursor(cursor), limit=limit + 1
     )
     return page_of([product_out(p) for p in found], [p.product.id for p in found], limit)
 
 
 @router.get("/v1/transit/products/{product_id}", response_model=ProductOut, responses=PROBLEMS)
 async def get_fare_product(product_id: uuid.UUID, principal: Anyone, session: SessionDep) -> ProductOut:
-    return product_out(await service.visible_product(session, principal, product_id))
+    return product_out(await service.product(session, region=principal.region_code, product_id=product_id))
 
 
 @router.post("/v1/transit/products/{product_id}/retire", response_model=ProductOut, responses=PROBLEMS)
@@ -173,7 +178,10 @@ async def retire_fare_product(
     """Stop selling a product; tickets already bought stay valid (audited)."""
     if replay := await idem.replay():
         return replay
-    return await idem.respond(200, product_out(await service.retire_product(session, clock, principal, product_id)))
+    view = await service.product(session, region=principal.region_code, product_id=product_id)
+    await access.operator(session, principal, view.merchant_id)  # a merchant admin retires only its own
+    return await idem.respond(200, product_out(await service.retire_product(session, clock, actor=Actor.of(principal),
+                                                                            view=view)))
 
 
 # --- tickets ------------------------------------------------------------------------------------
@@ -188,9 +196,11 @@ async def buy_ticket(body: TicketBuy, principal: Resident, session: SessionDep, 
     insufficient-balance, 409 merchant-inactive, …) leave nothing."""
     if replay := await idem.replay():
         return replay
-    ticket = await service.buy_ticket(session, clock, principal, body.product_id, body.rider_category)
-    owner = await service.visible_product(session, principal, ticket.product_id)
-    return await idem.respond(201, ticket_out(ticket, owner.merchant_id, clock.now()))
+    ticket = await service.buy_ticket(
+        session, clock, region=principal.region_code, actor=Actor.of(principal), payer=principal.subject,
+        product_id=body.product_id, category=body.rider_category,
+    )
+    return await idem.respond(201, ticket_out(ticket, await service.merchant_of(session, ticket), clock.now()))
 
 
 @router.get("/v1/me/transit/tickets", response_model=Page[TicketOut], responses=PROBLEMS)
@@ -198,17 +208,19 @@ async def my_tickets(
     principal: Resident, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[TicketOut]:
     """Your tickets, newest first, with their state: unused, active (until, rides left), expired, used up."""
-    found = await service.my_tickets(session, principal, after_id=decode_cursor(cursor), limit=limit + 1)
-    owners = {t.product_id: (await service.visible_product(session, principal, t.product_id)).merchant_id for t in found}
+    found = await service.tickets_of(
+        session, region=principal.region_code, resident=principal.subject, after_id=decode_cursor(cursor),
+        limit=limit + 1,
+    )
     now = clock.now()
-    return page_of([ticket_out(t, owners[t.product_id], now) for t in found], [t.id for t in found], limit)
+    return page_of([ticket_out(t, await service.merchant_of(session, t), now) for t in found], [t.id for t in found],
+                   limit)
 
 
 @router.get("/v1/me/transit/tickets/{ticket_id}", response_model=TicketOut, responses=PROBLEMS)
 async def my_ticket(ticket_id: uuid.UUID, principal: Resident, session: SessionDep, clock: ClockDep) -> TicketOut:
-    ticket = await service.my_ticket(session, principal, ticket_id)
-    owner = await service.visible_product(session, principal, ticket.product_id)
-    return ticket_out(ticket, owner.merchant_id, clock.now())
+    ticket = await access.own_ticket(session, principal, ticket_id)
+    return ticket_out(ticket, await service.merchant_of(session, ticket), clock.now())
 
 
 @router.get("/v1/me/transit/tickets/{ticket_id}/code", response_model=TicketCodesOut, responses=PROBLEMS)
@@ -218,7 +230,10 @@ async def ticket_code(
     """The ticket's code for the current 30-second step and the next ones', each with the window
     in which a validator accepts it: show them in turn, even offline, for a few minutes. Refused
     for a ticket that is expired (409 ticket-expired) or used up (409 ticket-used-up)."""
-    found = await service.ticket_codes(session, clock, codes.signing_keys(settings), principal, ticket_id)
+    ticket = await access.own_ticket(session, principal, ticket_id)
+    found = await service.ticket_codes(
+        session, clock, codes.signing_keys(settings), region=principal.region_code, ticket=ticket
+    )
     body = TicketCodesOut(
         ticket_id=found.ticket.id, key_id=found.key_id, step_seconds=codes.STEP_SECONDS,
         codes=[CodeOut(code=c.code, step=c.step, valid_from=c.valid_from, valid_until=c.valid_until)
@@ -250,7 +265,10 @@ async def create_validator(
     tickets only. The secret is shown once (audited)."""
     if replay := await idem.replay():
         return replay
-    made, secret = await service.create_validator(session, clock, principal, body.merchant_id, body.name)
+    owner = await access.operator(session, principal, body.merchant_id)
+    made, secret = await service.create_validator(
+        session, clock, region=principal.region_code, actor=Actor.of(principal), owner=owner, name=body.name
+    )
     out = validator_out(made, body.merchant_id)
     return await idem.respond(201, ValidatorCreated(**out.model_dump(), secret=secret))
 
@@ -259,7 +277,8 @@ async def create_validator(
 async def list_validators(
     merchant_id: Annotated[uuid.UUID, Query(description="the bus operator")], principal: Overseer, session: SessionDep
 ) -> list[ValidatorOut]:
-    return [validator_out(v, merchant_id) for v in await service.list_validators(session, principal, merchant_id)]
+    owner = await access.operator(session, principal, merchant_id)
+    return [validator_out(v, merchant_id) for v in await service.list_validators(session, owner=owner)]
 
 
 @router.delete("/v1/transit/validators/{validator_id}", response_model=ValidatorOut, responses=PROBLEMS)
@@ -269,8 +288,9 @@ async def revoke_validator(
     """Revoke a validator's key at once (audited)."""
     if replay := await idem.replay():
         return replay
-    revoked, merchant_id = await service.revoke_validator(session, clock, principal, validator_id)
-    return await idem.respond(200, validator_out(revoked, merchant_id))
+    found, owner = await access.validator(session, principal, validator_id)
+    revoked = await service.revoke_validator(session, clock, actor=Actor.of(principal), found=found)
+    return await idem.respond(200, validator_out(revoked, owner.merchant_id))
 
 
 # --- scans --------------------------------------------------------------------------------------
@@ -289,7 +309,9 @@ async def revoke_validator(
 async def scan_ticket(
     body: ScanIn, principal: Validating, session: SessionDep, clock: ClockDep, settings: SettingsDep
 ) -> JSONResponse:
-    found = await service.scan(session, clock, codes.signing_keys(settings), principal, _request(body), offline=False)
+    found = await service.scan(
+        session, clock, codes.signing_keys(settings), access.validator_scope(principal), _request(body), offline=False
+    )
     return JSONResponse(scan_out(found).model_dump(mode="json"), status_code=200 if found.replayed else 201)
 
 
@@ -311,7 +333,7 @@ async def upload_scans(
     body: BatchIn, principal: Validating, session: SessionDep, clock: ClockDep, settings: SettingsDep
 ) -> BatchOut:
     found = await service.upload_scans(
-        session, clock, codes.signing_keys(settings), principal, [_request(s) for s in body.scans]
+        session, clock, codes.signing_keys(settings), access.validator_scope(principal), [_request(s) for s in body.scans]
     )
     return BatchOut(results=[
         BatchItemOut(
@@ -332,5 +354,8 @@ async def list_conflicts(
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[ConflictOut]:
     """Rides accepted offline beyond their ticket's rights, newest first, for the bus operator to follow up."""
-    found = await service.conflicts(session, principal, merchant_id, after_id=decode_cursor(cursor), limit=limit + 1)
+    owner = await access.conflicts_of(session, principal, merchant_id)
+    found = await service.conflicts(
+        session, region=principal.region_code, owner=owner, after_id=decode_cursor(cursor), limit=limit + 1
+    )
     return page_of([conflict_out(s) for s in found], [s.id for s in found], limit)

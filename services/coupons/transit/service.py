@@ -11,6 +11,9 @@ fee, hooks and every refusal as for any payment), and the ticket row is written 
 transaction, so there is never a ticket without its payment nor a payment without its ticket.
 A ticket must be first used within the product's `valid_days` of its purchase.
 
+**Who.** Service functions take the region (its code), an explicit `Actor` and the objects they
+work on; who may see or do what is access.py's, which the endpoints ask first.
+
 **Scans.** A validator (an API key scoped to one bus operator) scans the code the app shows
 (codes.py). Online, the code's step is checked against the server's clock and the ride is
 judged at that time; the ticket row is locked, so two buses scanning one ticket take turns. The
@@ -78,7 +81,8 @@ from services.coupons.transit.models import (
 )
 from services.wallet import public
 from shared import audit
-from shared.auth import MERCHANT_ROLES, VALIDATOR_KEY_PREFIX, Principal, Role, hash_api_key
+from shared.audit import Actor
+from shared.auth import VALIDATOR_KEY_PREFIX, Principal, Role, hash_api_key
 from shared.clock import Clock
 from shared.errors import Problem
 from shared.ids import new_id
@@ -97,36 +101,36 @@ class OperatorView:
 
 
 async def mark_operator(
-    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, merchant_id: uuid.UUID
 ) -> OperatorView:
-    merchant = await public.merchant(session, region=principal.region_code, merchant_id=merchant_id)
+    merchant = await public.merchant(session, region=region, merchant_id=merchant_id)
     marked = await repo.insert_operator(
-        session, id=new_id(), region_id=merchant.region_id, merchant_id=merchant.id, created_by=principal.subject,
+        session, id=new_id(), region_id=merchant.region_id, merchant_id=merchant.id, created_by=actor.subject,
         created_at=clock.now(),
     )
     if marked is None:
         raise TransitOperatorExists(f"{merchant.name_ja} is a bus operator already.")
     await audit.record(
-        session, clock, principal, region_id=merchant.region_id, action="transit_operator.mark",
+        session, clock, actor, region_id=merchant.region_id, action="transit_operator.mark",
         target_type="merchant", target_id=merchant.id, after={"transit_operator_id": str(marked.id)},
     )
     return OperatorView(marked, merchant)
 
 
-async def list_operators(session: AsyncSession, principal: Principal) -> list[OperatorView]:
-    region_id = await public.region_id(session, region=principal.region_code)
+async def list_operators(session: AsyncSession, *, region: str) -> list[OperatorView]:
+    region_id = await public.region_id(session, region=region)
     return [
-        OperatorView(found, await public.merchant(session, region=principal.region_code, merchant_id=found.merchant_id))
+        OperatorView(found, await public.merchant(session, region=region, merchant_id=found.merchant_id))
         for found in await repo.operators(session, region_id)
     ]
 
 
-async def operator_of(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> TransitOperator:
-    """The bus operator that is this merchant, if the caller may see it: a merchant role only its own."""
-    region_id = await public.region_id(session, region=principal.region_code)
+async def operator_of(session: AsyncSession, *, region: str, merchant_id: uuid.UUID) -> TransitOperator:
+    """The bus operator that is this merchant of the region."""
+    region_id = await public.region_id(session, region=region)
     found = await repo.operator_of_merchant(session, region_id, merchant_id)
-    if found is None or (principal.role in MERCHANT_ROLES and principal.merchant_id != merchant_id):
-        raise TransitOperatorNotFound(f"Merchant {merchant_id} is no bus operator of region {principal.region_code}.")
+    if found is None:
+        raise TransitOperatorNotFound(f"Merchant {merchant_id} is no bus operator of region {region}.")
     return found
 
 
@@ -141,9 +145,8 @@ class ProductView:
 
 
 async def create_product(
-    session: AsyncSession, clock: Clock, principal: Principal, details: dict[str, Any]
+    session: AsyncSession, clock: Clock, *, actor: Actor, owner: TransitOperator, details: dict[str, Any]
 ) -> ProductView:
-    owner = await operator_of(session, principal, details["merchant_id"])
     if (details["kind"] == ProductKind.MULTI_RIDE) != (details.get("rides") is not None):
         raise InvalidFareProduct("Give `rides` (2 to 100) for a multi_ride product, and only for one.")
     fares = {str(category): amount for category, amount in details["fares"].items() if amount is not None}
@@ -153,7 +156,7 @@ async def create_product(
     product = await repo.insert_product(
         session, id=new_id(), region_id=owner.region_id, operator_id=owner.id, name=details["name"],
         name_ja=details["name_ja"], kind=details["kind"], rides=details.get("rides"),
-        valid_days=details["valid_days"], status=ProductStatus.ACTIVE, created_by=principal.subject, created_at=now,
+        valid_days=details["valid_days"], status=ProductStatus.ACTIVE, created_by=actor.subject, created_at=now,
         retired_at=None,
     )
     if product is None:
@@ -163,7 +166,7 @@ async def create_product(
         for category, amount in fares.items()
     ])
     await audit.record(
-        session, clock, principal, region_id=owner.region_id, action="fare_product.create",
+        session, clock, actor, region_id=owner.region_id, action="fare_product.create",
         target_type="fare_product", target_id=product.id,
         after={"merchant_id": str(owner.merchant_id), "name": product.name, "kind": product.kind,
                "rides": product.rides, "valid_days": product.valid_days, "fares": fares},
@@ -182,20 +185,19 @@ async def _views(session: AsyncSession, found: list[FareProduct]) -> list[Produc
     return [ProductView(p, owners[p.operator_id], fares[p.id]) for p in found]
 
 
-async def visible_product(session: AsyncSession, principal: Principal, product_id: uuid.UUID) -> ProductView:
-    """Every role of the region sees every product (residents choose among them)."""
-    region_id = await public.region_id(session, region=principal.region_code)
+async def product(session: AsyncSession, *, region: str, product_id: uuid.UUID) -> ProductView:
+    region_id = await public.region_id(session, region=region)
     found = await repo.product(session, product_id)
     if found is None or found.region_id != region_id:
-        raise FareProductNotFound(f"No fare product {product_id} in region {principal.region_code}.")
+        raise FareProductNotFound(f"No fare product {product_id} in region {region}.")
     return (await _views(session, [found]))[0]
 
 
 async def list_products(
-    session: AsyncSession, principal: Principal, *, merchant_id: uuid.UUID | None, status: str | None,
+    session: AsyncSession, *, region: str, merchant_id: uuid.UUID | None, status: str | None,
     after_id: uuid.UUID | None, limit: int,
 ) -> list[ProductView]:
-    region_id = await public.region_id(session, region=principal.region_code)
+    region_id = await public.region_id(session, region=region)
     operator_id = None
     if merchant_id is not None:
         found = await repo.operator_of_merchant(session, region_id, merchant_id)
@@ -207,15 +209,13 @@ async def list_products(
     ))
 
 
-async def retire_product(session: AsyncSession, clock: Clock, principal: Principal, product_id: uuid.UUID) -> ProductView:
+async def retire_product(session: AsyncSession, clock: Clock, *, actor: Actor, view: ProductView) -> ProductView:
     """No longer sold; tickets bought stay valid. Retiring a retired product changes nothing."""
-    view = await visible_product(session, principal, product_id)
-    await operator_of(session, principal, view.merchant_id)  # a merchant admin retires only its own
-    retired = await repo.retire_product(session, product_id, clock.now())
+    retired = await repo.retire_product(session, view.product.id, clock.now())
     if view.product.retired_at is None:
         await audit.record(
-            session, clock, principal, region_id=retired.region_id, action="fare_product.retire",
-            target_type="fare_product", target_id=product_id, after={"status": retired.status},
+            session, clock, actor, region_id=retired.region_id, action="fare_product.retire",
+            target_type="fare_product", target_id=retired.id, after={"status": retired.status},
         )
     return ProductView(retired, view.merchant_id, view.fares)
 
@@ -248,45 +248,52 @@ def state_of(ticket: Ticket, now: datetime) -> TicketState:
 
 
 async def buy_ticket(
-    session: AsyncSession, clock: Clock, principal: Principal, product_id: uuid.UUID, category: RiderCategory
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, payer: str, product_id: uuid.UUID,
+    category: RiderCategory,
 ) -> Ticket:
-    view = await visible_product(session, principal, product_id)
-    product = view.product
-    if product.status != ProductStatus.ACTIVE:
-        raise FareProductRetired(f"{product.name_ja} is no longer sold.")
+    """`payer` (a resident's subject) buys the product for a rider category."""
+    view = await product(session, region=region, product_id=product_id)
+    found = view.product
+    if found.status != ProductStatus.ACTIVE:
+        raise FareProductRetired(f"{found.name_ja} is no longer sold.")
     fare = view.fares.get(category.value)
     if fare is None:
-        raise RiderCategoryNotOffered(f"{product.name_ja} has no {category.value} fare.",
-                                      offered=sorted(view.fares))
-    merchant = await public.merchant(session, region=principal.region_code, merchant_id=view.merchant_id)
+        raise RiderCategoryNotOffered(f"{found.name_ja} has no {category.value} fare.", offered=sorted(view.fares))
+    merchant = await public.merchant(session, region=region, merchant_id=view.merchant_id)
     if not merchant.store_ids:
         raise OperatorHasNoStore(f"{merchant.name_ja} has no store to take the fare at.")
     paid = await public.pay(
-        session, clock, region=principal.region_code, actor=public.Actor.of(principal), payer=principal.subject,
-        store_id=merchant.store_ids[0], price=fare,
+        session, clock, region=region, actor=actor, payer=payer, store_id=merchant.store_ids[0], price=fare
     )
     now = clock.now()
     return await repo.insert_ticket(
-        session, id=new_id(), region_id=product.region_id, operator_id=product.operator_id, product_id=product.id,
-        resident=principal.subject, kind=product.kind, rider_category=category.value, fare=fare,
-        rides=1 if product.kind == ProductKind.SINGLE_RIDE else product.rides, rides_taken=0, payment_id=paid.id,
-        purchased_at=now, expires_at=now + timedelta(days=product.valid_days), activated_at=None, active_until=None,
+        session, id=new_id(), region_id=found.region_id, operator_id=found.operator_id, product_id=found.id,
+        resident=payer, kind=found.kind, rider_category=category.value, fare=fare,
+        rides=1 if found.kind == ProductKind.SINGLE_RIDE else found.rides, rides_taken=0, payment_id=paid.id,
+        purchased_at=now, expires_at=now + timedelta(days=found.valid_days), activated_at=None, active_until=None,
     )
 
 
-async def my_ticket(session: AsyncSession, principal: Principal, ticket_id: uuid.UUID) -> Ticket:
-    region_id = await public.region_id(session, region=principal.region_code)
+async def ticket(session: AsyncSession, *, region: str, ticket_id: uuid.UUID) -> Ticket:
+    region_id = await public.region_id(session, region=region)
     found = await repo.ticket(session, ticket_id)
-    if found is None or found.region_id != region_id or found.resident != principal.subject:
-        raise TicketNotFound(f"You have no ticket {ticket_id}.")
+    if found is None or found.region_id != region_id:
+        raise TicketNotFound(f"No ticket {ticket_id} in region {region}.")
     return found
 
 
-async def my_tickets(
-    session: AsyncSession, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+async def tickets_of(
+    session: AsyncSession, *, region: str, resident: str, after_id: uuid.UUID | None, limit: int
 ) -> list[Ticket]:
-    region_id = await public.region_id(session, region=principal.region_code)
-    return await repo.tickets(session, region_id, principal.subject, after_id=after_id, limit=limit)
+    region_id = await public.region_id(session, region=region)
+    return await repo.tickets(session, region_id, resident, after_id=after_id, limit=limit)
+
+
+async def merchant_of(session: AsyncSession, ticket: Ticket) -> uuid.UUID:
+    """The bus operator's merchant id."""
+    owner = await repo.operator(session, ticket.operator_id)
+    assert owner is not None, "a ticket's operator exists (foreign key)"
+    return owner.merchant_id
 
 
 @dataclass(frozen=True)
@@ -297,10 +304,9 @@ class TicketCodes:
 
 
 async def ticket_codes(
-    session: AsyncSession, clock: Clock, keys: SigningKeys, principal: Principal, ticket_id: uuid.UUID
+    session: AsyncSession, clock: Clock, keys: SigningKeys, *, region: str, ticket: Ticket
 ) -> TicketCodes:
     """The current step's code and the next ones', for a ticket that can still be ridden."""
-    ticket = await my_ticket(session, principal, ticket_id)
     now = clock.now()
     state = state_of(ticket, now)
     if state is TicketState.USED_UP:
@@ -308,10 +314,8 @@ async def ticket_codes(
     if state is TicketState.EXPIRED:
         raise TicketExpired(f"The ticket was valid until {valid_until(ticket).isoformat()}.",
                             valid_until=valid_until(ticket).isoformat())
-    owner = await repo.operator(session, ticket.operator_id)
-    assert owner is not None, "a ticket's operator exists (foreign key)"
     claims = TicketClaims(
-        ticket.id, principal.region_code, owner.merchant_id, ProductKind(ticket.kind),
+        ticket.id, region, await merchant_of(session, ticket), ProductKind(ticket.kind),
         RiderCategory(ticket.rider_category), valid_until(ticket), codes.step_of(now),
     )
     return TicketCodes(ticket, keys.key_id, codes.codes_from(keys, claims, CODE_STEPS))
@@ -333,45 +337,43 @@ async def resolve_validator_key(session: AsyncSession, secret: str) -> Principal
 
 
 async def create_validator(
-    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, name: str
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, owner: TransitOperator, name: str
 ) -> tuple[Validator, str]:
-    owner = await operator_of(session, principal, merchant_id)
     secret = VALIDATOR_KEY_PREFIX + secrets.token_urlsafe(32)
     made = await repo.insert_validator(
-        session, id=new_id(), region_id=owner.region_id, region_code=principal.region_code, operator_id=owner.id,
-        name=name, secret_hash=hash_api_key(secret), created_by=principal.subject, created_at=clock.now(),
+        session, id=new_id(), region_id=owner.region_id, region_code=region, operator_id=owner.id,
+        name=name, secret_hash=hash_api_key(secret), created_by=actor.subject, created_at=clock.now(),
     )
     await audit.record(
-        session, clock, principal, region_id=owner.region_id, action="validator.create", target_type="validator",
-        target_id=made.id, after={"merchant_id": str(merchant_id), "name": name},
+        session, clock, actor, region_id=owner.region_id, action="validator.create", target_type="validator",
+        target_id=made.id, after={"merchant_id": str(owner.merchant_id), "name": name},
     )
     return made, secret
 
 
-async def list_validators(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> list[Validator]:
-    return await repo.validators(session, (await operator_of(session, principal, merchant_id)).id)
+async def list_validators(session: AsyncSession, *, owner: TransitOperator) -> list[Validator]:
+    return await repo.validators(session, owner.id)
 
 
-async def revoke_validator(
-    session: AsyncSession, clock: Clock, principal: Principal, validator_id: uuid.UUID
-) -> tuple[Validator, uuid.UUID]:
-    """Revoked at once; revoking again changes nothing. Returns the validator and its operator's merchant id."""
-    region_id = await public.region_id(session, region=principal.region_code)
+async def validator(session: AsyncSession, *, region: str, validator_id: uuid.UUID) -> tuple[Validator, TransitOperator]:
+    """A validator of the region and its bus operator."""
+    region_id = await public.region_id(session, region=region)
     found = await repo.validator(session, validator_id)
     owner = await repo.operator(session, found.operator_id) if found is not None else None
     if found is None or owner is None or found.region_id != region_id:
-        raise ValidatorNotFound(f"No validator {validator_id} in region {principal.region_code}.")
-    try:
-        await operator_of(session, principal, owner.merchant_id)
-    except TransitOperatorNotFound:
-        raise ValidatorNotFound(f"No validator {validator_id} of your bus operator.") from None
-    revoked = await repo.revoke_validator(session, validator_id, clock.now())
+        raise ValidatorNotFound(f"No validator {validator_id} in region {region}.")
+    return found, owner
+
+
+async def revoke_validator(session: AsyncSession, clock: Clock, *, actor: Actor, found: Validator) -> Validator:
+    """Revoked at once; revoking again changes nothing."""
+    revoked = await repo.revoke_validator(session, found.id, clock.now())
     if found.revoked_at is None:
         await audit.record(
-            session, clock, principal, region_id=region_id, action="validator.revoke", target_type="validator",
-            target_id=validator_id, after={"revoked_at": revoked.revoked_at.isoformat() if revoked.revoked_at else None},
+            session, clock, actor, region_id=found.region_id, action="validator.revoke", target_type="validator",
+            target_id=found.id, after={"revoked_at": revoked.revoked_at.isoformat() if revoked.revoked_at else None},
         )
-    return revoked, owner.merchant_id
+    return revoked
 
 
 # --- scans --------------------------------------------------------------------------------------
@@ -395,6 +397,15 @@ class ScanRequest:
 
 
 @dataclass(frozen=True)
+class ValidatorScope:
+    """The validator a scan comes from: its region, its own id, its bus operator's merchant id."""
+
+    region: str
+    validator_id: uuid.UUID
+    merchant_id: uuid.UUID
+
+
+@dataclass(frozen=True)
 class ScanResult:
     scan: Scan
     ticket: Ticket
@@ -402,28 +413,27 @@ class ScanResult:
 
 
 async def scan(
-    session: AsyncSession, clock: Clock, keys: SigningKeys, principal: Principal, request: ScanRequest,
+    session: AsyncSession, clock: Clock, keys: SigningKeys, validator: ValidatorScope, request: ScanRequest,
     *, offline: bool,
 ) -> ScanResult:
     """Judge one scan: online at the server's time, offline at its own `scanned_at`. Refuses
     (raising, nothing written) ticket-code-forged, ticket-other-operator, ticket-code-stale,
     ticket-expired, and online also ticket-reused and ticket-used-up; offline, a ride beyond the
     ticket's rights is accepted as a conflict."""
-    region_id = await public.region_id(session, region=principal.region_code)
-    assert principal.api_key_id is not None and principal.merchant_id is not None, "a validator's key"
+    region_id = await public.region_id(session, region=validator.region)
     fingerprint = request.fingerprint()
-    if (earlier := await _earlier(session, region_id, principal.api_key_id, request, fingerprint)) is not None:
+    if (earlier := await _earlier(session, region_id, validator.validator_id, request, fingerprint)) is not None:
         return earlier
     now = clock.now()
     at = request.scanned_at if offline else now
     claims = codes.verify(
-        request.code, keys=keys.accepted, region=principal.region_code, operator_id=principal.merchant_id, at=at
+        request.code, keys=keys.accepted, region=validator.region, operator_id=validator.merchant_id, at=at
     )
     ticket = await repo.ticket(session, claims.ticket_id, lock=True)
     if ticket is None or ticket.region_id != region_id:
         raise TicketNotFound(f"No ticket {claims.ticket_id} (a code signed for a ticket that does not exist).")
     # Behind the ticket's lock: a twin with the same scan id has committed or not started.
-    if (earlier := await _earlier(session, region_id, principal.api_key_id, request, fingerprint)) is not None:
+    if (earlier := await _earlier(session, region_id, validator.validator_id, request, fingerprint)) is not None:
         return earlier
     conflict = _beyond_rights(ticket, at, offline=offline)
     first = ticket.activated_at is None
@@ -431,7 +441,7 @@ async def scan(
     active_until = activated_at + timedelta(hours=DAY_PASS_HOURS) if ticket.kind == ProductKind.DAY_PASS else None
     ridden = await repo.record_ride(session, ticket.id, activated_at=activated_at, active_until=active_until)
     made = await repo.insert_scan(
-        session, id=new_id(), region_id=region_id, validator_id=principal.api_key_id, scan_id=request.scan_id,
+        session, id=new_id(), region_id=region_id, validator_id=validator.validator_id, scan_id=request.scan_id,
         request_hash=fingerprint, operator_id=ticket.operator_id, ticket_id=ticket.id, product_id=ticket.product_id,
         scanned_at=at, received_at=now, offline=offline, vehicle_id=request.vehicle_id, route_id=request.route_id,
         outcome=ScanOutcome.ACTIVATION if first else ScanOutcome.RIDE, conflict=conflict,
@@ -481,7 +491,7 @@ class Uploaded:
 
 
 async def upload_scans(
-    session: AsyncSession, clock: Clock, keys: SigningKeys, principal: Principal, requests: list[ScanRequest]
+    session: AsyncSession, clock: Clock, keys: SigningKeys, validator: ValidatorScope, requests: list[ScanRequest]
 ) -> list[Uploaded]:
     """Reconcile scans a validator made offline, in `scanned_at` order, each in a savepoint: a
     refused one leaves nothing and the others stand."""
@@ -494,20 +504,15 @@ async def upload_scans(
                     f"Scanned at {request.scanned_at.isoformat()}, after the server's clock: is the validator's clock right?"
                 )
             async with session.begin_nested():
-                found.append(Uploaded(request, await scan(session, clock, keys, principal, request, offline=True), None))
+                found.append(Uploaded(request, await scan(session, clock, keys, validator, request, offline=True), None))
         except Problem as refusal:
             found.append(Uploaded(request, None, refusal))
     return found
 
 
 async def conflicts(
-    session: AsyncSession, principal: Principal, merchant_id: uuid.UUID | None, *, after_id: uuid.UUID | None,
-    limit: int,
+    session: AsyncSession, *, region: str, owner: TransitOperator | None, after_id: uuid.UUID | None, limit: int
 ) -> list[Scan]:
-    """Rides accepted offline beyond a ticket's rights: the region's (operator, auditor), or one
-    bus operator's (its merchant roles see only their own)."""
-    region_id = await public.region_id(session, region=principal.region_code)
-    if principal.role in MERCHANT_ROLES and merchant_id is None:
-        merchant_id = principal.merchant_id
-    operator_id = (await operator_of(session, principal, merchant_id)).id if merchant_id is not None else None
-    return await repo.conflicts(session, region_id, operator_id, after_id=after_id, limit=limit)
+    """Rides accepted offline beyond a ticket's rights: the region's, or one bus operator's."""
+    region_id = await public.region_id(session, region=region)
+    return await repo.conflicts(session, region_id, owner.id if owner else None, after_id=after_id, limit=limit)
