@@ -65,7 +65,7 @@ Sponsors
     `fund_sponsor(session, clock, region=, actor=, sponsor_id=, amount=) -> SponsorBudget`
     (refuses invalid-amount, sponsor-not-found), `sponsor(session, region=, sponsor_id=)`.
 
-Regions, residents and notices (for coupons' segments)
+Regions, merchants, residents and notices (for coupons' segments and transit)
     `region_id(session, region=) -> UUID`: the region's id, for rows another service keys by it
     (refuses region-not-found). `residents(session, region=, among=None) -> list[str]`: subjects
     of the region's residents whose wallet is active ("all residents"), of `among` if given.
@@ -76,6 +76,10 @@ Regions, residents and notices (for coupons' segments)
     `post_notices(session, clock, region=, actor=, subjects=, kind=, payload=) -> int`: one
     notice (GET /v1/wallet/notices) per subject that is a resident with an active wallet; how
     many were made (audited once, with the count).
+    `merchant(session, region=, merchant_id=) -> MerchantProfile`: a merchant of the region as
+    another service may know it (names, sector, status) and its stores, e.g. for transit to mark
+    a bus company as a bus operator and take ticket fares at one of its stores. Refuses
+    merchant-not-found (none of that id in this region).
 
 Hooks
     `register_hooks(paid=, refunded=)`, called by the composition root (app/wiring.py) only:
@@ -96,6 +100,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
+from services.wallet.directory.errors import MerchantNotFound
 from services.wallet.directory.models import Sector
 from services.wallet.payments import discounts, hooks
 from services.wallet.payments import service as payments
@@ -105,10 +110,11 @@ from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "OnPaid", "OnRefunded", "PaidPayment",
-    "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "SponsorBudget", "StatementLine",
-    "create_sponsor", "fund_sponsor", "pay", "payers", "payment_discount", "post_notices", "post_payout", "refund",
-    "region_id", "register_hooks", "residents", "resolve_qr", "sponsor", "statement_lines",
+    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
+    "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "SponsorBudget",
+    "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
+    "post_notices", "post_payout", "refund", "region_id", "register_hooks", "residents", "resolve_qr", "sponsor",
+    "statement_lines",
 ]
 
 
@@ -345,11 +351,34 @@ async def sponsor(session: AsyncSession, *, region: str, sponsor_id: uuid.UUID) 
     return _budget(await discounts.sponsor(session, identity.id, sponsor_id))
 
 
-# --- regions, residents and notices ---------------------------------------------------------------------
+# --- regions, merchants, residents and notices -----------------------------------------------------------
 
 
 async def region_id(session: AsyncSession, *, region: str) -> uuid.UUID:
     return (await directory.region_identity(session, region)).id
+
+
+@dataclass(frozen=True)
+class MerchantProfile:
+    id: uuid.UUID
+    region_id: uuid.UUID
+    name: str
+    name_ja: str
+    sector: str
+    status: str  # active | suspended | closed: only an active merchant is paid
+    store_ids: tuple[uuid.UUID, ...]  # oldest first
+
+
+async def merchant(session: AsyncSession, *, region: str, merchant_id: uuid.UUID) -> MerchantProfile:
+    identity = await directory.region_identity(session, region)
+    found = await directory.merchant(session, merchant_id)
+    if found is None or found.region_id != identity.id:
+        raise MerchantNotFound(f"No merchant {merchant_id} in region {identity.code}.")
+    stores = await payments.stores(session, merchant_id)
+    return MerchantProfile(
+        found.id, found.region_id, found.name, found.name_ja, found.sector, found.status,
+        tuple(store.id for store in stores),
+    )
 
 
 async def residents(session: AsyncSession, *, region: str, among: Collection[str] | None = None) -> list[str]:

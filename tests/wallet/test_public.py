@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from services.wallet import public
+from services.wallet import onboarding, public
 from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
+from services.wallet.directory.errors import MerchantNotFound, RegionNotFound
 from services.wallet.payments import hooks
 from services.wallet.payments import repository as payments_repo
 from services.wallet.payments import service as payments
@@ -590,3 +591,22 @@ async def test_post_notices_makes_one_per_active_resident_and_is_audited_once(se
     async with sessionmaker() as s, s.begin():
         assert await public.post_notices(s, clock, region=REGION, actor=CITY, subjects=["nobody"], kind="x",
                                          payload={}) == 0
+
+
+async def test_a_merchant_is_read_with_its_stores_and_only_in_its_region(sessionmaker, clock, town, settings):
+    async with sessionmaker() as s:
+        region_id = await public.region_id(s, region=REGION)
+        found = await public.merchant(s, region=REGION, merchant_id=uuid.UUID(town.merchants[FARM]))
+        stores = await payments_repo.stores(s, uuid.UUID(town.merchants[FARM]))
+    assert (found.region_id, found.name, found.name_ja, found.sector, found.status) == (
+        region_id, FARM, "湊ファーム", "agriculture", "active")
+    assert found.store_ids == tuple(store.id for store in stores) and found.store_ids
+    async with sessionmaker() as s, s.begin():
+        await onboarding.create_region(s, clock, settings, code="kitakata", name="Kitakata", name_ja="喜多方市")
+    async with sessionmaker() as s:
+        with pytest.raises(MerchantNotFound):
+            await public.merchant(s, region="kitakata", merchant_id=found.id)
+        with pytest.raises(MerchantNotFound):
+            await public.merchant(s, region=REGION, merchant_id=uuid.uuid4())
+        with pytest.raises(RegionNotFound):
+            await public.region_id(s, region="nowhere")
