@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.coupons.transit import service as transit
 from services.wallet.campaigns import rewards
 from services.wallet.directory import service as directory
+from services.wallet import public as wallet
 from services.wallet.grants import service as grants
 from services.wallet.payments import hooks as payment_hooks
 from shared.auth import PARTNER_KEY_PREFIX, VALIDATOR_KEY_PREFIX, Principal
@@ -20,6 +21,8 @@ def wire() -> None:
     register theirs through services.wallet.public.register_hooks."""
     # A reward campaign pays points back on a payment and takes the refunded share back.
     payment_hooks.register(paid=rewards.reward_payment, refunded=rewards.claw_back)
+    # A bus ticket's fare is refunded whole, while unridden, and voids the ticket.
+    wallet.register_hooks(refunded=transit.void_on_refund)
 
 
 async def resolve_api_key(session: AsyncSession, secret: str) -> Principal | None:

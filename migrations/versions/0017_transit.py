@@ -78,6 +78,7 @@ STATEMENTS = [
         expires_at timestamptz NOT NULL,
         activated_at timestamptz,
         active_until timestamptz,
+        refunded_at timestamptz,
         CONSTRAINT uq_tickets_region_id_payment_id UNIQUE (region_id, payment_id),
         CONSTRAINT ck_tickets_rides_taken CHECK (rides_taken >= 0),
         CONSTRAINT ck_tickets_activated CHECK ((activated_at IS NULL) = (rides_taken = 0)),
@@ -122,7 +123,7 @@ STATEMENTS = [
         valid_until timestamptz NOT NULL,
         CONSTRAINT uq_scans_region_id_validator_id_scan_id UNIQUE (region_id, validator_id, scan_id),
         CONSTRAINT ck_scans_outcome CHECK (outcome IN ('activation', 'ride')),
-        CONSTRAINT ck_scans_conflict CHECK (conflict IN ('reused', 'used_up', 'expired'))
+        CONSTRAINT ck_scans_conflict CHECK (conflict IN ('reused', 'used_up', 'expired', 'refunded'))
     )""",
     "CREATE INDEX ix_scans_ticket_id ON coupons.scans (ticket_id, scanned_at)",
     "CREATE INDEX ix_scans_region_id_scanned_at ON coupons.scans (region_id, scanned_at)",

@@ -84,7 +84,7 @@ def ticket_out(ticket: Ticket, merchant_id: uuid.UUID, now: datetime) -> TicketO
         rider_category=ticket.rider_category, fare=ticket.fare, payment_id=ticket.payment_id,
         state=service.state_of(ticket, now), rides=ticket.rides, rides_taken=ticket.rides_taken,
         rides_left=service.rides_left(ticket), purchased_at=ticket.purchased_at, expires_at=ticket.expires_at,
-        activated_at=ticket.activated_at, valid_until=service.valid_until(ticket),
+        activated_at=ticket.activated_at, valid_until=service.valid_until(ticket), refunded_at=ticket.refunded_at,
     )
 
 
@@ -229,7 +229,8 @@ async def ticket_code(
 ) -> JSONResponse:
     """The ticket's code for the current 30-second step and the next ones', each with the window
     in which a validator accepts it: show them in turn, even offline, for a few minutes. Refused
-    for a ticket that is expired (409 ticket-expired) or used up (409 ticket-used-up)."""
+    for a ticket that is expired (409 ticket-expired), used up (409 ticket-used-up) or refunded
+    (409 ticket-refunded)."""
     ticket = await access.own_ticket(session, principal, ticket_id)
     found = await service.ticket_codes(
         session, clock, codes.signing_keys(settings), region=principal.region_code, ticket=ticket
@@ -301,7 +302,7 @@ async def revoke_validator(
         "A validator's scan, online (validator key): the code's step is checked against the server's clock and "
         "the ride judged now. The first ride activates the ticket (a day pass then runs 24 h); each ride counts. "
         "Refused: ticket-code-forged, ticket-code-stale (a screenshot), ticket-other-operator, ticket-expired, "
-        "ticket-used-up, ticket-reused (a single ride scanned again)." + SCAN_DESCRIPTION
+        "ticket-used-up, ticket-reused (a single ride scanned again), ticket-refunded." + SCAN_DESCRIPTION
     ),
     responses={**PROBLEMS, 200: {"description": "this scan id was accepted before: its first outcome",
                                  "model": ScanOut}},

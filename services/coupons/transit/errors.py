@@ -45,6 +45,18 @@ class TicketExpired(Conflict):
     slug, title = "ticket-expired", "The ticket is expired"
 
 
+class TicketRefunded(Conflict):
+    slug, title = "ticket-refunded", "The ticket's fare was refunded: it is no longer valid"
+
+
+class TicketRidden(Conflict):
+    slug, title = "ticket-ridden", "A ticket that has carried a ride cannot be refunded"
+
+
+class TicketRefundPartial(Unprocessable):
+    slug, title = "ticket-refund-partial", "A ticket's fare is refunded in full or not at all"
+
+
 class TicketUsedUp(Conflict):
     slug, title = "ticket-used-up", "The ticket has no rides left"
 

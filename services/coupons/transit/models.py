@@ -112,6 +112,7 @@ class Ticket(Base):
     expires_at: Mapped[datetime]  # first use before this
     activated_at: Mapped[datetime | None]  # the first ride's time
     active_until: Mapped[datetime | None]  # a day pass: 24 h after its activation
+    refunded_at: Mapped[datetime | None]  # its payment refunded in full: the ticket carries no one more
 
 
 class Validator(Base):
@@ -147,6 +148,7 @@ class ConflictKind:
     REUSED = "reused"  # a single ride taken again
     USED_UP = "used_up"  # a multi-ride ticket past its N rides
     EXPIRED = "expired"  # after the ticket's validity (a day pass: its 24 h)
+    REFUNDED = "refunded"  # on a ticket whose fare was refunded (before the ride reached the server)
 
 
 class Scan(Base):
@@ -161,7 +163,7 @@ class Scan(Base):
         Index("ix_scans_region_id_scanned_at", "region_id", "scanned_at"),
         Index("ix_scans_conflicts", "operator_id", "id", postgresql_where=text("conflict IS NOT NULL")),
         CheckConstraint("outcome IN ('activation', 'ride')", "outcome"),
-        CheckConstraint("conflict IN ('reused', 'used_up', 'expired')", "conflict"),
+        CheckConstraint("conflict IN ('reused', 'used_up', 'expired', 'refunded')", "conflict"),
         {"schema": SCHEMA},
     )
 

@@ -110,6 +110,20 @@ async def tickets(
     return list((await session.execute(query.order_by(Ticket.id.desc()).limit(limit))).scalars())
 
 
+async def ticket_of_payment(
+    session: AsyncSession, region_id: uuid.UUID, payment_id: uuid.UUID, *, lock: bool = False
+) -> Ticket | None:
+    """The ticket a payment bought, if it bought one."""
+    query = select(Ticket).where(Ticket.region_id == region_id, Ticket.payment_id == payment_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def mark_refunded(session: AsyncSession, ticket_id: uuid.UUID, at: datetime) -> None:
+    await session.execute(update(Ticket).where(Ticket.id == ticket_id).values(refunded_at=at))
+
+
 async def record_ride(
     session: AsyncSession, ticket_id: uuid.UUID, *, activated_at: datetime, active_until: datetime | None
 ) -> Ticket:

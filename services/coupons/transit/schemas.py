@@ -20,6 +20,10 @@ TicketCode = Annotated[str, StringConstraints(min_length=1, max_length=512, patt
 MAX_BATCH = 500
 
 
+# What an offline ride lacked (models.ConflictKind): a single ride taken again, a multi-ride ticket past
+# its rides, after its validity, on a ticket whose fare was refunded.
+ConflictName = Literal["reused", "used_up", "expired", "refunded"]
+
 class OperatorCreate(Schema):
     merchant_id: uuid.UUID = Field(description="the merchant (a bus company, the on-demand bus) to mark as a bus operator")
 
@@ -88,6 +92,9 @@ class TicketOut(Schema):
     expires_at: datetime = Field(description="first use before this (a single or multi-ride ticket: every use)")
     activated_at: datetime | None = Field(description="its first ride")
     valid_until: datetime = Field(description="until when it may be ridden: an activated day pass's 24 h, else expires_at")
+    refunded_at: datetime | None = Field(
+        description="when its fare was refunded (in full, unridden: the shop's refund of its payment); it rides no more"
+    )
 
 
 class CodeOut(Schema):
@@ -153,7 +160,7 @@ class ScanOut(Schema):
     kind: ProductKind
     rider_category: RiderCategory = Field(description="show it to the driver (a child's ticket)")
     outcome: Literal["activation", "ride"] = Field(description="activation: the ticket's first ride")
-    conflict: Literal["reused", "used_up", "expired"] | None = Field(
+    conflict: ConflictName | None = Field(
         description="offline only: the ride was beyond the ticket's rights (reported at GET /v1/transit/conflicts)"
     )
     rides_left: int | None = Field(description="after this ride; null: a day pass")
@@ -184,7 +191,7 @@ class ConflictOut(Schema):
     ticket_id: uuid.UUID
     product_id: uuid.UUID
     validator_id: uuid.UUID
-    conflict: Literal["reused", "used_up", "expired"]
+    conflict: ConflictName
     scanned_at: datetime
     received_at: datetime
     vehicle_id: str | None

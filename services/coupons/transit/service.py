@@ -63,7 +63,10 @@ from services.coupons.transit.errors import (
     ScanInFuture,
     TicketExpired,
     TicketNotFound,
+    TicketRefunded,
+    TicketRefundPartial,
     TicketReused,
+    TicketRidden,
     TicketUsedUp,
     TransitOperatorExists,
     TransitOperatorNotFound,
@@ -228,6 +231,7 @@ class TicketState(StrEnum):
     ACTIVE = "active"  # a day pass within its 24 h, a multi-ride ticket with rides left
     EXPIRED = "expired"
     USED_UP = "used_up"
+    REFUNDED = "refunded"
 
 
 def valid_until(ticket: Ticket) -> datetime:
@@ -240,6 +244,8 @@ def rides_left(ticket: Ticket) -> int | None:
 
 
 def state_of(ticket: Ticket, now: datetime) -> TicketState:
+    if ticket.refunded_at is not None:
+        return TicketState.REFUNDED
     if ticket.rides is not None and ticket.rides_taken >= ticket.rides:
         return TicketState.USED_UP
     if now >= valid_until(ticket):
@@ -271,7 +277,29 @@ async def buy_ticket(
         resident=payer, kind=found.kind, rider_category=category.value, fare=fare,
         rides=1 if found.kind == ProductKind.SINGLE_RIDE else found.rides, rides_taken=0, payment_id=paid.id,
         purchased_at=now, expires_at=now + timedelta(days=found.valid_days), activated_at=None, active_until=None,
+        refunded_at=None,
     )
+
+
+async def void_on_refund(
+    session: AsyncSession, clock: Clock, *, payment_id: uuid.UUID, region_id: uuid.UUID, amount: int,
+    refunded_total: int, points: Any,
+) -> int:
+    """OnRefunded (registered by app/wiring.py): a ticket's fare is given back only whole and only
+    while the ticket has carried no ride, and the refund voids the ticket, so no refunded ticket
+    rides on. A partial refund (a ticket cannot be part used) or the refund of a ridden ticket is
+    refused, and the wallet's refund with it. A ride made offline before the refund but uploaded
+    after it is still accepted, as a conflict (`refunded`): offline validation cannot prevent
+    it (README). Takes no points back."""
+    ticket = await repo.ticket_of_payment(session, region_id, payment_id, lock=True)
+    if ticket is None:
+        return 0
+    if ticket.rides_taken:
+        raise TicketRidden(f"The ticket has carried {ticket.rides_taken} ride(s); its fare is not refunded.")
+    if refunded_total < amount:
+        raise TicketRefundPartial(f"Refund the whole fare of {amount} yen, or none of it.", fare=amount)
+    await repo.mark_refunded(session, ticket.id, clock.now())
+    return 0
 
 
 async def ticket(session: AsyncSession, *, region: str, ticket_id: uuid.UUID) -> Ticket:
@@ -309,6 +337,8 @@ async def ticket_codes(
     """The current step's code and the next ones', for a ticket that can still be ridden."""
     now = clock.now()
     state = state_of(ticket, now)
+    if state is TicketState.REFUNDED:
+        raise TicketRefunded("The ticket's fare was refunded; there is no code to show.")
     if state is TicketState.USED_UP:
         raise TicketUsedUp("The ticket has no rides left; there is no code to show.")
     if state is TicketState.EXPIRED:
@@ -467,6 +497,10 @@ async def _earlier(
 
 def _beyond_rights(ticket: Ticket, at: datetime, *, offline: bool) -> str | None:
     """What right the ticket lacks for a ride at `at`: online a refusal, offline a conflict."""
+    if ticket.refunded_at is not None:
+        if not offline:
+            raise TicketRefunded("The ticket's fare was refunded.")
+        return ConflictKind.REFUNDED
     if ticket.rides is not None and ticket.rides_taken >= ticket.rides:
         if not offline:
             if ticket.kind == ProductKind.SINGLE_RIDE:

@@ -383,3 +383,59 @@ async def test_an_upload_refuses_a_reused_scan_id_and_a_scan_after_the_servers_c
     assert [(r["status"], r["problem"]["type"].rsplit(":", 1)[1]) for r in upload.json()["results"]] == [
         ("refused", "scan-id-reused"), ("refused", "scan-in-future")]
     assert await snapshot(sessionmaker) == before
+
+
+async def refund(client, tokens, bought: dict, amount: int):
+    return await client.post(f"/v1/payments/{bought['payment_id']}/refunds", json={"amount": amount},
+                             headers=idem(tokens.merchant_admin(bought["merchant_id"])))
+
+
+async def test_a_refunded_ticket_rides_no_more(client, tokens, bus, clock, sessionmaker):
+    """The bus operator refunds an unridden ticket's whole fare: the coin is back in the wallet, the
+    ticket shows `refunded`, shows no code, and a validator refuses a code fetched before."""
+    bought = await buy(client, tokens, bus.products["single"])
+    shown = (await codes(client, tokens, bought))[0]["code"]
+    paid = await balance(client, tokens)
+    response = await refund(client, tokens, bought, bought["fare"])
+    assert response.status_code == 201, response.text
+    assert await balance(client, tokens) == paid + bought["fare"]
+    after = await ticket(client, tokens, bought["id"])
+    assert (after["state"], after["refunded_at"] is not None) == ("refunded", True)
+
+    before = await snapshot(sessionmaker)
+    assert_problem(await scan(client, bus.validator, shown, clock.now()), 409, "ticket-refunded")
+    assert_problem(await client.get(f"/v1/me/transit/tickets/{bought['id']}/code",
+                                    headers=tokens.resident("resident-hanako")), 409, "ticket-refunded")
+    assert await snapshot(sessionmaker) == before
+    assert await ledger_violations(sessionmaker) == []
+
+
+async def test_a_ridden_or_partly_refunded_ticket_keeps_its_fare(client, tokens, bus, clock, sessionmaker):
+    """A ticket that has carried a ride is not refunded, and no ticket is refunded in part: the
+    shop's refund is refused with the ticket's problem and neither coin nor ticket moves."""
+    ridden = await buy(client, tokens, bus.products["multi"])
+    code = (await codes(client, tokens, ridden))[0]["code"]
+    assert (await scan(client, bus.validator, code, clock.now())).status_code == 201
+    unridden = await buy(client, tokens, bus.products["day"])
+
+    before = await snapshot(sessionmaker)
+    assert_problem(await refund(client, tokens, ridden, ridden["fare"]), 409, "ticket-ridden")
+    assert_problem(await refund(client, tokens, unridden, unridden["fare"] - 1), 422, "ticket-refund-partial")
+    assert await snapshot(sessionmaker) == before
+    assert (await ticket(client, tokens, unridden["id"]))["state"] == "unused"
+
+
+async def test_an_offline_ride_before_the_refund_is_a_conflict(client, tokens, bus, clock, sessionmaker):
+    """The rider boards an offline bus, then has the fare refunded before the bus uploads: the
+    ride happened, so it counts, as a `refunded` conflict (offline validation cannot prevent it)."""
+    bought = await buy(client, tokens, bus.products["single"])
+    shown = (await codes(client, tokens, bought))[0]
+    boarded = clock.now()
+    assert (await refund(client, tokens, bought, bought["fare"])).status_code == 201
+    clock.advance(timedelta(hours=1))
+    upload = await client.post("/v1/transit/scans/batch", headers=bus.validator, json={"scans": [
+        {"scan_id": str(uuid.uuid4()), "code": shown["code"], "scanned_at": boarded.isoformat()}]})
+    assert upload.status_code == 200, upload.text
+    (result,) = upload.json()["results"]
+    assert (result["status"], result["scan"]["conflict"]) == ("conflict", "refunded")
+    assert (await ticket(client, tokens, bought["id"]))["rides_taken"] == 1
