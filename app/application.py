@@ -18,8 +18,8 @@ from sqlalchemy import text
 
 from app import wiring
 from services.coupons.endpoints import router as coupons_router
-from services.coupons.transit.endpoints import router as transit_router
 from services.coupons.segments.endpoints import router as segments_router
+from services.coupons.transit.endpoints import router as transit_router
 from services.settlement.endpoints import router as settlement_router
 from services.wallet.campaigns.endpoints import router as campaigns_router
 from services.wallet.endpoints import router as wallet_router

@@ -8,9 +8,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coupons.transit import service as transit
+from services.wallet import public as wallet
 from services.wallet.campaigns import rewards
 from services.wallet.directory import service as directory
-from services.wallet import public as wallet
 from services.wallet.grants import service as grants
 from services.wallet.payments import hooks as payment_hooks
 from shared.auth import PARTNER_KEY_PREFIX, VALIDATOR_KEY_PREFIX, Principal
