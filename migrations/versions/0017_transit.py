@@ -10,13 +10,13 @@
   ticket's rights carry their `conflict`.
 
 Revision ID: 0017
-Revises: 0018 (the segments; rechain after the coupons core at merge)
+Revises: 0016 (the segments)
 Create Date: 2026-12-02
 """
 from alembic import op
 
 revision = "0017"
-down_revision = "0018"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

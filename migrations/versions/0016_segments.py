@@ -10,13 +10,13 @@
 
 Region ids are the wallet's, without foreign keys: coupons never touch the wallet's tables.
 
-Revision ID: 0018
+Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-02
 """
 from alembic import op
 
-revision = "0018"
+revision = "0016"
 down_revision = "0015"
 branch_labels = None
 depends_on = None
