@@ -141,24 +141,29 @@ class DevIssuer:
         return jwt.encode(claims, self.private_key, algorithm=ALGORITHM)
 
 
+def create_key_file(path: Path, pem: bytes) -> None:
+    """Write a private key's file once (mode 0600), so that concurrent starters (several workers,
+    several containers on one volume) all end up with the same key: the first link wins, the
+    others' keys are dropped and they read the winner's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp.write_bytes(pem)
+    tmp.chmod(0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
 def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
-    """The data folder's key; on first use, created so that concurrent starters (several
-    workers, several containers on one volume) all end up with the same one: the first link wins."""
+    """The data folder's key, created on first use (create_key_file)."""
     if not path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pem = key.private_bytes(
+        create_key_file(path, key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        tmp.write_bytes(pem)
-        tmp.chmod(0o600)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        ))
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     return key

@@ -25,8 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
-import secrets
 import struct
 import uuid
 from collections.abc import Mapping
@@ -42,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.coupons.transit.errors import TicketCodeForged, TicketCodeStale, TicketExpired, TicketOtherOperator
+from shared.auth import create_key_file
 from shared.config import Settings
 
 STEP_SECONDS = 30
@@ -225,21 +224,11 @@ def _load_private(pem: bytes) -> Ed25519PrivateKey:
 
 
 def _load_or_create(path: Path) -> Ed25519PrivateKey:
-    """As the dev issuer's key (shared/auth.py): concurrent starters end with one key, the first link wins."""
+    """Created on first use as the dev issuer's key is (shared.auth.create_key_file)."""
     if not path.exists():
-        pem = Ed25519PrivateKey.generate().private_bytes(
+        create_key_file(path, Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        tmp.write_bytes(pem)
-        tmp.chmod(0o600)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        ))
     return _load_private(path.read_bytes())
 
 
