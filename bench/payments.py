@@ -328,16 +328,8 @@ async def create_fixtures(url: str, data_dir: Path, residents: int, merchants: i
 
     operator, tokens = mint_tokens(data_dir, residents)
     op = {"Authorization": f"Bearer {operator}"}
-    gate = asyncio.Semaphore(16)
-
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-
-        async def call(method: str, path: str, headers: dict[str, str], body: Any = None, expect: int = 200) -> Any:
-            async with gate:
-                response = await client.request(method, path, headers=headers, json=body)
-            if response.status_code != expect:
-                raise RunError(f"set-up: {method} {path} answered {response.status_code}: {response.text[:500]}")
-            return response.json()
+        call = Api(client)
 
         async def merchant(i: int) -> tuple[str, str]:
             body = {
@@ -719,6 +711,88 @@ def working_tree_state() -> str:
     return f"working tree at {head[:12]}" + (f" with uncommitted changes in {', '.join(changed)}" if changed else " (clean)")
 
 
+@dataclass
+class Run:
+    """A benchmark run's folder and the code it measures."""
+
+    stamp: str
+    dir: Path
+    source: Path | None  # the exported --commit, or None for the working tree
+    code: str  # as the report names it
+    machine: dict[str, str]
+
+
+def begin_run(prog: str, folder: str, args: argparse.Namespace) -> Run | None:
+    """What every benchmark does first: check for wrk, make the run folder bench/out/<folder>-<time>,
+    export --commit into it, make that code importable by the driver (it mints tokens with it), and
+    arm --max-seconds and SIGTERM. None, after saying why, when the run cannot be made."""
+    if shutil.which("wrk") is None:
+        print(f"{prog} needs wrk, the HTTP load generator: on Debian or Ubuntu, "
+              "`apt-get install -y wrk` (as root; `apt-get update` first on a fresh machine).", file=sys.stderr)
+        return None
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = (args.out / f"{folder}-{stamp}").resolve()
+    run_dir.mkdir(parents=True)
+    source: Path | None = None
+    if args.commit:
+        try:
+            commit = export_commit(args.commit, run_dir / "src")
+        except (RunError, subprocess.SubprocessError) as exc:
+            print(f"cannot export {args.commit}: {exc}", file=sys.stderr)
+            return None
+        source = run_dir / "src"
+        code = f"commit {commit[:12]} (exported to {source})"
+    else:
+        code = working_tree_state()
+    sys.path.insert(0, str(source or REPO))
+    machine = machine_info()
+    log(f"run folder {run_dir}")
+    log(f"code: {code}")
+    log(f"machine: {machine['nproc']} × {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}")
+
+    def on_deadline(*_: Any) -> None:
+        raise Deadline(f"the run took longer than --max-seconds={args.max_seconds}")
+
+    def on_term(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGALRM, on_deadline)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.alarm(args.max_seconds)
+    return Run(stamp, run_dir, source, code, machine)
+
+
+def end_run(server: Server, run: Run, *, keep_data: bool) -> None:
+    """Disarm the deadline, stop the server, keep PostgreSQL's log, and remove the data folder
+    unless asked to keep it."""
+    signal.alarm(0)
+    try:
+        server.stop()
+    finally:
+        pglog = server.pgdata / "log"
+        if pglog.exists():
+            shutil.copy(pglog, run.dir / "postgres.log")
+        if not keep_data and server.data_dir.is_dir() and server.data_dir.parent == run.dir:
+            shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+class Api:
+    """The set-up's calls over the API, 16 at a time; an answer other than the one expected stops
+    the run."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.gate = asyncio.Semaphore(16)
+
+    async def __call__(self, method: str, path: str, headers: dict[str, str], body: Any = None,
+                       expect: int = 200) -> Any:
+        async with self.gate:
+            response = await self.client.request(method, path, headers=headers, json=body)
+        if response.status_code != expect:
+            raise RunError(f"set-up: {method} {path} answered {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/payments", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -755,40 +829,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("bench/payments needs wrk, the HTTP load generator: on Debian or Ubuntu, "
-              "`apt-get install -y wrk` (as root; `apt-get update` first on a fresh machine).", file=sys.stderr)
+    bench = begin_run("bench/payments", "payments", args)
+    if bench is None:
         return 2
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = (args.out / f"payments-{stamp}").resolve()
-    run_dir.mkdir(parents=True)
+    stamp, run_dir, source, code, machine = bench.stamp, bench.dir, bench.source, bench.code, bench.machine
     tag = f"bench-{stamp}"
-    source: Path | None = None
-    if args.commit:
-        try:
-            commit = export_commit(args.commit, run_dir / "src")
-        except (RunError, subprocess.SubprocessError) as exc:
-            print(f"cannot export {args.commit}: {exc}", file=sys.stderr)
-            return 2
-        source = run_dir / "src"
-        code = f"commit {commit[:12]} (exported to {source})"
-    else:
-        code = working_tree_state()
-    sys.path.insert(0, str(source or REPO))  # the chiikipay package the driver mints tokens with
-    machine = machine_info()
-    log(f"run folder {run_dir}")
-    log(f"code: {code}")
-    log(f"machine: {machine['nproc']} × {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}")
-
-    def on_deadline(*_: Any) -> None:
-        raise Deadline(f"the run took longer than --max-seconds={args.max_seconds}")
-
-    def on_term(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGALRM, on_deadline)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.alarm(args.max_seconds)
 
     server = Server(run_dir, workers=args.workers, pool_size=args.db_pool_size, log_level=args.log_level,
                     source=source)
@@ -877,15 +922,7 @@ def main(argv: list[str]) -> int:
         log("run aborted by the error above")
         return 2
     finally:
-        signal.alarm(0)
-        try:
-            server.stop()
-        finally:
-            pglog = server.pgdata / "log"
-            if pglog.exists():
-                shutil.copy(pglog, run_dir / "postgres.log")
-            if not args.keep_data and server.data_dir.is_dir() and server.data_dir.parent == run_dir:
-                shutil.rmtree(server.data_dir, ignore_errors=True)
+        end_run(server, bench, keep_data=args.keep_data)
 
     lines = report(cases, pgbench, pgbench_cpu)
     target_lines = targets(cases)

@@ -20,9 +20,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -51,15 +48,8 @@ async def set_up(url: str, data_dir: Path, args: argparse.Namespace, tag: str) -
     # Buyers of their own: the payments case afterwards tops up bench-resident-* to the balance cap.
     operator, tokens = harness.mint_tokens(data_dir, args.residents, prefix="rush-resident")
     op = {"Authorization": f"Bearer {operator}"}
-    gate = asyncio.Semaphore(16)
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-
-        async def call(method: str, path: str, headers: dict[str, str], body: Any = None, expect: int = 200) -> Any:
-            async with gate:
-                response = await client.request(method, path, headers=headers, json=body)
-            if response.status_code != expect:
-                raise RunError(f"set-up: {method} {path} answered {response.status_code}: {response.text[:500]}")
-            return response.json()
+        call = harness.Api(client)
 
         started = time.monotonic()
         campaign = await call("POST", "/v1/campaigns", {**op, "Idempotency-Key": f"{tag}-campaign"},
@@ -175,39 +165,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("bench/premium_rush needs wrk: `apt-get install -y wrk` (Debian/Ubuntu).", file=sys.stderr)
+    bench = harness.begin_run("bench/premium_rush", "premium-rush", args)
+    if bench is None:
         return 2
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = (args.out / f"premium-rush-{stamp}").resolve()
-    run_dir.mkdir(parents=True)
+    stamp, run_dir, source, code, machine = bench.stamp, bench.dir, bench.source, bench.code, bench.machine
     tag = f"rush-{stamp}"
-    source: Path | None = None
-    if args.commit:
-        try:
-            commit = harness.export_commit(args.commit, run_dir / "src")
-        except (RunError, subprocess.SubprocessError) as exc:
-            print(f"cannot export {args.commit}: {exc}", file=sys.stderr)
-            return 2
-        source = run_dir / "src"
-        code = f"commit {commit[:12]} (exported to {source})"
-    else:
-        code = harness.working_tree_state()
-    sys.path.insert(0, str(source or REPO))  # the chiikipay package the driver mints tokens with
-    machine = harness.machine_info()
-    log(f"run folder {run_dir}")
-    log(f"code: {code}")
-    log(f"machine: {machine['nproc']} × {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}")
-
-    def on_deadline(*_: Any) -> None:
-        raise harness.Deadline(f"the run took longer than --max-seconds={args.max_seconds}")
-
-    def on_term(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGALRM, on_deadline)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.alarm(args.max_seconds)
     server = harness.Server(run_dir, workers=args.workers, pool_size=args.db_pool_size, log_level=None, source=source)
     checks: list[tuple[str, bool]] = []
     info: dict[str, Any] = {}
@@ -283,12 +245,7 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         return 2
     finally:
-        signal.alarm(0)
-        try:
-            server.stop()
-        finally:
-            if not args.keep_data and server.data_dir.is_dir() and server.data_dir.parent == run_dir:
-                shutil.rmtree(server.data_dir, ignore_errors=True)
+        harness.end_run(server, bench, keep_data=args.keep_data)
 
     assert result is not None  # the run returned above if it could not be made
     cpu = result.cpu
