@@ -722,6 +722,15 @@ class Run:
     machine: dict[str, str]
 
 
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The options of every benchmark's run (begin_run, end_run)."""
+    p.add_argument("--commit", default=None,
+                   help="serve this commit (exported with git archive into the run folder) instead of the working tree")
+    p.add_argument("--keep-data", action="store_true", help="keep the run's data folder (PostgreSQL, Valkey)")
+    p.add_argument("--out", type=Path, default=BENCH / "out", help="where run folders go (default bench/out)")
+    p.add_argument("--max-seconds", type=int, default=3600, help="abort the whole run after this long (default 3600)")
+
+
 def begin_run(prog: str, folder: str, args: argparse.Namespace) -> Run | None:
     """What every benchmark does first: check for wrk, make the run folder bench/out/<folder>-<time>,
     export --commit into it, make that code importable by the driver (it mints tokens with it), and
@@ -810,11 +819,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="pgbench -i scale (default: the largest connection count, as pgbench advises)")
     p.add_argument("--db-pool-size", type=int, default=None, help="DB_POOL_SIZE for the server (default: its own)")
     p.add_argument("--log-level", default=None, help="LOG_LEVEL for the server (default: its own, INFO)")
-    p.add_argument("--commit", default=None,
-                   help="serve this commit (exported with git archive into the run folder) instead of the working tree")
-    p.add_argument("--keep-data", action="store_true", help="keep the run's data folder (PostgreSQL, Valkey)")
-    p.add_argument("--out", type=Path, default=BENCH / "out", help="where run folders go (default bench/out)")
-    p.add_argument("--max-seconds", type=int, default=3600, help="abort the whole run after this long (default 3600)")
+    add_run_args(p)
     args = p.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]

@@ -153,11 +153,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--payments-merchants", type=int, default=50)
     p.add_argument("--payments-residents", type=int, default=500)
     p.add_argument("--db-pool-size", type=int, default=None)
-    p.add_argument("--commit", default=None,
-                   help="serve this commit (exported with git archive into the run folder) instead of the working tree")
-    p.add_argument("--keep-data", action="store_true")
-    p.add_argument("--out", type=Path, default=BENCH / "out")
-    p.add_argument("--max-seconds", type=int, default=3600)
+    harness.add_run_args(p)
     args = p.parse_args(argv)
     args.requests = args.requests or args.residents * 6 // 5
     return args
