@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.coupons import service as coupons
+from services.wallet import public as wallet
 from services.wallet.campaigns import rewards
 from services.wallet.directory import service as directory
 from services.wallet.grants import service as grants
@@ -19,6 +21,8 @@ def wire() -> None:
     register theirs through services.wallet.public.register_hooks."""
     # A reward campaign pays points back on a payment and takes the refunded share back.
     payment_hooks.register(paid=rewards.reward_payment, refunded=rewards.claw_back)
+    # A payment with a coupon refunded in full gives the coupon back (stock, the resident's count).
+    wallet.register_hooks(refunded=coupons.release_on_full_refund)
 
 
 async def resolve_api_key(session: AsyncSession, secret: str) -> Principal | None:

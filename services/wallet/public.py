@@ -65,6 +65,13 @@ Sponsors
     `fund_sponsor(session, clock, region=, actor=, sponsor_id=, amount=) -> SponsorBudget`
     (refuses invalid-amount, sponsor-not-found), `sponsor(session, region=, sponsor_id=)`.
 
+Shops and regions (read-only, for checks of the caller's own rows)
+    `region_id(session, region=) -> UUID`: the region's id, for rows another service keys by it
+    (refuses region-not-found). `merchant(session, region=, merchant_id=) -> Shop | None`: a
+    merchant of the region, with whether it may take payments now (`active`).
+    `stores(session, region=, store_ids=) -> list[ShopStore]`: those of `store_ids` that are the
+    region's stores, each with its merchant; an id of another region or of no store is left out.
+
 Hooks
     `register_hooks(paid=, refunded=)`, called by the composition root (app/wiring.py) only:
     `OnPaid` runs after each payment's journal is written and `OnRefunded` after each refund's
@@ -75,7 +82,7 @@ Hooks
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -83,6 +90,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
+from services.wallet.ledger.models import Status
 from services.wallet.payments import discounts, hooks
 from services.wallet.payments import service as payments
 from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
@@ -92,9 +100,9 @@ from shared.clock import Clock
 
 __all__ = [
     "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "OnPaid", "OnRefunded", "PaidPayment",
-    "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "SponsorBudget", "StatementLine", "create_sponsor",
-    "fund_sponsor", "pay", "payment_discount", "post_payout", "refund", "register_hooks", "resolve_qr", "sponsor",
-    "statement_lines",
+    "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Shop", "ShopStore", "SponsorBudget", "StatementLine",
+    "create_sponsor", "fund_sponsor", "merchant", "pay", "payment_discount", "post_payout", "refund", "region_id",
+    "register_hooks", "resolve_qr", "sponsor", "statement_lines", "stores",
 ]
 
 
@@ -329,6 +337,43 @@ async def fund_sponsor(
 async def sponsor(session: AsyncSession, *, region: str, sponsor_id: uuid.UUID) -> SponsorBudget:
     identity = await directory.region_identity(session, region)
     return _budget(await discounts.sponsor(session, identity.id, sponsor_id))
+
+
+# --- shops and regions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shop:
+    merchant_id: uuid.UUID
+    name: str
+    name_ja: str
+    active: bool  # may take payments now (not suspended or closed)
+
+
+@dataclass(frozen=True)
+class ShopStore:
+    store_id: uuid.UUID
+    merchant_id: uuid.UUID
+    name_ja: str
+    merchant_active: bool
+
+
+async def region_id(session: AsyncSession, *, region: str) -> uuid.UUID:
+    return (await directory.region_identity(session, region)).id
+
+
+async def merchant(session: AsyncSession, *, region: str, merchant_id: uuid.UUID) -> Shop | None:
+    identity = await directory.region_identity(session, region)
+    found = await directory.merchant_in_region(session, identity.id, merchant_id)
+    return Shop(found.id, found.name, found.name_ja, found.status == Status.ACTIVE) if found is not None else None
+
+
+async def stores(session: AsyncSession, *, region: str, store_ids: Sequence[uuid.UUID]) -> list[ShopStore]:
+    identity = await directory.region_identity(session, region)
+    return [
+        ShopStore(store.id, shop.id, store.name_ja, shop.status == Status.ACTIVE)
+        for store, shop in await payments.stores_in_region(session, identity.id, list(store_ids))
+    ]
 
 
 # --- hooks --------------------------------------------------------------------------------------------------

@@ -333,6 +333,12 @@ async def onboard_merchant(
     return merchant
 
 
+async def merchant_in_region(session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID) -> Merchant | None:
+    """A merchant of the region, for a caller that already decided who may ask (public.py)."""
+    merchant = await repo.merchant(session, merchant_id)
+    return merchant if merchant is not None and merchant.region_id == region_id else None
+
+
 async def visible_merchant(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> Merchant:
     """Operators and auditors see their region's merchants; merchant roles only their own."""
     region = await region_of(session, principal)
