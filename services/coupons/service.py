@@ -130,6 +130,12 @@ def _checked(fields: dict[str, Any]) -> None:
         refuse("A store is listed twice.")
 
 
+def _check_funding(scope: Scope, fields: dict[str, Any]) -> None:
+    # A sponsor's budget is the city's to commit: a merchant funds its own coupons.
+    if scope.merchant_id is not None and fields["funded_by"] == Funder.SPONSOR:
+        raise InvalidCoupon("A merchant's own coupon is funded by the shop; a sponsor's is the operator's to issue.")
+
+
 async def _check_references(session: AsyncSession, region: str, fields: dict[str, Any]) -> None:
     """The merchant, its stores and the sponsor exist in the region (sponsor-not-found is the wallet's)."""
     merchant_id = fields["merchant_id"]
@@ -166,6 +172,7 @@ async def create_coupon(
         fields = {**fields, "merchant_id": scope.merchant_id}
     fields = {"value": None, "max_discount": None, "store_ids": None, "sponsor_id": None, "image_url": None,
               "merchant_id": None, **fields}
+    _check_funding(scope, fields)
     _checked(fields)
     await _check_references(session, scope.region, fields)
     region_id = await public.region_id(session, region=scope.region)
@@ -232,6 +239,7 @@ async def update_coupon(
         "per_resident_limit": found.per_resident_limit, "audience": found.audience, "terms": found.terms,
         "image_url": found.image_url, "funded_by": found.funded_by, "sponsor_id": found.sponsor_id, **changes,
     }
+    _check_funding(scope, merged)
     _checked(merged)
     await _check_references(session, scope.region, merged)
     updated = await repo.update_coupon(session, coupon_id, updated_at=clock.now(), **_stored(changes))

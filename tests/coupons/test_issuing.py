@@ -111,6 +111,7 @@ async def test_an_active_coupon_takes_a_new_name_image_and_end(client, tokens, t
     ({"funded_by": "sponsor"}, "a sponsor's coupon without its sponsor"),
     ({"store_ids": [str(uuid.uuid4())]}, "a store that is not one"),
     ({"merchant_id": str(uuid.uuid4())}, "a merchant admin issuing for another merchant"),
+    ({"funded_by": "sponsor", "sponsor_id": str(uuid.uuid4())}, "a merchant committing a sponsor's budget"),
 ])
 async def test_invalid_coupon_fields_are_refused(client, tokens, town, sessionmaker, changes, what):
     admin = tokens.merchant_admin(town.merchants[TEAHOUSE])
