@@ -518,3 +518,37 @@ async def test_ledger_verify_names_a_merchant_movement_no_statement_line_shows(s
     details = {(v.invariant, v.detail) for v in found}
     assert ("payments", f"merchant {paid.merchant_id} moved -10 yen; its 0 statement line(s) say 0") in details
     assert (4, "a payout journal moves merchant -yen, resident +yen, not merchant to bank_clearing in yen") in details
+
+
+# --- shops and regions ----------------------------------------------------------------------------------
+
+
+async def test_a_region_merchant_and_stores_are_read_for_another_services_checks(sessionmaker, town):
+    teahouse, farm = uuid.UUID(town.merchants[TEAHOUSE]), uuid.UUID(town.merchants[FARM])
+    async with sessionmaker() as s:
+        region_id = await public.region_id(s, region=REGION)
+        assert region_id == (await directory.region_identity(s, REGION)).id
+        shop = await public.merchant(s, region=REGION, merchant_id=teahouse)
+        assert shop == public.Shop(teahouse, TEAHOUSE, "鶴ヶ城茶屋", True)
+        assert await public.merchant(s, region=REGION, merchant_id=uuid.uuid4()) is None
+        tea_store, farm_store = await store_of(s, town), await store_of(s, town, FARM)
+        found = await public.stores(s, region=REGION, store_ids=[farm_store, uuid.uuid4(), tea_store])
+    # Unknown ids are left out; each store comes with its merchant.
+    assert sorted((f.store_id, f.merchant_id, f.merchant_active) for f in found) == sorted(
+        [(tea_store, teahouse, True), (farm_store, farm, True)])
+
+
+async def test_a_suspended_merchant_reads_as_not_active_and_another_regions_as_none(client, tokens, sessionmaker, town):
+    teahouse = uuid.UUID(town.merchants[TEAHOUSE])
+    response = await client.patch(f"/v1/merchants/{teahouse}", headers=idem(tokens.operator()), json={"status": "suspended"})
+    assert response.status_code == 200, response.text
+    platform = tokens.mint(Role.PLATFORM_OPERATOR, "platform-ops", "*")
+    created = await client.post("/v1/regions", headers=idem(platform),
+                                json={"code": "kitakata", "name": "Kitakata", "name_ja": "喜多方市"})
+    assert created.status_code == 201, created.text
+    async with sessionmaker() as s:
+        assert (await public.merchant(s, region=REGION, merchant_id=teahouse)).active is False
+        assert [f.merchant_active for f in await public.stores(s, region=REGION, store_ids=[await store_of(s, town)])] == [
+            False]
+        assert await public.merchant(s, region="kitakata", merchant_id=teahouse) is None
+        assert await public.stores(s, region="kitakata", store_ids=[await store_of(s, town)]) == []
