@@ -20,12 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.application import SERVICES
 from app.demo import AUDITOR, OPERATOR, seed
+from services.coupons import service as coupons
+from services.coupons.models import CouponKind, CouponStatus, Funder
+from services.coupons.schemas import CouponCreate, CouponOut
 from services.wallet import onboarding, verify
 from services.wallet.directory import repository as directory_repo
 from services.wallet.expiry import service as expiry
 from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
 from services.wallet.ledger import repository as ledger_repo
 from services.wallet.schemas import RegionCreate, RegionOut
+from shared.audit import Actor
 from shared.auth import (
     KEY_ROLES,
     MERCHANT_ROLES,
@@ -51,6 +55,8 @@ jobs = typer.Typer(help="Jobs the server also runs on its own schedule.", no_arg
 app.add_typer(jobs, name="jobs")
 region_cli = typer.Typer(help="The regions (regional currencies) this platform hosts.", no_args_is_help=True)
 app.add_typer(region_cli, name="region")
+coupons_cli = typer.Typer(help="Coupons, as the region's operator issues and runs them.", no_args_is_help=True)
+app.add_typer(coupons_cli, name="coupons")
 console = Console()
 T = TypeVar("T")
 
@@ -336,6 +342,120 @@ def region_list() -> None:
             f" step {r.topup_step:,}  refunds +{r.refund_window_days} days  coin expiry {expiry}"
             f"  dynamic QR {r.payment_request_minutes} min"
         )
+
+
+# --- coupons ---------------------------------------------------------------------------------
+
+
+def _operator_here() -> Actor:
+    """Who the audit trail names for a coupon run from this machine's shell: its user, as the operator."""
+    return Actor(_platform_operator_here().subject, Role.OPERATOR.value, "cli")
+
+
+def _run_coupons(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """`work` in one transaction; a refusal is printed and exits 1."""
+    settings = get_settings()
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            return _in_transaction(resolved, work)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+
+RegionOption = Annotated[str, typer.Option(help="the region's code")]
+
+
+@coupons_cli.command("list")
+def coupons_list(
+    region: RegionOption = "aizu",
+    status: Annotated[CouponStatus | None, typer.Option(help="only coupons in this state")] = None,
+    merchant: Annotated[uuid.UUID | None, typer.Option(help="only this merchant's")] = None,
+) -> None:
+    """The region's coupons, newest first, one line each."""
+
+    async def listed(session: AsyncSession) -> list[CouponOut]:
+        found = await coupons.coupons(session, scope=coupons.Scope(region, merchant), status=status, after_id=None,
+                                      limit=10_000)
+        return [CouponOut.of(c, await coupons.stock_left(session, c)) for c in found]
+
+    found = _run_coupons(listed)
+    print(f"{len(found)} coupon(s)")
+    for c in found:
+        issuer = c.merchant_id or "region-wide"
+        print(f"{c.id}  {c.status}  {c.kind} {c.value if c.value is not None else '-'}  {c.name}  {issuer}"
+              f"  stock {c.stock_left}/{c.stock}  {c.valid_from:%Y-%m-%d %H:%M}..{c.valid_until:%Y-%m-%d %H:%M}")
+
+
+@coupons_cli.command("create")
+def coupons_create(
+    name: Annotated[str, typer.Option(help="what residents see")],
+    kind: Annotated[CouponKind, typer.Option()],
+    valid_from: Annotated[str, typer.Option(help="ISO 8601 with its offset, e.g. 2026-04-01T00:00:00+09:00")],
+    valid_until: Annotated[str, typer.Option(help="exclusive, as --valid-from")],
+    stock: Annotated[int, typer.Option(help="how many may be claimed in all")],
+    terms: Annotated[str, typer.Option()],
+    region: RegionOption = "aizu",
+    merchant: Annotated[uuid.UUID | None, typer.Option(help="the issuing merchant; none: region-wide")] = None,
+    value: Annotated[int | None, typer.Option(help="yen off, basis points, or the fixed price")] = None,
+    max_discount: Annotated[int | None, typer.Option(help="percent_off: the most yen it takes off")] = None,
+    min_spend: Annotated[int, typer.Option(help="smallest price it applies to, yen")] = 0,
+    per_resident_limit: Annotated[int, typer.Option()] = 1,
+    store: Annotated[list[uuid.UUID] | None, typer.Option(help="a store where it is valid (repeatable)")] = None,
+    image_url: Annotated[str | None, typer.Option()] = None,
+    funded_by: Annotated[Funder, typer.Option()] = Funder.SHOP,
+    sponsor: Annotated[uuid.UUID | None, typer.Option(help="funded_by sponsor: the sponsor's id")] = None,
+) -> None:
+    """Issue a draft coupon as the region's operator, checked as POST /v1/coupons checks it
+    (audited). Exit 2 for invalid input, 1 if refused."""
+    given = dict(
+        merchant_id=merchant, name=name, kind=kind, value=value, max_discount=max_discount, min_spend=min_spend,
+        store_ids=store or None, valid_from=valid_from, valid_until=valid_until, stock=stock,
+        per_resident_limit=per_resident_limit, terms=terms, image_url=image_url, funded_by=funded_by,
+        sponsor_id=sponsor,
+    )
+    try:
+        body = CouponCreate(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+    async def create(session: AsyncSession) -> CouponOut:
+        coupon = await coupons.create_coupon(session, SystemClock(), scope=coupons.Scope(region, None),
+                                             actor=_operator_here(), fields=body.model_dump())
+        return CouponOut.of(coupon, await coupons.stock_left(session, coupon))
+
+    print(_run_coupons(create).model_dump_json(indent=2))
+
+
+def _move_coupon(coupon_id: uuid.UUID, region: str, to: CouponStatus) -> None:
+    async def move(session: AsyncSession) -> CouponOut:
+        coupon = await coupons.move(session, SystemClock(), scope=coupons.Scope(region, None), actor=_operator_here(),
+                                    coupon_id=coupon_id, to=to)
+        return CouponOut.of(coupon, await coupons.stock_left(session, coupon))
+
+    moved = _run_coupons(move)
+    print(f"{moved.id}  {moved.status}")
+
+
+@coupons_cli.command("activate")
+def coupons_activate(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
+    """Offer a coupon to residents (a draft, or a paused one again)."""
+    _move_coupon(coupon_id, region, CouponStatus.ACTIVE)
+
+
+@coupons_cli.command("pause")
+def coupons_pause(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
+    """Stop claims and redemptions for a while."""
+    _move_coupon(coupon_id, region, CouponStatus.PAUSED)
+
+
+@coupons_cli.command("end")
+def coupons_end(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
+    """End a coupon for good."""
+    _move_coupon(coupon_id, region, CouponStatus.ENDED)
 
 
 if __name__ == "__main__":

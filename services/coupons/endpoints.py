@@ -55,8 +55,7 @@ def _scope(principal: Principal) -> service.Scope:
 
 
 async def _coupon_out(session: AsyncSession, coupon: Coupon) -> CouponOut:
-    fields = {name: getattr(coupon, name) for name in CouponOut.model_fields if name != "stock_left"}
-    return CouponOut.model_validate({**fields, "stock_left": await service.stock_left(session, coupon)})
+    return CouponOut.of(coupon, await service.stock_left(session, coupon))
 
 
 def _claim_out(view: service.ClaimView, now: datetime) -> ClaimOut:
@@ -182,14 +181,16 @@ async def redeem_code(
 
 
 # --- one coupon --------------------------------------------------------------------------------------------
+# The id's path segment admits only a UUID, so that /v1/coupons/health, /available and /claims are
+# never taken for a coupon (a PATCH or POST there would be asked for its Idempotency-Key).
 
 
-@router.get("/{coupon_id}", response_model=CouponOut, responses=PROBLEMS)
+@router.get("/{coupon_id:uuid}", response_model=CouponOut, responses=PROBLEMS)
 async def get_coupon(coupon_id: uuid.UUID, principal: Reader, session: SessionDep) -> CouponOut:
     return await _coupon_out(session, await service.coupon(session, scope=_scope(principal), coupon_id=coupon_id))
 
 
-@router.patch("/{coupon_id}", response_model=CouponOut, responses=PROBLEMS)
+@router.patch("/{coupon_id:uuid}", response_model=CouponOut, responses=PROBLEMS)
 async def update_coupon(
     coupon_id: uuid.UUID, body: CouponUpdate, principal: Issuer, session: SessionDep, clock: ClockDep,
     idem: IdempotencyDep,
@@ -219,7 +220,7 @@ async def _move(
     return await idem.respond(200, await _coupon_out(session, coupon))
 
 
-@router.post("/{coupon_id}/activate", response_model=CouponOut, responses=PROBLEMS)
+@router.post("/{coupon_id:uuid}/activate", response_model=CouponOut, responses=PROBLEMS)
 async def activate_coupon(
     coupon_id: uuid.UUID, principal: Issuer, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):
@@ -227,7 +228,7 @@ async def activate_coupon(
     return await _move(CouponStatus.ACTIVE, coupon_id, principal, session, clock, idem)
 
 
-@router.post("/{coupon_id}/pause", response_model=CouponOut, responses=PROBLEMS)
+@router.post("/{coupon_id:uuid}/pause", response_model=CouponOut, responses=PROBLEMS)
 async def pause_coupon(
     coupon_id: uuid.UUID, principal: Issuer, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):
@@ -235,7 +236,7 @@ async def pause_coupon(
     return await _move(CouponStatus.PAUSED, coupon_id, principal, session, clock, idem)
 
 
-@router.post("/{coupon_id}/end", response_model=CouponOut, responses=PROBLEMS)
+@router.post("/{coupon_id:uuid}/end", response_model=CouponOut, responses=PROBLEMS)
 async def end_coupon(
     coupon_id: uuid.UUID, principal: Issuer, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):
@@ -243,7 +244,7 @@ async def end_coupon(
     return await _move(CouponStatus.ENDED, coupon_id, principal, session, clock, idem)
 
 
-@router.post("/{coupon_id}/claims", status_code=201, response_model=ClaimOut, responses=PROBLEMS)
+@router.post("/{coupon_id:uuid}/claims", status_code=201, response_model=ClaimOut, responses=PROBLEMS)
 async def claim_coupon(
     coupon_id: uuid.UUID, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AnyHttpUrl, Field, StringConstraints, UrlConstraints
 
-from services.coupons.models import Audience, CouponKind, CouponStatus, Funder
+from services.coupons.models import Audience, Coupon, CouponKind, CouponStatus, Funder
 from shared.clock import TOKYO, Instant
 from shared.money import MAX_AMOUNT, Amount, whole_number
 from shared.schemas import Schema, Text100
@@ -96,6 +96,11 @@ class CouponOut(Schema):
     status: CouponStatus
     created_at: TokyoTime
     updated_at: TokyoTime
+
+    @classmethod
+    def of(cls, coupon: Coupon, stock_left: int) -> CouponOut:
+        fields = {name: getattr(coupon, name) for name in cls.model_fields if name != "stock_left"}
+        return cls.model_validate({**fields, "stock_left": stock_left})
 
 
 class ClaimState(StrEnum):
