@@ -165,26 +165,38 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = 'CP001', MESSAGE = 'limit_reached';
         END IF;
         LOOP
-            UPDATE coupons.stock s SET remaining = s.remaining - 1
-             WHERE s.coupon_id = p_coupon_id AND s.bucket = (
-                   SELECT f.bucket FROM coupons.stock f
-                    WHERE f.coupon_id = p_coupon_id AND f.remaining > 0
-                    ORDER BY (f.bucket - p_start + 32768) % 32768
-                    LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING s.bucket INTO v_bucket;
-            EXIT WHEN FOUND;
-            SELECT f.bucket INTO v_bucket FROM coupons.stock f
-             WHERE f.coupon_id = p_coupon_id AND f.remaining > 0
-             ORDER BY (f.bucket - p_start + 32768) % 32768
-             LIMIT 1 FOR UPDATE;
-            IF FOUND THEN
+            BEGIN
                 UPDATE coupons.stock s SET remaining = s.remaining - 1
-                 WHERE s.coupon_id = p_coupon_id AND s.bucket = v_bucket;
+                 WHERE s.coupon_id = p_coupon_id AND s.bucket = (
+                       SELECT f.bucket FROM coupons.stock f
+                        WHERE f.coupon_id = p_coupon_id AND f.remaining > 0
+                        ORDER BY (f.bucket - p_start + 32768) % 32768
+                        LIMIT 1 FOR UPDATE SKIP LOCKED)
+                RETURNING s.bucket INTO v_bucket;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION USING ERRCODE = 'CP002';
+                END IF;
                 EXIT;
-            END IF;
+            EXCEPTION WHEN SQLSTATE 'CP002' THEN
+                NULL;
+            END;
             IF NOT EXISTS (SELECT 1 FROM coupons.stock s WHERE s.coupon_id = p_coupon_id AND s.remaining > 0) THEN
                 RAISE EXCEPTION USING ERRCODE = 'CP001', MESSAGE = 'out_of_stock';
             END IF;
+            BEGIN
+                SELECT f.bucket INTO v_bucket FROM coupons.stock f
+                 WHERE f.coupon_id = p_coupon_id AND f.remaining > 0
+                 ORDER BY f.bucket
+                 LIMIT 1 FOR UPDATE;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION USING ERRCODE = 'CP002';
+                END IF;
+                UPDATE coupons.stock s SET remaining = s.remaining - 1
+                 WHERE s.coupon_id = p_coupon_id AND s.bucket = v_bucket;
+                EXIT;
+            EXCEPTION WHEN SQLSTATE 'CP002' THEN
+                NULL;
+            END;
         END LOOP;
         INSERT INTO coupons.claims (id, region_id, coupon_id, subject, bucket, code, status, claimed_at)
         VALUES (p_claim_id, p_region_id, p_coupon_id, p_subject, v_bucket,
