@@ -18,6 +18,8 @@ from sqlalchemy import text
 
 from app import wiring
 from services.coupons.endpoints import router as coupons_router
+from services.coupons.transit.endpoints import router as transit_router
+from services.coupons.segments.endpoints import router as segments_router
 from services.settlement.endpoints import router as settlement_router
 from services.wallet.campaigns.endpoints import router as campaigns_router
 from services.wallet.endpoints import router as wallet_router
@@ -44,7 +46,7 @@ DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's files
 # Each service's routers, in the order the OpenAPI document lists their paths.
 ROUTERS: dict[str, list[APIRouter]] = {
     "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
-    "coupons": [coupons_router],
+    "coupons": [coupons_router, segments_router, transit_router],
     "settlement": [settlement_router],
 }
 SERVICES = tuple(ROUTERS)

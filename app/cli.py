@@ -1,4 +1,5 @@
-"""`chiikipay`: run, migrate, seed the demo town, mint dev tokens, verify the ledger."""
+"""`chiikipay`: run, migrate, seed the demo town, mint dev tokens, verify the ledger, host regions,
+and set up bus operators' fare products and validators."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Annotated, TypeVar
 
@@ -23,6 +25,10 @@ from app.demo import AUDITOR, OPERATOR, seed
 from services.coupons import service as coupons
 from services.coupons.models import CouponKind, CouponStatus, Funder
 from services.coupons.schemas import CouponCreate, CouponOut
+from services.coupons.segments import service as segments
+from services.coupons.transit import service as transit
+from services.coupons.transit.codes import ProductKind
+from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
 from services.wallet import onboarding, verify
 from services.wallet.directory import repository as directory_repo
 from services.wallet.expiry import service as expiry
@@ -36,7 +42,6 @@ from shared.auth import (
     PLATFORM_REGION,
     DevIssuer,
     NoDevIssuerKey,
-    Principal,
     Role,
     dev_issuer_key_path,
 )
@@ -55,8 +60,13 @@ jobs = typer.Typer(help="Jobs the server also runs on its own schedule.", no_arg
 app.add_typer(jobs, name="jobs")
 region_cli = typer.Typer(help="The regions (regional currencies) this platform hosts.", no_args_is_help=True)
 app.add_typer(region_cli, name="region")
+transit_cli = typer.Typer(help="Bus operators, their fare products and validators (as the operator).",
+                          no_args_is_help=True)
+app.add_typer(transit_cli, name="transit")
 coupons_cli = typer.Typer(help="Coupons, as the region's operator issues and runs them.", no_args_is_help=True)
 app.add_typer(coupons_cli, name="coupons")
+segments_cli = typer.Typer(help="A region's segments for coupon distribution (the operator's view).", no_args_is_help=True)
+app.add_typer(segments_cli, name="segments")
 console = Console()
 T = TypeVar("T")
 
@@ -269,13 +279,13 @@ def jobs_expire(
         raise typer.Exit(1)
 
 
-def _platform_operator_here() -> Principal:
+def _platform_operator_here() -> Actor:
     """Who the audit trail names for a region created at this machine's shell: its user."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no login name (a container's bare uid)
         user = f"uid-{os.getuid()}"
-    return Principal(subject=f"cli:{user}", role=Role.PLATFORM_OPERATOR, region_code=PLATFORM_REGION, request_id="cli")
+    return Actor(subject=f"cli:{user}", role=Role.PLATFORM_OPERATOR.value, request_id="cli")
 
 
 @region_cli.command("create")
@@ -344,27 +354,172 @@ def region_list() -> None:
         )
 
 
-# --- coupons ---------------------------------------------------------------------------------
+
+# --- transit ------------------------------------------------------------------------------------
+
+RegionOption = Annotated[str, typer.Option(help="the region's code")]
+BusOperator = Annotated[uuid.UUID, typer.Argument(help="the bus operator's merchant id")]
 
 
-def _operator_here() -> Actor:
-    """Who the audit trail names for a coupon run from this machine's shell: its user, as the operator."""
-    return Actor(_platform_operator_here().subject, Role.OPERATOR.value, "cli")
-
-
-def _run_coupons(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """`work` in one transaction; a refusal is printed and exits 1."""
+def _as_operator(work: Callable[[AsyncSession, Actor], Awaitable[T]]) -> T:
+    """Run `work` as the region's operator at this machine's shell (the audit trail names its
+    user) in one transaction; a refusal exits 1 with its detail."""
     settings = get_settings()
+    operator = replace(_platform_operator_here(), role=Role.OPERATOR.value)
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
         try:
-            return _in_transaction(resolved, work)
+            return _in_transaction(resolved, lambda session: work(session, operator))
         except Problem as refused:
             print(f"refused: {refused.detail}", file=sys.stderr)
             raise typer.Exit(1) from None
 
 
-RegionOption = Annotated[str, typer.Option(help="the region's code")]
+def _valid(model: type[T], **given: object) -> T:
+    """The body as the API would check it; exit 2 naming each invalid field."""
+    try:
+        return model(**{k: v for k, v in given.items() if v is not None})  # type: ignore[call-arg]
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+@transit_cli.command("operator")
+def transit_operator(merchant: BusOperator, region: RegionOption = "aizu") -> None:
+    """Mark a merchant (a bus company, the on-demand bus) as a bus operator (audited). Exit 1 if refused."""
+    found = _as_operator(lambda s, actor: transit.mark_operator(
+        s, SystemClock(), region=region, actor=actor, merchant_id=merchant))
+    print(f"{found.merchant.id}  {found.merchant.name}  {found.merchant.name_ja}  is a bus operator")
+
+
+@transit_cli.command("products")
+def transit_products(
+    region: RegionOption = "aizu",
+    merchant: Annotated[uuid.UUID | None, typer.Option(help="only this bus operator's")] = None,
+) -> None:
+    """The region's fare products, newest first: one line each, with the fare per rider category."""
+    found = _as_operator(lambda s, _: transit.list_products(
+        s, region=region, merchant_id=merchant, status=None, after_id=None, limit=1_000))
+    print(f"{len(found)} fare product(s)")
+    for view in found:
+        p = view.product
+        rides = f" {p.rides} rides" if p.rides else ""
+        fares = "  ".join(f"{category} {amount:,}" for category, amount in sorted(view.fares.items()))
+        print(f"{p.id}  {p.name}  {p.name_ja}  {p.kind}{rides}  first use within {p.valid_days} days  {fares}"
+              f"  {p.status}")
+
+
+@transit_cli.command("product-add")
+def transit_product_add(
+    merchant: BusOperator,
+    name: Annotated[str, typer.Option(help="romanised")],
+    name_ja: Annotated[str, typer.Option("--name-ja")],
+    kind: Annotated[ProductKind, typer.Option(help="single_ride, day_pass (24 h from the first ride), multi_ride")],
+    adult: Annotated[int | None, typer.Option(help="adult fare, yen")] = None,
+    child: Annotated[int | None, typer.Option(help="child fare, yen")] = None,
+    elderly: Annotated[int | None, typer.Option(help="elderly fare, yen")] = None,
+    rides: Annotated[int | None, typer.Option(help="a multi_ride ticket's number of rides")] = None,
+    valid_days: Annotated[int | None, typer.Option(help="first use within this many days of purchase (90)")] = None,
+    region: RegionOption = "aizu",
+) -> None:
+    """Define a fare product, checked as POST /v1/transit/products checks it (audited). Exit 2 for
+    invalid input, 1 if refused."""
+    fares = _valid(Fares, adult=adult, child=child, elderly=elderly)
+    body = _valid(ProductCreate, merchant_id=merchant, name=name, name_ja=name_ja, kind=kind, rides=rides,
+                  valid_days=valid_days, fares=fares)
+    async def create(session: AsyncSession, actor: Actor) -> transit.ProductView:
+        owner = await transit.operator_of(session, region=region, merchant_id=merchant)
+        return await transit.create_product(session, SystemClock(), actor=actor, owner=owner, details=body.model_dump())
+
+    found = _as_operator(create)
+    out = ProductOut(
+        id=found.product.id, merchant_id=found.merchant_id, name=found.product.name, name_ja=found.product.name_ja,
+        kind=found.product.kind, rides=found.product.rides, valid_days=found.product.valid_days, fares=found.fares,
+        status=found.product.status, created_at=found.product.created_at, retired_at=found.product.retired_at,
+    )
+    print(out.model_dump_json(indent=2))
+
+
+@transit_cli.command("validators")
+def transit_validators(merchant: BusOperator, region: RegionOption = "aizu") -> None:
+    """A bus operator's validator devices, newest first."""
+    async def listed(session: AsyncSession, _: Actor) -> list[transit.Validator]:
+        return await transit.list_validators(
+            session, owner=await transit.operator_of(session, region=region, merchant_id=merchant))
+
+    found = _as_operator(listed)
+    print(f"{len(found)} validator(s)")
+    for v in found:
+        state = f"revoked {v.revoked_at.isoformat()}" if v.revoked_at else "active"
+        print(f"{v.id}  {v.name}  created {v.created_at.isoformat()} by {v.created_by}  {state}")
+
+
+@transit_cli.command("validator-add")
+def transit_validator_add(
+    merchant: BusOperator,
+    name: Annotated[str, typer.Option(help="the device's name, e.g. the bus's number")],
+    region: RegionOption = "aizu",
+) -> None:
+    """A validator device's API key for one bus operator (audited). stdout is the secret alone,
+    shown this once (KEY=$(chiikipay transit validator-add …)); stderr names the validator."""
+    body = _valid(ValidatorCreate, merchant_id=merchant, name=name)
+    async def create(session: AsyncSession, actor: Actor) -> tuple[transit.Validator, str]:
+        owner = await transit.operator_of(session, region=region, merchant_id=merchant)
+        return await transit.create_validator(session, SystemClock(), region=region, actor=actor, owner=owner,
+                                              name=body.name)
+
+    made, secret = _as_operator(create)
+    typer.echo(f"validator {made.id} ({made.name}) of bus operator {merchant}", err=True)
+    print(secret)
+@segments_cli.command("list")
+def segments_list(region: Annotated[str, typer.Option(help="the region's code")] = "aizu") -> None:
+    """The region's live segments, newest first: id, version in force, name, filter kinds."""
+    settings = get_settings()
+
+    async def listed(session: AsyncSession) -> list[segments.SegmentView]:
+        found: list[segments.SegmentView] = []
+        while page := await segments.list_segments(
+            session, region=region, after_id=found[-1].segment.id if found else None, limit=200
+        ):
+            found += page
+        return found
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            found = _in_transaction(resolved, listed)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+    print(f"{len(found)} segment(s)")
+    for view in found:
+        kinds = ", ".join(f.kind for f in view.filters)
+        print(f"{view.segment.id}  v{view.version}  {view.segment.name}  [{kinds}]")
+
+
+@segments_cli.command("audience")
+def segments_audience(
+    segment_id: Annotated[uuid.UUID, typer.Argument(help="the segment's id (`chiikipay segments list`)")],
+    region: Annotated[str, typer.Option(help="the region's code")] = "aizu",
+) -> None:
+    """How many residents the segment matches now: the count, as the API shows it, never who."""
+    settings = get_settings()
+
+    async def counted(session: AsyncSession) -> segments.AudienceCount:
+        return await segments.audience(session, SystemClock(), region=region, segment_id=segment_id)
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            found = _in_transaction(resolved, counted)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+    print(f"{found.residents} resident(s) in segment {found.segment_id} v{found.version} at {found.at.isoformat()}")
+
+
+# --- coupons ---------------------------------------------------------------------------------
 
 
 @coupons_cli.command("list")
@@ -375,12 +530,12 @@ def coupons_list(
 ) -> None:
     """The region's coupons, newest first, one line each."""
 
-    async def listed(session: AsyncSession) -> list[CouponOut]:
+    async def listed(session: AsyncSession, _: Actor) -> list[CouponOut]:
         found = await coupons.coupons(session, scope=coupons.Scope(region, merchant), status=status, after_id=None,
                                       limit=10_000)
         return [CouponOut.of(c, await coupons.stock_left(session, c)) for c in found]
 
-    found = _run_coupons(listed)
+    found = _as_operator(listed)
     print(f"{len(found)} coupon(s)")
     for c in found:
         issuer = c.merchant_id or "region-wide"
@@ -422,21 +577,21 @@ def coupons_create(
             print(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}", file=sys.stderr)
         raise typer.Exit(2) from None
 
-    async def create(session: AsyncSession) -> CouponOut:
+    async def create(session: AsyncSession, operator: Actor) -> CouponOut:
         coupon = await coupons.create_coupon(session, SystemClock(), scope=coupons.Scope(region, None),
-                                             actor=_operator_here(), fields=body.model_dump())
+                                             actor=operator, fields=body.model_dump())
         return CouponOut.of(coupon, await coupons.stock_left(session, coupon))
 
-    print(_run_coupons(create).model_dump_json(indent=2))
+    print(_as_operator(create).model_dump_json(indent=2))
 
 
 def _move_coupon(coupon_id: uuid.UUID, region: str, to: CouponStatus) -> None:
-    async def move(session: AsyncSession) -> CouponOut:
-        coupon = await coupons.move(session, SystemClock(), scope=coupons.Scope(region, None), actor=_operator_here(),
+    async def move(session: AsyncSession, operator: Actor) -> CouponOut:
+        coupon = await coupons.move(session, SystemClock(), scope=coupons.Scope(region, None), actor=operator,
                                     coupon_id=coupon_id, to=to)
         return CouponOut.of(coupon, await coupons.stock_left(session, coupon))
 
-    moved = _run_coupons(move)
+    moved = _as_operator(move)
     print(f"{moved.id}  {moved.status}")
 
 

@@ -16,7 +16,8 @@ from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
 from services.wallet.ledger import repository as ledger_repo
 from services.wallet.topups import service as topups
-from shared.auth import Principal, Role
+from shared.audit import Actor
+from shared.auth import Role
 from shared.clock import Clock
 from shared.config import Settings
 
@@ -54,25 +55,25 @@ async def seed(session: AsyncSession, clock: Clock, settings: Settings) -> DemoT
     region = await directory_repo.region_by_code(session, REGION["code"])
     if region is None:
         region = await onboarding.create_region(session, clock, settings, **REGION)
-    operator = Principal(subject=OPERATOR, role=Role.OPERATOR, region_code=region.code, request_id="demo-seed")
+    operator = Actor(subject=OPERATOR, role=Role.OPERATOR.value, request_id="demo-seed")
 
     merchants: dict[str, str] = {}
     for details in MERCHANTS:
         merchant = await directory_repo.merchant_by_name(session, region.id, details["name"])
         if merchant is None:
-            merchant = await onboarding.onboard_merchant(session, clock, operator, {**details, **BANK})
+            merchant = await onboarding.onboard_merchant(session, clock, operator, region, {**details, **BANK})
         merchants[merchant.name] = str(merchant.id)
 
     residents: dict[str, tuple[str, int]] = {}
     for subject, opening_balance in RESIDENTS.items():
-        resident = Principal(subject=subject, role=Role.RESIDENT, region_code=region.code)
-        account = (await directory.my_wallet(session, clock, resident)).account
+        wallet = await directory.wallet_for(session, clock, region, subject)
+        account = wallet.account
         balance = account.balance
         if not await ledger_repo.history(session, [account.id], after_id=None, limit=1):
             left = opening_balance
             while left > 0:  # counter top-ups within the region's per-top-up maximum
                 step = min(left, region.topup_max)
-                balance = (await topups.counter_topup(session, clock, operator, account.id, step, "demo")).balance_after
+                balance = (await topups.counter_topup(session, clock, operator, wallet, step, "demo")).balance_after
                 left -= step
         residents[subject] = (str(account.id), balance)
     return DemoTown(region.code, merchants, residents)

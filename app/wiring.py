@@ -8,12 +8,13 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coupons import service as coupons
+from services.coupons.transit import service as transit
 from services.wallet import public as wallet
 from services.wallet.campaigns import rewards
 from services.wallet.directory import service as directory
 from services.wallet.grants import service as grants
 from services.wallet.payments import hooks as payment_hooks
-from shared.auth import PARTNER_KEY_PREFIX, Principal
+from shared.auth import PARTNER_KEY_PREFIX, VALIDATOR_KEY_PREFIX, Principal
 
 
 def wire() -> None:
@@ -27,7 +28,10 @@ def wire() -> None:
 
 async def resolve_api_key(session: AsyncSession, secret: str) -> Principal | None:
     """The caller behind a presented API key (shared.auth asks): a partner system's key (its own
-    prefix) is the grants module's, any other a merchant terminal's. None if unknown or revoked."""
+    prefix) is the grants module's, a bus validator's (its own prefix) transit's, any other a
+    merchant terminal's. None if unknown or revoked."""
     if secret.startswith(PARTNER_KEY_PREFIX):
         return await grants.resolve_partner_key(session, secret)
+    if secret.startswith(VALIDATOR_KEY_PREFIX):
+        return await transit.resolve_validator_key(session, secret)
     return await directory.resolve_api_key(session, secret)

@@ -1,4 +1,5 @@
-"""Who is calling: OAuth2 bearer JWTs for people, API keys for merchant POS terminals.
+"""Who is calling: OAuth2 bearer JWTs for people, API keys for merchant POS terminals, partner
+systems and bus validators.
 
 Tokens are RS256, checked for signature, issuer, audience and expiry. In production the keys come
 from the city's OpenID Connect provider (a JWKS URL or a configured public key); on the embedded
@@ -42,6 +43,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     TERMINAL = "terminal"  # a merchant POS terminal authenticated by API key
     PARTNER = "partner"  # a partner system's API key, scoped to one grant campaign
+    VALIDATOR = "validator"  # a bus validator device's API key, scoped to one bus operator
     # Runs the platform that hosts the regions: onboards a region, lists them. Not of any region:
     # its token's `region` claim is PLATFORM_REGION, and no region's endpoint admits it.
     PLATFORM_OPERATOR = "platform_operator"
@@ -51,7 +53,7 @@ class Role(StrEnum):
 PLATFORM_REGION = "*"
 MERCHANT_ROLES = frozenset({Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL})
 # Roles that only API keys carry, never a token.
-KEY_ROLES = frozenset({Role.TERMINAL, Role.PARTNER})
+KEY_ROLES = frozenset({Role.TERMINAL, Role.PARTNER, Role.VALIDATOR})
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Principal:
     subject: str
     role: Role
     region_code: str
-    merchant_id: uuid.UUID | None = None
+    merchant_id: uuid.UUID | None = None  # a merchant role's merchant; a validator's bus operator
     api_key_id: uuid.UUID | None = None
     campaign_id: uuid.UUID | None = None  # a partner key's one campaign
     request_id: str | None = None
@@ -222,7 +224,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     except ValueError:
         raise InvalidToken("The token carries no known role.") from None
     if role in KEY_ROLES:
-        raise InvalidToken("Terminals and partner systems authenticate with an API key, not a token.")
+        raise InvalidToken("Terminals, partner systems and validators authenticate with an API key, not a token.")
     subject = claims.get("sub")
     if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
         raise InvalidToken("The token's subject must be 1 to 255 printable ASCII characters without spaces.")
@@ -245,6 +247,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
 
 API_KEY_PREFIX = "ckpos_"
 PARTNER_KEY_PREFIX = "ckgrant_"  # a partner system's key for one grant campaign
+VALIDATOR_KEY_PREFIX = "ckbus_"  # a bus validator's key for one bus operator
 
 
 def new_api_key_secret() -> str:
@@ -264,7 +267,7 @@ ApiKeyResolver = Callable[[AsyncSession, str], Awaitable[Principal | None]]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="OAuth2 bearer JWT")
 api_key_scheme = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="Merchant POS terminal key, or a partner system's grant key"
+    name="X-API-Key", auto_error=False, description="Merchant POS terminal key, a partner system's grant key, or a bus validator's key"
 )
 
 
@@ -299,11 +302,12 @@ def require(*roles: Role) -> Any:
     """A dependency admitting only the given roles; every endpoint declares its roles with it.
 
     A partner key may grant points in its one campaign and read its own grants, nothing else: it
-    passes only gates that name `Role.PARTNER` among a chosen few, never an "every role" gate.
-    Nor does a platform operator, whose work is hosting regions, not acting inside one."""
+    passes only gates that name `Role.PARTNER` among a chosen few, never an "every role" gate; a
+    validator key likewise only the transit gates that name `Role.VALIDATOR`. Nor does a platform
+    operator, whose work is hosting regions, not acting inside one."""
     allowed = frozenset(roles)
     if allowed == frozenset(Role):
-        allowed -= {Role.PARTNER, Role.PLATFORM_OPERATOR}
+        allowed -= {Role.PARTNER, Role.VALIDATOR, Role.PLATFORM_OPERATOR}
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     dev_issuer_enabled: bool = True
     dev_token_ttl_seconds: int = 3600
 
+    # Transit e-tickets' rotating codes are signed with this Ed25519 private key (PEM); unset, a
+    # key kept in the data folder (created on first start, as the dev issuer's). After a rotation
+    # the previous key's public half (PEM) is still listed for validators until their codes are stale.
+    transit_signing_key: str | None = Field(default=None, repr=False)
+    transit_previous_public_key: str | None = None
+
     # Bank top-up webhook: HMAC-SHA256 over "<timestamp>.<body>" with this shared secret.
     bank_webhook_secret: str = Field(default="dev-bank-webhook-secret", repr=False)
     bank_webhook_tolerance_seconds: int = 300

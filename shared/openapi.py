@@ -48,6 +48,8 @@ TAG_DESCRIPTIONS = {
     "grants": "Points granted by a campaign: one by one, or by CSV upload; partner keys.",
     "premium": "Premium (プレミアム付き) coupon sales: offers, purchases, lottery applications and draws.",
     "coupons": "Coupons, bundles and transit tickets.",
+    "transit": "Bus operators' fare products, residents' e-tickets and their rotating codes, validators' scans.",
+    "segments": "Residents' profiles and consents for offers; the operator's segments, audience counts and announcements.",
     "settlement": "Settlement runs, merchant statements and reports.",
 }
 

@@ -3,6 +3,7 @@ the code as it is, so an upward import or a cycle between the wallet's modules f
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -65,3 +66,60 @@ def test_coupons_reaching_past_the_public_surface_breaks_the_contract(tmp_path):
     assert result.returncode == 1  # lint-imports: a contract is broken
     assert "services.coupons.endpoints -> services.wallet.payments.service" in result.stdout
     assert "services.coupons.endpoints -> services.wallet.public" not in result.stdout  # that one is allowed
+
+
+# Who may look at the caller (a `Principal`): the endpoints, which authenticate; access.py, which
+# holds every rule of who may see or do what; and the API-key resolvers, whose product is a
+# principal (only inside those functions). Every other wallet module takes an explicit `Actor`
+# and the scope it works in (DESIGN.md), so that jobs and other services need no made-up caller.
+PRINCIPAL_READERS = {"services/wallet/access.py", "services/wallet/endpoints.py"}
+PRINCIPAL_MAKERS = {
+    "services/wallet/directory/service.py": {"resolve_api_key"},
+    "services/wallet/grants/service.py": {"resolve_partner_key"},
+}
+
+
+def _principal_users(root: Path) -> list[str]:
+    """Where a wallet module outside those named above uses `Principal`: "path:line"."""
+    found = []
+    for path in sorted((root / "services" / "wallet").rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name in PRINCIPAL_READERS or path.name == "endpoints.py":
+            continue
+        tree = ast.parse(path.read_text(), filename=name)
+        makers = PRINCIPAL_MAKERS.get(name, set())
+        allowed: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in makers:
+                allowed |= {id(inner) for inner in ast.walk(node)}
+        for node in ast.walk(tree):
+            imported = isinstance(node, ast.ImportFrom) and any(a.name == "Principal" for a in node.names)
+            used = (isinstance(node, ast.Name) and node.id == "Principal") or (
+                isinstance(node, ast.Attribute) and node.attr == "Principal"
+            )
+            named = isinstance(node, ast.Constant) and isinstance(node.value, str) and "Principal" in node.value.split()
+            if imported and makers:
+                continue  # the resolvers' own import; their uses are checked one by one
+            if (imported or used or named) and id(node) not in allowed:
+                found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_only_endpoints_access_and_key_resolvers_see_the_principal():
+    assert _principal_users(ROOT) == []
+
+
+def test_a_service_reading_the_principal_is_named(tmp_path):
+    """The check can fail: over a copy in which the top-ups service takes a principal again, and the
+    directory's service uses one outside its key resolver, both are named."""
+    shutil.copytree(ROOT / "services", tmp_path / "services", ignore=shutil.ignore_patterns("__pycache__"))
+    topups = tmp_path / "services" / "wallet" / "topups" / "service.py"
+    topups.write_text(topups.read_text() + "\nfrom shared.auth import Principal  # noqa\n")
+    directory = tmp_path / "services" / "wallet" / "directory" / "service.py"
+    directory.write_text(directory.read_text() + "\n\ndef caller(principal: 'Principal') -> str:\n"
+                         "    return Principal.__name__\n")
+    found = _principal_users(tmp_path)
+    lines = len(topups.read_text().splitlines())
+    assert f"services/wallet/topups/service.py:{lines}" in found
+    assert any(f.startswith("services/wallet/directory/service.py:") for f in found)
+    assert len(found) == 3  # the import, the annotation and the use

@@ -18,10 +18,14 @@ import jwt
 import psutil
 import pytest
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from typer.testing import CliRunner
 
 from app.cli import app as cli
+from services.coupons.segments import service as segments
+from services.coupons.segments.filters import FILTERS
+from shared.audit import Actor
+from shared.clock import SystemClock
 from shared.config import get_settings
 
 runner = CliRunner()
@@ -365,6 +369,93 @@ async def test_token_mints_a_platform_operator_the_server_accepts(cli_env, clien
     assert listed.status_code == 200 and [r["code"] for r in listed.json()["items"]] == ["aizu"]
     refused = await client.get("/v1/region", headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 403
+
+
+def test_segments_list_and_audience_show_the_operator_counts_never_residents(cli_env):
+    """`chiikipay segments list|audience`: the region's segments and how many residents each
+    matches now; an unknown segment or region is refused (exit 1)."""
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+
+    async def prepare() -> str:
+        engine = create_async_engine(cli_env.database_url)
+        try:
+            async with async_sessionmaker(engine)() as s, s.begin():
+                await segments.set_profile(
+                    s, SystemClock(), region="aizu", actor=Actor("resident-hanako", "resident"),
+                    subject="resident-hanako", wanted=segments.Profile(True, False, area="tsuruga"),
+                )
+                view = await segments.create_segment(
+                    s, SystemClock(), region="aizu", actor=Actor("operator-aizu", "operator"),
+                    name="Castle district", filters=FILTERS.validate_python([{"kind": "area", "any_of": ["tsuruga"]}]),
+                )
+                return str(view.segment.id)
+        finally:
+            await engine.dispose()
+
+    segment_id = asyncio.run(prepare())
+    listed = runner.invoke(cli, ["segments", "list", "--region", "aizu"], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines() == ["1 segment(s)", f"{segment_id}  v1  Castle district  [area]"]
+    counted = runner.invoke(cli, ["segments", "audience", segment_id], terminal_width=200)
+    assert counted.exit_code == 0, counted.output
+    assert counted.stdout.startswith(f"1 resident(s) in segment {segment_id} v1 at ")
+    assert "hanako" not in counted.stdout
+    unknown = runner.invoke(cli, ["segments", "audience", "0190d0c4-0000-7000-8000-000000000000"])
+    assert unknown.exit_code == 1 and "No segment" in unknown.stderr
+    assert runner.invoke(cli, ["segments", "list", "--region", "nowhere"]).exit_code == 1
+
+
+def _transit_rows(database_url: str) -> tuple[list[tuple], int]:
+    async def read() -> tuple[list[tuple], int]:
+        engine = create_async_engine(database_url)
+        async with engine.connect() as conn:
+            products = (await conn.exec_driver_sql(
+                "SELECT p.name, p.kind, p.rides, f.rider_category, f.amount FROM coupons.fare_products p "
+                "JOIN coupons.fares f ON f.product_id = p.id ORDER BY p.name, f.rider_category"
+            )).all()
+            events = (await conn.exec_driver_sql("SELECT count(*) FROM platform.audit_events")).scalar_one()
+        await engine.dispose()
+        return [tuple(r) for r in products], events
+
+    return asyncio.run(read())
+
+
+def test_transit_operator_products_and_validators(cli_env, town):
+    bus = town.merchants["Aizu Bus"]
+    marked = runner.invoke(cli, ["transit", "operator", bus])
+    assert marked.exit_code == 0, marked.output
+    assert "会津乗合自動車  is a bus operator" in marked.stdout
+    added = runner.invoke(cli, ["transit", "product-add", bus, "--name", "Day pass", "--name-ja", "1日乗車券",
+                                "--kind", "day_pass", "--adult", "500", "--child", "250"])
+    assert added.exit_code == 0, added.output
+    assert '"kind": "day_pass"' in added.stdout
+    listed = runner.invoke(cli, ["transit", "products", "--merchant", bus])
+    assert listed.stdout.splitlines()[0] == "1 fare product(s)"
+    assert listed.stdout.splitlines()[1].endswith(
+        "Day pass  1日乗車券  day_pass  first use within 90 days  adult 500  child 250  active")
+
+    key = runner.invoke(cli, ["transit", "validator-add", bus, "--name", "bus 101"])
+    assert key.exit_code == 0, key.output
+    assert key.stdout.strip().startswith("ckbus_") and "bus 101" in key.stderr
+    validators = runner.invoke(cli, ["transit", "validators", bus])
+    assert validators.stdout.splitlines()[0] == "1 validator(s)" and "bus 101" in validators.stdout
+
+    # Refusals, checked as the API checks them, define nothing and leave no audit event.
+    before = _transit_rows(cli_env.database_url)
+    for args, code, says in (
+        (["operator", bus], 1, "already"),
+        (["product-add", bus, "--name", "Day pass", "--name-ja", "1日乗車券", "--kind", "day_pass", "--adult", "1"],
+         1, "already has"),
+        (["product-add", bus, "--name", "Ten rides", "--name-ja", "回数券", "--kind", "multi_ride", "--adult", "1800"],
+         1, "rides"),
+        (["product-add", bus, "--name", "Ride", "--name-ja", "乗車券", "--kind", "single_ride", "--adult", "0"],
+         2, "adult"),
+        (["validator-add", town.merchants["Minato Farm"], "--name", "x"], 1, "no bus operator"),
+    ):
+        refused = runner.invoke(cli, ["transit", *args])
+        assert refused.exit_code == code, refused.output
+        assert says in refused.stderr
+        assert _transit_rows(cli_env.database_url) == before
 
 
 def test_coupons_create_list_activate_pause_end(cli_env):

@@ -4,17 +4,18 @@ a claim in one statement. Nothing here refers to a wallet table: the service rea
 only through services/wallet/public.py.
 
 The living source of coupons.claim_coupon is services/coupons/sql/claim_coupon.sql; below is a
-frozen snapshot of it as of this revision (an alembic_utils entity).
+frozen snapshot of it as of this revision (an alembic_utils entity). It follows 0017 (transit),
+the head when it was merged (0015 → 0018 segments → 0017 transit → 0016).
 
 Revision ID: 0016
-Revises: 0015
+Revises: 0017
 Create Date: 2026-12-02
 """
 from alembic import op
 from alembic_utils.pg_function import PGFunction
 
 revision = "0016"
-down_revision = "0015"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

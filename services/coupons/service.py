@@ -137,10 +137,11 @@ def _check_funding(scope: Scope, fields: dict[str, Any]) -> None:
 
 
 async def _check_references(session: AsyncSession, region: str, fields: dict[str, Any]) -> None:
-    """The merchant, its stores and the sponsor exist in the region (sponsor-not-found is the wallet's)."""
+    """The merchant, its stores and the sponsor exist in the region (merchant-not-found and
+    sponsor-not-found are the wallet's)."""
     merchant_id = fields["merchant_id"]
-    if merchant_id is not None and await public.merchant(session, region=region, merchant_id=merchant_id) is None:
-        raise InvalidCoupon(f"No merchant {merchant_id} in this region.")
+    if merchant_id is not None:
+        await public.merchant(session, region=region, merchant_id=merchant_id)
     if fields["store_ids"] is not None:
         found = await public.stores(session, region=region, store_ids=fields["store_ids"])
         if len(found) != len(fields["store_ids"]):

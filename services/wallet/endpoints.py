@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import ValidationError
 
-from services.wallet import onboarding
+from services.wallet import access, onboarding
 from services.wallet.directory import service as directory
 from services.wallet.directory.models import Merchant
 from services.wallet.expiry import service as expiry
@@ -47,6 +47,7 @@ from services.wallet.schemas import (
 from services.wallet.statements import service as statements
 from services.wallet.topups import service as topups
 from shared import audit
+from shared.audit import Actor
 from shared.auth import Principal, Role, require
 from shared.clock import Day, Instant
 from shared.db import SessionDep
@@ -112,7 +113,7 @@ def history_page(rows: list[tuple[Entry, Journal]], limit: int) -> Page[HistoryI
 @router.get("/region", response_model=RegionOut, tags=["region"], responses=PROBLEMS)
 async def get_region(principal: Anyone, session: SessionDep) -> RegionOut:
     """The caller's region and its wallet settings."""
-    return RegionOut.model_validate(await directory.region_of(session, principal))
+    return RegionOut.model_validate(await access.region(session, principal))
 
 
 def _settings_changes(body: RegionSettings) -> dict[str, Any]:
@@ -130,7 +131,9 @@ async def update_region(
     (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    region = await directory.update_region_settings(session, clock, principal, _settings_changes(body))
+    region = await directory.update_region_settings(
+        session, clock, Actor.of(principal), await access.region(session, principal), _settings_changes(body)
+    )
     return await idem.respond(200, RegionOut.model_validate(region))
 
 
@@ -143,7 +146,7 @@ async def onboard_region(
     the new region's trail). Settings left out take the platform's defaults; 409 if the code is taken."""
     if replay := await idem.replay():
         return replay
-    region = await onboarding.onboard_region(session, clock, principal, settings, **_settings_changes(body))
+    region = await onboarding.onboard_region(session, clock, Actor.of(principal), settings, **_settings_changes(body))
     return await idem.respond(201, RegionOut.model_validate(region))
 
 
@@ -167,7 +170,7 @@ async def run_expiry(
     the server also does this itself each day). A finished date is refused."""
     if replay := await idem.replay():
         return replay
-    run = await expiry.run_expiry(session, clock, principal, body.as_of)
+    run = await expiry.run_expiry(session, clock, Actor.of(principal), await access.region(session, principal), body.as_of)
     return await idem.respond(201, ExpiryRunOut.model_validate(run))
 
 
@@ -177,7 +180,7 @@ async def expiry_runs(
     limit: LimitParam = 50,
 ) -> Page[ExpiryRunOut]:
     """The region's expiry runs, newest date first."""
-    runs = await expiry.expiry_runs(session, principal, before=cursor, limit=limit + 1)
+    runs = await expiry.expiry_runs(session, await access.region(session, principal), before=cursor, limit=limit + 1)
     items = [ExpiryRunOut.model_validate(r) for r in runs[:limit]]
     return Page[ExpiryRunOut](items=items, next_cursor=runs[limit - 1].as_of.isoformat() if len(runs) > limit else None)
 
@@ -188,7 +191,7 @@ async def expiry_runs(
 @router.get("/wallet", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
 async def my_wallet(principal: Resident_, session: SessionDep, clock: ClockDep) -> WalletOut:
     """The calling resident's wallet; created on their first call."""
-    return wallet_out(await directory.my_wallet(session, clock, principal))
+    return wallet_out(await access.own_wallet(session, clock, principal))
 
 
 @router.get("/wallet/history", response_model=Page[HistoryItem], tags=["wallet"], responses=PROBLEMS)
@@ -197,7 +200,7 @@ async def my_history(
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
     """The calling resident's movements, newest first, by kind and period."""
-    wallet = await directory.my_wallet(session, clock, principal)
+    wallet = await access.own_wallet(session, clock, principal)
     rows = await statements.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
@@ -223,7 +226,7 @@ def balance_out(found: statements.BalanceView) -> WalletBalanceOut:
 @router.get("/wallet/balance", response_model=WalletBalanceOut, tags=["wallet"], responses=PROBLEMS)
 async def my_balance(principal: Resident_, session: SessionDep, clock: ClockDep) -> WalletBalanceOut:
     """The calling resident's balance lot by lot, and what expires within 30 days."""
-    return balance_out(await statements.balance(session, clock, await directory.my_wallet(session, clock, principal)))
+    return balance_out(await statements.balance(session, clock, await access.own_wallet(session, clock, principal)))
 
 
 @router.get("/wallet/notices", response_model=Page[NoticeOut], tags=["wallet"], responses=PROBLEMS)
@@ -231,7 +234,7 @@ async def my_notices(
     principal: Resident_, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[NoticeOut]:
     """What the app should tell the resident (value expiring in 30 or 7 days …), newest first."""
-    wallet = await directory.my_wallet(session, clock, principal)
+    wallet = await access.own_wallet(session, clock, principal)
     found = await statements.notices(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([NoticeOut.model_validate(n) for n in found], [n.id for n in found], limit)
 
@@ -243,21 +246,22 @@ async def find_wallets(
 ) -> Page[WalletOut]:
     """Residents' wallets of the region, optionally the one of a given subject (operator, auditor)."""
     wallets = await directory.find_wallets(
-        session, principal, subject=subject, after_id=decode_cursor(cursor), limit=limit + 1
+        session, await access.region(session, principal), subject=subject, after_id=decode_cursor(cursor),
+        limit=limit + 1,
     )
     return page_of([wallet_out(w) for w in wallets], [w.account.id for w in wallets], limit)
 
 
 @router.get("/wallets/{wallet_id}", response_model=WalletOut, tags=["wallet"], responses=PROBLEMS)
 async def get_wallet(wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep) -> WalletOut:
-    return wallet_out(await directory.visible_wallet(session, principal, wallet_id))
+    return wallet_out(await access.wallet(session, principal, wallet_id))
 
 
 @router.get("/wallets/{wallet_id}/balance", response_model=WalletBalanceOut, tags=["wallet"], responses=PROBLEMS)
 async def wallet_balance(
     wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep, clock: ClockDep
 ) -> WalletBalanceOut:
-    return balance_out(await statements.balance(session, clock, await directory.visible_wallet(session, principal, wallet_id)))
+    return balance_out(await statements.balance(session, clock, await access.wallet(session, principal, wallet_id)))
 
 
 @router.get("/wallets/{wallet_id}/history", response_model=Page[HistoryItem], tags=["wallet"], responses=PROBLEMS)
@@ -265,7 +269,7 @@ async def wallet_history(
     wallet_id: uuid.UUID, principal: WalletReader, session: SessionDep, filters: HistoryFilters,
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
-    wallet = await directory.visible_wallet(session, principal, wallet_id)
+    wallet = await access.wallet(session, principal, wallet_id)
     rows = await statements.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
@@ -278,7 +282,10 @@ async def update_wallet(
     """Suspend, reactivate or close a wallet, or set the resident's household (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    wallet = await directory.update_wallet(session, clock, principal, wallet_id, body.model_dump(exclude_unset=True))
+    wallet = await directory.update_wallet(
+        session, clock, Actor.of(principal), await access.wallet(session, principal, wallet_id),
+        body.model_dump(exclude_unset=True),
+    )
     return await idem.respond(200, wallet_out(wallet))
 
 
@@ -290,7 +297,9 @@ async def counter_topup(
     """チャージ at a city counter: the operator takes cash and credits the wallet."""
     if replay := await idem.replay():
         return replay
-    movement = await topups.counter_topup(session, clock, principal, wallet_id, body.amount, body.memo)
+    movement = await topups.counter_topup(
+        session, clock, Actor.of(principal), await access.wallet(session, principal, wallet_id), body.amount, body.memo
+    )
     return await idem.respond(201, MovementOut.model_validate(movement))
 
 
@@ -305,7 +314,9 @@ async def cashout(
     """払戻し of prepaid value to the resident, in the cases the law allows (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    movement = await topups.cashout(session, clock, principal, wallet_id, body.amount, body.reason)
+    movement = await topups.cashout(
+        session, clock, Actor.of(principal), await access.wallet(session, principal, wallet_id), body.amount, body.reason
+    )
     return await idem.respond(201, MovementOut.model_validate(movement))
 
 
@@ -351,22 +362,15 @@ async def system_accounts(principal: Overseer, session: SessionDep) -> list[Syst
     """The region's system accounts (bank clearing, counter cash, fee income …) and balances."""
     return [
         SystemAccountOut(account_id=a.id, kind=a.kind, unit=a.unit, balance=balance)
-        for a, balance in await statements.system_balances(session, principal)
+        for a, balance in await statements.system_balances(session, await access.region(session, principal))
     ]
 
 
 # --- merchants --------------------------------------------------------------------------------
 
-# Who sees a merchant's payout bank account: the operator who pays it out, the auditor who checks
-# the payouts, and the merchant's own admin. Its staff at the counter and its POS terminals see
-# the merchant without it: a leaked terminal key or a clerk's phone must not reveal where the
-# shop's money goes, nor help redirect it.
-BANK_ACCOUNT_READERS = frozenset({Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN})
-
-
 def merchant_out(merchant: Merchant, principal: Principal) -> MerchantOut:
     shown = MerchantOut.model_validate(merchant)
-    if principal.role in BANK_ACCOUNT_READERS:
+    if access.sees_bank_account(principal):
         return shown
     hidden = dict.fromkeys(set(MerchantOut.model_fields) - set(MerchantProfileOut.model_fields))
     return shown.model_copy(update=hidden)
@@ -385,7 +389,9 @@ async def onboard_merchant(
     """加盟店 onboarding (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    merchant = await onboarding.onboard_merchant(session, clock, principal, body.model_dump())
+    merchant = await onboarding.onboard_merchant(
+        session, clock, Actor.of(principal), await access.region(session, principal), body.model_dump()
+    )
     return await idem.respond(201, MerchantOut.model_validate(merchant))
 
 
@@ -393,14 +399,16 @@ async def onboard_merchant(
 async def list_merchants(
     principal: Overseer, session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[MerchantOut]:
-    merchants = await directory.list_merchants(session, principal, after_id=decode_cursor(cursor), limit=limit + 1)
+    merchants = await directory.list_merchants(
+        session, await access.region(session, principal), after_id=decode_cursor(cursor), limit=limit + 1
+    )
     return page_of([MerchantOut.model_validate(m) for m in merchants], [m.id for m in merchants], limit)
 
 
 @router.get("/merchants/{merchant_id}", response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
 async def get_merchant(merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep) -> MerchantOut:
     """The merchant; its bank account only for operators, auditors and the merchant's admin."""
-    return merchant_out(await directory.visible_merchant(session, principal, merchant_id), principal)
+    return merchant_out(await access.merchant(session, principal, merchant_id), principal)
 
 
 @router.patch("/merchants/{merchant_id}", response_model=MerchantOut, tags=["merchants"], responses=PROBLEMS)
@@ -411,7 +419,10 @@ async def update_merchant(
     """Change details or status (active / suspended / closed) (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    merchant = await directory.update_merchant(session, clock, principal, merchant_id, _merchant_changes(body))
+    merchant = await directory.update_merchant(
+        session, clock, Actor.of(principal), await access.merchant(session, principal, merchant_id),
+        _merchant_changes(body),
+    )
     return await idem.respond(200, MerchantOut.model_validate(merchant))
 
 
@@ -422,7 +433,8 @@ async def merchant_history(
 ) -> Page[HistoryItem]:
     """Every movement of the merchant's balance (payments less fees, refunds, transfers), newest first."""
     rows = await statements.merchant_history(
-        session, principal, merchant_id, after_id=decode_cursor(cursor), limit=limit + 1, **filters
+        session, await access.merchant(session, principal, merchant_id), after_id=decode_cursor(cursor),
+        limit=limit + 1, **filters,
     )
     return history_page(rows, limit)
 
@@ -431,7 +443,9 @@ async def merchant_history(
 async def merchant_balance(merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep) -> MerchantBalanceOut:
     """What the shop holds before payout: yen from coin payments, points from point payments
     (both paid out in yen; the points by the city)."""
-    (yen, balance), (points, point_balance) = await directory.merchant_balance(session, principal, merchant_id)
+    (yen, balance), (points, point_balance) = await directory.merchant_balance(
+        session, await access.merchant(session, principal, merchant_id)
+    )
     return MerchantBalanceOut(
         account_id=yen.id, unit=yen.unit, balance=balance, points_account_id=points.id, points=point_balance
     )
@@ -448,13 +462,16 @@ async def create_api_key(
     """A key for one POS terminal of this merchant. The secret is shown once (audited)."""
     if replay := await idem.replay():
         return replay
-    key, secret = await directory.create_api_key(session, clock, principal, merchant_id, body.name)
+    key, secret = await directory.create_api_key(
+        session, clock, Actor.of(principal), await access.merchant(session, principal, merchant_id), body.name
+    )
     return await idem.respond(201, ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), secret=secret))
 
 
 @router.get("/merchants/{merchant_id}/api-keys", response_model=list[ApiKeyOut], tags=["merchants"], responses=PROBLEMS)
 async def list_api_keys(merchant_id: uuid.UUID, principal: KeyReader, session: SessionDep) -> list[ApiKeyOut]:
-    return [ApiKeyOut.model_validate(k) for k in await directory.list_api_keys(session, principal, merchant_id)]
+    keys = await directory.list_api_keys(session, await access.merchant(session, principal, merchant_id))
+    return [ApiKeyOut.model_validate(k) for k in keys]
 
 
 @router.delete(
@@ -467,7 +484,9 @@ async def revoke_api_key(
     """Revoke a terminal's key at once (audited)."""
     if replay := await idem.replay():
         return replay
-    key = await directory.revoke_api_key(session, clock, principal, merchant_id, key_id)
+    key = await directory.revoke_api_key(
+        session, clock, Actor.of(principal), await access.merchant(session, principal, merchant_id), key_id
+    )
     return await idem.respond(200, ApiKeyOut.model_validate(key))
 
 
@@ -475,8 +494,8 @@ async def revoke_api_key(
 async def terminal_identity(principal: Terminal, session: SessionDep) -> TerminalOut:
     """Which merchant a POS terminal's key belongs to: the terminal's first call after set-up. The
     terminal sees the merchant's name and details, not its bank account."""
-    assert principal.merchant_id is not None and principal.api_key_id is not None
-    merchant = await directory.visible_merchant(session, principal, principal.merchant_id)
+    assert principal.api_key_id is not None
+    merchant = await access.own_merchant(session, principal)
     return TerminalOut(api_key_id=principal.api_key_id, merchant=MerchantProfileOut.model_validate(merchant))
 
 
@@ -488,7 +507,7 @@ async def audit_events(
     principal: Auditor, session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[AuditEventOut]:
     """The region's audit trail, newest first (auditor)."""
-    region = await directory.region_of(session, principal)
+    region = await access.region(session, principal)
     events = await audit.list_events(session, region.id, after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([AuditEventOut.model_validate(e) for e in events], [e.id for e in events], limit)
 

@@ -65,12 +65,25 @@ Sponsors
     `fund_sponsor(session, clock, region=, actor=, sponsor_id=, amount=) -> SponsorBudget`
     (refuses invalid-amount, sponsor-not-found), `sponsor(session, region=, sponsor_id=)`.
 
-Shops and regions (read-only, for checks of the caller's own rows)
+Regions, merchants, residents and notices (for coupons' segments and transit)
     `region_id(session, region=) -> UUID`: the region's id, for rows another service keys by it
-    (refuses region-not-found). `merchant(session, region=, merchant_id=) -> Shop | None`: a
-    merchant of the region, with whether it may take payments now (`active`).
+    (refuses region-not-found). `residents(session, region=, among=None) -> list[str]`: subjects
+    of the region's residents whose wallet is active ("all residents"), of `among` if given.
+    `payers(session, region=, since=, until=, among=, sectors=None) -> list[str]`: those of
+    `among` who paid in [since, until), at merchants of the given `Sector`s if any; a payment
+    refunded in full does not count. The caller passes only residents who agreed to their
+    activity being used, so the wallet never tells anyone about the others.
+    `post_notices(session, clock, region=, actor=, subjects=, kind=, payload=) -> int`: one
+    notice (GET /v1/wallet/notices) per subject that is a resident with an active wallet; how
+    many were made (audited once, with the count).
+    `merchant(session, region=, merchant_id=) -> MerchantProfile`: a merchant of the region as
+    another service may know it (names, sector, status) and its stores, e.g. for transit to mark
+    a bus company as a bus operator and take ticket fares at one of its stores. Refuses
+    merchant-not-found (none of that id in this region).
     `stores(session, region=, store_ids=) -> list[ShopStore]`: those of `store_ids` that are the
-    region's stores, each with its merchant; an id of another region or of no store is left out.
+    region's stores, each with its merchant and whether it may take payments now (e.g. for a
+    region-wide coupon valid at a listed set of stores); an id of another region or of no store is
+    left out.
 
 Hooks
     `register_hooks(paid=, refunded=)`, called by the composition root (app/wiring.py) only:
@@ -82,14 +95,17 @@ Hooks
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
+from services.wallet.directory.errors import MerchantNotFound
+from services.wallet.directory.models import Sector
 from services.wallet.ledger.models import Status
 from services.wallet.payments import discounts, hooks
 from services.wallet.payments import service as payments
@@ -99,10 +115,11 @@ from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "OnPaid", "OnRefunded", "PaidPayment",
-    "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Shop", "ShopStore", "SponsorBudget", "StatementLine",
-    "create_sponsor", "fund_sponsor", "merchant", "pay", "payment_discount", "post_payout", "refund", "region_id",
-    "register_hooks", "resolve_qr", "sponsor", "statement_lines", "stores",
+    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
+    "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "ShopStore",
+    "SponsorBudget", "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
+    "post_notices", "post_payout", "refund", "region_id", "register_hooks", "residents", "resolve_qr", "sponsor",
+    "statement_lines", "stores",
 ]
 
 
@@ -339,15 +356,34 @@ async def sponsor(session: AsyncSession, *, region: str, sponsor_id: uuid.UUID) 
     return _budget(await discounts.sponsor(session, identity.id, sponsor_id))
 
 
-# --- shops and regions ----------------------------------------------------------------------------------
+# --- regions, merchants, residents and notices -----------------------------------------------------------
+
+
+async def region_id(session: AsyncSession, *, region: str) -> uuid.UUID:
+    return (await directory.region_identity(session, region)).id
 
 
 @dataclass(frozen=True)
-class Shop:
-    merchant_id: uuid.UUID
+class MerchantProfile:
+    id: uuid.UUID
+    region_id: uuid.UUID
     name: str
     name_ja: str
-    active: bool  # may take payments now (not suspended or closed)
+    sector: str
+    status: str  # active | suspended | closed: only an active merchant is paid
+    store_ids: tuple[uuid.UUID, ...]  # oldest first
+
+
+async def merchant(session: AsyncSession, *, region: str, merchant_id: uuid.UUID) -> MerchantProfile:
+    identity = await directory.region_identity(session, region)
+    found = await directory.merchant(session, merchant_id)
+    if found is None or found.region_id != identity.id:
+        raise MerchantNotFound(f"No merchant {merchant_id} in region {identity.code}.")
+    stores = await payments.stores(session, merchant_id)
+    return MerchantProfile(
+        found.id, found.region_id, found.name, found.name_ja, found.sector, found.status,
+        tuple(store.id for store in stores),
+    )
 
 
 @dataclass(frozen=True)
@@ -358,22 +394,42 @@ class ShopStore:
     merchant_active: bool
 
 
-async def region_id(session: AsyncSession, *, region: str) -> uuid.UUID:
-    return (await directory.region_identity(session, region)).id
-
-
-async def merchant(session: AsyncSession, *, region: str, merchant_id: uuid.UUID) -> Shop | None:
-    identity = await directory.region_identity(session, region)
-    found = await directory.merchant_in_region(session, identity.id, merchant_id)
-    return Shop(found.id, found.name, found.name_ja, found.status == Status.ACTIVE) if found is not None else None
-
-
 async def stores(session: AsyncSession, *, region: str, store_ids: Sequence[uuid.UUID]) -> list[ShopStore]:
     identity = await directory.region_identity(session, region)
     return [
         ShopStore(store.id, shop.id, store.name_ja, shop.status == Status.ACTIVE)
         for store, shop in await payments.stores_in_region(session, identity.id, list(store_ids))
     ]
+
+
+async def residents(session: AsyncSession, *, region: str, among: Collection[str] | None = None) -> list[str]:
+    identity = await directory.region_identity(session, region)
+    found = await directory.active_residents(session, identity.id, None if among is None else list(among))
+    return [subject for _, subject in found]
+
+
+async def payers(
+    session: AsyncSession, *, region: str, since: datetime, until: datetime, among: Collection[str],
+    sectors: Collection[Sector] | None = None,
+) -> list[str]:
+    identity = await directory.region_identity(session, region)
+    if not among:
+        return []
+    return await payments.payers(
+        session, identity.id, since=since, until=until, among=list(among),
+        sectors=None if sectors is None else [Sector(s).value for s in sectors],
+    )
+
+
+async def post_notices(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, subjects: Collection[str], kind: str,
+    payload: dict[str, Any],
+) -> int:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        return await directory.post_notices(
+            session, clock, actor, region_id=identity.id, subjects=list(subjects), kind=kind, payload=payload
+        )
 
 
 # --- hooks --------------------------------------------------------------------------------------------------

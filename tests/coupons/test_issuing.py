@@ -140,6 +140,7 @@ async def test_a_merchants_coupon_is_valid_only_at_its_own_stores(client, tokens
     ({"kind": "bogo"}, 422, "validation-error"),
     ({"audience": "segment"}, 422, "validation-error"),
     ({"funded_by": "sponsor", "sponsor_id": "00000000-0000-7000-8000-000000000000"}, 404, "sponsor-not-found"),
+    ({"merchant_id": "00000000-0000-7000-8000-000000000000"}, 404, "merchant-not-found"),
 ])
 async def test_malformed_or_unknown_fields_are_refused(client, tokens, town, sessionmaker, body, status, slug):
     before = await snapshot(sessionmaker)

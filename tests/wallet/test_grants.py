@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from services.wallet import onboarding
+from services.wallet import access, onboarding
 from services.wallet.grants import service as grants_service
 from services.wallet.grants import tasks
+from shared.audit import Actor
 from shared.auth import Principal, Role
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
 
@@ -587,8 +588,10 @@ async def test_an_upload_whose_worker_died_is_taken_up_again(client, tokens, tow
     body = csv_rows(("r1", wallet_id(town, HANAKO), 400, "recycling", "e1", "2026-03-01", ""))
     operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code="aizu")
     async with sessionmaker() as session, session.begin():
-        to = await grants_service.campaign_to_upload_to(session, operator, uuid.UUID(campaign["id"]))
-        accepted = await grants_service.accept_upload(session, clock, operator, to, body.encode(), "lost.csv")
+        to = grants_service.campaign_to_upload_to(await access.grant_campaign(session, operator, uuid.UUID(campaign["id"])))
+        accepted = await grants_service.accept_upload(
+            session, clock, Actor.of(operator), to, body.encode(), "lost.csv", partner_key_id=None
+        )
         # ... and it had begun granting when the process died (its transaction rolled back).
         await session.execute(text("UPDATE wallet.grant_uploads SET status = 'granting', total_rows = 1, "
                                    "validated_rows = 1, granted_rows = 1 WHERE id = :id"), {"id": accepted.id})

@@ -15,7 +15,8 @@ from sqlalchemy import text
 from services.wallet.directory import service as directory
 from services.wallet.premium import service as premium
 from services.wallet.topups import service as topups
-from shared.auth import Principal, Role
+from shared.audit import Actor
+from shared.auth import Role
 from tests.conftest import START
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
 
@@ -82,11 +83,12 @@ async def set_household(client, tokens, resident, household):
 
 async def fund_residents(sessionmaker, clock, subjects, amount=10_000):
     """Many funded residents at once, through the wallet service (as the counter would)."""
-    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code="aizu")
+    operator = Actor("operator-aizu", Role.OPERATOR.value)
     async with sessionmaker() as session, session.begin():
+        region = await directory.hosted_region(session, "aizu")
         for subject in subjects:
-            held = await directory.my_wallet(session, clock, Principal(subject=subject, role=Role.RESIDENT, region_code="aizu"))
-            await topups.counter_topup(session, clock, operator, held.account.id, amount, None)
+            held = await directory.wallet_for(session, clock, region, subject)
+            await topups.counter_topup(session, clock, operator, held, amount, None)
 
 
 async def premium_state(sessionmaker):
@@ -277,20 +279,22 @@ async def test_a_purchase_is_kept_only_by_its_transactions_commit(client, tokens
     with it, or not at all (as with whatever else that transaction does)."""
     campaign_id = await first_come(client, tokens)
     before = await everything(sessionmaker)
-    hanako = Principal(subject="resident-hanako", role=Role.RESIDENT, region_code="aizu")
     claim = {"caller": "resident:resident-hanako", "key": "in-a-transaction", "request_hash": "0" * 64}
     async with sessionmaker() as session:
-        bought = await premium.buy(session, clock, hanako, campaign_id, 2, claim)
+        bought = await premium.buy(session, clock, await directory.region_identity(session, "aizu"), "resident-hanako",
+                                   campaign_id, 2, claim)
         assert bought.view is not None and bought.view.purchase.sets == 2
         assert await everything(sessionmaker) == before  # seen from another connection: nothing yet
         await session.rollback()
     assert await everything(sessionmaker) == before
     async with sessionmaker() as session:
-        bought = await premium.buy(session, clock, hanako, campaign_id, 2, claim)
+        bought = await premium.buy(session, clock, await directory.region_identity(session, "aizu"), "resident-hanako",
+                                   campaign_id, 2, claim)
         await session.commit()
     assert (await sales(client, tokens, campaign_id))["sold_sets"] == 2
     async with sessionmaker() as session:
-        again = await premium.buy(session, clock, hanako, campaign_id, 2, claim)
+        again = await premium.buy(session, clock, await directory.region_identity(session, "aizu"), "resident-hanako",
+                                  campaign_id, 2, claim)
     assert again.first == (claim["request_hash"], 201, {"id": str(bought.view.purchase.id)})
     assert await ledger_violations(sessionmaker) == []
 

@@ -13,16 +13,17 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from services.wallet import public
+from services.wallet import onboarding, public
 from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
+from services.wallet.directory.errors import MerchantNotFound, RegionNotFound
 from services.wallet.payments import hooks
 from services.wallet.payments import repository as payments_repo
 from services.wallet.payments import service as payments
 from services.wallet.payments.errors import SponsorBudgetExhausted
 from services.wallet.verify import verify_ledger
 from shared import emvco
-from shared.auth import Principal, Role
+from shared.auth import Role
 from shared.errors import Conflict, Problem
 from shared.money import Unit
 from tests.conftest import START
@@ -108,20 +109,19 @@ async def refused(sessionmaker, problem: type[Problem], call) -> Problem:
 
 
 async def test_a_scanned_static_code_resolves_to_its_store(sessionmaker, town):
-    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code=REGION)
     async with sessionmaker() as s:
         store_id = await store_of(s, town)
-        printed = await payments.store_qr(s, operator, store_id)
+        printed = await payments.store_qr(s, *await payments.store_with_merchant(s, store_id))
         scanned = await public.resolve_qr(s, region=REGION, payload=printed.payload)
     assert (scanned.store_id, scanned.merchant_id, scanned.request) == (store_id, uuid.UUID(town.merchants[TEAHOUSE]), None)
     assert (scanned.merchant_name_ja, scanned.mcc) == ("鶴ヶ城茶屋", "5812")
 
 
 async def test_a_scanned_dynamic_code_carries_the_shops_request_and_paying_it_claims_it(sessionmaker, clock, town):
-    staff = Principal(subject="shop-clerk", role=Role.MERCHANT_STAFF, region_code=REGION,
-                      merchant_id=uuid.UUID(town.merchants[TEAHOUSE]))
+    staff = public.Actor("shop-clerk", Role.MERCHANT_STAFF.value)
     async with sessionmaker() as s, s.begin():
-        request, payload = await payments.create_payment_request(s, clock, staff, await store_of(s, town), 1_500, "order-7")
+        store, merchant = await payments.store_with_merchant(s, await store_of(s, town))
+        request, payload = await payments.create_payment_request(s, clock, staff, store, merchant, 1_500, "order-7")
     async with sessionmaker() as s:
         scanned = await public.resolve_qr(s, region=REGION, payload=payload)
     assert scanned.request == public.RequestedPayment(request.id, 1_500, "order-7", "open", request.expires_at)
@@ -144,9 +144,8 @@ async def test_a_scanned_dynamic_code_carries_the_shops_request_and_paying_it_cl
 
 
 async def test_a_code_naming_no_store_here_is_refused(sessionmaker, town):
-    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code=REGION)
     async with sessionmaker() as s:
-        printed = await payments.store_qr(s, operator, await store_of(s, town))
+        printed = await payments.store_qr(s, *await payments.store_with_merchant(s, await store_of(s, town)))
     qr = emvco.parse_payload(printed.payload)
 
     def code(**changes: str) -> str:  # well formed, with a valid CRC
@@ -343,9 +342,8 @@ async def test_a_hook_that_refuses_an_http_payment_is_the_answer_and_nothing_is_
     client, tokens, sessionmaker, clock, town, store_id, refusing_hooks
 ):
     paid_hook, _, seen = refusing_hooks
-    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code=REGION)
     async with sessionmaker() as s:
-        printed = await payments.store_qr(s, operator, store_id)
+        printed = await payments.store_qr(s, *await payments.store_with_merchant(s, store_id))
     public.register_hooks(paid=paid_hook)
     before = await snapshot(sessionmaker)
     response = await client.post("/v1/payments", json={"qr": printed.payload, "amount": 700},
@@ -448,16 +446,16 @@ async def test_a_payout_takes_the_merchants_yen_to_bank_clearing(sessionmaker, c
 
 async def test_statement_lines_cover_every_movement_of_a_period_once(sessionmaker, clock, town):
     teahouse, farm = town.merchants[TEAHOUSE], town.merchants[FARM]
-    operator = Principal(subject="operator-aizu", role=Role.OPERATOR, region_code=REGION)
     async with sessionmaker() as s, s.begin():  # shops may refund for a week
-        await directory.update_region_settings(s, clock, operator, {"refund_window_days": 7})
+        await directory.update_region_settings(s, clock, CITY, await directory.hosted_region(s, REGION), {"refund_window_days": 7})
     yesterday = await pay(sessionmaker, clock, town, 400)  # before the period
     clock.advance(timedelta(days=1))
     period = (clock.now(), clock.now() + timedelta(days=1))
     paid = await pay(sessionmaker, clock, town, 2_000)
-    admin = Principal(subject="shop-owner", role=Role.MERCHANT_ADMIN, region_code=REGION, merchant_id=uuid.UUID(teahouse))
+    admin = public.Actor("shop-owner", Role.MERCHANT_ADMIN.value)
     async with sessionmaker() as s, s.begin():
-        sent = await payments.transfer(s, clock, admin, uuid.UUID(teahouse), uuid.UUID(farm), 700, "vegetables")
+        payer = await directory.merchant(s, uuid.UUID(teahouse))
+        sent = await payments.transfer(s, clock, admin, payer, uuid.UUID(farm), 700, "vegetables")
         await public.refund(s, clock, region=REGION, actor=COUPONS, payment_id=yesterday.id, amount=400)
         await public.post_payout(s, clock, region=REGION, actor=SETTLEMENT, merchant_id=uuid.UUID(farm), amount=700)
 
@@ -520,17 +518,106 @@ async def test_ledger_verify_names_a_merchant_movement_no_statement_line_shows(s
     assert (4, "a payout journal moves merchant -yen, resident +yen, not merchant to bank_clearing in yen") in details
 
 
-# --- shops and regions ----------------------------------------------------------------------------------
+# --- regions, residents and notices -----------------------------------------------------------------------
 
 
-async def test_a_region_merchant_and_stores_are_read_for_another_services_checks(sessionmaker, town):
-    teahouse, farm = uuid.UUID(town.merchants[TEAHOUSE]), uuid.UUID(town.merchants[FARM])
+async def test_residents_are_the_regions_active_wallets(sessionmaker, clock, town):
+    async with sessionmaker() as s:
+        assert await public.residents(s, region=REGION) == ["resident-hanako", "resident-sachiko", "resident-taro"]
+        assert await public.residents(s, region=REGION, among=["resident-taro", "nobody"]) == ["resident-taro"]
+        assert await public.residents(s, region=REGION, among=[]) == []
+        region = await directory_repo.region_by_code(s, REGION)
+        assert await public.region_id(s, region=REGION) == region.id
+    async with sessionmaker() as s, s.begin():
+        _, taro = await directory_repo.resident_wallet(s, region.id, "resident-taro", Unit.YEN.value)
+        await s.execute(text("UPDATE wallet.accounts SET status = 'suspended' WHERE id = :id"), {"id": taro.id})
+    async with sessionmaker() as s:
+        assert await public.residents(s, region=REGION) == ["resident-hanako", "resident-sachiko"]
+
+
+async def test_payers_are_those_asked_about_who_paid_in_the_period_at_the_sectors(sessionmaker, clock, town):
+    everyone = ["resident-hanako", "resident-sachiko", "resident-taro"]
+
+    async def pay_as(payer: str, merchant: str, price: int) -> public.PaidPayment:
+        async with sessionmaker() as s, s.begin():
+            return await public.pay(s, clock, region=REGION, actor=COUPONS, payer=payer,
+                                    store_id=await store_of(s, town, merchant), price=price)
+
+    await pay_as("resident-taro", TEAHOUSE, 500)  # food_service
+    clock.advance(timedelta(hours=2))
+    await pay_as("resident-sachiko", FARM, 300)  # agriculture
+    refunded = await pay_as(HANAKO, TEAHOUSE, 400)
+    async with sessionmaker() as s, s.begin():
+        await public.refund(s, clock, region=REGION, actor=COUPONS, payment_id=refunded.id, amount=400)
+    since, until = START, START + timedelta(days=1)
+    async with sessionmaker() as s:
+        assert await public.payers(s, region=REGION, since=since, until=until, among=everyone) == [
+            "resident-sachiko", "resident-taro"]
+        assert await public.payers(s, region=REGION, since=since, until=until, among=everyone,
+                                   sectors=[public.Sector.FOOD_SERVICE]) == ["resident-taro"]
+        assert await public.payers(s, region=REGION, since=since, until=until, among=everyone,
+                                   sectors=[public.Sector.FOOD_SERVICE, public.Sector.AGRICULTURE]) == [
+            "resident-sachiko", "resident-taro"]
+        # Only those asked about are answered for; the period is [since, until).
+        assert await public.payers(s, region=REGION, since=since, until=until, among=["resident-sachiko"]) == [
+            "resident-sachiko"]
+        assert await public.payers(s, region=REGION, since=since, until=until, among=[]) == []
+        assert await public.payers(s, region=REGION, since=START + timedelta(hours=1), until=until,
+                                   among=everyone) == ["resident-sachiko"]
+        assert await public.payers(s, region=REGION, since=since, until=START, among=everyone) == []
+
+
+async def test_post_notices_makes_one_per_active_resident_and_is_audited_once(sessionmaker, clock, town):
+    async with sessionmaker() as s, s.begin():
+        region = await directory_repo.region_by_code(s, REGION)
+        _, taro = await directory_repo.resident_wallet(s, region.id, "resident-taro", Unit.YEN.value)
+        await s.execute(text("UPDATE wallet.accounts SET status = 'closed' WHERE id = :id"), {"id": taro.id})
+    async with sessionmaker() as s, s.begin():
+        made = await public.post_notices(
+            s, clock, region=REGION, actor=CITY, subjects=[HANAKO, "resident-taro", "nobody", "resident-sachiko"],
+            kind="announcement", payload={"title": "桜まつり"},
+        )
+    assert made == 2
+    async with sessionmaker() as s:
+        rows = (await s.execute(text(
+            "SELECT r.subject, n.kind, n.payload, n.lot_id FROM wallet.notices n"
+            " JOIN wallet.residents r ON r.id = n.resident_id ORDER BY r.subject"))).all()
+        events = (await s.execute(text(
+            "SELECT actor_subject, action, target_id, after FROM platform.audit_events WHERE action = 'notices.post'"
+        ))).all()
+    assert [tuple(r) for r in rows] == [(HANAKO, "announcement", {"title": "桜まつり"}, None),
+                                        ("resident-sachiko", "announcement", {"title": "桜まつり"}, None)]
+    assert [tuple(e) for e in events] == [("operator-aizu", "notices.post", "announcement", {"recipients": 2})]
+    async with sessionmaker() as s, s.begin():
+        assert await public.post_notices(s, clock, region=REGION, actor=CITY, subjects=["nobody"], kind="x",
+                                         payload={}) == 0
+
+
+async def test_a_merchant_is_read_with_its_stores_and_only_in_its_region(sessionmaker, clock, town, settings):
     async with sessionmaker() as s:
         region_id = await public.region_id(s, region=REGION)
-        assert region_id == (await directory.region_identity(s, REGION)).id
-        shop = await public.merchant(s, region=REGION, merchant_id=teahouse)
-        assert shop == public.Shop(teahouse, TEAHOUSE, "鶴ヶ城茶屋", True)
-        assert await public.merchant(s, region=REGION, merchant_id=uuid.uuid4()) is None
+        found = await public.merchant(s, region=REGION, merchant_id=uuid.UUID(town.merchants[FARM]))
+        stores = await payments_repo.stores(s, uuid.UUID(town.merchants[FARM]))
+    assert (found.region_id, found.name, found.name_ja, found.sector, found.status) == (
+        region_id, FARM, "湊ファーム", "agriculture", "active")
+    assert found.store_ids == tuple(store.id for store in stores) and found.store_ids
+    async with sessionmaker() as s, s.begin():
+        await onboarding.create_region(s, clock, settings, code="kitakata", name="Kitakata", name_ja="喜多方市")
+    async with sessionmaker() as s:
+        with pytest.raises(MerchantNotFound):
+            await public.merchant(s, region="kitakata", merchant_id=found.id)
+        with pytest.raises(MerchantNotFound):
+            await public.merchant(s, region=REGION, merchant_id=uuid.uuid4())
+        with pytest.raises(RegionNotFound):
+            await public.region_id(s, region="nowhere")
+
+
+# --- stores --------------------------------------------------------------------------------------------------
+
+
+async def test_stores_are_read_with_their_merchants_for_another_services_checks(sessionmaker, town):
+    teahouse, farm = uuid.UUID(town.merchants[TEAHOUSE]), uuid.UUID(town.merchants[FARM])
+    async with sessionmaker() as s:
         tea_store, farm_store = await store_of(s, town), await store_of(s, town, FARM)
         found = await public.stores(s, region=REGION, store_ids=[farm_store, uuid.uuid4(), tea_store])
     # Unknown ids are left out; each store comes with its merchant.
@@ -538,7 +625,9 @@ async def test_a_region_merchant_and_stores_are_read_for_another_services_checks
         [(tea_store, teahouse, True), (farm_store, farm, True)])
 
 
-async def test_a_suspended_merchant_reads_as_not_active_and_another_regions_as_none(client, tokens, sessionmaker, town):
+async def test_a_suspended_merchants_store_reads_as_not_active_and_another_regions_as_none(
+    client, tokens, sessionmaker, town
+):
     teahouse = uuid.UUID(town.merchants[TEAHOUSE])
     response = await client.patch(f"/v1/merchants/{teahouse}", headers=idem(tokens.operator()), json={"status": "suspended"})
     assert response.status_code == 200, response.text
@@ -547,8 +636,6 @@ async def test_a_suspended_merchant_reads_as_not_active_and_another_regions_as_n
                                 json={"code": "kitakata", "name": "Kitakata", "name_ja": "喜多方市"})
     assert created.status_code == 201, created.text
     async with sessionmaker() as s:
-        assert (await public.merchant(s, region=REGION, merchant_id=teahouse)).active is False
-        assert [f.merchant_active for f in await public.stores(s, region=REGION, store_ids=[await store_of(s, town)])] == [
-            False]
-        assert await public.merchant(s, region="kitakata", merchant_id=teahouse) is None
-        assert await public.stores(s, region="kitakata", store_ids=[await store_of(s, town)]) == []
+        store_id = await store_of(s, town)
+        assert [f.merchant_active for f in await public.stores(s, region=REGION, store_ids=[store_id])] == [False]
+        assert await public.stores(s, region="kitakata", store_ids=[store_id]) == []

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter
 
+from services.wallet import access
 from services.wallet.campaigns import service
 from services.wallet.campaigns.schemas import (
     CampaignCreate,
@@ -18,6 +19,7 @@ from services.wallet.campaigns.schemas import (
     RewardRate,
 )
 from services.wallet.directory import service as directory
+from shared.audit import Actor
 from shared.auth import Principal, Role, require
 from shared.db import SessionDep
 from shared.deps import ClockDep
@@ -49,7 +51,8 @@ def campaign_out(found: service.CampaignView) -> CampaignOut:
 @router.get("/merchant-classes", response_model=list[MerchantClassOut], responses=PROBLEMS)
 async def merchant_classes(principal: Anyone, session: SessionDep) -> list[MerchantClassOut]:
     """The region's merchant classes (local shop in a shopping street, chain store …)."""
-    return [MerchantClassOut.model_validate(c) for c in await directory.merchant_classes(session, principal)]
+    classes = await directory.merchant_classes(session, await access.region(session, principal))
+    return [MerchantClassOut.model_validate(c) for c in classes]
 
 
 @router.post("/merchant-classes", status_code=201, response_model=MerchantClassOut, responses=PROBLEMS)
@@ -58,7 +61,10 @@ async def add_merchant_class(
 ):
     if replay := await idem.replay():
         return replay
-    added = await directory.add_merchant_class(session, clock, principal, code=body.code, name=body.name, name_ja=body.name_ja)
+    added = await directory.add_merchant_class(
+        session, clock, Actor.of(principal), await access.region(session, principal), code=body.code, name=body.name,
+        name_ja=body.name_ja,
+    )
     return await idem.respond(201, MerchantClassOut.model_validate(added))
 
 
@@ -69,7 +75,9 @@ async def create_campaign(
     """A campaign with an empty budget; fund it before it gives anything."""
     if replay := await idem.replay():
         return replay
-    created = await service.create_campaign(session, clock, principal, body.model_dump())
+    created = await service.create_campaign(
+        session, clock, Actor.of(principal), await access.region(session, principal), body.model_dump()
+    )
     return await idem.respond(201, campaign_out(created))
 
 
@@ -77,13 +85,13 @@ async def create_campaign(
 async def list_campaigns(
     principal: Overseer, session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[CampaignOut]:
-    found = await service.list_campaigns(session, principal, after_id=decode_cursor(cursor), limit=limit + 1)
+    found = await service.list_campaigns(session, await access.region(session, principal), after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([campaign_out(c) for c in found], [c.campaign.id for c in found], limit)
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut, responses=PROBLEMS)
 async def get_campaign(campaign_id: uuid.UUID, principal: Overseer, session: SessionDep) -> CampaignOut:
-    return campaign_out(await service.get_campaign(session, principal, campaign_id))
+    return campaign_out(await service.view(session, await access.campaign(session, principal, campaign_id)))
 
 
 @router.post("/campaigns/{campaign_id}/close", response_model=CampaignOut, responses=PROBLEMS)
@@ -92,7 +100,10 @@ async def close_campaign(
 ):
     if replay := await idem.replay():
         return replay
-    return await idem.respond(200, campaign_out(await service.close_campaign(session, clock, principal, campaign_id)))
+    closed = await service.close_campaign(
+        session, clock, Actor.of(principal), await access.campaign(session, principal, campaign_id)
+    )
+    return await idem.respond(200, campaign_out(closed))
 
 
 @router.post("/campaigns/{campaign_id}/funding", status_code=201, response_model=FundingOut, responses=PROBLEMS)
@@ -103,7 +114,9 @@ async def fund_campaign(
     """Points from the region's campaign fund into the campaign's budget (the city's money)."""
     if replay := await idem.replay():
         return replay
-    journal_id, found = await service.fund(session, clock, principal, campaign_id, body.amount)
+    journal_id, found = await service.fund(
+        session, clock, Actor.of(principal), await access.campaign(session, principal, campaign_id), body.amount
+    )
     return await idem.respond(
         201, FundingOut(campaign_id=campaign_id, journal_id=journal_id, amount=body.amount, budget=found.budget)
     )

@@ -27,16 +27,16 @@ from services.wallet.campaigns.errors import (
     CampaignClosed,
     CampaignKindMismatch,
     CampaignNameTaken,
-    CampaignNotFound,
     InvalidCampaign,
 )
 from services.wallet.campaigns.models import Campaign, CampaignKind
 from services.wallet.directory import service as directory
+from services.wallet.directory.models import Region
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.lots import LotRule, end_of_months_after
 from services.wallet.ledger.models import Account, AccountKind, JournalKind, Status
 from shared import audit
-from shared.auth import Principal
+from shared.audit import Actor
 from shared.clock import TOKYO, Clock
 from shared.ids import new_id
 from shared.money import Unit
@@ -53,9 +53,8 @@ class CampaignView:
 
 
 async def create_campaign(
-    session: AsyncSession, clock: Clock, principal: Principal, details: dict[str, Any]
+    session: AsyncSession, clock: Clock, actor: Actor, region: Region, details: dict[str, Any]
 ) -> CampaignView:
-    region = await directory.region_of(session, principal)
     if await repo.campaign_by_name(session, region.id, details["name"]) is not None:
         raise CampaignNameTaken(f"{details['name']!r} is already a campaign in {region.code}.")
     if details.get("restriction"):
@@ -79,7 +78,7 @@ async def create_campaign(
         usable_from=usable_from, usable_until=usable_until, expiry_months=details.get("expiry_months"),
         reward_from=details.get("reward_from"), reward_until=details.get("reward_until"),
         reward_monthly_cap=details.get("reward_monthly_cap"),
-        reward_points_payments=bool(details.get("reward_points_payments")), created_by=principal.subject, created_at=now,
+        reward_points_payments=bool(details.get("reward_points_payments")), created_by=actor.subject, created_at=now,
     )
     await repo.insert_reward_rates(
         session, [{"campaign_id": campaign.id, "region_id": region.id, "merchant_class": code, "rate_bp": bp}
@@ -92,7 +91,7 @@ async def create_campaign(
         created_at=now,
     )
     await audit.record(
-        session, clock, principal, region_id=region.id, action="campaign.create", target_type="campaign",
+        session, clock, actor, region_id=region.id, action="campaign.create", target_type="campaign",
         target_id=campaign.id, after=_campaign_record(campaign) | {"reward_rates": rates},
     )
     return CampaignView(campaign, budget, 0, rates)
@@ -121,14 +120,6 @@ async def _check_reward_terms(session: AsyncSession, region_id: uuid.UUID, detai
     return rates
 
 
-async def visible_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> Campaign:
-    region = await directory.region_of(session, principal)
-    campaign = await repo.campaign(session, campaign_id)
-    if campaign is None or campaign.region_id != region.id:
-        raise CampaignNotFound(f"No campaign {campaign_id} in region {region.code}.")
-    return campaign
-
-
 async def view(session: AsyncSession, campaign: Campaign) -> CampaignView:
     account = await repo.budget_account(session, campaign.id)
     rates = await repo.reward_rates(session, campaign.id) if campaign.kind == CampaignKind.REWARD else None
@@ -136,42 +127,36 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignView:
     return CampaignView(campaign, account, budget, rates)
 
 
-async def get_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> CampaignView:
-    return await view(session, await visible_campaign(session, principal, campaign_id))
-
-
 async def list_campaigns(
-    session: AsyncSession, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession, region: Region, *, after_id: uuid.UUID | None, limit: int
 ) -> list[CampaignView]:
-    region = await directory.region_of(session, principal)
     return [await view(session, c) for c in await repo.campaigns(session, region.id, after_id=after_id, limit=limit)]
 
 
-async def close_campaign(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID) -> CampaignView:
+async def close_campaign(session: AsyncSession, clock: Clock, actor: Actor, campaign: Campaign) -> CampaignView:
     """No more grants, sales or rewards; lots already given keep their rules."""
-    campaign = await visible_campaign(session, principal, campaign_id)
     updated = await repo.set_campaign_status(session, campaign.id, Status.CLOSED.value)
     await audit.record(
-        session, clock, principal, region_id=campaign.region_id, action="campaign.close", target_type="campaign",
+        session, clock, actor, region_id=campaign.region_id, action="campaign.close", target_type="campaign",
         target_id=campaign.id, before={"status": campaign.status}, after={"status": updated.status},
     )
     return await view(session, updated)
 
 
 async def fund(
-    session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, amount: int
+    session: AsyncSession, clock: Clock, actor: Actor, campaign: Campaign, amount: int
 ) -> tuple[uuid.UUID, CampaignView]:
     """The city puts `amount` points into the campaign's budget from its campaign fund."""
-    campaign = active(await visible_campaign(session, principal, campaign_id))
+    active(campaign)
     budget = await repo.budget_account(session, campaign.id)
     fund_account = await ledger.system_account(session, campaign.region_id, AccountKind.CAMPAIGN_FUND, Unit.POINT.value)
     posted = await ledger.post_journal(
-        session, clock, region_id=campaign.region_id, kind=JournalKind.FUNDING, actor=principal.subject,
+        session, clock, region_id=campaign.region_id, kind=JournalKind.FUNDING, actor=actor.subject,
         legs=[ledger.Leg(fund_account, -amount), ledger.Leg(budget, amount)], reference=str(campaign.id),
     )
     result = await view(session, campaign)
     await audit.record(
-        session, clock, principal, region_id=campaign.region_id, action="campaign.fund", target_type="campaign",
+        session, clock, actor, region_id=campaign.region_id, action="campaign.fund", target_type="campaign",
         target_id=campaign.id, after={"amount": amount, "journal_id": str(posted.journal_id), "budget": result.budget},
     )
     return posted.journal_id, result

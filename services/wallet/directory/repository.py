@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import ARRAY, Text, and_, any_, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory.models import ApiKey, Merchant, MerchantClass, Notice, Region, Resident
-from services.wallet.ledger.models import Account
+from services.wallet.ledger.models import Account, Status
 from shared.ids import new_id
 
 # --- regions ----------------------------------------------------------------------------------
@@ -133,6 +133,20 @@ async def wallet(session: AsyncSession, account_id: uuid.UUID) -> tuple[Resident
     return (row[0], row[1]) if row else None
 
 
+async def active_residents(
+    session: AsyncSession, region_id: uuid.UUID, among: Sequence[str] | None
+) -> list[tuple[uuid.UUID, str]]:
+    """(id, subject) of the region's residents whose yen wallet is active, of `among` if given."""
+    query = (
+        select(Resident.id, Resident.subject)
+        .join(Account, and_(Account.resident_id == Resident.id, Account.unit == "yen"))
+        .where(Resident.region_id == region_id, Account.status == Status.ACTIVE.value)
+    )
+    if among is not None:
+        query = query.where(Resident.subject == any_(bindparam("among", list(among), type_=ARRAY(Text))))
+    return [(row[0], row[1]) for row in await session.execute(query.order_by(Resident.subject))]
+
+
 # --- merchants --------------------------------------------------------------------------------
 
 
@@ -195,6 +209,12 @@ async def insert_notice(
         .returning(Notice.id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def insert_notices(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Many notices at once (a distribution to a segment): none tied to a lot."""
+    if rows:
+        await session.execute(insert(Notice), list(rows))
 
 
 async def notices(

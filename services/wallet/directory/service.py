@@ -6,6 +6,7 @@ Functions take the request's session and flush; the request dependency commits o
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,22 +21,20 @@ from services.wallet.directory.errors import (
     InvalidRegistrationNumber,
     MerchantClassTaken,
     MerchantNameTaken,
-    MerchantNotFound,
     NameNotPrintable,
     RegionCodeTaken,
     RegionNotFound,
     UnknownMerchantClass,
-    WalletNotFound,
 )
 from services.wallet.directory.models import ApiKey, Merchant, MerchantClass, Region, Resident
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.errors import AccountInactive
 from services.wallet.ledger.models import ISSUANCE_KINDS, SYSTEM_ACCOUNTS, Account, AccountKind, Status
 from shared import audit, emvco
-from shared.auth import MERCHANT_ROLES, Principal, Role, hash_api_key, new_api_key_secret
+from shared.audit import Actor
+from shared.auth import Principal, Role, hash_api_key, new_api_key_secret
 from shared.clock import Clock
 from shared.config import Settings
-from shared.errors import Forbidden
 from shared.ids import new_id
 from shared.money import Unit
 from shared.text import qr_text
@@ -144,24 +143,23 @@ async def region_identity(session: AsyncSession, code: str) -> RegionIdentity:
     return identity
 
 
-async def region_of(session: AsyncSession, principal: Principal) -> Region:
-    region = await repo.region_by_code(session, principal.region_code)
+async def hosted_region(session: AsyncSession, code: str) -> Region:
+    region = await repo.region_by_code(session, code)
     if region is None:
-        raise RegionNotFound(f"Region {principal.region_code!r} is not hosted here.")
+        raise RegionNotFound(f"Region {code!r} is not hosted here.")
     return region
 
 
 async def update_region_settings(
-    session: AsyncSession, clock: Clock, principal: Principal, changes: dict[str, int | None]
+    session: AsyncSession, clock: Clock, actor: Actor, region: Region, changes: dict[str, int | None]
 ) -> Region:
-    region = await region_of(session, principal)
     if not changes:
         return region
     before = region_settings(region)
     check_region_settings({**before, **changes})
     updated = await repo.update_region(session, region.id, **changes)
     await audit.record(
-        session, clock, principal, region_id=region.id, action="region.settings.update",
+        session, clock, actor, region_id=region.id, action="region.settings.update",
         target_type="region", target_id=region.code, before=before, after=region_settings(updated),
     )
     return updated
@@ -203,54 +201,39 @@ class Wallet:
     points: Account
 
 
-async def my_wallet(session: AsyncSession, clock: Clock, principal: Principal) -> Wallet:
-    """A resident's wallet, created on their first authenticated call."""
-    assert principal.role is Role.RESIDENT
-    region = await region_of(session, principal)
-    found = await repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
+async def wallet_for(session: AsyncSession, clock: Clock, region: Region, subject: str) -> Wallet:
+    """The wallet of the resident `subject` names, created on their first call."""
+    found = await repo.resident_wallet(session, region.id, subject, Unit.YEN.value)
     if found is None:
         now = clock.now()
-        resident_id = await repo.ensure_resident(session, region.id, principal.subject, now)
+        resident_id = await repo.ensure_resident(session, region.id, subject, now)
         for unit in Unit:
             await repo.ensure_resident_account(
                 session, id=new_id(), region_id=region.id, kind=AccountKind.RESIDENT.value, unit=unit.value,
                 resident_id=resident_id, status=Status.ACTIVE.value, tracks_balance=True, may_go_negative=False,
                 created_at=now,
             )
-        found = await repo.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
+        found = await repo.resident_wallet(session, region.id, subject, Unit.YEN.value)
         assert found is not None
-    return Wallet(found[0], found[1], region, await repo.resident_account(session, found[0].id, Unit.POINT.value))
+    return await wallet_of(session, region, *found)
 
 
-async def visible_wallet(session: AsyncSession, principal: Principal, account_id: uuid.UUID) -> Wallet:
-    """A wallet the caller may see: a resident their own, operators and auditors their region's.
-    Anything else is reported as not found, so that ids of others' wallets reveal nothing."""
-    region = await region_of(session, principal)
-    found = await repo.wallet(session, account_id)
-    if found is None or found[1].region_id != region.id:
-        raise WalletNotFound(f"No wallet {account_id} in region {region.code}.")
-    resident, account = found
-    if principal.role is Role.RESIDENT and resident.subject != principal.subject:
-        raise WalletNotFound(f"No wallet {account_id} in region {region.code}.")
-    if principal.role not in (Role.RESIDENT, Role.OPERATOR, Role.AUDITOR):
-        raise Forbidden("Only the resident, an operator or an auditor may see a wallet.")
+async def wallet_of(session: AsyncSession, region: Region, resident: Resident, account: Account) -> Wallet:
+    """The wallet whose coin account is `account`, with its point account."""
     return Wallet(resident, account, region, await repo.resident_account(session, resident.id, Unit.POINT.value))
 
 
 async def find_wallets(
-    session: AsyncSession, principal: Principal, *, subject: str | None, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession, region: Region, *, subject: str | None, after_id: uuid.UUID | None, limit: int
 ) -> list[Wallet]:
-    region = await region_of(session, principal)
     rows = await repo.resident_wallets(session, region.id, subject=subject, after_id=after_id, limit=limit)
     points = await repo.resident_accounts(session, [resident.id for resident, _ in rows], Unit.POINT.value)
     return [Wallet(resident, account, region, points[resident.id]) for resident, account in rows]
 
 
-async def update_wallet(
-    session: AsyncSession, clock: Clock, principal: Principal, account_id: uuid.UUID, changes: dict[str, Any]
-) -> Wallet:
+async def update_wallet(session: AsyncSession, clock: Clock, actor: Actor, wallet: Wallet, changes: dict[str, Any]) -> Wallet:
     """The operator's changes: `status` (of both the yen and the point account), `household`."""
-    wallet = await visible_wallet(session, principal, account_id)
+    account_id = wallet.account.id
     resident, account, points = wallet.resident, wallet.account, wallet.points
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
@@ -265,7 +248,7 @@ async def update_wallet(
         after["household"] = resident.household
     if after:
         await audit.record(
-            session, clock, principal, region_id=wallet.region.id, action="wallet.update",
+            session, clock, actor, region_id=wallet.region.id, action="wallet.update",
             target_type="account", target_id=account_id, before=before, after=after,
         )
     return Wallet(resident, account, wallet.region, points)
@@ -307,11 +290,10 @@ def check_registration_number(number: str | None) -> None:
 
 
 async def onboard_merchant(
-    session: AsyncSession, clock: Clock, principal: Principal, details: dict[str, Any]
+    session: AsyncSession, clock: Clock, actor: Actor, region: Region, details: dict[str, Any]
 ) -> Merchant:
     check_printable(details, "name_ja")
     check_registration_number(details.get("invoice_registration_number"))
-    region = await region_of(session, principal)
     if await repo.merchant_by_name(session, region.id, details["name"]) is not None:
         raise MerchantNameTaken(f"{details['name']!r} is already a merchant in {region.code}.")
     await check_classes(session, region.id, [details["merchant_class"]])
@@ -327,42 +309,24 @@ async def onboard_merchant(
             created_at=now,
         )
     await audit.record(
-        session, clock, principal, region_id=region.id, action="merchant.onboard",
+        session, clock, actor, region_id=region.id, action="merchant.onboard",
         target_type="merchant", target_id=merchant.id, after=_merchant_record(merchant),
     )
     return merchant
 
 
-async def merchant_in_region(session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID) -> Merchant | None:
-    """A merchant of the region, for a caller that already decided who may ask (public.py)."""
-    merchant = await repo.merchant(session, merchant_id)
-    return merchant if merchant is not None and merchant.region_id == region_id else None
-
-
-async def visible_merchant(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> Merchant:
-    """Operators and auditors see their region's merchants; merchant roles only their own."""
-    region = await region_of(session, principal)
-    merchant = await repo.merchant(session, merchant_id)
-    if merchant is None or merchant.region_id != region.id:
-        raise MerchantNotFound(f"No merchant {merchant_id} in region {region.code}.")
-    if principal.role in MERCHANT_ROLES and principal.merchant_id != merchant_id:
-        raise MerchantNotFound(f"No merchant {merchant_id} in region {region.code}.")
-    return merchant
-
-
 async def list_merchants(
-    session: AsyncSession, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession, region: Region, *, after_id: uuid.UUID | None, limit: int
 ) -> list[Merchant]:
-    region = await region_of(session, principal)
     return await repo.merchants(session, region.id, after_id=after_id, limit=limit)
 
 
 async def update_merchant(
-    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, changes: dict[str, Any]
+    session: AsyncSession, clock: Clock, actor: Actor, merchant: Merchant, changes: dict[str, Any]
 ) -> Merchant:
     check_registration_number(changes.get("invoice_registration_number"))
     check_printable(changes, "name_ja")
-    merchant = await visible_merchant(session, principal, merchant_id)
+    merchant_id = merchant.id
     before = _merchant_record(merchant)
     if "name" in changes and changes["name"] != merchant.name:
         if await repo.merchant_by_name(session, merchant.region_id, changes["name"]) is not None:
@@ -375,19 +339,16 @@ async def update_merchant(
     if "status" in changes:
         await repo.set_merchant_accounts_status(session, merchant_id, changes["status"])
     await audit.record(
-        session, clock, principal, region_id=merchant.region_id, action="merchant.update",
+        session, clock, actor, region_id=merchant.region_id, action="merchant.update",
         target_type="merchant", target_id=merchant_id, before=before, after=_merchant_record(updated),
     )
     return updated
 
 
-async def merchant_balance(
-    session: AsyncSession, principal: Principal, merchant_id: uuid.UUID
-) -> list[tuple[Account, int]]:
+async def merchant_balance(session: AsyncSession, merchant: Merchant) -> list[tuple[Account, int]]:
     """The merchant's yen and point accounts, summed from entries at the moment of the call:
     exact, never lagging."""
-    await visible_merchant(session, principal, merchant_id)
-    return [(a, await ledger.entries_sum(session, a.id)) for a in await repo.merchant_accounts(session, merchant_id)]
+    return [(a, await ledger.entries_sum(session, a.id)) for a in await repo.merchant_accounts(session, merchant.id)]
 
 
 def _merchant_record(merchant: Merchant) -> dict[str, Any]:
@@ -400,38 +361,36 @@ def _merchant_record(merchant: Merchant) -> dict[str, Any]:
 
 
 async def create_api_key(
-    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, name: str
+    session: AsyncSession, clock: Clock, actor: Actor, merchant: Merchant, name: str
 ) -> tuple[ApiKey, str]:
-    merchant = await visible_merchant(session, principal, merchant_id)
+    merchant_id = merchant.id
     if merchant.status != Status.ACTIVE:
         raise AccountInactive(f"The merchant is {merchant.status}.")
     secret = new_api_key_secret()
     key = await repo.insert_api_key(
         session, id=new_id(), region_id=merchant.region_id, merchant_id=merchant_id, name=name,
-        secret_hash=hash_api_key(secret), created_by=principal.subject, created_at=clock.now(),
+        secret_hash=hash_api_key(secret), created_by=actor.subject, created_at=clock.now(),
     )
     await audit.record(
-        session, clock, principal, region_id=merchant.region_id, action="api_key.create",
+        session, clock, actor, region_id=merchant.region_id, action="api_key.create",
         target_type="api_key", target_id=key.id, after={"merchant_id": str(merchant_id), "name": name},
     )
     return key, secret
 
 
-async def list_api_keys(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> list[ApiKey]:
-    await visible_merchant(session, principal, merchant_id)
-    return await repo.api_keys(session, merchant_id)
+async def list_api_keys(session: AsyncSession, merchant: Merchant) -> list[ApiKey]:
+    return await repo.api_keys(session, merchant.id)
 
 
 async def revoke_api_key(
-    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, key_id: uuid.UUID
+    session: AsyncSession, clock: Clock, actor: Actor, merchant: Merchant, key_id: uuid.UUID
 ) -> ApiKey:
-    merchant = await visible_merchant(session, principal, merchant_id)
     key = await repo.api_key(session, key_id)
-    if key is None or key.merchant_id != merchant_id:
+    if key is None or key.merchant_id != merchant.id:
         raise ApiKeyNotFound(f"No API key {key_id} for this merchant.")
     revoked = await repo.revoke_api_key(session, key_id, clock.now())
     await audit.record(
-        session, clock, principal, region_id=merchant.region_id, action="api_key.revoke",
+        session, clock, actor, region_id=merchant.region_id, action="api_key.revoke",
         target_type="api_key", target_id=key_id,
         before={"revoked_at": key.revoked_at.isoformat() if key.revoked_at else None},
         after={"revoked_at": revoked.revoked_at.isoformat() if revoked.revoked_at else None},
@@ -470,22 +429,20 @@ async def seed_merchant_classes(session: AsyncSession, region: Region, now: date
         await repo.insert_merchant_class(session, region_id=region.id, code=code, name=name, name_ja=name_ja, created_at=now)
 
 
-async def merchant_classes(session: AsyncSession, principal: Principal) -> list[MerchantClass]:
-    region = await region_of(session, principal)
+async def merchant_classes(session: AsyncSession, region: Region) -> list[MerchantClass]:
     return await repo.merchant_classes(session, region.id)
 
 
 async def add_merchant_class(
-    session: AsyncSession, clock: Clock, principal: Principal, *, code: str, name: str, name_ja: str
+    session: AsyncSession, clock: Clock, actor: Actor, region: Region, *, code: str, name: str, name_ja: str
 ) -> MerchantClass:
-    region = await region_of(session, principal)
     added = await repo.insert_merchant_class(
         session, region_id=region.id, code=code, name=name, name_ja=name_ja, created_at=clock.now()
     )
     if added is None:
         raise MerchantClassTaken(f"The region already has a merchant class {code!r}.")
     await audit.record(
-        session, clock, principal, region_id=region.id, action="merchant_class.create", target_type="merchant_class",
+        session, clock, actor, region_id=region.id, action="merchant_class.create", target_type="merchant_class",
         target_id=code, after={"name": name, "name_ja": name_ja},
     )
     return added
@@ -501,7 +458,34 @@ async def check_classes(session: AsyncSession, region_id: uuid.UUID, codes: list
         )
 
 
+# --- notices ----------------------------------------------------------------------------------
+
+
+async def post_notices(
+    session: AsyncSession, clock: Clock, actor: Actor, *, region_id: uuid.UUID, subjects: Sequence[str], kind: str,
+    payload: dict[str, Any],
+) -> int:
+    """One notice of `kind` for each of `subjects` that is a resident of the region with an active
+    wallet (a closed or suspended wallet's app is told nothing new); how many were made. Audited
+    once for the lot: the count, never the recipients."""
+    found = await repo.active_residents(session, region_id, subjects)
+    if not found:
+        return 0
+    now = clock.now()
+    await repo.insert_notices(session, [
+        {"id": new_id(), "region_id": region_id, "resident_id": resident_id, "kind": kind, "lot_id": None,
+         "payload": payload, "created_at": now}
+        for resident_id, _ in found
+    ])
+    await audit.record(
+        session, clock, actor, region_id=region_id, action="notices.post", target_type="notice_kind", target_id=kind,
+        after={"recipients": len(found)},
+    )
+    return len(found)
+
+
 # Queries the modules above use as they are: they call this service, never the repository.
+active_residents = repo.active_residents
 insert_notice = repo.insert_notice
 merchant = repo.merchant
 merchant_account = repo.merchant_account

@@ -32,7 +32,7 @@ from services.wallet.expiry.models import ExpiryRun
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.models import AccountKind, JournalKind, Lot
 from shared import audit
-from shared.auth import Principal
+from shared.audit import Actor
 from shared.clock import TOKYO, Clock, tokyo_date
 from shared.ids import new_id
 from shared.money import Unit
@@ -196,13 +196,11 @@ async def run_due(sessionmaker: async_sessionmaker[AsyncSession], clock: Clock) 
 # --- expiry and notices -----------------------------------------------------------------------
 
 
-async def run_expiry(session: AsyncSession, clock: Clock, principal: Principal, as_of: date) -> ExpiryRun:
+async def run_expiry(session: AsyncSession, clock: Clock, actor: Actor, region: Region, as_of: date) -> ExpiryRun:
     """The operator runs (or resumes) expiry for a date, all in this request's transaction."""
-
-    region = await directory.region_of(session, principal)
-    run = await run_in_session(session, clock, region, as_of, principal.subject)
+    run = await run_in_session(session, clock, region, as_of, actor.subject)
     await audit.record(
-        session, clock, principal, region_id=region.id, action="expiry.run", target_type="expiry_run",
+        session, clock, actor, region_id=region.id, action="expiry.run", target_type="expiry_run",
         target_id=as_of.isoformat(),
         after={"lots_expired": run.lots_expired, "yen_expired": run.yen_expired,
                "points_expired": run.points_expired, "notices": run.notices},
@@ -210,6 +208,5 @@ async def run_expiry(session: AsyncSession, clock: Clock, principal: Principal, 
     return run
 
 
-async def expiry_runs(session: AsyncSession, principal: Principal, *, before: date | None, limit: int) -> list[ExpiryRun]:
-    region = await directory.region_of(session, principal)
+async def expiry_runs(session: AsyncSession, region: Region, *, before: date | None, limit: int) -> list[ExpiryRun]:
     return await repo.expiry_runs(session, region.id, before=before, limit=limit)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.wallet import access
 from services.wallet.grants import service, tasks
 from services.wallet.grants.errors import UnsupportedMediaType
 from services.wallet.grants.models import IN_PROGRESS, GrantUpload
@@ -25,6 +26,7 @@ from services.wallet.grants.schemas import (
     RowKey,
 )
 from services.wallet.grants.service import GrantView
+from shared.audit import Actor
 from shared.auth import Principal, Role, require
 from shared.clock import fiscal_year
 from shared.db import SessionDep
@@ -96,7 +98,10 @@ async def create_grant(
     the same content answers 200 with the first grant and changes nothing."""
     if replay := await idem.replay():
         return replay
-    found, created = await service.grant(session, clock, principal, campaign_id, body.model_dump())
+    found, created = await service.grant(
+        session, clock, Actor.of(principal), await access.grant_campaign(session, principal, campaign_id),
+        body.model_dump(), partner_key_id=access.own_partner_key(principal),
+    )
     response = await idem.respond(201 if created else 200, grant_out(found))
     if not created:
         response.headers[REPLAY_HEADER] = "true"
@@ -113,15 +118,16 @@ async def list_grants(
 ) -> Page[GrantOut]:
     """The campaign's grants, newest first (operator, auditor; a partner key sees its own)."""
     found = await service.list_grants(
-        session, principal, campaign_id, after_id=decode_cursor(cursor), limit=limit + 1, wallet_id=wallet_id,
-        row_key=row_key, upload_id=upload_id,
+        session, await access.grant_campaign(session, principal, campaign_id),
+        partner_key_id=access.own_partner_key(principal), after_id=decode_cursor(cursor), limit=limit + 1,
+        wallet_id=wallet_id, row_key=row_key, upload_id=upload_id,
     )
     return page_of([grant_out(g) for g in found], [g[0].id for g in found], limit)
 
 
 @router.get("/campaigns/{campaign_id}/grants/{grant_id}", response_model=GrantOut, responses=PROBLEMS)
 async def get_grant(campaign_id: uuid.UUID, grant_id: uuid.UUID, principal: GrantReader, session: SessionDep) -> GrantOut:
-    return grant_out(await service.visible_grant(session, principal, campaign_id, grant_id))
+    return grant_out(await access.grant(session, principal, campaign_id, grant_id))
 
 
 @router.get("/grants/summary", response_model=GrantSummaryOut, responses=PROBLEMS)
@@ -130,7 +136,9 @@ async def grant_summary(
     year: Annotated[int | None, Query(alias="fiscal_year", ge=2000, le=2999, description="年度; default: the current one")] = None,
 ) -> GrantSummaryOut:
     """ポイント付与額 / 付与回数: points granted and number of grants in a fiscal year, by category."""
-    found = await service.summary(session, principal, year if year is not None else fiscal_year(clock.now()))
+    found = await service.summary(
+        session, await access.region(session, principal), year if year is not None else fiscal_year(clock.now())
+    )
     return GrantSummaryOut(
         fiscal_year=found.fiscal_year, grants=found.grants, points=found.points, residents=found.residents,
         by_category=[GrantTotal(category=c, grants=n, points=p) for c, n, p in found.by_category],
@@ -169,10 +177,13 @@ async def upload_grants(
     if media_type not in ("text/csv", "application/csv"):
         raise UnsupportedMediaType(f"Send the file as text/csv, not {media_type or 'nothing'}.")
     # Who may upload here is settled before the file is read (up to `max_upload_bytes`).
-    campaign = await service.campaign_to_upload_to(session, principal, campaign_id)
+    campaign = service.campaign_to_upload_to(await access.grant_campaign(session, principal, campaign_id))
     if replay := await idem.replay():
         return replay
-    upload = await service.accept_upload(session, clock, principal, campaign, await request.body(), filename)
+    upload = await service.accept_upload(
+        session, clock, Actor.of(principal), campaign, await request.body(), filename,
+        partner_key_id=access.own_partner_key(principal),
+    )
     location = f"/v1/campaigns/{campaign_id}/grant-uploads/{upload.id}"
     response = await idem.respond(202, upload_out(upload, []))
     response.headers["Location"] = location
@@ -186,7 +197,10 @@ async def list_uploads(
     campaign_id: uuid.UUID, principal: GrantReader, session: SessionDep, cursor: CursorParam = None,
     limit: LimitParam = 50,
 ) -> Page[GrantUploadOut]:
-    found = await service.list_uploads(session, principal, campaign_id, after_id=decode_cursor(cursor), limit=limit + 1)
+    found = await service.list_uploads(
+        session, await access.grant_campaign(session, principal, campaign_id),
+        partner_key_id=access.own_partner_key(principal), after_id=decode_cursor(cursor), limit=limit + 1,
+    )
     return page_of([upload_out(u, []) for u in found], [u.id for u in found], limit)
 
 
@@ -199,8 +213,8 @@ async def get_upload(
 ) -> JSONResponse:
     """An upload's status and progress, and its first problems if it was rejected. Reading it
     takes no lock the worker needs. An upload whose worker died (a restart) is taken up again."""
-    upload = await service.visible_upload(session, principal, campaign_id, upload_id)
-    errors = await service.upload_errors(session, principal, campaign_id, upload_id, after_id=None, limit=FIRST_ERRORS)
+    upload = await access.upload(session, principal, campaign_id, upload_id)
+    errors = await service.upload_errors(session, upload, after_id=None, limit=FIRST_ERRORS)
     if upload.status in IN_PROGRESS:
         background.add_task(tasks.start, request.app.state, upload.id)
     body = upload_out(upload, [GrantUploadErrorOut.model_validate(e) for e in errors])
@@ -217,7 +231,8 @@ async def list_upload_errors(
 ) -> Page[GrantUploadErrorOut]:
     """Every problem of a rejected upload, in line order."""
     found = await service.upload_errors(
-        session, principal, campaign_id, upload_id, after_id=decode_cursor(cursor), limit=limit + 1
+        session, await access.upload(session, principal, campaign_id, upload_id), after_id=decode_cursor(cursor),
+        limit=limit + 1,
     )
     return page_of([GrantUploadErrorOut.model_validate(e) for e in found], [e.id for e in found], limit)
 
@@ -236,13 +251,16 @@ async def create_partner_key(
     in this one grant campaign and read its own grants. The secret is shown once (audited)."""
     if replay := await idem.replay():
         return replay
-    key, secret = await service.create_partner_key(session, clock, principal, campaign_id, body.name)
+    key, secret = await service.create_partner_key(
+        session, clock, Actor.of(principal), await access.campaign(session, principal, campaign_id), body.name
+    )
     return await idem.respond(201, PartnerKeyCreated(**PartnerKeyOut.model_validate(key).model_dump(), secret=secret))
 
 
 @router.get("/campaigns/{campaign_id}/partner-keys", response_model=list[PartnerKeyOut], responses=PROBLEMS)
 async def list_partner_keys(campaign_id: uuid.UUID, principal: Overseer, session: SessionDep) -> list[PartnerKeyOut]:
-    return [PartnerKeyOut.model_validate(k) for k in await service.list_partner_keys(session, principal, campaign_id)]
+    keys = await service.list_partner_keys(session, await access.campaign(session, principal, campaign_id))
+    return [PartnerKeyOut.model_validate(k) for k in keys]
 
 
 @router.delete(
@@ -255,5 +273,7 @@ async def revoke_partner_key(
     """Revoke a partner key at once (audited)."""
     if replay := await idem.replay():
         return replay
-    key = await service.revoke_partner_key(session, clock, principal, campaign_id, key_id)
+    key = await service.revoke_partner_key(
+        session, clock, Actor.of(principal), await access.campaign(session, principal, campaign_id), key_id
+    )
     return await idem.respond(200, PartnerKeyOut.model_validate(key))

@@ -53,15 +53,14 @@ from services.wallet.campaigns import service as campaigns
 from services.wallet.campaigns.errors import BudgetExhausted, CampaignKindMismatch
 from services.wallet.campaigns.models import Campaign, CampaignKind
 from services.wallet.directory import service as directory
+from services.wallet.directory.models import Region
 from services.wallet.grants import repository as repo
 from services.wallet.grants.errors import (
     ActivityDateInFuture,
     CampaignWindowOver,
-    GrantNotFound,
     PartnerKeyNotFound,
     RowKeyReused,
     UnknownResident,
-    UploadNotFound,
 )
 from services.wallet.grants.models import Grant, GrantCategory, GrantUpload, GrantUploadError, PartnerKey, UploadStatus
 from services.wallet.ledger import lots
@@ -71,7 +70,6 @@ from services.wallet.ledger.models import JournalKind, LotSource, Status
 from shared import audit
 from shared.auth import PARTNER_KEY_PREFIX, Principal, Role, hash_api_key
 from shared.clock import Clock, fiscal_year, tokyo_date
-from shared.errors import Forbidden
 from shared.ids import new_id
 from shared.money import MAX_AMOUNT, Unit
 
@@ -91,37 +89,35 @@ async def resolve_partner_key(session: AsyncSession, secret: str) -> Principal |
 
 
 async def create_partner_key(
-    session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, name: str
+    session: AsyncSession, clock: Clock, actor: audit.Actor, campaign: Campaign, name: str
 ) -> tuple[PartnerKey, str]:
-    campaign = campaigns.active(await campaigns.visible_campaign(session, principal, campaign_id), CampaignKind.GRANT)
+    campaigns.active(campaign, CampaignKind.GRANT)
     secret = PARTNER_KEY_PREFIX + secrets.token_urlsafe(32)
     key = await repo.insert_partner_key(
         session, id=new_id(), region_id=campaign.region_id, campaign_id=campaign.id, name=name,
-        secret_hash=hash_api_key(secret), created_by=principal.subject, created_at=clock.now(),
+        secret_hash=hash_api_key(secret), created_by=actor.subject, created_at=clock.now(),
     )
     await audit.record(
-        session, clock, principal, region_id=campaign.region_id, action="partner_key.create",
+        session, clock, actor, region_id=campaign.region_id, action="partner_key.create",
         target_type="partner_key", target_id=key.id, after={"campaign_id": str(campaign.id), "name": name},
     )
     return key, secret
 
 
-async def list_partner_keys(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> list[PartnerKey]:
-    campaign = await campaigns.visible_campaign(session, principal, campaign_id)
+async def list_partner_keys(session: AsyncSession, campaign: Campaign) -> list[PartnerKey]:
     return await repo.partner_keys(session, campaign.id)
 
 
 async def revoke_partner_key(
-    session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, key_id: uuid.UUID
+    session: AsyncSession, clock: Clock, actor: audit.Actor, campaign: Campaign, key_id: uuid.UUID
 ) -> PartnerKey:
-    campaign = await campaigns.visible_campaign(session, principal, campaign_id)
     key = await repo.partner_key(session, key_id)
     if key is None or key.campaign_id != campaign.id:
         raise PartnerKeyNotFound(f"No partner key {key_id} for this campaign.")
     before = key.revoked_at
     revoked = await repo.revoke_partner_key(session, key_id, clock.now())
     await audit.record(
-        session, clock, principal, region_id=campaign.region_id, action="partner_key.revoke",
+        session, clock, actor, region_id=campaign.region_id, action="partner_key.revoke",
         target_type="partner_key", target_id=key_id,
         before={"revoked_at": before.isoformat() if before else None},
         after={"revoked_at": revoked.revoked_at.isoformat() if revoked.revoked_at else None},
@@ -129,19 +125,7 @@ async def revoke_partner_key(
     return revoked
 
 
-# --- access -----------------------------------------------------------------------------------
-
-
-async def _campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> Campaign:
-    """The campaign, if the caller may work with it: a partner key only with its own."""
-    if principal.role is Role.PARTNER and principal.campaign_id != campaign_id:
-        raise Forbidden("This partner key may only grant in, and read, its own campaign.")
-    return await campaigns.visible_campaign(session, principal, campaign_id)
-
-
-def _own(principal: Principal) -> uuid.UUID | None:
-    """A partner sees only what its key did; operators and auditors see everything."""
-    return principal.api_key_id if principal.role is Role.PARTNER else None
+# --- the campaign granted in -------------------------------------------------------------------
 
 
 def _grant_campaign(campaign: Campaign) -> Campaign:
@@ -175,11 +159,13 @@ def _differences(old: tuple[Any, ...], new: tuple[Any, ...]) -> list[str]:
 
 
 async def grant(
-    session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, details: dict[str, Any]
+    session: AsyncSession, clock: Clock, actor: audit.Actor, campaign: Campaign, details: dict[str, Any], *,
+    partner_key_id: uuid.UUID | None,
 ) -> tuple[GrantView, bool]:
     """Grant points to one resident; (the grant, True) if granted now, (the first grant, False)
-    if its row key was already granted with the same content."""
-    campaign = _grant_campaign(await _campaign(session, principal, campaign_id))
+    if its row key was already granted with the same content. `partner_key_id`: the partner key
+    granting, if a partner system is."""
+    _grant_campaign(campaign)
     content = _content(details["wallet_id"], details["amount"], details["category"], details["event_id"],
                        details["activity_date"])
     if (existing := await _granted_before(session, campaign, details["row_key"], content)) is not None:
@@ -208,7 +194,7 @@ async def grant(
         )
     grant_id = new_id()
     posted = await ledger.post_journal(
-        session, clock, region_id=campaign.region_id, kind=JournalKind.GRANT, actor=principal.subject,
+        session, clock, region_id=campaign.region_id, kind=JournalKind.GRANT, actor=actor.subject,
         legs=[ledger.Leg(budget, -amount), ledger.Leg(points, amount)], reference=str(grant_id),
         memo=details.get("memo") or _default_memo(details["category"], details["event_id"], details["activity_date"]),
     )
@@ -220,11 +206,11 @@ async def grant(
         session, id=grant_id, region_id=campaign.region_id, campaign_id=campaign.id, row_key=details["row_key"],
         wallet_id=details["wallet_id"], account_id=points.id, category=str(details["category"]),
         event_id=details["event_id"], activity_date=details["activity_date"], amount=amount, memo=details.get("memo"),
-        journal_id=posted.journal_id, lot_id=lot.id, upload_id=None, partner_key_id=_own(principal),
-        actor=principal.subject, fiscal_year=fiscal_year(posted.created_at), created_at=posted.created_at,
+        journal_id=posted.journal_id, lot_id=lot.id, upload_id=None, partner_key_id=partner_key_id,
+        actor=actor.subject, fiscal_year=fiscal_year(posted.created_at), created_at=posted.created_at,
     )
     await audit.record(
-        session, clock, principal, region_id=campaign.region_id, action="grant.create", target_type="grant",
+        session, clock, actor, region_id=campaign.region_id, action="grant.create", target_type="grant",
         target_id=grant_id,
         after={"campaign_id": str(campaign.id), "row_key": created.row_key, "wallet_id": str(created.wallet_id),
                "amount": amount, "category": created.category, "event_id": created.event_id,
@@ -258,23 +244,12 @@ def _default_memo(category: str, event_id: str, activity_date: date) -> str:
     return f"{category}: {event_id} ({activity_date.isoformat()})"
 
 
-async def visible_grant(
-    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, grant_id: uuid.UUID
-) -> GrantView:
-    campaign = await _campaign(session, principal, campaign_id)
-    found = await repo.grant(session, grant_id)
-    own = _own(principal)
-    if found is None or found[0].campaign_id != campaign.id or (own is not None and found[0].partner_key_id != own):
-        raise GrantNotFound(f"No grant {grant_id} in this campaign.")
-    return found
-
-
 async def list_grants(
-    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int,
-    **filters: Any,
+    session: AsyncSession, campaign: Campaign, *, partner_key_id: uuid.UUID | None, after_id: uuid.UUID | None,
+    limit: int, **filters: Any,
 ) -> list[GrantView]:
-    campaign = await _campaign(session, principal, campaign_id)
-    return await repo.grants(session, campaign.id, after_id=after_id, limit=limit, partner_key_id=_own(principal),
+    """The campaign's grants; only those of one partner key if `partner_key_id` names it."""
+    return await repo.grants(session, campaign.id, after_id=after_id, limit=limit, partner_key_id=partner_key_id,
                              **filters)
 
 
@@ -287,9 +262,8 @@ class Summary:
     by_category: list[tuple[str, int, int]]
 
 
-async def summary(session: AsyncSession, principal: Principal, year: int) -> Summary:
+async def summary(session: AsyncSession, region: Region, year: int) -> Summary:
     """The city's KPI ポイント付与額 / 付与回数: points and grants in the fiscal year."""
-    region = await directory.region_of(session, principal)
     rows, residents = await repo.summary(session, region.id, year)
     by_category = [(r[0], int(r[1]), int(r[2])) for r in rows]
     return Summary(year, sum(c[1] for c in by_category), sum(c[2] for c in by_category), residents, by_category)
@@ -298,14 +272,15 @@ async def summary(session: AsyncSession, principal: Principal, year: int) -> Sum
 # --- CSV uploads: accepting one -----------------------------------------------------------------
 
 
-async def campaign_to_upload_to(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> Campaign:
-    """The open grant campaign the caller may upload grants to: checked before the file is read."""
-    return campaigns.active(_grant_campaign(await _campaign(session, principal, campaign_id)))
+def campaign_to_upload_to(campaign: Campaign) -> Campaign:
+    """The campaign, if grants may be uploaded to it (an open grant campaign): checked before the
+    file is read."""
+    return campaigns.active(_grant_campaign(campaign))
 
 
 async def accept_upload(
-    session: AsyncSession, clock: Clock, principal: Principal, campaign: Campaign, content: bytes,
-    filename: str | None,
+    session: AsyncSession, clock: Clock, actor: audit.Actor, campaign: Campaign, content: bytes,
+    filename: str | None, *, partner_key_id: uuid.UUID | None,
 ) -> GrantUpload:
     """Record the file and queue it; a worker checks and grants it (tasks.py)."""
     now = clock.now()
@@ -313,40 +288,28 @@ async def accept_upload(
     upload = await repo.insert_upload(
         session, content, id=new_id(), region_id=campaign.region_id, campaign_id=campaign.id,
         status=UploadStatus.VALIDATING.value, filename=filename, content_sha256=digest, size_bytes=len(content),
-        partner_key_id=_own(principal), created_by=principal.subject, created_role=principal.role.value,
-        request_id=principal.request_id, created_at=now,
+        partner_key_id=partner_key_id, created_by=actor.subject, created_role=actor.role,
+        request_id=actor.request_id, created_at=now,
     )
     await audit.record(
-        session, clock, principal, region_id=campaign.region_id, action="grant_upload.create",
+        session, clock, actor, region_id=campaign.region_id, action="grant_upload.create",
         target_type="grant_upload", target_id=upload.id,
         after={"campaign_id": str(campaign.id), "filename": filename, "sha256": digest, "bytes": len(content)},
     )
     return upload
 
 
-async def visible_upload(
-    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, upload_id: uuid.UUID
-) -> GrantUpload:
-    campaign = await _campaign(session, principal, campaign_id)
-    upload = await repo.upload(session, upload_id)
-    own = _own(principal)
-    if upload is None or upload.campaign_id != campaign.id or (own is not None and upload.partner_key_id != own):
-        raise UploadNotFound(f"No grant upload {upload_id} in this campaign.")
-    return upload
-
-
 async def list_uploads(
-    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession, campaign: Campaign, *, partner_key_id: uuid.UUID | None, after_id: uuid.UUID | None,
+    limit: int,
 ) -> list[GrantUpload]:
-    campaign = await _campaign(session, principal, campaign_id)
-    return await repo.uploads(session, campaign.id, after_id=after_id, limit=limit, partner_key_id=_own(principal))
+    """The campaign's uploads; only those of one partner key if `partner_key_id` names it."""
+    return await repo.uploads(session, campaign.id, after_id=after_id, limit=limit, partner_key_id=partner_key_id)
 
 
 async def upload_errors(
-    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, upload_id: uuid.UUID, *,
-    after_id: uuid.UUID | None, limit: int,
+    session: AsyncSession, upload: GrantUpload, *, after_id: uuid.UUID | None, limit: int,
 ) -> list[GrantUploadError]:
-    upload = await visible_upload(session, principal, campaign_id, upload_id)
     return await repo.upload_errors(session, upload.id, after_id=after_id, limit=limit)
 
 
@@ -741,3 +704,8 @@ def _uploader(upload: GrantUpload) -> audit.Actor:
     """Who uploaded the file, for the audit trail of what the worker does on their behalf."""
     subject = upload.created_by if upload.partner_key_id is None else f"api_key:{upload.partner_key_id}"
     return audit.Actor(subject, upload.created_role, upload.request_id)
+
+
+# Queries the modules above use as they are: they call this service, never the repository.
+grant_by_id = repo.grant
+upload_by_id = repo.upload

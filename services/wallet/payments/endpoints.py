@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from services.wallet import access
 from services.wallet.directory import service as directory
 from services.wallet.payments import notify, presented, qr_render, receipt, service
 from services.wallet.payments.models import ResidentCard
@@ -35,6 +36,7 @@ from services.wallet.payments.schemas import (
     TransferCreate,
     TransferOut,
 )
+from shared.audit import Actor
 from shared.auth import Principal, Role, require
 from shared.clock import Instant
 from shared.db import SessionDep
@@ -56,8 +58,7 @@ Anyone = Annotated[Principal, require(*Role)]
 CardReader = Annotated[Principal, require(Role.RESIDENT, Role.OPERATOR, Role.AUDITOR)]
 # A card's code is half of what pays with it (the PIN is the other half): the resident holds it and
 # the operator prints it at the counter; an auditor reads the card's status and limit, not its code.
-CODE_READERS = frozenset({Role.RESIDENT, Role.OPERATOR})
-CardHolder = Annotated[Principal, require(*CODE_READERS)]
+CardHolder = Annotated[Principal, require(*access.CARD_CODE_READERS)]
 Overseer = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR, Role.MERCHANT_ADMIN)]
 PNG = {200: {"description": "the QR code as a PNG image", "content": {"image/png": {}}}}
 SVG = {200: {"description": "the QR code as an SVG image", "content": {"image/svg+xml": {}}}}
@@ -79,31 +80,34 @@ async def add_store(
     """A further place of sale (a second register, a market stall) with its own QR code."""
     if replay := await idem.replay():
         return replay
-    store = await service.add_store(session, clock, principal, merchant_id, body.model_dump())
+    store = await service.add_store(
+        session, clock, Actor.of(principal), await access.merchant(session, principal, merchant_id), body.model_dump()
+    )
     return await idem.respond(201, StoreOut.model_validate(store))
 
 
 @router.get("/merchants/{merchant_id}/stores", response_model=list[StoreOut], responses=PROBLEMS)
 async def list_stores(merchant_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> list[StoreOut]:
-    return [StoreOut.model_validate(s) for s in await service.list_stores(session, principal, merchant_id)]
+    stores = await service.list_stores(session, await access.merchant(session, principal, merchant_id))
+    return [StoreOut.model_validate(s) for s in stores]
 
 
 @router.get("/stores/{store_id}/qr", response_model=StoreQROut, responses=PROBLEMS)
 async def store_qr(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> StoreQROut:
     """The static merchant-presented QR payload of a store."""
-    qr = await service.store_qr(session, principal, store_id)
+    qr = await service.store_qr(session, *await access.store(session, principal, store_id))
     return StoreQROut(store_id=store_id, payload=qr.payload)
 
 
 @router.get("/stores/{store_id}/qr.png", response_class=Response, responses={**PROBLEMS, **PNG})
 async def store_qr_png(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
-    qr = await service.store_qr(session, principal, store_id)
+    qr = await service.store_qr(session, *await access.store(session, principal, store_id))
     return Response(qr_render.png(qr.payload), media_type="image/png")
 
 
 @router.get("/stores/{store_id}/qr.svg", response_class=Response, responses={**PROBLEMS, **SVG})
 async def store_qr_svg(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
-    qr = await service.store_qr(session, principal, store_id)
+    qr = await service.store_qr(session, *await access.store(session, principal, store_id))
     return Response(qr_render.svg(qr.payload), media_type="image/svg+xml")
 
 
@@ -111,7 +115,7 @@ async def store_qr_svg(store_id: uuid.UUID, principal: ShopOrOverseer, session: 
 async def store_stand(store_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> Response:
     """The printable A6 stand for the register: the currency, the store name, the QR code and how
     to pay (with the app, checking the shop's name on screen), its Japanese font embedded."""
-    qr = await service.store_qr(session, principal, store_id)
+    qr = await service.store_qr(session, *await access.store(session, principal, store_id))
     currency = directory.currency_names(qr.region)
     pdf = qr_render.stand_pdf(
         qr.payload, store_name_ja=qr.store.name_ja, merchant_name=qr.merchant.name,
@@ -132,7 +136,10 @@ async def pay(
     typed) or the POS's dynamic one (amount in the code). The shop is notified once committed."""
     if replay := await idem.replay():
         return replay
-    payment = PaymentOut.model_validate(await service.pay_by_qr(session, clock, principal, body.qr, body.amount))
+    region = await access.region_identity(session, principal)
+    payment = PaymentOut.model_validate(
+        await service.pay_by_qr(session, clock, region, principal.subject, body.qr, body.amount)
+    )
     background.add_task(notify.publish_payment, redis, payment)  # runs after the commit and the response
     return await idem.respond(201, payment)
 
@@ -141,7 +148,7 @@ async def pay(
 async def get_payment(payment_id: uuid.UUID, principal: Anyone, session: SessionDep) -> PaymentDetailOut:
     """A payment as a receipt, with the lots that paid it: seen by the resident who paid, the shop
     paid, operators and auditors."""
-    detail = await service.payment_detail(session, principal, payment_id)
+    detail = await service.payment_detail(session, await access.payment(session, principal, payment_id))
     lots = [
         PaymentLotOut(lot_id=taken.lot_id, unit=taken.unit, amount=taken.amount, restored=taken.restored,
                       restriction=lot.restriction, expires_at=lot.expires_at)
@@ -164,7 +171,7 @@ async def get_payment(payment_id: uuid.UUID, principal: Anyone, session: Session
 )
 async def payment_receipt(payment_id: uuid.UUID, principal: Anyone, session: SessionDep) -> HTMLResponse:
     """The printable receipt (領収書)."""
-    return HTMLResponse(await service.receipt(session, principal, payment_id))
+    return HTMLResponse(await service.receipt(session, await access.payment(session, principal, payment_id)))
 
 
 @router.post(
@@ -178,7 +185,10 @@ async def refund(
     """Full or partial refund back to the paying wallet, by the shop, within the region's window."""
     if replay := await idem.replay():
         return replay
-    payment, fee_returned = await service.refund(session, clock, principal, payment_id, body.amount, body.reason)
+    payment, fee_returned = await service.refund(
+        session, clock, Actor.of(principal), await access.payment_to_refund(session, principal, payment_id),
+        body.amount, body.reason,
+    )
     return await idem.respond(
         201, RefundOut(payment=PaymentOut.model_validate(payment), refunded_now=body.amount, fee_returned_now=fee_returned)
     )
@@ -193,7 +203,7 @@ async def merchant_payments(
 ) -> Page[PaymentOut]:
     """The shop's payments, newest first, by period and store."""
     payments = await service.merchant_payments(
-        session, principal, merchant_id, after_id=decode_cursor(cursor), limit=limit + 1, since=since, until=until,
+        session, await access.merchant(session, principal, merchant_id), after_id=decode_cursor(cursor), limit=limit + 1, since=since, until=until,
         store_id=store_id,
     )
     return page_of([PaymentOut.model_validate(p) for p in payments], [p.id for p in payments], limit)
@@ -216,7 +226,7 @@ async def payment_events(
     ] = None,
 ) -> StreamingResponse:
     """Server-sent events: `payment.received` for each payment to this shop, as it commits."""
-    await directory.visible_merchant(session, principal, merchant_id)
+    await access.merchant(session, principal, merchant_id)
     stream = await notify.open_stream(
         redis, request.app.state.sessionmaker, merchant_id, _payment_id_or_none(last_event_id), request.is_disconnected
     )
@@ -244,7 +254,7 @@ async def issue_cpm_token(
     """A one-time code for the shop to scan (short-lived; needs Redis, else 503)."""
     if replay := await idem.replay():
         return replay
-    token = await presented.issue_token(session, clock, settings, redis, principal)
+    token = await presented.issue_token(clock, settings, redis, await access.own_wallet(session, clock, principal))
     return await idem.respond(201, CpmTokenOut(token=token.token, expires_at=token.expires_at))
 
 
@@ -259,8 +269,10 @@ async def pay_by_cpm_token(
     """The shop scanned the resident's one-time code: exactly one terminal can use it."""
     if replay := await idem.replay():
         return replay
+    store, _ = await access.selling_store(session, principal, body.store_id)
+    region = await access.region_identity(session, principal)
     payment = PaymentOut.model_validate(
-        await presented.pay_by_token(session, clock, redis, principal, body.token, body.amount, body.store_id)
+        await presented.pay_by_token(session, clock, redis, region, store, body.token, body.amount)
     )
     background.add_task(notify.publish_payment, redis, payment)
     return await idem.respond(201, payment)
@@ -268,7 +280,7 @@ async def pay_by_cpm_token(
 
 def card_out(card: ResidentCard, principal: Principal) -> CardOut:
     shown = CardOut.model_validate(card)
-    return shown if principal.role in CODE_READERS else shown.model_copy(update={"code": None})
+    return shown if access.sees_card_code(principal) else shown.model_copy(update={"code": None})
 
 
 @router.post("/wallets/{wallet_id}/cards", status_code=201, response_model=CardOut, responses=PROBLEMS)
@@ -280,20 +292,23 @@ async def issue_card(
     earlier card of the wallet (operator, at the counter; audited)."""
     if replay := await idem.replay():
         return replay
-    card = await presented.issue_card(session, clock, settings, principal, wallet_id, body.pin, body.daily_limit)
+    card = await presented.issue_card(
+        session, clock, settings, Actor.of(principal), await access.wallet(session, principal, wallet_id), body.pin,
+        body.daily_limit,
+    )
     return await idem.respond(201, card_out(card, principal))
 
 
 @router.get("/cards/{card_id}", response_model=CardOut, responses=PROBLEMS)
 async def get_card(card_id: uuid.UUID, principal: CardReader, session: SessionDep) -> CardOut:
     """The card; its code only for the resident and the operator."""
-    return card_out(await presented.visible_card(session, principal, card_id), principal)
+    return card_out(await access.card(session, principal, card_id), principal)
 
 
 @router.get("/cards/{card_id}/qr.png", response_class=Response, responses={**PROBLEMS, **PNG})
 async def card_qr(card_id: uuid.UUID, principal: CardHolder, session: SessionDep) -> Response:
     """The card's printed QR (the resident and the operator)."""
-    card = await presented.visible_card(session, principal, card_id)
+    card = await access.card(session, principal, card_id)
     return Response(qr_render.png(card.code), media_type="image/png")
 
 
@@ -304,7 +319,8 @@ async def report_card_lost(
     """Stop a lost card at once (the resident, or an operator; audited). Reissue it at the counter."""
     if replay := await idem.replay():
         return replay
-    return await idem.respond(200, card_out(await presented.report_lost(session, clock, principal, card_id), principal))
+    card = await presented.report_lost(session, clock, Actor.of(principal), await access.card_to_stop(session, principal, card_id))
+    return await idem.respond(200, card_out(card, principal))
 
 
 @router.post(
@@ -318,8 +334,10 @@ async def pay_by_card(
     PIN is refused and counted (5 lock the card); the same key sent again gets the same refusal."""
     if replay := await idem.replay():
         return replay
+    store, _ = await access.selling_store(session, principal, body.store_id)
+    region = await access.region_identity(session, principal)
     try:
-        paid = await presented.pay_by_card(session, clock, principal, body.card_code, body.pin, body.amount, body.store_id)
+        paid = await presented.pay_by_card(session, clock, region, store, body.card_code, body.pin, body.amount)
     except KeptRefusal as refused:
         return await idem.refuse(refused, request)
     payment = PaymentOut.model_validate(paid)
@@ -344,20 +362,21 @@ async def create_payment_request(
     """The POS asks for one sale's amount: a dynamic QR, single use, expiring, cancellable."""
     if replay := await idem.replay():
         return replay
+    store, merchant = await access.store(session, principal, body.store_id)
     request, payload = await service.create_payment_request(
-        session, clock, principal, body.store_id, body.amount, body.order_reference
+        session, clock, Actor.of(principal), store, merchant, body.amount, body.order_reference
     )
     return await idem.respond(201, _request_out(request, payload))
 
 
 @router.get("/payment-requests/{request_id}", response_model=PaymentRequestOut, responses=PROBLEMS)
 async def get_payment_request(request_id: uuid.UUID, principal: Shop, session: SessionDep) -> PaymentRequestOut:
-    return _request_out(*await service.visible_payment_request(session, principal, request_id))
+    return _request_out(*await service.request_code(session, *await access.payment_request(session, principal, request_id)))
 
 
 @router.get("/payment-requests/{request_id}/qr.png", response_class=Response, responses={**PROBLEMS, **PNG})
 async def payment_request_png(request_id: uuid.UUID, principal: Shop, session: SessionDep) -> Response:
-    _, payload = await service.visible_payment_request(session, principal, request_id)
+    _, payload = await service.request_code(session, *await access.payment_request(session, principal, request_id))
     return Response(qr_render.png(payload), media_type="image/png")
 
 
@@ -365,7 +384,9 @@ async def payment_request_png(request_id: uuid.UUID, principal: Shop, session: S
 async def cancel_payment_request(request_id: uuid.UUID, principal: Shop, session: SessionDep, idem: IdempotencyDep):
     if replay := await idem.replay():
         return replay
-    request, payload = await service.cancel_payment_request(session, principal, request_id)
+    request, payload = await service.cancel_payment_request(
+        session, *await access.payment_request(session, principal, request_id)
+    )
     return await idem.respond(200, _request_out(request, payload))
 
 
@@ -378,7 +399,8 @@ async def add_region_fee_plan(body: FeePlanCreate, principal: Operator, session:
     """A new default plan for the region, from `effective_from` on (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    plan = await service.add_fee_plan(session, clock, principal, None, body.model_dump())
+    region = await access.fee_plan_scope(session, principal, None)
+    plan = await service.add_fee_plan(session, clock, Actor.of(principal), region, None, body.model_dump())
     return await idem.respond(201, FeePlanOut.model_validate(plan))
 
 
@@ -388,18 +410,21 @@ async def add_merchant_fee_plan(merchant_id: uuid.UUID, body: FeePlanCreate, pri
     """A plan for one merchant (e.g. the Aizu model: 2 % up to a yearly cap) (operator; audited)."""
     if replay := await idem.replay():
         return replay
-    plan = await service.add_fee_plan(session, clock, principal, merchant_id, body.model_dump())
+    region = await access.fee_plan_scope(session, principal, merchant_id)
+    plan = await service.add_fee_plan(session, clock, Actor.of(principal), region, merchant_id, body.model_dump())
     return await idem.respond(201, FeePlanOut.model_validate(plan))
 
 
 @router.get("/fee-plans", response_model=list[FeePlanOut], responses=PROBLEMS)
 async def region_fee_plans(principal: Anyone, session: SessionDep) -> list[FeePlanOut]:
-    return [FeePlanOut.model_validate(p) for p in await service.list_fee_plans(session, principal, None)]
+    plans = await service.list_fee_plans(session, await access.fee_plan_scope(session, principal, None), None)
+    return [FeePlanOut.model_validate(p) for p in plans]
 
 
 @router.get("/merchants/{merchant_id}/fee-plans", response_model=list[FeePlanOut], responses=PROBLEMS)
 async def merchant_fee_plans(merchant_id: uuid.UUID, principal: ShopOrOverseer, session: SessionDep) -> list[FeePlanOut]:
-    return [FeePlanOut.model_validate(p) for p in await service.list_fee_plans(session, principal, merchant_id)]
+    region = await access.fee_plan_scope(session, principal, merchant_id)
+    return [FeePlanOut.model_validate(p) for p in await service.list_fee_plans(session, region, merchant_id)]
 
 
 @router.post(
@@ -413,5 +438,8 @@ async def transfer(
     """Pay another merchant from this merchant's balance (the restaurant pays the farmer)."""
     if replay := await idem.replay():
         return replay
-    result = await service.transfer(session, clock, principal, merchant_id, body.to_merchant_id, body.amount, body.memo)
+    result = await service.transfer(
+        session, clock, Actor.of(principal), await access.merchant(session, principal, merchant_id), body.to_merchant_id,
+        body.amount, body.memo,
+    )
     return await idem.respond(201, TransferOut.model_validate(result))

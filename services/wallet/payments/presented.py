@@ -27,8 +27,6 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
-from services.wallet.directory.errors import WalletNotFound
-from services.wallet.directory.models import Merchant
 from services.wallet.ledger.errors import AccountInactive
 from services.wallet.ledger.models import Status
 from services.wallet.payments import repository as repo
@@ -41,15 +39,13 @@ from services.wallet.payments.errors import (
     CpmTokenExpired,
     CpmTokenUsed,
     CpmUnavailable,
-    StoreNotFound,
 )
 from services.wallet.payments.models import Payment, PaymentMethod, ResidentCard, Store
 from services.wallet.payments.service import pay
 from shared import audit
-from shared.auth import Principal, Role
+from shared.audit import Actor
 from shared.clock import TOKYO, Clock, tokyo_date
 from shared.config import Settings
-from shared.errors import Forbidden
 from shared.idempotency import KeptRefusal
 from shared.ids import new_id
 
@@ -70,28 +66,25 @@ def _token_key(region_code: str, token: str) -> str:
     return f"chiikipay:cpm:{region_code}:{token}"
 
 
-async def issue_token(
-    session: AsyncSession, clock: Clock, settings: Settings, redis: Redis, principal: Principal
-) -> CpmToken:
+async def issue_token(clock: Clock, settings: Settings, redis: Redis, resident: directory.Wallet) -> CpmToken:
     """A 20-digit one-time code for the app to show as a QR or barcode."""
-    resident = await directory.my_wallet(session, clock, principal)
     if resident.account.status != Status.ACTIVE:
         raise AccountInactive(f"The wallet is {resident.account.status}.")
     token = f"{secrets.randbelow(10**20):020d}"
     value = json.dumps({"account_id": str(resident.account.id)})
     try:
-        await redis.set(_token_key(principal.region_code, token), value, ex=settings.cpm_token_ttl_seconds, nx=True)
+        await redis.set(_token_key(resident.region.code, token), value, ex=settings.cpm_token_ttl_seconds, nx=True)
     except (RedisError, OSError):
         raise CpmUnavailable("Pay by scanning the shop's QR code instead.") from None
     return CpmToken(token, clock.now() + timedelta(seconds=settings.cpm_token_ttl_seconds))
 
 
 async def pay_by_token(
-    session: AsyncSession, clock: Clock, redis: Redis, principal: Principal, token: str, amount: int,
-    store_id: uuid.UUID | None,
+    session: AsyncSession, clock: Clock, redis: Redis, region: directory.RegionIdentity, store: Store, token: str,
+    amount: int,
 ) -> Payment:
-    store, _ = await _terminal_store(session, principal, store_id)
-    key = _token_key(principal.region_code, token)
+    """The shop's terminal (selling at `store`) scanned a resident's one-time code."""
+    key = _token_key(region.code, token)
     try:
         value = await redis.getdel(key)
         if value is None:
@@ -105,20 +98,9 @@ async def pay_by_token(
             raise CpmTokenUsed("This code was already used; ask the resident for a fresh one.")
         raise CpmTokenExpired("This code has expired or was never issued; ask the resident for a fresh one.")
     return (await pay(
-        session, clock, region=await directory.region_identity(session, principal.region_code), store_id=store.id,
-        account_id=uuid.UUID(json.loads(value)["account_id"]), amount=amount, method=PaymentMethod.CPM,
+        session, clock, region=region, store_id=store.id, account_id=uuid.UUID(json.loads(value)["account_id"]),
+        amount=amount, method=PaymentMethod.CPM,
     ))[0]
-
-
-async def _terminal_store(session: AsyncSession, principal: Principal, store_id: uuid.UUID | None) -> tuple[Store, Merchant]:
-    """The store a shop's terminal sells at: the one named, or the merchant's first."""
-    assert principal.merchant_id is not None
-    merchant = await directory.visible_merchant(session, principal, principal.merchant_id)
-    stores = await repo.stores(session, merchant.id)
-    store = next((s for s in stores if store_id is None or s.id == store_id), None)
-    if store is None:
-        raise StoreNotFound(f"No store {store_id} of this merchant.")
-    return store, merchant
 
 
 # --- printed resident cards ---------------------------------------------------------------------
@@ -136,11 +118,11 @@ def _pin_matches(pin: str, stored: str) -> bool:
 
 
 async def issue_card(
-    session: AsyncSession, clock: Clock, settings: Settings, principal: Principal, account_id: uuid.UUID, pin: str,
+    session: AsyncSession, clock: Clock, settings: Settings, actor: Actor, found: directory.Wallet, pin: str,
     daily_limit: int | None,
 ) -> ResidentCard:
     """At the counter: a new card for a wallet; any earlier card of the wallet stops working."""
-    found = await directory.visible_wallet(session, principal, account_id)
+    account_id = found.account.id
     await repo.retire_cards(session, account_id, "replaced")
     card = await repo.insert_card(
         session, id=new_id(), region_id=found.region.id, account_id=account_id,
@@ -148,46 +130,31 @@ async def issue_card(
         daily_limit=daily_limit or settings.default_card_daily_limit, status="active", created_at=clock.now(),
     )
     await audit.record(
-        session, clock, principal, region_id=found.region.id, action="card.issue", target_type="card",
+        session, clock, actor, region_id=found.region.id, action="card.issue", target_type="card",
         target_id=card.id, after={"account_id": str(account_id), "daily_limit": card.daily_limit},
     )
     return card
 
 
-async def visible_card(session: AsyncSession, principal: Principal, card_id: uuid.UUID) -> ResidentCard:
-    card = await repo.card(session, card_id)
-    if card is None:
-        raise CardNotFound(f"No card {card_id}.")
-    try:
-        await directory.visible_wallet(session, principal, card.account_id)
-    except WalletNotFound:
-        raise CardNotFound(f"No card {card_id}.") from None
-    return card
-
-
-async def report_lost(session: AsyncSession, clock: Clock, principal: Principal, card_id: uuid.UUID) -> ResidentCard:
+async def report_lost(session: AsyncSession, clock: Clock, actor: Actor, card: ResidentCard) -> ResidentCard:
     """The resident (in the app) or an operator stops a card at once."""
-    card = await visible_card(session, principal, card_id)
-    if principal.role is Role.AUDITOR:
-        raise Forbidden("Auditors only read.")
     lost = await repo.set_card_status(session, card.id, "lost") if card.status in ("active", "locked") else card
     await audit.record(
-        session, clock, principal, region_id=card.region_id, action="card.lost", target_type="card",
+        session, clock, actor, region_id=card.region_id, action="card.lost", target_type="card",
         target_id=card.id, before={"status": card.status}, after={"status": lost.status},
     )
     return lost
 
 
 async def pay_by_card(
-    session: AsyncSession, clock: Clock, principal: Principal, code: str, pin: str, amount: int,
-    store_id: uuid.UUID | None,
+    session: AsyncSession, clock: Clock, region: directory.RegionIdentity, store: Store, code: str, pin: str,
+    amount: int,
 ) -> Payment:
     """The card is locked (its row) before its PIN is checked, so that guesses sent at once are
     checked one after the other against the committed count: at most the tries left are ever
     checked, and a right PIN after the fifth wrong one finds the card locked. A wrong PIN is
     refused with `KeptRefusal`: its count is committed in this request's own transaction (it is
     the transaction's only change), never through a second connection."""
-    store, _ = await _terminal_store(session, principal, store_id)
     card = await repo.card_by_code(session, store.region_id, code, lock=True)
     if card is None:
         raise CardNotFound("This card is not one of this region's.")
@@ -209,8 +176,7 @@ async def pay_by_card(
             f"Today this card may pay {card.daily_limit - spent} yen more.", remaining_today=card.daily_limit - spent
         )
     return (await pay(
-        session, clock, region=await directory.region_identity(session, principal.region_code), store_id=store.id,
-        account_id=card.account_id, amount=amount, method=PaymentMethod.CARD, card_id=card.id,
+        session, clock, region=region, store_id=store.id, account_id=card.account_id, amount=amount, method=PaymentMethod.CARD, card_id=card.id,
     ))[0]
 
 
@@ -219,3 +185,7 @@ def _refuse_unusable(card: ResidentCard) -> None:
         raise CardLocked()
     if card.status in ("lost", "replaced"):
         raise CardLost()
+
+
+# Queries the modules above use as they are: they call this module, never the repository.
+card = repo.card

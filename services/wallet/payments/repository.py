@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy import (
     SmallInteger,
     Text,
     and_,
+    any_,
     bindparam,
     case,
     func,
@@ -24,11 +25,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.wallet.directory.models import Merchant
+from services.wallet.directory.models import Merchant, Resident
 from services.wallet.ledger import repository as ledger_repo
 from services.wallet.ledger.models import Account, Lot
 from services.wallet.payments.models import (
@@ -104,6 +105,33 @@ async def stores_with_merchants(
 async def store_by_name(session: AsyncSession, merchant_id: uuid.UUID, name: str) -> Store | None:
     query = select(Store).where(Store.merchant_id == merchant_id, Store.name == name)
     return (await session.execute(query)).scalar_one_or_none()
+
+
+# --- who paid ---------------------------------------------------------------------------------
+
+
+async def payers(
+    session: AsyncSession, region_id: uuid.UUID, *, since: datetime, until: datetime, among: Sequence[str],
+    sectors: Sequence[str] | None,
+) -> list[str]:
+    """Subjects of `among` who paid in [since, until), at merchants of `sectors` if given; a
+    payment refunded in full is as if it had not been made."""
+    query = (
+        select(Resident.subject).distinct()
+        .join(Account, Account.resident_id == Resident.id)
+        .join(Payment, Payment.resident_account_id == Account.id)
+        .where(
+            Resident.region_id == region_id,
+            Resident.subject == any_(bindparam("among", list(among), type_=ARRAY(Text))),
+            Payment.region_id == region_id, Payment.created_at >= since, Payment.created_at < until,
+            Payment.refunded_amount < Payment.amount,
+        )
+    )
+    if sectors is not None:
+        query = query.join(Merchant, Merchant.id == Payment.merchant_id).where(
+            Merchant.sector == any_(bindparam("sectors", list(sectors), type_=ARRAY(Text)))
+        )
+    return list((await session.execute(query.order_by(Resident.subject))).scalars())
 
 
 # --- fee plans --------------------------------------------------------------------------------

@@ -74,9 +74,7 @@ from services.wallet.payments.models import (
 from services.wallet.payments.receipt import render_html as render_receipt
 from shared import audit, emvco
 from shared.audit import Actor
-from shared.auth import MERCHANT_ROLES, Principal, Role
 from shared.clock import Clock, fiscal_year, tokyo_date
-from shared.errors import Forbidden
 from shared.ids import from_short_id, new_id, short_id
 from shared.money import Unit
 
@@ -109,21 +107,19 @@ async def create_store(
 
 
 async def add_store(
-    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID, details: dict[str, Any]
+    session: AsyncSession, clock: Clock, actor: Actor, merchant: Merchant, details: dict[str, Any]
 ) -> Store:
-    merchant = await directory.visible_merchant(session, principal, merchant_id)
     directory.check_printable(details, "name_ja")
     store = await create_store(session, clock, merchant, **details)
     await audit.record(
-        session, clock, principal, region_id=merchant.region_id, action="store.create",
-        target_type="store", target_id=store.id, after={"merchant_id": str(merchant_id), **details},
+        session, clock, actor, region_id=merchant.region_id, action="store.create",
+        target_type="store", target_id=store.id, after={"merchant_id": str(merchant.id), **details},
     )
     return store
 
 
-async def list_stores(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID) -> list[Store]:
-    await directory.visible_merchant(session, principal, merchant_id)
-    return await repo.stores(session, merchant_id)
+async def list_stores(session: AsyncSession, merchant: Merchant) -> list[Store]:
+    return await repo.stores(session, merchant.id)
 
 
 async def stores_in_region(
@@ -141,9 +137,8 @@ class StoreQR:
     payload: str
 
 
-async def store_qr(session: AsyncSession, principal: Principal, store_id: uuid.UUID) -> StoreQR:
+async def store_qr(session: AsyncSession, store: Store, merchant: Merchant) -> StoreQR:
     """The static MPM code printed at the register."""
-    store, merchant = await _visible_store(session, principal, store_id)
     region = await directory.region_by_id(session, store.region_id)
     return StoreQR(store, merchant, region, _payload(region, _code_of(store, merchant)))
 
@@ -164,37 +159,25 @@ def _payload(
     )
 
 
-async def _visible_store(session: AsyncSession, principal: Principal, store_id: uuid.UUID) -> tuple[Store, Merchant]:
-    found = await repo.store_with_merchant(session, store_id)
-    region = await directory.region_of(session, principal)
-    if found is None or found[0].region_id != region.id:
-        raise StoreNotFound(f"No store {store_id} in region {region.code}.")
-    if principal.role in MERCHANT_ROLES and principal.merchant_id != found[1].id:
-        raise StoreNotFound(f"No store {store_id} in region {region.code}.")
-    return found
-
-
 # --- fee plans --------------------------------------------------------------------------------
 
 
 async def add_fee_plan(
-    session: AsyncSession, clock: Clock, principal: Principal, merchant_id: uuid.UUID | None, details: dict[str, Any]
+    session: AsyncSession, clock: Clock, actor: Actor, region: Region, merchant_id: uuid.UUID | None,
+    details: dict[str, Any],
 ) -> FeePlan:
     """A new plan from `effective_from` on (operator; audited). Plans already in force are never
     rewritten: a change takes effect from its start, and payments keep the rate they were made at."""
-    region = await directory.region_of(session, principal)
-    if merchant_id is not None:
-        await directory.visible_merchant(session, principal, merchant_id)
     effective_from = details.get("effective_from") or clock.now()
     if effective_from < clock.now() - timedelta(minutes=1):
         raise InvalidFeePlan("A fee plan cannot start in the past: payments already made keep their fee.")
     plan = await repo.insert_fee_plan(
         session, id=new_id(), region_id=region.id, merchant_id=merchant_id, kind=details["kind"],
         rate_bp=details["rate_bp"], rounding=details["rounding"], yearly_cap=details.get("yearly_cap"),
-        effective_from=effective_from, created_by=principal.subject, created_at=clock.now(),
+        effective_from=effective_from, created_by=actor.subject, created_at=clock.now(),
     )
     await audit.record(
-        session, clock, principal, region_id=region.id, action="fee_plan.create", target_type="fee_plan",
+        session, clock, actor, region_id=region.id, action="fee_plan.create", target_type="fee_plan",
         target_id=plan.id,
         after={"merchant_id": str(merchant_id) if merchant_id else None, "kind": plan.kind, "rate_bp": plan.rate_bp,
                "rounding": plan.rounding, "yearly_cap": plan.yearly_cap, "effective_from": effective_from.isoformat()},
@@ -202,10 +185,7 @@ async def add_fee_plan(
     return plan
 
 
-async def list_fee_plans(session: AsyncSession, principal: Principal, merchant_id: uuid.UUID | None) -> list[FeePlan]:
-    region = await directory.region_of(session, principal)
-    if merchant_id is not None:
-        await directory.visible_merchant(session, principal, merchant_id)
+async def list_fee_plans(session: AsyncSession, region: Region, merchant_id: uuid.UUID | None) -> list[FeePlan]:
     return await repo.fee_plans(session, region.id, merchant_id)
 
 
@@ -213,13 +193,14 @@ async def list_fee_plans(session: AsyncSession, principal: Principal, merchant_i
 
 
 async def pay_by_qr(
-    session: AsyncSession, clock: Clock, principal: Principal, payload: str, amount: int | None
+    session: AsyncSession, clock: Clock, region: directory.RegionIdentity, subject: str, payload: str,
+    amount: int | None,
 ) -> Payment:
-    """The resident scanned a merchant's QR (static: types the amount; dynamic: it is in the code)."""
-    region = await directory.region_identity(session, principal.region_code)
+    """The resident `subject` names scanned a merchant's QR (static: types the amount; dynamic: it
+    is in the code)."""
     scanned = await resolve_qr(session, region, payload)
     payment, _ = await pay_at_store(
-        session, clock, region=region, subject=principal.subject, store_id=scanned.store.store_id,
+        session, clock, region=region, subject=subject, store_id=scanned.store.store_id,
         request=scanned.request, price=amount,
     )
     return payment
@@ -430,9 +411,9 @@ PAY = text(
 
 
 async def create_payment_request(
-    session: AsyncSession, clock: Clock, principal: Principal, store_id: uuid.UUID, amount: int, order_reference: str
+    session: AsyncSession, clock: Clock, actor: Actor, store: Store, merchant: Merchant, amount: int,
+    order_reference: str,
 ) -> tuple[PaymentRequest, str]:
-    store, merchant = await _visible_store(session, principal, store_id)
     if merchant.status != Status.ACTIVE:
         raise MerchantInactive(f"{merchant.name_ja} is {merchant.status}; it cannot take payments.")
     region = await directory.region_by_id(session, store.region_id)
@@ -440,27 +421,24 @@ async def create_payment_request(
     request = await repo.insert_payment_request(
         session, id=new_id(), region_id=region.id, merchant_id=merchant.id, store_id=store.id, amount=amount,
         order_reference=order_reference, status="open",
-        expires_at=now + timedelta(minutes=region.payment_request_minutes), created_by=principal.subject, created_at=now,
+        expires_at=now + timedelta(minutes=region.payment_request_minutes), created_by=actor.subject, created_at=now,
     )
     return request, _payload(region, _code_of(store, merchant), request)
 
 
-async def visible_payment_request(
-    session: AsyncSession, principal: Principal, request_id: uuid.UUID
+async def request_code(
+    session: AsyncSession, request: PaymentRequest, store: Store, merchant: Merchant
 ) -> tuple[PaymentRequest, str]:
-    request = await repo.payment_request(session, request_id)
-    if request is None or (principal.role in MERCHANT_ROLES and principal.merchant_id != request.merchant_id):
-        raise PaymentRequestNotFound(f"No payment request {request_id}.")
-    store, merchant = await _visible_store(session, principal, request.store_id)
+    """A payment request with its dynamic code."""
     region = await directory.region_by_id(session, store.region_id)
     return request, _payload(region, _code_of(store, merchant), request)
 
 
 async def cancel_payment_request(
-    session: AsyncSession, principal: Principal, request_id: uuid.UUID
+    session: AsyncSession, request: PaymentRequest, store: Store, merchant: Merchant
 ) -> tuple[PaymentRequest, str]:
-    request, payload = await visible_payment_request(session, principal, request_id)
-    cancelled = await repo.cancel_payment_request(session, request_id)
+    _, payload = await request_code(session, request, store, merchant)
+    cancelled = await repo.cancel_payment_request(session, request.id)
     if cancelled is None:
         if request.status == "paid":
             raise PaymentRequestPaid("The request was already paid; refund the payment instead.")
@@ -471,22 +449,6 @@ async def cancel_payment_request(
 # --- payments seen and refunded -----------------------------------------------------------------
 
 
-async def visible_payment(session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> Payment:
-    """The resident who paid, the merchant paid, and the region's operators and auditors see a
-    payment; anyone else is told it does not exist."""
-    region = await directory.region_of(session, principal)
-    payment = await repo.payment(session, payment_id)
-    if payment is None or payment.region_id != region.id:
-        raise PaymentNotFound(f"No payment {payment_id}.")
-    if principal.role in MERCHANT_ROLES and principal.merchant_id != payment.merchant_id:
-        raise PaymentNotFound(f"No payment {payment_id}.")
-    if principal.role is Role.RESIDENT:
-        mine = await directory.resident_wallet(session, region.id, principal.subject, Unit.YEN.value)
-        if mine is None or mine[1].id != payment.resident_account_id:
-            raise PaymentNotFound(f"No payment {payment_id}.")
-    return payment
-
-
 @dataclass(frozen=True)
 class PaymentDetail:
     payment: Payment
@@ -495,16 +457,14 @@ class PaymentDetail:
     merchant: Merchant
 
 
-async def payment_detail(session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> PaymentDetail:
+async def payment_detail(session: AsyncSession, payment: Payment) -> PaymentDetail:
     """A payment with the lots that paid it, and the shop that issues its receipt."""
-    payment = await visible_payment(session, principal, payment_id)
     found = await repo.store_with_merchant(session, payment.store_id)
     assert found is not None
     return PaymentDetail(payment, list(reversed(await repo.payment_lots(session, payment.id))), *found)
 
 
-async def receipt(session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> str:
-    payment = await visible_payment(session, principal, payment_id)
+async def receipt(session: AsyncSession, payment: Payment) -> str:
     found = await repo.store_with_merchant(session, payment.store_id)
     assert found is not None
     region = await directory.region_by_id(session, payment.region_id)
@@ -512,15 +472,11 @@ async def receipt(session: AsyncSession, principal: Principal, payment_id: uuid.
 
 
 async def refund(
-    session: AsyncSession, clock: Clock, principal: Principal, payment_id: uuid.UUID, amount: int, reason: str | None
+    session: AsyncSession, clock: Clock, actor: Actor, payment: Payment, amount: int, reason: str | None
 ) -> tuple[Payment, int]:
-    """A refund by the merchant's staff (or terminal) of a payment they may see."""
-    if principal.role not in MERCHANT_ROLES:
-        raise Forbidden("Refunds are made by the shop that was paid.")
-    found = await visible_payment(session, principal, payment_id)
+    """A refund by the merchant's staff (or terminal) of a payment of theirs."""
     refunded = await refund_payment(
-        session, clock, Actor.of(principal), region_id=found.region_id, payment_id=found.id, amount=amount,
-        reason=reason,
+        session, clock, actor, region_id=payment.region_id, payment_id=payment.id, amount=amount, reason=reason,
     )
     return refunded.payment, refunded.fee_returned
 
@@ -667,12 +623,11 @@ async def _restore_lots(session: AsyncSession, payment: Payment, amount: int, no
 
 
 async def merchant_payments(
-    session: AsyncSession, principal: Principal, merchant_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int,
+    session: AsyncSession, merchant: Merchant, *, after_id: uuid.UUID | None, limit: int,
     since: datetime | None, until: datetime | None, store_id: uuid.UUID | None,
 ) -> list[Payment]:
-    await directory.visible_merchant(session, principal, merchant_id)
     return await repo.merchant_payments(
-        session, merchant_id, after_id=after_id, limit=limit, since=since, until=until, store_id=store_id
+        session, merchant.id, after_id=after_id, limit=limit, since=since, until=until, store_id=store_id
     )
 
 
@@ -691,15 +646,14 @@ class Transfer:
 
 
 async def transfer(
-    session: AsyncSession, clock: Clock, principal: Principal, from_id: uuid.UUID, to_id: uuid.UUID, amount: int,
+    session: AsyncSession, clock: Clock, actor: Actor, payer: Merchant, to_id: uuid.UUID, amount: int,
     memo: str | None,
 ) -> Transfer:
     """The restaurant pays the farmer from its balance, before payout: money keeps circulating.
     The payee bears the transfer fee, charged by the rule its payments are (`wallet.charge_fee`):
     its transfer plan in force (0 % by default), rounded by that plan, under the yearly cap its
     payments count towards too."""
-    payer = await directory.visible_merchant(session, principal, from_id)
-    if to_id == from_id:
+    if to_id == payer.id:
         raise SelfTransfer("A merchant cannot transfer to itself.")
     payee = await directory.merchant(session, to_id)
     if payee is None or payee.region_id != payer.region_id:
@@ -718,12 +672,12 @@ async def transfer(
         fee_income = await ledger.system_account(session, region.id, AccountKind.FEE_INCOME, Unit.YEN.value)
         legs.append(ledger.Leg(fee_income, charged.fee))
     posted = await ledger.post_journal(
-        session, clock, region_id=region.id, kind=JournalKind.TRANSFER, actor=principal.subject,
+        session, clock, region_id=region.id, kind=JournalKind.TRANSFER, actor=actor.subject,
         legs=[leg for leg in legs if leg.amount], reference=str(payee.id), memo=memo,
     )
     result = Transfer(posted.journal_id, payer.id, payee.id, amount, charged.fee, charged.rate_bp, posted.created_at)
     await audit.record(
-        session, clock, principal, region_id=region.id, action="merchant.transfer", target_type="merchant",
+        session, clock, actor, region_id=region.id, action="merchant.transfer", target_type="merchant",
         target_id=payer.id,
         after={"to": str(payee.id), "amount": amount, "fee": charged.fee, "journal_id": str(posted.journal_id)},
     )
@@ -790,3 +744,8 @@ async def post_payout(
 
 # Queries the modules above use as they are: they call this service, never the repository.
 find_violations = repo.find_violations
+payment = repo.payment
+payment_request = repo.payment_request
+store_with_merchant = repo.store_with_merchant
+stores = repo.stores
+payers = repo.payers

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from services.wallet import access
 from services.wallet.premium import service
 from services.wallet.premium.models import ApplicationStatus
 from services.wallet.premium.schemas import (
@@ -25,6 +26,7 @@ from services.wallet.premium.schemas import (
     ReleaseOut,
     SalesOut,
 )
+from shared.audit import Actor
 from shared.auth import Principal, Role, require
 from shared.db import SessionDep
 from shared.deps import ClockDep
@@ -102,12 +104,16 @@ async def create_offer(
     sets' usage window. Fund the campaign with at least total sets × premium."""
     if replay := await idem.replay():
         return replay
-    return await idem.respond(201, offer_out(await service.create_offer(session, clock, principal, campaign_id, body.model_dump())))
+    created = await service.create_offer(
+        session, clock, Actor.of(principal), await access.campaign(session, principal, campaign_id), body.model_dump()
+    )
+    return await idem.respond(201, offer_out(created))
 
 
 @router.get("/campaigns/{campaign_id}/premium-offer", response_model=OfferOut, responses=PROBLEMS)
 async def get_offer(campaign_id: uuid.UUID, principal: Reader, session: SessionDep, clock: ClockDep) -> OfferOut:
-    return offer_out(await service.get_offer(session, clock, principal, campaign_id))
+    _, offer = await access.offer(session, principal, campaign_id)
+    return offer_out(await service.get_offer(session, clock, offer))
 
 
 @router.get("/premium-offers", response_model=Page[OfferOut], responses=PROBLEMS)
@@ -115,14 +121,14 @@ async def list_offers(
     principal: Reader, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[OfferOut]:
     """The region's premium offers, newest first."""
-    found = await service.list_offers(session, clock, principal, after_id=decode_cursor(cursor), limit=limit + 1)
+    found = await service.list_offers(session, clock, await access.region(session, principal), after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([offer_out(f) for f in found], [f.offer.campaign_id for f in found], limit)
 
 
 @router.get("/campaigns/{campaign_id}/premium-sales", response_model=SalesOut, responses=PROBLEMS)
 async def sales(campaign_id: uuid.UUID, principal: Overseer, session: SessionDep, clock: ClockDep) -> SalesOut:
     """Sold, left, applications and winners: the campaign's figures for the operator and auditors."""
-    found = await service.sales(session, clock, principal, campaign_id)
+    found = await service.sales(session, clock, *await access.offer(session, principal, campaign_id))
     o, f = found.offer, found.figures
     lottery = o.mode == "lottery"
     return SalesOut(
@@ -145,7 +151,9 @@ async def buy(
     idem: IdempotencyDep,
 ):
     """Buy sets of a first-come offer, paid from the wallet's coin usable at every shop."""
-    bought = await service.buy(session, clock, principal, campaign_id, body.sets, await idem.claim())
+    claim = await idem.claim()
+    region = await access.region_identity(session, principal)
+    bought = await service.buy(session, clock, region, principal.subject, campaign_id, body.sets, claim)
     if bought.first is not None:
         async def the_purchase(stored: dict[str, Any]) -> dict[str, Any]:
             # The key's answer is the purchase's id (an answer stored before migration 0013 is the
@@ -162,7 +170,8 @@ async def campaign_purchases(
     campaign_id: uuid.UUID, principal: Overseer, session: SessionDep, cursor: CursorParam = None,
     limit: LimitParam = 50,
 ) -> Page[PurchaseOut]:
-    found = await service.campaign_purchases(session, principal, campaign_id, after_id=decode_cursor(cursor), limit=limit + 1)
+    _, offer = await access.offer(session, principal, campaign_id)
+    found = await service.campaign_purchases(session, offer, after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([purchase_out(f) for f in found], [f.purchase.id for f in found], limit)
 
 
@@ -171,7 +180,8 @@ async def my_purchases(
     principal: Resident, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[PurchaseOut]:
     """The resident's premium purchases (first-come and paid lottery wins), newest first."""
-    found = await service.my_purchases(session, clock, principal, after_id=decode_cursor(cursor), limit=limit + 1)
+    holder = await access.own_wallet(session, clock, principal)
+    found = await service.my_purchases(session, holder, after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([purchase_out(f) for f in found], [f.purchase.id for f in found], limit)
 
 
@@ -180,7 +190,7 @@ async def get_purchase(
     purchase_id: uuid.UUID, principal: ReaderOfPurchases, session: SessionDep, clock: ClockDep
 ) -> PurchaseOut:
     """One purchase with the lots it took and created."""
-    return purchase_out(await service.get_purchase(session, clock, principal, purchase_id))
+    return purchase_out(await service.purchase_view(session, await access.purchase(session, clock, principal, purchase_id)))
 
 
 # --- lottery ------------------------------------------------------------------------------------
@@ -195,7 +205,8 @@ async def apply(
     """Apply for sets of a lottery offer (one application per resident)."""
     if replay := await idem.replay():
         return replay
-    return await idem.respond(201, application_out(await service.apply(session, clock, principal, campaign_id, body.sets)))
+    holder = await access.own_wallet(session, clock, principal)
+    return await idem.respond(201, application_out(await service.apply(session, clock, holder, campaign_id, body.sets)))
 
 
 @router.get("/campaigns/{campaign_id}/premium-applications", response_model=Page[ApplicationOut], responses=PROBLEMS)
@@ -204,8 +215,9 @@ async def campaign_applications(
     status: Annotated[ApplicationStatus | None, Query(description="only applications in this state")] = None,
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[ApplicationOut]:
+    _, offer = await access.offer(session, principal, campaign_id)
     found = await service.campaign_applications(
-        session, principal, campaign_id, after_id=decode_cursor(cursor), limit=limit + 1,
+        session, offer, after_id=decode_cursor(cursor), limit=limit + 1,
         status=status.value if status else None,
     )
     return page_of([application_out(f) for f in found], [f.application.id for f in found], limit)
@@ -215,7 +227,8 @@ async def campaign_applications(
 async def my_applications(
     principal: Resident, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50
 ) -> Page[ApplicationOut]:
-    found = await service.my_applications(session, clock, principal, after_id=decode_cursor(cursor), limit=limit + 1)
+    holder = await access.own_wallet(session, clock, principal)
+    found = await service.my_applications(session, holder, after_id=decode_cursor(cursor), limit=limit + 1)
     return page_of([application_out(f) for f in found], [f.application.id for f in found], limit)
 
 
@@ -227,7 +240,9 @@ async def pay_win(
     """A winner pays for the sets won, before the payment deadline."""
     if replay := await idem.replay():
         return replay
-    return await idem.respond(201, purchase_out(await service.pay_win(session, clock, principal, application_id)))
+    holder = await access.own_wallet(session, clock, principal)
+    paid = await service.pay_win(session, clock, Actor.of(principal), holder, application_id)
+    return await idem.respond(201, purchase_out(paid))
 
 
 @router.post("/campaigns/{campaign_id}/premium-draw", status_code=201, response_model=DrawOut,
@@ -240,12 +255,15 @@ async def draw(
     application's key and result are recorded, so that the draw can be re-run and checked."""
     if replay := await idem.replay():
         return replay
-    return await idem.respond(201, draw_out(await service.draw(session, clock, principal, campaign_id, body.seed)))
+    campaign, offer = await access.offer(session, principal, campaign_id)
+    drawn = await service.draw(session, clock, Actor.of(principal), campaign, offer, body.seed)
+    return await idem.respond(201, draw_out(drawn))
 
 
 @router.get("/campaigns/{campaign_id}/premium-draw", response_model=DrawOut, responses=PROBLEMS)
 async def draw_result(campaign_id: uuid.UUID, principal: Overseer, session: SessionDep) -> DrawOut:
-    return draw_out(await service.draw_result(session, principal, campaign_id))
+    _, offer = await access.offer(session, principal, campaign_id)
+    return draw_out(await service.draw_result(session, offer))
 
 
 @router.post("/campaigns/{campaign_id}/premium-release", response_model=ReleaseOut, responses=PROBLEMS)
@@ -255,6 +273,7 @@ async def release(
     """After the payment deadline: wins not paid are released and can no longer be paid."""
     if replay := await idem.replay():
         return replay
-    done = await service.release(session, clock, principal, campaign_id)
+    _, offer = await access.offer(session, principal, campaign_id)
+    done = await service.release(session, clock, Actor.of(principal), offer)
     return await idem.respond(200, ReleaseOut(campaign_id=done.campaign_id, released_applications=done.applications,
                                               released_sets=done.sets, released_at=done.released_at))

@@ -66,6 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.wallet.campaigns import service as campaigns
 from services.wallet.campaigns.models import Campaign, CampaignKind
 from services.wallet.directory import service as directory
+from services.wallet.directory.models import Region
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.errors import AccountInactive, InsufficientBalance
 from services.wallet.premium import repository as repo
@@ -84,7 +85,6 @@ from services.wallet.premium.errors import (
     OfferExists,
     OfferNotFound,
     PersonLimitExceeded,
-    PurchaseNotFound,
     SaleClosed,
     SaleNotOpen,
     SoldOut,
@@ -99,7 +99,7 @@ from services.wallet.premium.models import (
     SaleMode,
 )
 from shared import audit
-from shared.auth import Principal, Role
+from shared.audit import Actor
 from shared.clock import TOKYO, Clock
 from shared.ids import new_id
 
@@ -144,9 +144,9 @@ def _is_midnight_tokyo(at: datetime) -> bool:
 
 
 async def create_offer(
-    session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, details: dict[str, Any]
+    session: AsyncSession, clock: Clock, actor: Actor, campaign: Campaign, details: dict[str, Any]
 ) -> OfferView:
-    campaign = campaigns.active(await campaigns.visible_campaign(session, principal, campaign_id), CampaignKind.PREMIUM)
+    campaigns.active(campaign, CampaignKind.PREMIUM)
     if await repo.offer(session, campaign.id) is not None:
         raise OfferExists(f"Campaign {campaign.name!r} already has its premium offer.")
     now = clock.now()
@@ -193,7 +193,7 @@ async def create_offer(
         opens_at=opens_at, closes_at=closes_at, payment_deadline=deadline, usable_from=usable_from,
         usable_until=usable_until, buckets=buckets,
         unbacked_sets=details["total_sets"] if mode == SaleMode.FIRST_COME else 0,
-        created_by=principal.subject, created_at=now,
+        created_by=actor.subject, created_at=now,
     )
     if mode == SaleMode.FIRST_COME:
         await repo.insert_stock(session, offer.campaign_id, buckets)
@@ -201,29 +201,26 @@ async def create_offer(
                        [(b.bucket, b.remaining) for b in await repo.lock_stock(session, offer.campaign_id)])
         offer = await repo.lock_offer(session, offer.campaign_id)
     await audit.record(
-        session, clock, principal, region_id=campaign.region_id, action="premium.offer.create",
+        session, clock, actor, region_id=campaign.region_id, action="premium.offer.create",
         target_type="campaign", target_id=campaign.id, after=_offer_record(offer),
     )
     return await _view(session, offer, now)
 
 
-async def _visible_offer(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> tuple[Campaign, PremiumOffer]:
-    campaign = await campaigns.visible_campaign(session, principal, campaign_id)
+async def offer_of(session: AsyncSession, campaign: Campaign) -> PremiumOffer:
     offer = await repo.offer(session, campaign.id)
     if offer is None:
         raise OfferNotFound(f"Campaign {campaign.name!r} has no premium offer.")
-    return campaign, offer
+    return offer
 
 
-async def get_offer(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID) -> OfferView:
-    _, offer = await _visible_offer(session, principal, campaign_id)
+async def get_offer(session: AsyncSession, clock: Clock, offer: PremiumOffer) -> OfferView:
     return await _view(session, offer, clock.now())
 
 
 async def list_offers(
-    session: AsyncSession, clock: Clock, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession, clock: Clock, region: Region, *, after_id: uuid.UUID | None, limit: int
 ) -> list[OfferView]:
-    region = await directory.region_of(session, principal)
     now = clock.now()
     return [await _view(session, o, now) for o in await repo.offers(session, region.id, after_id=after_id, limit=limit)]
 
@@ -462,23 +459,22 @@ class Bought:
     first: tuple[str, int, Any] | None = None
 
 
-async def buy(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int,
-              claim: dict[str, str]) -> Bought:
+async def buy(session: AsyncSession, clock: Clock, region: directory.RegionIdentity, subject: str,
+              campaign_id: uuid.UUID, sets: int, claim: dict[str, str]) -> Bought:
     """First-come, the rush's hot path: the Idempotency-Key's `claim`, the purchase and the key's
     answer in one statement, wallet.buy_premium (sql/buy_premium.sql), in the request's transaction,
     which the request's commit finishes. The app turns a refusal into its problem: one of the
     statement's it has undone, claim included; one of the slow path's, the request's rollback
     undoes. Two cases take more than the statement: a resident's first call (the wallet to make,
-    then the statement again) and sets that no free bucket alone holds (the slow path)."""
-    assert principal.role is Role.RESIDENT
-    region = await directory.region_identity(session, principal.region_code)
+    then the statement again) and sets that no free bucket alone holds (the slow path). The buyer
+    is the resident `subject` names, in `region`."""
     now = clock.now()
     ids = _fresh_ids()
-    call = {**claim, "region_id": region.id, "subject": principal.subject, "campaign_id": campaign_id, "sets": sets,
+    call = {**claim, "region_id": region.id, "subject": subject, "campaign_id": campaign_id, "sets": sets,
             "now": now, "start": random.randrange(256), **ids}
     row = await repo.buy_in_one_call(session, **call)
     if row.outcome == "no_wallet":  # a resident's first call makes the wallet (which holds no coin yet)
-        await directory.my_wallet(session, clock, principal)
+        await directory.wallet_for(session, clock, await directory.hosted_region(session, region.code), subject)
         row = await repo.buy_in_one_call(session, **call)
     if row.first_hash is not None:
         return Bought(first=(row.first_hash, row.first_status, row.first_response))
@@ -531,8 +527,10 @@ class ApplicationView:
     offer: PremiumOffer
 
 
-async def apply(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, sets: int) -> ApplicationView:
-    holder = await directory.my_wallet(session, clock, principal)
+async def apply(
+    session: AsyncSession, clock: Clock, holder: directory.Wallet, campaign_id: uuid.UUID, sets: int
+) -> ApplicationView:
+    """The resident whose wallet is `holder` applies for a lottery's sets."""
     campaign, offer = await _offer_for_resident(session, holder, campaign_id, SaleMode.LOTTERY)
     now = clock.now()
     _check_window(offer.opens_at, offer.closes_at, now, "application period")
@@ -579,8 +577,9 @@ class DrawView:
     applications: list[PremiumApplication]
 
 
-async def draw(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID, seed: str | None) -> DrawView:
-    campaign, offer = await _visible_offer(session, principal, campaign_id)
+async def draw(
+    session: AsyncSession, clock: Clock, actor: Actor, campaign: Campaign, offer: PremiumOffer, seed: str | None
+) -> DrawView:
     campaigns.active(campaign, CampaignKind.PREMIUM)
     if offer.mode != SaleMode.LOTTERY:
         raise WrongSaleMode("A first-come sale has no draw.", mode=offer.mode)
@@ -607,7 +606,7 @@ async def draw(session: AsyncSession, clock: Clock, principal: Principal, campai
         for d in drawn
     ], now)
     offer = await repo.update_offer(
-        session, offer.campaign_id, draw_seed=seed, draw_algorithm=DRAW_ALGORITHM, drawn_at=now, drawn_by=principal.subject,
+        session, offer.campaign_id, draw_seed=seed, draw_algorithm=DRAW_ALGORITHM, drawn_at=now, drawn_by=actor.subject,
     )
     by_id = {a.id: a for a in applications}
     for d in drawn:
@@ -624,7 +623,7 @@ async def draw(session: AsyncSession, clock: Clock, principal: Principal, campai
             kind="lottery_won" if won else "lottery_lost", payload=payload, created_at=now,
         )
     await audit.record(
-        session, clock, principal, region_id=campaign.region_id, action="premium.draw", target_type="campaign",
+        session, clock, actor, region_id=campaign.region_id, action="premium.draw", target_type="campaign",
         target_id=campaign.id,
         after={"seed": seed, "algorithm": DRAW_ALGORITHM, "applications": len(drawn),
                "applied_sets": sum(d.sets for d in drawn), "winners": sum(1 for d in drawn if d.won_sets),
@@ -633,8 +632,7 @@ async def draw(session: AsyncSession, clock: Clock, principal: Principal, campai
     return DrawView(offer, await repo.applications(session, campaign_id=offer.campaign_id))
 
 
-async def draw_result(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> DrawView:
-    _, offer = await _visible_offer(session, principal, campaign_id)
+async def draw_result(session: AsyncSession, offer: PremiumOffer) -> DrawView:
     if offer.mode != SaleMode.LOTTERY:
         raise WrongSaleMode("A first-come sale has no draw.", mode=offer.mode)
     if offer.drawn_at is None:
@@ -642,9 +640,10 @@ async def draw_result(session: AsyncSession, principal: Principal, campaign_id: 
     return DrawView(offer, await repo.applications(session, campaign_id=offer.campaign_id))
 
 
-async def pay_win(session: AsyncSession, clock: Clock, principal: Principal, application_id: uuid.UUID) -> PurchaseView:
-    """A winner pays for the sets won, before the payment deadline."""
-    holder = await directory.my_wallet(session, clock, principal)
+async def pay_win(
+    session: AsyncSession, clock: Clock, actor: Actor, holder: directory.Wallet, application_id: uuid.UUID
+) -> PurchaseView:
+    """A winner (the resident whose wallet is `holder`) pays for the sets won, before the payment deadline."""
     application = await repo.application(session, application_id, lock=True)
     if application is None or application.resident_id != holder.resident.id:
         raise ApplicationNotFound(f"No application {application_id} of yours.")
@@ -664,7 +663,7 @@ async def pay_win(session: AsyncSession, clock: Clock, principal: Principal, app
     ids = _fresh_ids()
     row = await repo.settle_in_one_call(
         session, region_id=campaign.region_id, campaign_id=campaign.id, application_id=application.id,
-        actor=principal.subject, resident_id=holder.resident.id, yen=holder.account.id, points=holder.points.id,
+        actor=actor.subject, resident_id=holder.resident.id, yen=holder.account.id, points=holder.points.id,
         sets=application.won_sets, now=now, **ids,
     )
     purchase, lots_recorded = _settled(row, ids, campaign_id=campaign.id, application_id=application.id,
@@ -681,7 +680,7 @@ class Released:
     released_at: datetime | None
 
 
-async def _release(session: AsyncSession, clock: Clock, principal: Principal, offer: PremiumOffer) -> Released:
+async def _release(session: AsyncSession, clock: Clock, actor: Actor, offer: PremiumOffer) -> Released:
     """Release the unpaid wins of a drawn lottery whose deadline has passed (idempotent)."""
     now = clock.now()
     offer = await repo.lock_offer(session, offer.campaign_id)
@@ -698,14 +697,13 @@ async def _release(session: AsyncSession, clock: Clock, principal: Principal, of
         offer = await repo.update_offer(session, offer.campaign_id, released_at=now)
     result = Released(offer.campaign_id, len(released), sum(a.won_sets for a in released), offer.released_at)
     await audit.record(
-        session, clock, principal, region_id=offer.region_id, action="premium.release", target_type="campaign",
+        session, clock, actor, region_id=offer.region_id, action="premium.release", target_type="campaign",
         target_id=offer.campaign_id, after={"applications": result.applications, "sets": result.sets},
     )
     return result
 
 
-async def release(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID) -> Released:
-    _, offer = await _visible_offer(session, principal, campaign_id)
+async def release(session: AsyncSession, clock: Clock, actor: Actor, offer: PremiumOffer) -> Released:
     if offer.mode != SaleMode.LOTTERY:
         raise WrongSaleMode("A first-come sale has no wins to release.", mode=offer.mode)
     if offer.drawn_at is None:
@@ -716,45 +714,35 @@ async def release(session: AsyncSession, clock: Clock, principal: Principal, cam
             f"Winners may pay until {offer.payment_deadline.astimezone(TOKYO).isoformat()}.",
             payment_deadline=offer.payment_deadline.isoformat(),
         )
-    return await _release(session, clock, principal, offer)
+    return await _release(session, clock, actor, offer)
 
 
-JOB = "job:premium.release"
+# The release job, as the audit trail and the offers it releases name it.
+JOB = Actor(subject="job:premium.release", role="job", request_id="job:premium.release")
 
 
 async def release_unpaid_wins(session: AsyncSession, clock: Clock) -> list[Released]:
     """The job: every drawn lottery past its payment deadline and not yet released."""
-    job = Principal(subject=JOB, role=Role.OPERATOR, region_code="", request_id=JOB)
-    return [await _release(session, clock, job, offer) for offer in await repo.offers_to_release(session, clock.now())]
+    return [await _release(session, clock, JOB, offer) for offer in await repo.offers_to_release(session, clock.now())]
 
 
 # --- what residents, operators and auditors see ---------------------------------------------------
 
 
 async def my_purchases(
-    session: AsyncSession, clock: Clock, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession, holder: directory.Wallet, *, after_id: uuid.UUID | None, limit: int
 ) -> list[PurchaseView]:
-    holder = await directory.my_wallet(session, clock, principal)
     return await _purchase_views(session, await repo.purchases(session, resident_id=holder.resident.id, after_id=after_id, limit=limit))
 
 
 async def campaign_purchases(
-    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession, offer: PremiumOffer, *, after_id: uuid.UUID | None, limit: int
 ) -> list[PurchaseView]:
-    _, offer = await _visible_offer(session, principal, campaign_id)
     return await _purchase_views(session, await repo.purchases(session, campaign_id=offer.campaign_id, after_id=after_id, limit=limit))
 
 
-async def get_purchase(session: AsyncSession, clock: Clock, principal: Principal, purchase_id: uuid.UUID) -> PurchaseView:
-    found = await repo.purchase(session, purchase_id)
-    region = await directory.region_of(session, principal)
-    if found is None or found.region_id != region.id:
-        raise PurchaseNotFound(f"No premium purchase {purchase_id}.")
-    if principal.role is Role.RESIDENT:
-        holder = await directory.my_wallet(session, clock, principal)
-        if found.resident_id != holder.resident.id:
-            raise PurchaseNotFound(f"No premium purchase {purchase_id}.")
-    return (await _purchase_views(session, [found]))[0]
+async def purchase_view(session: AsyncSession, purchase: PremiumPurchase) -> PurchaseView:
+    return (await _purchase_views(session, [purchase]))[0]
 
 
 async def _purchase_views(session: AsyncSession, purchases: list[PremiumPurchase]) -> list[PurchaseView]:
@@ -774,18 +762,15 @@ async def _purchase_views(session: AsyncSession, purchases: list[PremiumPurchase
 
 
 async def my_applications(
-    session: AsyncSession, clock: Clock, principal: Principal, *, after_id: uuid.UUID | None, limit: int
+    session: AsyncSession, holder: directory.Wallet, *, after_id: uuid.UUID | None, limit: int
 ) -> list[ApplicationView]:
-    holder = await directory.my_wallet(session, clock, principal)
     found = await repo.applications(session, resident_id=holder.resident.id, after_id=after_id, limit=limit)
     return await _application_views(session, found)
 
 
 async def campaign_applications(
-    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int,
-    status: str | None,
+    session: AsyncSession, offer: PremiumOffer, *, after_id: uuid.UUID | None, limit: int, status: str | None,
 ) -> list[ApplicationView]:
-    _, offer = await _visible_offer(session, principal, campaign_id)
     found = await repo.applications(session, campaign_id=offer.campaign_id, after_id=after_id, limit=limit, status=status)
     return [ApplicationView(a, offer) for a in found]
 
@@ -808,7 +793,10 @@ class Sales:
     budget: int
 
 
-async def sales(session: AsyncSession, clock: Clock, principal: Principal, campaign_id: uuid.UUID) -> Sales:
-    campaign, offer = await _visible_offer(session, principal, campaign_id)
+async def sales(session: AsyncSession, clock: Clock, campaign: Campaign, offer: PremiumOffer) -> Sales:
     return Sales(offer, phase(offer, clock.now()), await repo.sales_figures(session, offer.campaign_id),
                  await _budget_balance(session, campaign.id))
+
+
+# Queries the modules above use as they are: they call this service, never the repository.
+purchase = repo.purchase

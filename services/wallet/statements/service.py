@@ -13,10 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.campaigns import service as campaigns
 from services.wallet.directory import service as directory
-from services.wallet.directory.models import Notice
+from services.wallet.directory.models import Merchant, Notice, Region
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.models import Account, Entry, Journal, Lot
-from shared.auth import Principal
 from shared.clock import Clock
 from shared.money import Unit
 
@@ -70,19 +69,16 @@ async def history(
 
 
 async def merchant_history(
-    session: AsyncSession, principal: Principal, merchant_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int,
-    **filters: Any,
+    session: AsyncSession, merchant: Merchant, *, after_id: uuid.UUID | None, limit: int, **filters: Any,
 ) -> list[tuple[Entry, Journal]]:
-    await directory.visible_merchant(session, principal, merchant_id)
-    accounts = await directory.merchant_accounts(session, merchant_id)
+    accounts = await directory.merchant_accounts(session, merchant.id)
     return await history(session, accounts, after_id=after_id, limit=limit, **filters)
 
 
 # --- system accounts and verification ---------------------------------------------------------
 
 
-async def system_balances(session: AsyncSession, principal: Principal) -> list[tuple[Account, int]]:
-    region = await directory.region_of(session, principal)
+async def system_balances(session: AsyncSession, region: Region) -> list[tuple[Account, int]]:
     return [(a, await ledger.entries_sum(session, a.id)) for a in await ledger.system_accounts(session, region.id)]
 
 

@@ -28,7 +28,7 @@ from services.wallet.topups.errors import (
     WebhookTimestampStale,
 )
 from shared import audit
-from shared.auth import Principal
+from shared.audit import Actor
 from shared.clock import Clock
 from shared.config import Settings
 from shared.ids import new_id
@@ -76,17 +76,16 @@ async def _topup(
 
 
 async def counter_topup(
-    session: AsyncSession, clock: Clock, principal: Principal, account_id: uuid.UUID, amount: int, memo: str | None
+    session: AsyncSession, clock: Clock, actor: Actor, wallet: directory.Wallet, amount: int, memo: str | None
 ) -> Movement:
     """チャージ at a city counter: cash in hand, recorded by an operator."""
-    wallet = await directory.visible_wallet(session, principal, account_id)
     movement = await _topup(
         session, clock, wallet, AccountKind.COUNTER_CASH, amount,
-        actor=principal.subject, reference=None, memo=memo,
+        actor=actor.subject, reference=None, memo=memo,
     )
     await audit.record(
-        session, clock, principal, region_id=wallet.region.id, action="wallet.topup.counter",
-        target_type="account", target_id=account_id,
+        session, clock, actor, region_id=wallet.region.id, action="wallet.topup.counter",
+        target_type="account", target_id=wallet.account.id,
         after={"amount": amount, "journal_id": str(movement.journal_id), "balance_after": movement.balance_after},
     )
     return movement
@@ -133,14 +132,14 @@ async def bank_topup(
 
 
 async def cashout(
-    session: AsyncSession, clock: Clock, principal: Principal, account_id: uuid.UUID, amount: int, reason: str
+    session: AsyncSession, clock: Clock, actor: Actor, wallet: directory.Wallet, amount: int, reason: str
 ) -> Movement:
     """払戻し: prepaid value paid back to the resident's bank account, only in the cases the law
     allows (moving away, service closure); recorded by an operator."""
-    wallet = await directory.visible_wallet(session, principal, account_id)
+    account_id = wallet.account.id
     clearing = await ledger.system_account(session, wallet.region.id, AccountKind.BANK_CLEARING, wallet.account.unit)
     posted = await ledger.post_journal(
-        session, clock, region_id=wallet.region.id, kind=JournalKind.CASHOUT, actor=principal.subject,
+        session, clock, region_id=wallet.region.id, kind=JournalKind.CASHOUT, actor=actor.subject,
         legs=[ledger.Leg(wallet.account, -amount), ledger.Leg(clearing, amount)], reference=reason,
     )
     # Behind the wallet's lock, taken by the posting: any coin lot that is not expired.
@@ -151,7 +150,7 @@ async def cashout(
         )
     movement = Movement(posted.journal_id, account_id, amount, posted.balances_after[account_id], posted.created_at)
     await audit.record(
-        session, clock, principal, region_id=wallet.region.id, action="wallet.cashout",
+        session, clock, actor, region_id=wallet.region.id, action="wallet.cashout",
         target_type="account", target_id=account_id,
         after={"amount": amount, "reason": reason, "journal_id": str(movement.journal_id),
                "balance_after": movement.balance_after},
