@@ -22,6 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.application import SERVICES
 from app.demo import AUDITOR, OPERATOR, seed
+from services.coupons import service as coupons
+from services.coupons.models import CouponKind, CouponStatus, Funder
+from services.coupons.schemas import CouponCreate, CouponOut
 from services.coupons.segments import service as segments
 from services.coupons.transit import service as transit
 from services.coupons.transit.codes import ProductKind
@@ -60,6 +63,8 @@ app.add_typer(region_cli, name="region")
 transit_cli = typer.Typer(help="Bus operators, their fare products and validators (as the operator).",
                           no_args_is_help=True)
 app.add_typer(transit_cli, name="transit")
+coupons_cli = typer.Typer(help="Coupons, as the region's operator issues and runs them.", no_args_is_help=True)
+app.add_typer(coupons_cli, name="coupons")
 segments_cli = typer.Typer(help="A region's segments for coupon distribution (the operator's view).", no_args_is_help=True)
 app.add_typer(segments_cli, name="segments")
 console = Console()
@@ -512,6 +517,100 @@ def segments_audience(
             print(f"refused: {refused.detail}", file=sys.stderr)
             raise typer.Exit(1) from None
     print(f"{found.residents} resident(s) in segment {found.segment_id} v{found.version} at {found.at.isoformat()}")
+
+
+# --- coupons ---------------------------------------------------------------------------------
+
+
+@coupons_cli.command("list")
+def coupons_list(
+    region: RegionOption = "aizu",
+    status: Annotated[CouponStatus | None, typer.Option(help="only coupons in this state")] = None,
+    merchant: Annotated[uuid.UUID | None, typer.Option(help="only this merchant's")] = None,
+) -> None:
+    """The region's coupons, newest first, one line each."""
+
+    async def listed(session: AsyncSession, _: Actor) -> list[CouponOut]:
+        found = await coupons.coupons(session, scope=coupons.Scope(region, merchant), status=status, after_id=None,
+                                      limit=10_000)
+        return [CouponOut.of(c, await coupons.stock_left(session, c)) for c in found]
+
+    found = _as_operator(listed)
+    print(f"{len(found)} coupon(s)")
+    for c in found:
+        issuer = c.merchant_id or "region-wide"
+        print(f"{c.id}  {c.status}  {c.kind} {c.value if c.value is not None else '-'}  {c.name}  {issuer}"
+              f"  stock {c.stock_left}/{c.stock}  {c.valid_from:%Y-%m-%d %H:%M}..{c.valid_until:%Y-%m-%d %H:%M}")
+
+
+@coupons_cli.command("create")
+def coupons_create(
+    name: Annotated[str, typer.Option(help="what residents see")],
+    kind: Annotated[CouponKind, typer.Option()],
+    valid_from: Annotated[str, typer.Option(help="ISO 8601 with its offset, e.g. 2026-04-01T00:00:00+09:00")],
+    valid_until: Annotated[str, typer.Option(help="exclusive, as --valid-from")],
+    stock: Annotated[int, typer.Option(help="how many may be claimed in all")],
+    terms: Annotated[str, typer.Option()],
+    region: RegionOption = "aizu",
+    merchant: Annotated[uuid.UUID | None, typer.Option(help="the issuing merchant; none: region-wide")] = None,
+    value: Annotated[int | None, typer.Option(help="yen off, basis points, or the fixed price")] = None,
+    max_discount: Annotated[int | None, typer.Option(help="percent_off: the most yen it takes off")] = None,
+    min_spend: Annotated[int, typer.Option(help="smallest price it applies to, yen")] = 0,
+    per_resident_limit: Annotated[int, typer.Option()] = 1,
+    store: Annotated[list[uuid.UUID] | None, typer.Option(help="a store where it is valid (repeatable)")] = None,
+    image_url: Annotated[str | None, typer.Option()] = None,
+    funded_by: Annotated[Funder, typer.Option()] = Funder.SHOP,
+    sponsor: Annotated[uuid.UUID | None, typer.Option(help="funded_by sponsor: the sponsor's id")] = None,
+) -> None:
+    """Issue a draft coupon as the region's operator, checked as POST /v1/coupons checks it
+    (audited). Exit 2 for invalid input, 1 if refused."""
+    given = dict(
+        merchant_id=merchant, name=name, kind=kind, value=value, max_discount=max_discount, min_spend=min_spend,
+        store_ids=store or None, valid_from=valid_from, valid_until=valid_until, stock=stock,
+        per_resident_limit=per_resident_limit, terms=terms, image_url=image_url, funded_by=funded_by,
+        sponsor_id=sponsor,
+    )
+    try:
+        body = CouponCreate(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+    async def create(session: AsyncSession, operator: Actor) -> CouponOut:
+        coupon = await coupons.create_coupon(session, SystemClock(), scope=coupons.Scope(region, None),
+                                             actor=operator, fields=body.model_dump())
+        return CouponOut.of(coupon, await coupons.stock_left(session, coupon))
+
+    print(_as_operator(create).model_dump_json(indent=2))
+
+
+def _move_coupon(coupon_id: uuid.UUID, region: str, to: CouponStatus) -> None:
+    async def move(session: AsyncSession, operator: Actor) -> CouponOut:
+        coupon = await coupons.move(session, SystemClock(), scope=coupons.Scope(region, None), actor=operator,
+                                    coupon_id=coupon_id, to=to)
+        return CouponOut.of(coupon, await coupons.stock_left(session, coupon))
+
+    moved = _as_operator(move)
+    print(f"{moved.id}  {moved.status}")
+
+
+@coupons_cli.command("activate")
+def coupons_activate(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
+    """Offer a coupon to residents (a draft, or a paused one again)."""
+    _move_coupon(coupon_id, region, CouponStatus.ACTIVE)
+
+
+@coupons_cli.command("pause")
+def coupons_pause(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
+    """Stop claims and redemptions for a while."""
+    _move_coupon(coupon_id, region, CouponStatus.PAUSED)
+
+
+@coupons_cli.command("end")
+def coupons_end(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
+    """End a coupon for good."""
+    _move_coupon(coupon_id, region, CouponStatus.ENDED)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.coupons import service as coupons
 from services.coupons.transit import service as transit
 from services.wallet import public as wallet
 from services.wallet.campaigns import rewards
@@ -23,6 +24,8 @@ def wire() -> None:
     payment_hooks.register(paid=rewards.reward_payment, refunded=rewards.claw_back)
     # A bus ticket's fare is refunded whole, while unridden, and voids the ticket.
     wallet.register_hooks(refunded=transit.void_on_refund)
+    # A payment with a coupon refunded in full gives the coupon back (stock, the resident's count).
+    wallet.register_hooks(refunded=coupons.release_on_full_refund)
 
 
 async def resolve_api_key(session: AsyncSession, secret: str) -> Principal | None:

@@ -456,3 +456,38 @@ def test_transit_operator_products_and_validators(cli_env, town):
         assert refused.exit_code == code, refused.output
         assert says in refused.stderr
         assert _transit_rows(cli_env.database_url) == before
+
+
+def test_coupons_create_list_activate_pause_end(cli_env):
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+    created = runner.invoke(cli, [
+        "coupons", "create", "--name", "Spring in town", "--kind", "yen_off", "--value", "200", "--min-spend", "1000",
+        "--valid-from", "2026-04-01T00:00:00+09:00", "--valid-until", "2026-05-01T00:00:00+09:00", "--stock", "100",
+        "--terms", "One per resident.",
+    ])
+    assert created.exit_code == 0, created.output
+    assert '"status": "draft"' in created.stdout and '"merchant_id": null' in created.stdout
+    coupon_id = next(line.split('"')[3] for line in created.stdout.splitlines() if line.strip().startswith('"id"'))
+    for action, status in (("activate", "active"), ("pause", "paused"), ("activate", "active"), ("end", "ended")):
+        moved = runner.invoke(cli, ["coupons", action, coupon_id])
+        assert moved.exit_code == 0, moved.output
+        assert moved.stdout.strip() == f"{coupon_id}  {status}"
+    listed = runner.invoke(cli, ["coupons", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines() == [
+        "1 coupon(s)",
+        f"{coupon_id}  ended  yen_off 200  Spring in town  region-wide  stock 100/100  2026-04-01 00:00..2026-05-01 00:00",
+    ]
+    # Refused as the API refuses: an ended coupon stays ended (1); a bad field is bad input (2).
+    again = runner.invoke(cli, ["coupons", "activate", coupon_id])
+    assert (again.exit_code, "cannot become active" in again.stderr) == (1, True)
+    invalid = runner.invoke(cli, [
+        "coupons", "create", "--name", "x", "--kind", "yen_off", "--value", "200", "--valid-from", "2026-04-01T00:00:00+09:00",
+        "--valid-until", "2026-05-01T00:00:00+09:00", "--stock", "0", "--terms", "t",
+    ])
+    assert invalid.exit_code == 2 and "stock" in invalid.stderr
+    unfit = runner.invoke(cli, [
+        "coupons", "create", "--name", "x", "--kind", "yen_off", "--value", "200", "--valid-from", "2026-04-01T00:00:00+09:00",
+        "--valid-until", "2026-05-01T00:00:00+09:00", "--stock", "5", "--terms", "t",
+    ])
+    assert unfit.exit_code == 1 and "minimum spend" in unfit.stderr

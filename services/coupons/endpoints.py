@@ -1,11 +1,256 @@
-"""The coupons API (/v1/coupons). Coupons, bundles and transit tickets arrive with their own issue;
-until then the service answers for its own health so that it can be deployed and probed."""
+"""The coupons API (/v1/coupons): issuing and running coupons (merchant admins for their own
+merchant, operators for any merchant or the whole region), claiming them (residents), paying with
+one (residents) and redeeming a free item's code (the shop)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.coupons import service
+from services.coupons.errors import InvalidCoupon
+from services.coupons.models import ClaimStatus, Coupon, CouponStatus
+from services.coupons.schemas import (
+    ClaimOut,
+    ClaimState,
+    CodeRedemptionCreate,
+    CouponCreate,
+    CouponOut,
+    CouponPaidOut,
+    CouponPaymentCreate,
+    CouponPaymentOut,
+    CouponQuoteOut,
+    CouponUpdate,
+    RedemptionOut,
+)
+from services.wallet.public import Actor
+from shared.auth import MERCHANT_ROLES, Principal, Role, require
+from shared.clock import Clock
+from shared.db import SessionDep
+from shared.deps import ClockDep
+from shared.idempotency import Idempotency, IdempotencyDep
+from shared.openapi import INSUFFICIENT_BALANCE, PROBLEMS
+from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1/coupons", tags=["coupons"])
+
+Resident = Annotated[Principal, require(Role.RESIDENT)]
+Issuer = Annotated[Principal, require(Role.MERCHANT_ADMIN, Role.OPERATOR)]
+Reader = Annotated[Principal, require(Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.OPERATOR, Role.AUDITOR)]
+Shop = Annotated[Principal, require(Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL)]
+
+# Fields a coupon always has: a PATCH may change them, not empty them.
+REQUIRED = frozenset(set(CouponCreate.model_fields) - {"merchant_id", "value", "max_discount", "store_ids",
+                                                         "image_url", "sponsor_id"})
+
+
+def _scope(principal: Principal) -> service.Scope:
+    """A merchant's people see and issue their merchant's coupons; operators and auditors the region's."""
+    return service.Scope(principal.region_code, principal.merchant_id if principal.role in MERCHANT_ROLES else None)
+
+
+async def _coupon_out(session: AsyncSession, coupon: Coupon) -> CouponOut:
+    return CouponOut.of(coupon, await service.stock_left(session, coupon))
+
+
+def _claim_out(view: service.ClaimView, now: datetime) -> ClaimOut:
+    claim = view.claim
+    state = ClaimState(claim.status)
+    if claim.status == ClaimStatus.CLAIMED and now >= view.valid_until:
+        state = ClaimState.EXPIRED
+    return ClaimOut(
+        id=claim.id, coupon_id=claim.coupon_id, coupon_name=view.coupon_name, kind=view.kind, state=state,
+        code=claim.code, valid_from=view.valid_from, valid_until=view.valid_until, claimed_at=claim.claimed_at,
+        redeemed_at=claim.redeemed_at,
+    )
 
 
 @router.get("/health")
 async def health() -> dict[str, str]:
     return {"service": "coupons", "status": "ok"}
+
+
+# --- issuing and running coupons ---------------------------------------------------------------------
+
+
+@router.post("", status_code=201, response_model=CouponOut, responses=PROBLEMS)
+async def create_coupon(
+    body: CouponCreate, principal: Issuer, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """A draft coupon: a merchant admin's for its own merchant; an operator's for a merchant or,
+    without `merchant_id`, for the whole region. Residents see it once it is activated."""
+    if replay := await idem.replay():
+        return replay
+    coupon = await service.create_coupon(
+        session, clock, scope=_scope(principal), actor=Actor.of(principal), fields=body.model_dump()
+    )
+    return await idem.respond(201, await _coupon_out(session, coupon))
+
+
+@router.get("", response_model=Page[CouponOut], responses=PROBLEMS)
+async def list_coupons(
+    principal: Reader, session: SessionDep, status: CouponStatus | None = None, cursor: CursorParam = None,
+    limit: LimitParam = 50,
+) -> Page[CouponOut]:
+    """The merchant's coupons (merchant roles) or the region's (operators, auditors), newest first."""
+    found = await service.coupons(session, scope=_scope(principal), status=status, after_id=decode_cursor(cursor),
+                                  limit=limit + 1)
+    return page_of([await _coupon_out(session, c) for c in found], [c.id for c in found], limit)
+
+
+@router.get("/available", response_model=Page[CouponOut], responses=PROBLEMS)
+async def available_coupons(
+    principal: Resident, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50,
+) -> Page[CouponOut]:
+    """Coupons the resident may claim now: active, in their window, stock left, their own limit not reached."""
+    found = await service.available(session, clock, region=principal.region_code, subject=principal.subject,
+                                    after_id=decode_cursor(cursor), limit=limit + 1)
+    return page_of([await _coupon_out(session, c) for c in found], [c.id for c in found], limit)
+
+
+@router.get("/claims", response_model=Page[ClaimOut], responses=PROBLEMS)
+async def my_claims(
+    principal: Resident, session: SessionDep, clock: ClockDep, cursor: CursorParam = None, limit: LimitParam = 50,
+) -> Page[ClaimOut]:
+    """The resident's claimed coupons, newest first, with their validity and state."""
+    found = await service.claims(session, region=principal.region_code, subject=principal.subject,
+                                 after_id=decode_cursor(cursor), limit=limit + 1)
+    now = clock.now()
+    return page_of([_claim_out(v, now) for v in found], [v.claim.id for v in found], limit)
+
+
+# --- paying with a coupon, redeeming a free item -------------------------------------------------------
+
+
+@router.post("/payments/preview", response_model=CouponQuoteOut, responses=PROBLEMS)
+async def preview_coupon_payment(
+    body: CouponPaymentCreate, principal: Resident, session: SessionDep, clock: ClockDep
+) -> CouponQuoteOut:
+    """What paying with the claimed coupon would come to (price, discount, to pay, who funds it),
+    after every check the payment makes of the coupon; changes nothing."""
+    quote = await service.preview(session, clock, region=principal.region_code, subject=principal.subject,
+                                  qr=body.qr, price=body.amount, claim_id=body.claim_id)
+    return CouponQuoteOut(
+        claim_id=quote.claim.id, coupon_id=quote.coupon.id, merchant_id=quote.store.merchant_id,
+        store_id=quote.store.store_id, price=quote.price, discount=quote.discount, to_pay=quote.price - quote.discount,
+        funded_by=quote.coupon.funded_by, sponsor_id=quote.coupon.sponsor_id,
+    )
+
+
+@router.post("/payments", status_code=201, response_model=CouponPaymentOut,
+             responses={**PROBLEMS, **INSUFFICIENT_BALANCE})
+async def pay_with_coupon(
+    body: CouponPaymentCreate, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """The resident pays at the scanned shop with a claimed coupon: the payment, its discount (the
+    shop's, or paid to the shop by the coupon's sponsor) and the redemption commit together."""
+    if replay := await idem.replay():
+        return replay
+    paid, redemption = await service.pay_with_coupon(
+        session, clock, region=principal.region_code, actor=Actor.of(principal), subject=principal.subject,
+        qr=body.qr, price=body.amount, claim_id=body.claim_id,
+    )
+    payment = CouponPaidOut(
+        id=paid.id, journal_id=paid.journal_id, merchant_id=paid.merchant_id, store_id=paid.store_id,
+        price=paid.price, amount=paid.amount, fee=paid.fee, point_amount=paid.point_amount,
+        reward_points=paid.reward_points, created_at=paid.created_at,
+    )
+    return await idem.respond(
+        201, CouponPaymentOut(payment=payment, redemption=RedemptionOut.model_validate(redemption))
+    )
+
+
+@router.post("/redemptions", status_code=201, response_model=RedemptionOut, responses=PROBLEMS)
+async def redeem_code(
+    body: CodeRedemptionCreate, principal: Shop, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """The shop redeems a free item's coupon by the code the resident shows, at one of its stores; once."""
+    if replay := await idem.replay():
+        return replay
+    assert principal.merchant_id is not None, "merchant roles carry their merchant"
+    redemption = await service.redeem_code(
+        session, clock, region=principal.region_code, actor=Actor.of(principal), merchant_id=principal.merchant_id,
+        code=body.code, store_id=body.store_id,
+    )
+    return await idem.respond(201, RedemptionOut.model_validate(redemption))
+
+
+# --- one coupon --------------------------------------------------------------------------------------------
+# The id's path segment admits only a UUID, so that /v1/coupons/health, /available and /claims are
+# never taken for a coupon (a PATCH or POST there would be asked for its Idempotency-Key).
+
+
+@router.get("/{coupon_id:uuid}", response_model=CouponOut, responses=PROBLEMS)
+async def get_coupon(coupon_id: uuid.UUID, principal: Reader, session: SessionDep) -> CouponOut:
+    return await _coupon_out(session, await service.coupon(session, scope=_scope(principal), coupon_id=coupon_id))
+
+
+@router.patch("/{coupon_id:uuid}", response_model=CouponOut, responses=PROBLEMS)
+async def update_coupon(
+    coupon_id: uuid.UUID, body: CouponUpdate, principal: Issuer, session: SessionDep, clock: ClockDep,
+    idem: IdempotencyDep,
+):
+    """A draft's fields; an active or paused coupon takes only `name`, `image_url` and
+    `valid_until` (409 coupon-not-editable for the rest: end it and issue a new one)."""
+    if replay := await idem.replay():
+        return replay
+    changes = body.model_dump(exclude_unset=True)
+    if emptied := sorted(name for name, value in changes.items() if value is None and name in REQUIRED):
+        raise InvalidCoupon(f"A coupon always has its {', '.join(emptied)}.", fields=emptied)
+    coupon = await service.update_coupon(
+        session, clock, scope=_scope(principal), actor=Actor.of(principal), coupon_id=coupon_id, changes=changes
+    )
+    return await idem.respond(200, await _coupon_out(session, coupon))
+
+
+async def _move(
+    to: CouponStatus, coupon_id: uuid.UUID, principal: Principal, session: AsyncSession, clock: Clock,
+    idem: Idempotency,
+) -> JSONResponse:
+    if replay := await idem.replay():
+        return replay
+    coupon = await service.move(
+        session, clock, scope=_scope(principal), actor=Actor.of(principal), coupon_id=coupon_id, to=to
+    )
+    return await idem.respond(200, await _coupon_out(session, coupon))
+
+
+@router.post("/{coupon_id:uuid}/activate", response_model=CouponOut, responses=PROBLEMS)
+async def activate_coupon(
+    coupon_id: uuid.UUID, principal: Issuer, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """Offer the coupon to residents (a draft, or a paused one again)."""
+    return await _move(CouponStatus.ACTIVE, coupon_id, principal, session, clock, idem)
+
+
+@router.post("/{coupon_id:uuid}/pause", response_model=CouponOut, responses=PROBLEMS)
+async def pause_coupon(
+    coupon_id: uuid.UUID, principal: Issuer, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """Stop claims and redemptions for a while; claims already made stay the residents'."""
+    return await _move(CouponStatus.PAUSED, coupon_id, principal, session, clock, idem)
+
+
+@router.post("/{coupon_id:uuid}/end", response_model=CouponOut, responses=PROBLEMS)
+async def end_coupon(
+    coupon_id: uuid.UUID, principal: Issuer, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """End the coupon for good: no more claims or redemptions."""
+    return await _move(CouponStatus.ENDED, coupon_id, principal, session, clock, idem)
+
+
+@router.post("/{coupon_id:uuid}/claims", status_code=201, response_model=ClaimOut, responses=PROBLEMS)
+async def claim_coupon(
+    coupon_id: uuid.UUID, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+):
+    """Claim one of the coupon for oneself: stock and the per-resident limit are taken exactly."""
+    if replay := await idem.replay():
+        return replay
+    view = await service.claim(session, clock, region=principal.region_code, subject=principal.subject,
+                               coupon_id=coupon_id)
+    return await idem.respond(201, _claim_out(view, clock.now()))

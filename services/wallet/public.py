@@ -80,6 +80,10 @@ Regions, merchants, residents and notices (for coupons' segments and transit)
     another service may know it (names, sector, status) and its stores, e.g. for transit to mark
     a bus company as a bus operator and take ticket fares at one of its stores. Refuses
     merchant-not-found (none of that id in this region).
+    `stores(session, region=, store_ids=) -> list[ShopStore]`: those of `store_ids` that are the
+    region's stores, each with its merchant and whether it may take payments now (e.g. for a
+    region-wide coupon valid at a listed set of stores); an id of another region or of no store is
+    left out.
 
 Hooks
     `register_hooks(paid=, refunded=)`, called by the composition root (app/wiring.py) only:
@@ -91,7 +95,7 @@ Hooks
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -102,6 +106,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.wallet.directory import service as directory
 from services.wallet.directory.errors import MerchantNotFound
 from services.wallet.directory.models import Sector
+from services.wallet.ledger.models import Status
 from services.wallet.payments import discounts, hooks
 from services.wallet.payments import service as payments
 from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
@@ -111,10 +116,10 @@ from shared.clock import Clock
 
 __all__ = [
     "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
-    "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "SponsorBudget",
-    "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
+    "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "ShopStore",
+    "SponsorBudget", "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
     "post_notices", "post_payout", "refund", "region_id", "register_hooks", "residents", "resolve_qr", "sponsor",
-    "statement_lines",
+    "statement_lines", "stores",
 ]
 
 
@@ -379,6 +384,22 @@ async def merchant(session: AsyncSession, *, region: str, merchant_id: uuid.UUID
         found.id, found.region_id, found.name, found.name_ja, found.sector, found.status,
         tuple(store.id for store in stores),
     )
+
+
+@dataclass(frozen=True)
+class ShopStore:
+    store_id: uuid.UUID
+    merchant_id: uuid.UUID
+    name_ja: str
+    merchant_active: bool
+
+
+async def stores(session: AsyncSession, *, region: str, store_ids: Sequence[uuid.UUID]) -> list[ShopStore]:
+    identity = await directory.region_identity(session, region)
+    return [
+        ShopStore(store.id, shop.id, store.name_ja, shop.status == Status.ACTIVE)
+        for store, shop in await payments.stores_in_region(session, identity.id, list(store_ids))
+    ]
 
 
 async def residents(session: AsyncSession, *, region: str, among: Collection[str] | None = None) -> list[str]:

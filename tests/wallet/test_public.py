@@ -610,3 +610,32 @@ async def test_a_merchant_is_read_with_its_stores_and_only_in_its_region(session
             await public.merchant(s, region=REGION, merchant_id=uuid.uuid4())
         with pytest.raises(RegionNotFound):
             await public.region_id(s, region="nowhere")
+
+
+# --- stores --------------------------------------------------------------------------------------------------
+
+
+async def test_stores_are_read_with_their_merchants_for_another_services_checks(sessionmaker, town):
+    teahouse, farm = uuid.UUID(town.merchants[TEAHOUSE]), uuid.UUID(town.merchants[FARM])
+    async with sessionmaker() as s:
+        tea_store, farm_store = await store_of(s, town), await store_of(s, town, FARM)
+        found = await public.stores(s, region=REGION, store_ids=[farm_store, uuid.uuid4(), tea_store])
+    # Unknown ids are left out; each store comes with its merchant.
+    assert sorted((f.store_id, f.merchant_id, f.merchant_active) for f in found) == sorted(
+        [(tea_store, teahouse, True), (farm_store, farm, True)])
+
+
+async def test_a_suspended_merchants_store_reads_as_not_active_and_another_regions_as_none(
+    client, tokens, sessionmaker, town
+):
+    teahouse = uuid.UUID(town.merchants[TEAHOUSE])
+    response = await client.patch(f"/v1/merchants/{teahouse}", headers=idem(tokens.operator()), json={"status": "suspended"})
+    assert response.status_code == 200, response.text
+    platform = tokens.mint(Role.PLATFORM_OPERATOR, "platform-ops", "*")
+    created = await client.post("/v1/regions", headers=idem(platform),
+                                json={"code": "kitakata", "name": "Kitakata", "name_ja": "喜多方市"})
+    assert created.status_code == 201, created.text
+    async with sessionmaker() as s:
+        store_id = await store_of(s, town)
+        assert [f.merchant_active for f in await public.stores(s, region=REGION, store_ids=[store_id])] == [False]
+        assert await public.stores(s, region="kitakata", store_ids=[store_id]) == []

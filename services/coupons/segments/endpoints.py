@@ -28,7 +28,7 @@ from shared.idempotency import IdempotencyDep
 from shared.openapi import PROBLEMS
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
-router = APIRouter(prefix="/v1/coupons", tags=["segments"])
+router = APIRouter(prefix="/v1", tags=["segments"])
 
 Resident = Annotated[Principal, require(Role.RESIDENT)]
 Operator = Annotated[Principal, require(Role.OPERATOR)]
@@ -51,13 +51,13 @@ def segment_out(found: service.SegmentView) -> SegmentOut:
     )
 
 
-@router.get("/me/profile", response_model=ProfileOut, responses=PROBLEMS)
+@router.get("/coupons/me/profile", response_model=ProfileOut, responses=PROBLEMS)
 async def my_segment_profile(principal: Resident, session: SessionDep) -> ProfileOut:
     """What I agreed to share for offers (resident)."""
     return profile_out(await service.profile(session, region=principal.region_code, subject=principal.subject))
 
 
-@router.put("/me/profile", response_model=ProfileOut, responses=PROBLEMS)
+@router.put("/coupons/me/profile", response_model=ProfileOut, responses=PROBLEMS)
 async def set_segment_profile(
     body: ProfileIn, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):

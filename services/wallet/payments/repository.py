@@ -92,6 +92,16 @@ async def stores(session: AsyncSession, merchant_id: uuid.UUID) -> list[Store]:
     return list((await session.execute(query)).scalars())
 
 
+async def stores_with_merchants(
+    session: AsyncSession, region_id: uuid.UUID, store_ids: list[uuid.UUID]
+) -> list[tuple[Store, Merchant]]:
+    query = (
+        select(Store, Merchant).join(Merchant, Merchant.id == Store.merchant_id)
+        .where(Store.region_id == region_id, Store.id.in_(store_ids)).order_by(Store.id)
+    )
+    return [(row[0], row[1]) for row in await session.execute(query)]
+
+
 async def store_by_name(session: AsyncSession, merchant_id: uuid.UUID, name: str) -> Store | None:
     query = select(Store).where(Store.merchant_id == merchant_id, Store.name == name)
     return (await session.execute(query)).scalar_one_or_none()

@@ -122,6 +122,13 @@ async def list_stores(session: AsyncSession, merchant: Merchant) -> list[Store]:
     return await repo.stores(session, merchant.id)
 
 
+async def stores_in_region(
+    session: AsyncSession, region_id: uuid.UUID, store_ids: list[uuid.UUID]
+) -> list[tuple[Store, Merchant]]:
+    """The region's stores among `store_ids`, each with its merchant (others' and unknown ids left out)."""
+    return await repo.stores_with_merchants(session, region_id, store_ids) if store_ids else []
+
+
 @dataclass(frozen=True)
 class StoreQR:
     store: Store

@@ -37,14 +37,14 @@ async def set_profile(client, tokens, subject: str, **body: Any) -> dict[str, An
 
 
 async def new_segment(client, tokens, filters: list[dict[str, Any]], name: str = "Teahouse regulars") -> dict[str, Any]:
-    answer = await client.post("/v1/coupons/segments", json={"name": name, "filters": filters},
+    answer = await client.post("/v1/segments", json={"name": name, "filters": filters},
                                headers=idem(tokens.operator()))
     assert answer.status_code == 201, answer.text
     return answer.json()
 
 
 async def audience(client, tokens, segment_id: str) -> int:
-    answer = await client.get(f"/v1/coupons/segments/{segment_id}/audience", headers=tokens.operator())
+    answer = await client.get(f"/v1/segments/{segment_id}/audience", headers=tokens.operator())
     assert answer.status_code == 200, answer.text
     return answer.json()["residents"]
 
@@ -247,12 +247,12 @@ async def test_the_audience_preview_equals_the_members_and_a_suspended_wallet_is
 async def test_the_auditor_sees_the_count_and_no_one_sees_who(client, tokens, sessionmaker, town):
     await set_profile(client, tokens, HANAKO, **PROFILE)
     segment = await new_segment(client, tokens, [{"kind": "area", "any_of": ["tsuruga"]}])
-    counted = await client.get(f"/v1/coupons/segments/{segment['id']}/audience", headers=tokens.auditor())
+    counted = await client.get(f"/v1/segments/{segment['id']}/audience", headers=tokens.auditor())
     assert counted.status_code == 200 and counted.json()["residents"] == 1 and counted.json()["version"] == 1
     assert HANAKO not in counted.text
     before = await snapshot(sessionmaker)
     for headers in (tokens.resident(), tokens.merchant_admin(town.merchants[TEAHOUSE])):
-        assert_problem(await client.get(f"/v1/coupons/segments/{segment['id']}/audience", headers=headers),
+        assert_problem(await client.get(f"/v1/segments/{segment['id']}/audience", headers=headers),
                        403, "forbidden")
     assert await snapshot(sessionmaker) == before
 
@@ -265,17 +265,17 @@ async def test_new_filters_make_a_new_version_and_the_old_one_still_answers(clie
     await set_profile(client, tokens, TARO, segments_consent=True, personalised_consent=False, age_band="60s")
     created = await new_segment(client, tokens, [{"kind": "age_band", "any_of": ["30s"]}], "Age")
     assert (created["version"], created["archived_at"]) == (1, None)
-    changed = await client.patch(f"/v1/coupons/segments/{created['id']}", headers=idem(tokens.operator()),
+    changed = await client.patch(f"/v1/segments/{created['id']}", headers=idem(tokens.operator()),
                                  json={"filters": [{"kind": "age_band", "any_of": ["60s"]}]})
     assert changed.status_code == 200, changed.text
     assert (changed.json()["version"], changed.json()["filters"]) == (2, [{"kind": "age_band", "any_of": ["60s"]}])
     assert await members(sessionmaker, clock, created["id"]) == [TARO]
     assert await members(sessionmaker, clock, created["id"], version=1) == [HANAKO]
     # A rename, or the same filters again, is no new version.
-    renamed = await client.patch(f"/v1/coupons/segments/{created['id']}", headers=idem(tokens.operator()),
+    renamed = await client.patch(f"/v1/segments/{created['id']}", headers=idem(tokens.operator()),
                                  json={"name": "Sixties", "filters": [{"kind": "age_band", "any_of": ["60s"]}]})
     assert (renamed.json()["name"], renamed.json()["version"]) == ("Sixties", 2)
-    listed = (await client.get("/v1/coupons/segments", headers=tokens.auditor())).json()
+    listed = (await client.get("/v1/segments", headers=tokens.auditor())).json()
     assert [(s["name"], s["version"]) for s in listed["items"]] == [("Sixties", 2)]
     events = (await client.get("/v1/audit-events", headers=tokens.auditor())).json()["items"]
     trail = [(e["action"], (e["before"] or {}).get("version"), e["after"]["version"], e["after"]["name"])
@@ -290,12 +290,12 @@ async def test_new_filters_make_a_new_version_and_the_old_one_still_answers(clie
 
 async def test_an_archived_segment_is_gone_for_every_use_and_its_name_free(client, tokens, sessionmaker, clock, town):
     segment = await new_segment(client, tokens, [{"kind": "paid", "days": 7}])
-    archived = await client.delete(f"/v1/coupons/segments/{segment['id']}", headers=idem(tokens.operator()))
+    archived = await client.delete(f"/v1/segments/{segment['id']}", headers=idem(tokens.operator()))
     assert archived.status_code == 200 and archived.json()["archived_at"] is not None
     before = await snapshot(sessionmaker)
     for method, path, body in (("GET", "", None), ("GET", "/audience", None), ("PATCH", "", {"name": "again"}),
                                ("DELETE", "", None), ("POST", "/announcements", {"title": "t", "body": "b"})):
-        answer = await client.request(method, f"/v1/coupons/segments/{segment['id']}{path}", json=body,
+        answer = await client.request(method, f"/v1/segments/{segment['id']}{path}", json=body,
                                       headers=idem(tokens.operator()))
         assert_problem(answer, 404, "segment-not-found")
     async with sessionmaker() as s:
@@ -320,7 +320,7 @@ async def test_an_archived_segment_is_gone_for_every_use_and_its_name_free(clien
 ])
 async def test_invalid_filters_are_refused(client, tokens, sessionmaker, town, body):
     before = await snapshot(sessionmaker)
-    refused = await client.post("/v1/coupons/segments", json=body, headers=idem(tokens.operator()))
+    refused = await client.post("/v1/segments", json=body, headers=idem(tokens.operator()))
     assert_problem(refused, 422, "validation-error")
     assert await snapshot(sessionmaker) == before
 
@@ -330,33 +330,33 @@ async def test_segment_refusals_change_nothing(client, tokens, sessionmaker, tow
     other = await new_segment(client, tokens, FOOD_30, "Others")
     before = await snapshot(sessionmaker)
     operator = tokens.operator()
-    taken = await client.post("/v1/coupons/segments", json={"name": "Regulars", "filters": FOOD_30}, headers=idem(operator))
+    taken = await client.post("/v1/segments", json={"name": "Regulars", "filters": FOOD_30}, headers=idem(operator))
     assert_problem(taken, 409, "segment-name-taken")
-    renamed = await client.patch(f"/v1/coupons/segments/{other['id']}", json={"name": "Regulars"}, headers=idem(operator))
+    renamed = await client.patch(f"/v1/segments/{other['id']}", json={"name": "Regulars"}, headers=idem(operator))
     assert_problem(renamed, 409, "segment-name-taken")
     unknown = uuid.uuid4()
-    assert_problem(await client.get(f"/v1/coupons/segments/{unknown}", headers=operator), 404, "segment-not-found")
-    assert_problem(await client.patch(f"/v1/coupons/segments/{unknown}", json={"name": "n"}, headers=idem(operator)),
+    assert_problem(await client.get(f"/v1/segments/{unknown}", headers=operator), 404, "segment-not-found")
+    assert_problem(await client.patch(f"/v1/segments/{unknown}", json={"name": "n"}, headers=idem(operator)),
                    404, "segment-not-found")
     # Another region's operator does not see this region's segments.
-    assert_problem(await client.get(f"/v1/coupons/segments/{first['id']}", headers=tokens.operator("other")),
+    assert_problem(await client.get(f"/v1/segments/{first['id']}", headers=tokens.operator("other")),
                    404, "region-not-found")
     # Only the operator changes segments; the auditor reads them.
     for headers in (tokens.auditor(), tokens.resident()):
-        assert_problem(await client.post("/v1/coupons/segments", json={"name": "n", "filters": FOOD_30},
+        assert_problem(await client.post("/v1/segments", json={"name": "n", "filters": FOOD_30},
                                          headers=idem(headers)), 403, "forbidden")
-        assert_problem(await client.delete(f"/v1/coupons/segments/{first['id']}", headers=idem(headers)),
+        assert_problem(await client.delete(f"/v1/segments/{first['id']}", headers=idem(headers)),
                        403, "forbidden")
     assert await snapshot(sessionmaker) == before
 
 
 async def test_creating_a_segment_twice_with_one_key_creates_it_once(client, tokens, sessionmaker, town):
     headers = idem(tokens.operator())
-    first = await client.post("/v1/coupons/segments", json={"name": "Once", "filters": FOOD_30}, headers=headers)
-    again = await client.post("/v1/coupons/segments", json={"name": "Once", "filters": FOOD_30}, headers=headers)
+    first = await client.post("/v1/segments", json={"name": "Once", "filters": FOOD_30}, headers=headers)
+    again = await client.post("/v1/segments", json={"name": "Once", "filters": FOOD_30}, headers=headers)
     assert first.status_code == again.status_code == 201 and first.json() == again.json()
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert len((await client.get("/v1/coupons/segments", headers=tokens.operator())).json()["items"]) == 1
+    assert len((await client.get("/v1/segments", headers=tokens.operator())).json()["items"]) == 1
 
 
 # --- notices and announcements --------------------------------------------------------------------------
@@ -374,10 +374,10 @@ async def test_an_announcement_makes_one_notice_per_resident_in_the_segment(clie
     segment = await new_segment(client, tokens, [{"kind": "interest", "any_of": ["culture"]}])
     headers = idem(tokens.operator())
     body = {"title": "鶴ヶ城の夜祭り", "body": "Lanterns in the castle park on Saturday."}
-    sent = await client.post(f"/v1/coupons/segments/{segment['id']}/announcements", json=body, headers=headers)
+    sent = await client.post(f"/v1/segments/{segment['id']}/announcements", json=body, headers=headers)
     assert sent.status_code == 201, sent.text
     assert (sent.json()["recipients"], sent.json()["segment_version"]) == (2, 1)
-    replayed = await client.post(f"/v1/coupons/segments/{segment['id']}/announcements", json=body, headers=headers)
+    replayed = await client.post(f"/v1/segments/{segment['id']}/announcements", json=body, headers=headers)
     assert replayed.json() == sent.json()
     for subject in (HANAKO, SACHIKO):
         got = await notices(client, tokens, subject)
@@ -392,7 +392,7 @@ async def test_an_announcement_makes_one_notice_per_resident_in_the_segment(clie
 async def test_an_announcement_to_an_empty_segment_is_refused_and_nothing_is_sent(client, tokens, sessionmaker, town):
     segment = await new_segment(client, tokens, [{"kind": "transport_mode", "any_of": ["train"]}])
     before = await snapshot(sessionmaker)
-    refused = await client.post(f"/v1/coupons/segments/{segment['id']}/announcements",
+    refused = await client.post(f"/v1/segments/{segment['id']}/announcements",
                                 json={"title": "Hello", "body": "Nobody"}, headers=idem(tokens.operator()))
     assert_problem(refused, 409, "segment-empty")
     assert await snapshot(sessionmaker) == before
@@ -403,7 +403,7 @@ async def test_an_announcement_to_an_empty_segment_is_refused_and_nothing_is_sen
 async def test_an_announcement_without_a_proper_title_and_body_is_refused(client, tokens, sessionmaker, town, body):
     segment = await new_segment(client, tokens, FOOD_30)
     before = await snapshot(sessionmaker)
-    refused = await client.post(f"/v1/coupons/segments/{segment['id']}/announcements", json=body,
+    refused = await client.post(f"/v1/segments/{segment['id']}/announcements", json=body,
                                 headers=idem(tokens.operator()))
     assert_problem(refused, 422, "validation-error")
     assert await snapshot(sessionmaker) == before

@@ -1,0 +1,245 @@
+"""Every query of the coupons service."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Date, Integer, Row, Text, and_, bindparam, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.coupons.models import Claim, ClaimStatus, Coupon, CouponStatus, CouponStock, Holding, Redemption
+
+# --- coupons ------------------------------------------------------------------------------------
+
+
+async def insert_coupon(session: AsyncSession, **values: Any) -> Coupon:
+    return (await session.execute(insert(Coupon).values(**values).returning(Coupon))).scalar_one()
+
+
+async def coupon(session: AsyncSession, coupon_id: uuid.UUID, *, lock: bool = False) -> Coupon | None:
+    query = select(Coupon).where(Coupon.id == coupon_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def update_coupon(session: AsyncSession, coupon_id: uuid.UUID, **values: Any) -> Coupon:
+    query = update(Coupon).where(Coupon.id == coupon_id).values(**values).returning(Coupon)
+    options = {"synchronize_session": False, "populate_existing": True}  # the row as updated, not as first loaded
+    return (await session.execute(query, execution_options=options)).scalar_one()
+
+
+async def coupons(
+    session: AsyncSession, region_id: uuid.UUID, *, merchant_id: uuid.UUID | None, status: str | None,
+    after_id: uuid.UUID | None, limit: int,
+) -> list[Coupon]:
+    """The region's coupons, newest first; with `merchant_id`, that merchant's only."""
+    query = select(Coupon).where(Coupon.region_id == region_id)
+    if merchant_id is not None:
+        query = query.where(Coupon.merchant_id == merchant_id)
+    if status is not None:
+        query = query.where(Coupon.status == status)
+    if after_id is not None:
+        query = query.where(Coupon.id < after_id)
+    return list((await session.execute(query.order_by(Coupon.id.desc()).limit(limit))).scalars())
+
+
+async def has_stock_buckets(session: AsyncSession, coupon_id: uuid.UUID) -> bool:
+    query = select(literal(1)).where(CouponStock.coupon_id == coupon_id).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
+async def insert_stock_buckets(session: AsyncSession, coupon_id: uuid.UUID, remaining: list[int]) -> None:
+    rows = [{"coupon_id": coupon_id, "bucket": i, "remaining": n} for i, n in enumerate(remaining)]
+    await session.execute(insert(CouponStock), rows)
+
+
+async def stock_left(session: AsyncSession, coupon_id: uuid.UUID) -> int:
+    query = select(func.coalesce(func.sum(CouponStock.remaining), 0)).where(CouponStock.coupon_id == coupon_id)
+    return int((await session.execute(query)).scalar_one())
+
+
+def _in_window(now: datetime) -> Any:
+    return and_(Coupon.status == CouponStatus.ACTIVE, Coupon.valid_from <= now, Coupon.valid_until > now)
+
+
+async def available(
+    session: AsyncSession, region_id: uuid.UUID, subject: str, now: datetime, *, after_id: uuid.UUID | None, limit: int
+) -> list[Coupon]:
+    """Coupons the resident may claim now: active, in their window, with stock left and the
+    resident's own limit not reached; newest first."""
+    held = (
+        select(Holding.held).where(Holding.coupon_id == Coupon.id, Holding.subject == subject).scalar_subquery()
+    )
+    stocked = select(literal(1)).where(CouponStock.coupon_id == Coupon.id, CouponStock.remaining > 0).exists()
+    query = select(Coupon).where(
+        Coupon.region_id == region_id, _in_window(now), stocked, func.coalesce(held, 0) < Coupon.per_resident_limit,
+    )
+    if after_id is not None:
+        query = query.where(Coupon.id < after_id)
+    return list((await session.execute(query.order_by(Coupon.id.desc()).limit(limit))).scalars())
+
+
+# --- claims -------------------------------------------------------------------------------------
+
+_CLAIM = text(
+    "SELECT outcome, name, kind, valid_from, valid_until, per_resident_limit FROM coupons.claim_coupon("
+    ":region_id, :coupon_id, :subject, :now, :start, :claim_id, :code)"
+).bindparams(
+    bindparam("region_id", type_=UUID(as_uuid=True)), bindparam("coupon_id", type_=UUID(as_uuid=True)),
+    bindparam("subject", type_=Text), bindparam("start", type_=Integer),
+    bindparam("claim_id", type_=UUID(as_uuid=True)), bindparam("code", type_=Text),
+)
+
+
+async def claim_coupon(session: AsyncSession, **values: Any) -> Row[Any]:
+    """The claim in one statement (sql/claim_coupon.sql): its outcome and the coupon's answer fields."""
+    return (await session.execute(_CLAIM, values)).one()
+
+
+async def claim_with_coupon(
+    session: AsyncSession, claim_id: uuid.UUID, *, lock: bool = False
+) -> tuple[Claim, Coupon] | None:
+    query = select(Claim, Coupon).join(Coupon, Coupon.id == Claim.coupon_id).where(Claim.id == claim_id)
+    if lock:
+        query = query.with_for_update(of=Claim)
+    row = (await session.execute(query)).first()
+    return (row[0], row[1]) if row else None
+
+
+async def claim_by_code(session: AsyncSession, code: str) -> tuple[Claim, Coupon] | None:
+    query = (
+        select(Claim, Coupon).join(Coupon, Coupon.id == Claim.coupon_id).where(Claim.code == code)
+        .with_for_update(of=Claim)
+    )
+    row = (await session.execute(query)).first()
+    return (row[0], row[1]) if row else None
+
+
+async def claims_of(
+    session: AsyncSession, region_id: uuid.UUID, subject: str, *, after_id: uuid.UUID | None, limit: int
+) -> list[tuple[Claim, Coupon]]:
+    query = (
+        select(Claim, Coupon).join(Coupon, Coupon.id == Claim.coupon_id)
+        .where(Claim.region_id == region_id, Claim.subject == subject)
+    )
+    if after_id is not None:
+        query = query.where(Claim.id < after_id)
+    rows = await session.execute(query.order_by(Claim.id.desc()).limit(limit))
+    return [(row[0], row[1]) for row in rows]
+
+
+async def mark_claim(session: AsyncSession, claim_id: uuid.UUID, **values: Any) -> None:
+    await session.execute(update(Claim).where(Claim.id == claim_id).values(**values),
+                          execution_options={"synchronize_session": False})
+
+
+async def release_holding(session: AsyncSession, coupon_id: uuid.UUID, subject: str) -> None:
+    query = (
+        update(Holding).where(Holding.coupon_id == coupon_id, Holding.subject == subject)
+        .values(held=Holding.held - 1)
+    )
+    await session.execute(query, execution_options={"synchronize_session": False})
+
+
+async def restock(session: AsyncSession, coupon_id: uuid.UUID, bucket: int) -> None:
+    query = (
+        update(CouponStock).where(CouponStock.coupon_id == coupon_id, CouponStock.bucket == bucket)
+        .values(remaining=CouponStock.remaining + 1)
+    )
+    await session.execute(query, execution_options={"synchronize_session": False})
+
+
+# --- redemptions ----------------------------------------------------------------------------------
+
+
+async def insert_redemption(session: AsyncSession, **values: Any) -> Redemption:
+    return (await session.execute(insert(Redemption).values(**values).returning(Redemption))).scalar_one()
+
+
+async def redemption_of_payment(session: AsyncSession, payment_id: uuid.UUID) -> Redemption | None:
+    query = select(Redemption).where(Redemption.payment_id == payment_id).with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def mark_reversed(session: AsyncSession, redemption_id: uuid.UUID, at: datetime) -> None:
+    await session.execute(update(Redemption).where(Redemption.id == redemption_id).values(reversed_at=at),
+                          execution_options={"synchronize_session": False})
+
+
+# --- counts (public.py) -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayCount:
+    day: date
+    coupon_id: uuid.UUID
+    merchant_id: uuid.UUID | None
+    claims: int
+    redemptions: int
+    shop_discount: int
+    sponsor_discount: int
+    coupon_sales: int
+
+
+def _tokyo_day(column: Any) -> Any:
+    return func.date(func.timezone("Asia/Tokyo", column)).cast(Date)
+
+
+async def daily_counts(
+    session: AsyncSession, region_id: uuid.UUID, since: datetime, until: datetime, merchant_id: uuid.UUID | None
+) -> list[DayCount]:
+    """Per Tokyo day and coupon, in [since, until): claims made (released ones included: they
+    were claims), and redemptions not reversed with their discount by funder and sales."""
+    claim_day = _tokyo_day(Claim.claimed_at).label("day")
+    claims = (
+        select(claim_day, Claim.coupon_id.label("coupon_id"), func.count().label("claims"))
+        .where(Claim.region_id == region_id, Claim.claimed_at >= since, Claim.claimed_at < until)
+        .group_by(claim_day, Claim.coupon_id)
+    ).subquery()
+    redeemed_day = _tokyo_day(Redemption.redeemed_at).label("day")
+    by_sponsor = Redemption.funded_by == "sponsor"
+    redemptions = (
+        select(
+            redeemed_day, Redemption.coupon_id.label("coupon_id"), func.count().label("redemptions"),
+            func.coalesce(func.sum(Redemption.discount).filter(~by_sponsor), 0).label("shop_discount"),
+            func.coalesce(func.sum(Redemption.discount).filter(by_sponsor), 0).label("sponsor_discount"),
+            func.coalesce(func.sum(Redemption.paid), 0).label("coupon_sales"),
+        )
+        .where(Redemption.region_id == region_id, Redemption.redeemed_at >= since, Redemption.redeemed_at < until,
+               Redemption.reversed_at.is_(None))
+        .group_by(redeemed_day, Redemption.coupon_id)
+    ).subquery()
+    day = func.coalesce(claims.c.day, redemptions.c.day)
+    coupon_id = func.coalesce(claims.c.coupon_id, redemptions.c.coupon_id)
+    query = (
+        select(
+            day, coupon_id, Coupon.merchant_id, func.coalesce(claims.c.claims, 0),
+            func.coalesce(redemptions.c.redemptions, 0), func.coalesce(redemptions.c.shop_discount, 0).cast(BigInteger),
+            func.coalesce(redemptions.c.sponsor_discount, 0).cast(BigInteger),
+            func.coalesce(redemptions.c.coupon_sales, 0).cast(BigInteger),
+        )
+        .select_from(claims.join(
+            redemptions, and_(claims.c.day == redemptions.c.day, claims.c.coupon_id == redemptions.c.coupon_id),
+            full=True,
+        ))
+        .join(Coupon, Coupon.id == coupon_id)
+        .order_by(day, coupon_id)
+    )
+    if merchant_id is not None:
+        query = query.where(Coupon.merchant_id == merchant_id)
+    return [DayCount(*row) for row in await session.execute(query)]
+
+
+async def held(session: AsyncSession, coupon_id: uuid.UUID) -> tuple[int, int]:
+    """(claims held: claimed or redeemed, Σ the residents' holdings)."""
+    held = select(func.count()).where(
+        Claim.coupon_id == coupon_id, Claim.status.in_([ClaimStatus.CLAIMED, ClaimStatus.REDEEMED])
+    ).scalar_subquery()
+    holdings = select(func.coalesce(func.sum(Holding.held), 0)).where(Holding.coupon_id == coupon_id).scalar_subquery()
+    row = (await session.execute(select(held, holdings))).one()
+    return int(row[0]), int(row[1])
