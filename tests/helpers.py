@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -10,6 +11,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.wallet.payments.notify import channel
 from services.wallet.verify import verify_ledger
 
 PROBLEM_JSON = "application/problem+json"
@@ -98,3 +100,19 @@ class DocumentedResponses:
             f"{response.request.method} {response.request.url.path} answered {response.status_code}, "
             f"which its OpenAPI operation does not declare ({', '.join(sorted(declared))}): {response.text[:300]}"
         )
+
+
+async def shop_notices(app: Any, merchant_id: str, act: Any) -> list[dict[str, Any]]:
+    """The `payment.received` notices the merchant's channel carries while `act()` runs (the
+    background task that publishes them runs before the test client's answer returns)."""
+    pubsub = app.state.redis.pubsub()
+    await pubsub.subscribe(channel(merchant_id))
+    try:
+        await pubsub.get_message(timeout=1.0)  # the subscription's confirmation
+        await act()
+        messages = []
+        while (message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)) is not None:
+            messages.append(json.loads(message["data"]))
+        return messages
+    finally:
+        await pubsub.aclose()

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,11 +28,12 @@ from services.coupons.schemas import (
     CouponUpdate,
     RedemptionOut,
 )
+from services.wallet import public as wallet
 from services.wallet.public import Actor
 from shared.auth import MERCHANT_ROLES, Principal, Role, require
 from shared.clock import Clock
 from shared.db import SessionDep
-from shared.deps import ClockDep
+from shared.deps import ClockDep, RedisDep
 from shared.idempotency import Idempotency, IdempotencyDep
 from shared.openapi import INSUFFICIENT_BALANCE, PROBLEMS
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
@@ -145,10 +146,12 @@ async def preview_coupon_payment(
 @router.post("/payments", status_code=201, response_model=CouponPaymentOut,
              responses={**PROBLEMS, **INSUFFICIENT_BALANCE})
 async def pay_with_coupon(
-    body: CouponPaymentCreate, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+    body: CouponPaymentCreate, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep,
+    redis: RedisDep, background: BackgroundTasks,
 ):
     """The resident pays at the scanned shop with a claimed coupon: the payment, its discount (the
-    shop's, or paid to the shop by the coupon's sponsor) and the redemption commit together."""
+    shop's, or paid to the shop by the coupon's sponsor) and the redemption commit together. The
+    shop's terminals are told once committed, as of any payment."""
     if replay := await idem.replay():
         return replay
     paid, redemption = await service.pay_with_coupon(
@@ -160,6 +163,7 @@ async def pay_with_coupon(
         price=paid.price, amount=paid.amount, fee=paid.fee, point_amount=paid.point_amount,
         reward_points=paid.reward_points, created_at=paid.created_at,
     )
+    background.add_task(wallet.publish_paid, redis, paid)  # runs after the commit and the response
     return await idem.respond(
         201, CouponPaymentOut(payment=payment, redemption=RedemptionOut.model_validate(redemption))
     )

@@ -27,6 +27,10 @@ Paying
     sponsor-budget-exhausted, store-not-found, merchant-inactive, account-inactive,
     insufficient-balance, balance-not-eligible-here, payment-request-paid / -cancelled /
     -expired / -not-found, and whatever problem a hook raises.
+    `publish_paid(redis, paid)`: tell the shop's terminals (`GET /v1/merchants/{id}/events`)
+    of the payment; call it only after the commit (a FastAPI background task does), as the
+    wallet's own payment endpoints do. A lost notice is caught up from the database when a
+    terminal reconnects.
 
 Refunding
     `refund(session, clock, region=, actor=, payment_id=, amount=, reason=) -> RefundMade`:
@@ -101,16 +105,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
 from services.wallet.directory.errors import MerchantNotFound
 from services.wallet.directory.models import Sector
 from services.wallet.ledger.models import Status
-from services.wallet.payments import discounts, hooks
+from services.wallet.payments import discounts, hooks, notify
 from services.wallet.payments import service as payments
 from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
 from services.wallet.payments.hooks import OnPaid, OnRefunded
+from services.wallet.payments.schemas import PaymentOut
 from shared.audit import Actor
 from shared.clock import Clock
 
@@ -118,7 +124,8 @@ __all__ = [
     "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
     "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "ShopStore",
     "SponsorBudget", "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
-    "post_notices", "post_payout", "refund", "region_id", "register_hooks", "residents", "resolve_qr", "sponsor",
+    "post_notices", "post_payout", "publish_paid", "refund", "region_id", "register_hooks", "residents",
+    "resolve_qr", "sponsor",
     "statement_lines", "stores",
 ]
 
@@ -198,6 +205,7 @@ class PaidPayment:
     reward_points: int  # given back by reward campaigns (hooks)
     discount: DiscountRecord | None
     created_at: datetime
+    shop_notice: PaymentOut  # what the shop's terminals are told (publish_paid)
 
 
 async def pay(
@@ -216,7 +224,12 @@ async def pay(
         payment.id, payment.journal_id, payment.region_id, payment.merchant_id, payment.store_id,
         payment.resident_account_id, payment.amount + (record.discount if record else 0), payment.amount, payment.fee,
         payment.point_amount, payment.reward_points, record, payment.created_at,
+        PaymentOut.model_validate(payment),
     )
+
+
+async def publish_paid(redis: Redis, paid: PaidPayment) -> None:
+    await notify.publish_payment(redis, paid.shop_notice)
 
 
 async def payment_discount(session: AsyncSession, *, region: str, payment_id: uuid.UUID) -> DiscountRecord | None:

@@ -24,7 +24,7 @@ from tests.coupons.flows import (
     pay,
     store_qr,
 )
-from tests.helpers import assert_problem, idem, ledger_violations, snapshot
+from tests.helpers import assert_problem, idem, ledger_violations, shop_notices, snapshot
 
 
 async def balance(client, tokens, subject: str = HANAKO) -> int:
@@ -262,3 +262,19 @@ async def test_a_partial_refund_keeps_the_redemption(client, tokens, town, sessi
     # Two partial refunds that add up to the whole payment are a full refund: the coupon comes back then.
     await refund(client, tokens, town, paid["payment"]["id"], 500)
     assert await stock(sessionmaker, coupon["id"]) == coupons_public.StockState(1, 1, 0, 0)
+
+
+async def test_a_payment_with_a_coupon_tells_the_shop(app, client, tokens, town):
+    """Its terminals hear it as any payment: one notice after the commit, as the wallet records it."""
+    coupon = await issue(client, tokens, town)
+    claim = await claimed(client, tokens, coupon["id"])
+    qr = await store_qr(client, tokens, town)
+    answers = []
+
+    async def act():
+        answers.append(await pay(client, tokens, qr, 1_000, claim["id"]))
+
+    notices = await shop_notices(app, town.merchants[TEAHOUSE], act)
+    assert answers[0].status_code == 201, answers[0].text
+    payment = answers[0].json()["payment"]
+    assert [(n["id"], n["amount"], n["fee"]) for n in notices] == [(payment["id"], 900, 18)]

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import JSONResponse
 
 from services.coupons.transit import access, codes, service
@@ -34,10 +34,11 @@ from services.coupons.transit.schemas import (
     ValidatorOut,
 )
 from services.coupons.transit.service import OperatorView, ProductView, ScanRequest, ScanResult
+from services.wallet import public as wallet
 from shared.audit import Actor
 from shared.auth import Principal, Role, require
 from shared.db import SessionDep
-from shared.deps import ClockDep, SettingsDep
+from shared.deps import ClockDep, RedisDep, SettingsDep
 from shared.idempotency import IdempotencyDep
 from shared.observability import allow_large_body
 from shared.openapi import INSUFFICIENT_BALANCE, PROBLEMS
@@ -190,16 +191,21 @@ async def retire_fare_product(
 @router.post(
     "/v1/transit/tickets", status_code=201, response_model=TicketOut, responses={**PROBLEMS, **INSUFFICIENT_BALANCE}
 )
-async def buy_ticket(body: TicketBuy, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep):
+async def buy_ticket(
+    body: TicketBuy, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep,
+    redis: RedisDep, background: BackgroundTasks,
+):
     """Buy a fare product for a rider category with the coin: an ordinary payment of the fare to
     the bus operator and the e-ticket, in one transaction. The wallet's refusals (402
-    insufficient-balance, 409 merchant-inactive, …) leave nothing."""
+    insufficient-balance, 409 merchant-inactive, …) leave nothing. The bus operator's terminals
+    are told of the payment once committed."""
     if replay := await idem.replay():
         return replay
-    ticket = await service.buy_ticket(
+    ticket, paid = await service.buy_ticket(
         session, clock, region=principal.region_code, actor=Actor.of(principal), payer=principal.subject,
         product_id=body.product_id, category=body.rider_category,
     )
+    background.add_task(wallet.publish_paid, redis, paid)  # runs after the commit and the response
     return await idem.respond(201, ticket_out(ticket, await service.merchant_of(session, ticket), clock.now()))
 
 

@@ -256,8 +256,8 @@ def state_of(ticket: Ticket, now: datetime) -> TicketState:
 async def buy_ticket(
     session: AsyncSession, clock: Clock, *, region: str, actor: Actor, payer: str, product_id: uuid.UUID,
     category: RiderCategory,
-) -> Ticket:
-    """`payer` (a resident's subject) buys the product for a rider category."""
+) -> tuple[Ticket, public.PaidPayment]:
+    """`payer` (a resident's subject) buys the product for a rider category: the ticket and its payment."""
     view = await product(session, region=region, product_id=product_id)
     found = view.product
     if found.status != ProductStatus.ACTIVE:
@@ -272,13 +272,14 @@ async def buy_ticket(
         session, clock, region=region, actor=actor, payer=payer, store_id=merchant.store_ids[0], price=fare
     )
     now = clock.now()
-    return await repo.insert_ticket(
+    ticket = await repo.insert_ticket(
         session, id=new_id(), region_id=found.region_id, operator_id=found.operator_id, product_id=found.id,
         resident=payer, kind=found.kind, rider_category=category.value, fare=fare,
         rides=1 if found.kind == ProductKind.SINGLE_RIDE else found.rides, rides_taken=0, payment_id=paid.id,
         purchased_at=now, expires_at=now + timedelta(days=found.valid_days), activated_at=None, active_until=None,
         refunded_at=None,
     )
+    return ticket, paid
 
 
 async def void_on_refund(

@@ -25,7 +25,7 @@ from tests.coupons.transit.conftest import (
     scan,
     ticket,
 )
-from tests.helpers import assert_problem, idem, ledger_violations, snapshot
+from tests.helpers import assert_problem, idem, ledger_violations, shop_notices, snapshot
 
 
 async def balance(client, tokens, subject: str = "resident-hanako") -> int:
@@ -439,3 +439,14 @@ async def test_an_offline_ride_before_the_refund_is_a_conflict(client, tokens, b
     (result,) = upload.json()["results"]
     assert (result["status"], result["scan"]["conflict"]) == ("conflict", "refunded")
     assert (await ticket(client, tokens, bought["id"]))["rides_taken"] == 1
+
+
+async def test_a_ticket_purchase_tells_the_bus_operator(app, client, tokens, bus):
+    """The bus operator's terminals hear the fare's payment as any payment."""
+    bought = []
+
+    async def act():
+        bought.append(await buy(client, tokens, bus.products["single"]))
+
+    notices = await shop_notices(app, bus.merchant_id, act)
+    assert [(n["id"], n["amount"]) for n in notices] == [(bought[0]["payment_id"], bought[0]["fare"])]
