@@ -85,6 +85,18 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
     return asyncio.run(run())
 
 
+def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """`work` in one transaction on the migrated database (embedded unless configured); a refusal
+    exits 1 with its detail, as the API would answer it."""
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            return _in_transaction(resolved, work)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+
 def _seed_demo(settings: Settings) -> None:
     town = _in_transaction(settings, lambda session: seed(session, SystemClock(), settings))
     table = Table(title=f"Demo town: region {town.region_code}")
@@ -322,13 +334,7 @@ def region_create(
         )
         return RegionOut.model_validate(region)
 
-    with embedded_servers(settings) as resolved:
-        upgrade_sync(resolved.database_url)
-        try:
-            created = _in_transaction(resolved, create)
-        except Problem as refused:
-            print(f"refused: {refused.detail}", file=sys.stderr)
-            raise typer.Exit(1) from None
+    created = _refusable(settings, create)
     print(created.model_dump_json(indent=2))
 
 
@@ -364,15 +370,8 @@ BusOperator = Annotated[uuid.UUID, typer.Argument(help="the bus operator's merch
 def _as_operator(work: Callable[[AsyncSession, Actor], Awaitable[T]]) -> T:
     """Run `work` as the region's operator at this machine's shell (the audit trail names its
     user) in one transaction; a refusal exits 1 with its detail."""
-    settings = get_settings()
     operator = replace(_platform_operator_here(), role=Role.OPERATOR.value)
-    with embedded_servers(settings) as resolved:
-        upgrade_sync(resolved.database_url)
-        try:
-            return _in_transaction(resolved, lambda session: work(session, operator))
-        except Problem as refused:
-            print(f"refused: {refused.detail}", file=sys.stderr)
-            raise typer.Exit(1) from None
+    return _refusable(get_settings(), lambda session: work(session, operator))
 
 
 def _valid(model: type[T], **given: object) -> T:
@@ -485,13 +484,7 @@ def segments_list(region: Annotated[str, typer.Option(help="the region's code")]
             found += page
         return found
 
-    with embedded_servers(settings) as resolved:
-        upgrade_sync(resolved.database_url)
-        try:
-            found = _in_transaction(resolved, listed)
-        except Problem as refused:
-            print(f"refused: {refused.detail}", file=sys.stderr)
-            raise typer.Exit(1) from None
+    found = _refusable(settings, listed)
     print(f"{len(found)} segment(s)")
     for view in found:
         kinds = ", ".join(f.kind for f in view.filters)
@@ -509,13 +502,7 @@ def segments_audience(
     async def counted(session: AsyncSession) -> segments.AudienceCount:
         return await segments.audience(session, SystemClock(), region=region, segment_id=segment_id)
 
-    with embedded_servers(settings) as resolved:
-        upgrade_sync(resolved.database_url)
-        try:
-            found = _in_transaction(resolved, counted)
-        except Problem as refused:
-            print(f"refused: {refused.detail}", file=sys.stderr)
-            raise typer.Exit(1) from None
+    found = _refusable(settings, counted)
     print(f"{found.residents} resident(s) in segment {found.segment_id} v{found.version} at {found.at.isoformat()}")
 
 
