@@ -23,11 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.application import SERVICES
 from app.demo import AUDITOR, OPERATOR, seed
 from services.coupons import service as coupons
+from services.coupons.bundles import service as bundles
+from services.coupons.bundles.models import BundleAudience, BundleStatus, TicketFunder
+from services.coupons.bundles.schemas import BundleCreate, BundleOut
 from services.coupons.models import CouponKind, CouponStatus, Funder
 from services.coupons.schemas import CouponCreate, CouponOut
 from services.coupons.segments import service as segments
 from services.coupons.transit import service as transit
-from services.coupons.transit.codes import ProductKind
+from services.coupons.transit.codes import ProductKind, RiderCategory
 from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
 from services.wallet import onboarding, verify
 from services.wallet.directory import repository as directory_repo
@@ -65,6 +68,9 @@ transit_cli = typer.Typer(help="Bus operators, their fare products and validator
 app.add_typer(transit_cli, name="transit")
 coupons_cli = typer.Typer(help="Coupons, as the region's operator issues and runs them.", no_args_is_help=True)
 app.add_typer(coupons_cli, name="coupons")
+bundles_cli = typer.Typer(help="Bundles of coupons and a bus ticket, as the region's operator runs them.",
+                          no_args_is_help=True)
+app.add_typer(bundles_cli, name="bundles")
 segments_cli = typer.Typer(help="A region's segments for coupon distribution (the operator's view).", no_args_is_help=True)
 app.add_typer(segments_cli, name="segments")
 console = Console()
@@ -598,6 +604,82 @@ def coupons_pause(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
 def coupons_end(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
     """End a coupon for good."""
     _move_coupon(coupon_id, region, CouponStatus.ENDED)
+
+
+# --- bundles ---------------------------------------------------------------------------------
+
+
+def _bundle_line(b: BundleOut) -> str:
+    ticket = f"  ticket {b.ticket.product_id} {b.ticket.rider_category} ({b.ticket.funded_by})" if b.ticket else ""
+    audience = f"segment {b.segment_id}" if b.segment_id else "all residents"
+    return (f"{b.id}  {b.status}  {b.name}  {len(b.coupon_ids)} coupon(s){ticket}  {audience}"
+            f"  {b.starts_at:%Y-%m-%d %H:%M}..{b.ends_at:%Y-%m-%d %H:%M}")
+
+
+@bundles_cli.command("list")
+def bundles_list(
+    region: RegionOption = "aizu",
+    status: Annotated[BundleStatus | None, typer.Option(help="only bundles in this state")] = None,
+) -> None:
+    """The region's bundles, newest first, one line each."""
+    found = _as_operator(lambda s, _: bundles.bundles(s, region=region, status=status, after_id=None, limit=10_000))
+    print(f"{len(found)} bundle(s)")
+    for view in found:
+        print(_bundle_line(BundleOut.of(view)))
+
+
+@bundles_cli.command("create")
+def bundles_create(
+    name: Annotated[str, typer.Option(help="what residents see")],
+    terms: Annotated[str, typer.Option()],
+    coupon: Annotated[list[uuid.UUID], typer.Option(help="a coupon of the bundle (repeatable)")],
+    starts_at: Annotated[str, typer.Option(help="claimable from, ISO 8601 with its offset")],
+    ends_at: Annotated[str, typer.Option(help="claimable until (exclusive), as --starts-at")],
+    region: RegionOption = "aizu",
+    segment: Annotated[uuid.UUID | None, typer.Option(help="the audience segment; none: all residents")] = None,
+    product: Annotated[uuid.UUID | None, typer.Option(help="a fare product whose ticket the bundle grants")] = None,
+    rider_category: Annotated[RiderCategory, typer.Option(help="--product: the ticket's rider category")] = RiderCategory.ADULT,
+    ticket_funded_by: Annotated[TicketFunder, typer.Option(help="--product: who pays the bus operator")] = TicketFunder.OPERATOR,
+    sponsor: Annotated[uuid.UUID | None, typer.Option(help="--ticket-funded-by sponsor: the sponsor")] = None,
+) -> None:
+    """Make a draft bundle as the region's operator, checked as POST /v1/bundles checks it
+    (audited). Exit 2 for invalid input, 1 if refused."""
+    ticket = None
+    if product is not None:
+        ticket = {"product_id": product, "rider_category": rider_category, "funded_by": ticket_funded_by,
+                  "sponsor_id": sponsor}
+    body = _valid(BundleCreate, name=name, terms=terms, coupon_ids=coupon, ticket=ticket, segment_id=segment,
+                  audience=BundleAudience.SEGMENT if segment else BundleAudience.ALL, starts_at=starts_at,
+                  ends_at=ends_at)
+    bundle_ticket = None
+    if body.ticket is not None:
+        t = body.ticket
+        bundle_ticket = bundles.Ticket(t.product_id, t.rider_category, t.funded_by, t.sponsor_id)
+
+    async def create(session: AsyncSession, operator: Actor) -> BundleOut:
+        return BundleOut.of(await bundles.create_bundle(
+            session, SystemClock(), region=region, actor=operator, name=body.name, terms=body.terms,
+            coupon_ids=body.coupon_ids, ticket=bundle_ticket, audience=body.audience, segment_id=body.segment_id,
+            starts_at=body.starts_at, ends_at=body.ends_at,
+        ))
+
+    print(_as_operator(create).model_dump_json(indent=2))
+
+
+@bundles_cli.command("distribute")
+def bundles_distribute(bundle_id: uuid.UUID, region: RegionOption = "aizu") -> None:
+    """Send a draft bundle to its audience now: one notice per resident in it (refused for an empty one)."""
+    sent = BundleOut.of(_as_operator(lambda s, actor: bundles.distribute(
+        s, SystemClock(), region=region, actor=actor, bundle_id=bundle_id)))
+    print(f"{sent.id}  {sent.status}  {sent.recipients} notice(s)")
+
+
+@bundles_cli.command("end")
+def bundles_end(bundle_id: uuid.UUID, region: RegionOption = "aizu") -> None:
+    """End a bundle for good: no more claims."""
+    ended = BundleOut.of(_as_operator(lambda s, actor: bundles.end(
+        s, SystemClock(), region=region, actor=actor, bundle_id=bundle_id)))
+    print(f"{ended.id}  {ended.status}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.coupons import audiences
 from services.coupons import service as coupons
+from services.coupons.segments import public as segments
 from services.coupons.transit import service as transit
 from services.wallet import public as wallet
 from services.wallet.campaigns import rewards
@@ -26,6 +28,8 @@ def wire() -> None:
     wallet.register_hooks(refunded=transit.void_on_refund)
     # A payment with a coupon refunded in full gives the coupon back (stock, the resident's count).
     wallet.register_hooks(refunded=coupons.release_on_full_refund)
+    # A segment's coupon is offered to the segment's residents only, asked live of segments.
+    audiences.register(audiences.SegmentCheck(exists=segments.segment, is_member=segments.is_member))
 
 
 async def resolve_api_key(session: AsyncSession, secret: str) -> Principal | None:

@@ -47,7 +47,7 @@ Shop = Annotated[Principal, require(Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Ro
 
 # Fields a coupon always has: a PATCH may change them, not empty them.
 REQUIRED = frozenset(set(CouponCreate.model_fields) - {"merchant_id", "value", "max_discount", "store_ids",
-                                                         "image_url", "sponsor_id"})
+                                                         "image_url", "sponsor_id", "segment_id"})
 
 
 def _scope(principal: Principal) -> service.Scope:

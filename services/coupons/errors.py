@@ -20,6 +20,10 @@ class CouponExpired(Conflict):
     slug, title = "coupon-expired", "The coupon's validity has ended"
 
 
+class CouponNotInAudience(Conflict):
+    slug, title = "coupon-not-in-audience", "The coupon is offered to a segment the resident is not in"
+
+
 class CouponNotActive(Conflict):
     slug, title = "coupon-not-active", "The coupon is not active (a draft, paused or ended)"
 

@@ -49,9 +49,8 @@ class Funder(StrEnum):
 
 
 class Audience(StrEnum):
-    # Segments arrive with their own part of issue 13: a `segment` audience names its segment in
-    # a column of its own beside this one.
     ALL = "all"
+    SEGMENT = "segment"  # the residents of `segment_id`, checked live at listing and claim (audiences.py)
 
 
 class ClaimStatus(StrEnum):
@@ -65,7 +64,8 @@ class Coupon(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('yen_off', 'percent_off', 'fixed_price', 'free_item')", "kind"),
         CheckConstraint("status IN ('draft', 'active', 'paused', 'ended')", "status"),
-        CheckConstraint("audience IN ('all')", "audience"),
+        CheckConstraint("audience IN ('all', 'segment')", "audience"),
+        CheckConstraint("(audience = 'segment') = (segment_id IS NOT NULL)", "segment_named"),
         CheckConstraint("funded_by IN ('shop', 'sponsor')", "funded_by"),
         CheckConstraint("(funded_by = 'sponsor') = (sponsor_id IS NOT NULL)", "sponsor_named"),
         CheckConstraint("(kind = 'free_item') = (value IS NULL)", "value_by_kind"),
@@ -92,6 +92,7 @@ class Coupon(Base):
     stock: Mapped[int]
     per_resident_limit: Mapped[int]
     audience: Mapped[str]
+    segment_id: Mapped[uuid.UUID | None]  # a segment's coupon: its segment (services/coupons/segments)
     terms: Mapped[str]
     image_url: Mapped[str | None]
     funded_by: Mapped[str]

@@ -243,3 +243,12 @@ async def held(session: AsyncSession, coupon_id: uuid.UUID) -> tuple[int, int]:
     holdings = select(func.coalesce(func.sum(Holding.held), 0)).where(Holding.coupon_id == coupon_id).scalar_subquery()
     row = (await session.execute(select(held, holdings))).one()
     return int(row[0]), int(row[1])
+
+
+# --- audiences (audiences.py) ---------------------------------------------------------------------
+
+
+async def audience_of(session: AsyncSession, coupon_id: uuid.UUID) -> Row[Any] | None:
+    """(region_id, status, audience, segment_id) of a coupon, without loading the whole row."""
+    query = select(Coupon.region_id, Coupon.status, Coupon.audience, Coupon.segment_id).where(Coupon.id == coupon_id)
+    return (await session.execute(query)).first()

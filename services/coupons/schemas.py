@@ -45,7 +45,8 @@ class CouponFields(Schema):
     valid_until: Instant | None = Field(default=None, description="exclusive")
     stock: Stock | None = Field(default=None, description="how many may be claimed in all")
     per_resident_limit: PerResident | None = None
-    audience: Audience | None = None
+    audience: Audience | None = Field(default=None, description="all residents, or a segment's (operator only)")
+    segment_id: uuid.UUID | None = Field(default=None, description="audience segment: the segment")
     terms: Terms | None = None
     image_url: ImageUrl | None = None
     funded_by: Funder | None = Field(
@@ -89,6 +90,7 @@ class CouponOut(Schema):
     stock_left: int = Field(description="not yet claimed (a draft: all of it)")
     per_resident_limit: int
     audience: Audience
+    segment_id: uuid.UUID | None = Field(description="audience segment: the segment, checked live at claim")
     terms: str
     image_url: str | None
     funded_by: Funder

@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.coupons import audiences
 from services.coupons import repository as repo
 from services.coupons.errors import (
     BelowMinimumSpend,
@@ -158,7 +159,8 @@ def _record(coupon: Coupon) -> dict[str, Any]:
         "min_spend": coupon.min_spend, "stock": coupon.stock, "per_resident_limit": coupon.per_resident_limit,
         "funded_by": coupon.funded_by, "sponsor_id": str(coupon.sponsor_id) if coupon.sponsor_id else None,
         "valid_from": coupon.valid_from.isoformat(), "valid_until": coupon.valid_until.isoformat(),
-        "status": coupon.status,
+        "status": coupon.status, "audience": coupon.audience,
+        "segment_id": str(coupon.segment_id) if coupon.segment_id else None,
     }
 
 
@@ -172,10 +174,12 @@ async def create_coupon(
             raise InvalidCoupon("A merchant issues coupons for itself only.")
         fields = {**fields, "merchant_id": scope.merchant_id}
     fields = {"value": None, "max_discount": None, "store_ids": None, "sponsor_id": None, "image_url": None,
-              "merchant_id": None, **fields}
+              "merchant_id": None, "segment_id": None, **fields}
     _check_funding(scope, fields)
     _checked(fields)
     await _check_references(session, scope.region, fields)
+    await audiences.check_fields(session, region=scope.region, issued_by_merchant=scope.merchant_id is not None,
+                                 fields=fields)
     region_id = await public.region_id(session, region=scope.region)
     now = clock.now()
     coupon = await repo.insert_coupon(
@@ -237,12 +241,15 @@ async def update_coupon(
         "merchant_id": found.merchant_id, "name": found.name, "kind": found.kind, "value": found.value,
         "max_discount": found.max_discount, "min_spend": found.min_spend, "store_ids": found.store_ids,
         "valid_from": found.valid_from, "valid_until": found.valid_until, "stock": found.stock,
-        "per_resident_limit": found.per_resident_limit, "audience": found.audience, "terms": found.terms,
+        "per_resident_limit": found.per_resident_limit, "audience": found.audience, "segment_id": found.segment_id,
+        "terms": found.terms,
         "image_url": found.image_url, "funded_by": found.funded_by, "sponsor_id": found.sponsor_id, **changes,
     }
     _check_funding(scope, merged)
     _checked(merged)
     await _check_references(session, scope.region, merged)
+    await audiences.check_fields(session, region=scope.region, issued_by_merchant=scope.merchant_id is not None,
+                                 fields=merged)
     updated = await repo.update_coupon(session, coupon_id, updated_at=clock.now(), **_stored(changes))
     await audit.record(session, clock, actor, region_id=updated.region_id, action="coupon.update",
                        target_type="coupon", target_id=coupon_id, before=before, after=_record(updated))
@@ -301,13 +308,22 @@ def new_code() -> str:
 async def available(
     session: AsyncSession, clock: Clock, *, region: str, subject: str, after_id: uuid.UUID | None, limit: int
 ) -> list[Coupon]:
-    region_id = await public.region_id(session, region=region)
-    return await repo.available(session, region_id, subject, clock.now(), after_id=after_id, limit=limit)
+    """Up to `limit` coupons the resident may claim now, newest first; a segment's only while the
+    resident is in it (audiences.py), so pages are filled past the coupons left out."""
+    region_id, now = await public.region_id(session, region=region), clock.now()
+    found: list[Coupon] = []
+    while True:
+        batch = await repo.available(session, region_id, subject, now, after_id=after_id, limit=limit)
+        found += await audiences.offered(session, region=region, subject=subject, coupons=batch, at=now)
+        if len(batch) < limit or len(found) >= limit:
+            return found[:limit]
+        after_id = batch[-1].id
 
 
 async def claim(session: AsyncSession, clock: Clock, *, region: str, subject: str, coupon_id: uuid.UUID) -> ClaimView:
     region_id = await public.region_id(session, region=region)
     now, claim_id, code = clock.now(), new_id(), new_code()
+    await audiences.check_claim(session, region=region, region_id=region_id, coupon_id=coupon_id, subject=subject, at=now)
     found = await repo.claim_coupon(
         session, region_id=region_id, coupon_id=coupon_id, subject=subject, now=now,
         start=secrets.randbelow(BUCKETS), claim_id=claim_id, code=code,

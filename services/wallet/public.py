@@ -68,6 +68,13 @@ Sponsors
     actor=, name=, name_ja=) -> SponsorBudget` (refuses sponsor-name-taken),
     `fund_sponsor(session, clock, region=, actor=, sponsor_id=, amount=) -> SponsorBudget`
     (refuses invalid-amount, sponsor-not-found), `sponsor(session, region=, sponsor_id=)`.
+    `sponsor_pays(session, clock, region=, actor=, sponsor_id=, merchant_id=, amount=, reference=)
+    -> SponsorPayment`: the sponsor's budget pays a merchant `amount` yen outright, for what the
+    merchant gives a resident on the sponsor's account with no payment of theirs (a bus fare in
+    a bundle), by a `sponsor_payment` journal (no fee; a statement line of its own kind). The
+    same conditional update as a discount's: a budget short of `amount` refuses and nothing
+    moves. Refuses invalid-amount, sponsor-not-found, merchant-not-found, merchant-inactive,
+    sponsor-budget-exhausted.
 
 Regions, merchants, residents and notices (for coupons' segments and transit)
     `region_id(session, region=) -> UUID`: the region's id, for rows another service keys by it
@@ -123,9 +130,9 @@ from shared.clock import Clock
 __all__ = [
     "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
     "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "ShopStore",
-    "SponsorBudget", "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
+    "SponsorBudget", "SponsorPayment", "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
     "post_notices", "post_payout", "publish_paid", "refund", "region_id", "register_hooks", "residents",
-    "resolve_qr", "sponsor",
+    "resolve_qr", "sponsor", "sponsor_pays",
     "statement_lines", "stores",
 ]
 
@@ -297,6 +304,7 @@ class LineKind(StrEnum):
     SPONSOR_CREDIT = "sponsor_credit"
     SPONSOR_REVERSAL = "sponsor_reversal"
     PAYOUT = "payout"
+    SPONSOR_PAYMENT = "sponsor_payment"  # a sponsor paid the merchant outright (sponsor_pays)
 
 
 @dataclass(frozen=True)
@@ -367,6 +375,21 @@ async def fund_sponsor(
 async def sponsor(session: AsyncSession, *, region: str, sponsor_id: uuid.UUID) -> SponsorBudget:
     identity = await directory.region_identity(session, region)
     return _budget(await discounts.sponsor(session, identity.id, sponsor_id))
+
+
+SponsorPayment = discounts.SponsorPayment
+
+
+async def sponsor_pays(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, sponsor_id: uuid.UUID, merchant_id: uuid.UUID,
+    amount: int, reference: str | None = None,
+) -> SponsorPayment:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        return await discounts.pay_merchant(
+            session, clock, actor, region_id=identity.id, sponsor_id=sponsor_id, merchant_id=merchant_id,
+            amount=amount, reference=reference,
+        )
 
 
 # --- regions, merchants, residents and notices -----------------------------------------------------------

@@ -138,7 +138,9 @@ async def test_a_merchants_coupon_is_valid_only_at_its_own_stores(client, tokens
     ({"value": 1.0}, 422, "validation-error"),
     ({"image_url": "not a url"}, 422, "validation-error"),
     ({"kind": "bogo"}, 422, "validation-error"),
-    ({"audience": "segment"}, 422, "validation-error"),
+    ({"audience": "segment"}, 422, "invalid-coupon"),
+    ({"audience": "segment", "segment_id": "00000000-0000-7000-8000-000000000000"}, 404, "segment-not-found"),
+    ({"audience": "everyone"}, 422, "validation-error"),
     ({"funded_by": "sponsor", "sponsor_id": "00000000-0000-7000-8000-000000000000"}, 404, "sponsor-not-found"),
     ({"merchant_id": "00000000-0000-7000-8000-000000000000"}, 404, "merchant-not-found"),
 ])

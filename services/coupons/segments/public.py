@@ -12,6 +12,9 @@ Audiences
     `segments` consent never match an attribute filter, those without `personalised` never an
     activity filter; an opt-out takes effect with its commit. Refuses segment-not-found (also an
     archived segment or an unknown version).
+    `is_member(session, region=, segment_id=, subject=, at=) -> bool`: whether that one resident
+    is in the segment's version in force at `at`, by the same rules, reading only their own
+    profile and activity (a claim's live check); False for a segment archived or unknown.
     `everyone(session, region=) -> list[str]`: every resident with an active wallet, no consent
     needed ("all residents": the audience a resident without any opt-in is in).
     `segment(session, region=, segment_id=, version=None) -> SegmentView`: the segment, its
@@ -25,8 +28,18 @@ Notices
 """
 
 from services.coupons.segments.errors import SegmentEmpty, SegmentNotFound
-from services.coupons.segments.service import ALL, Audience, SegmentView, everyone, members, notify, segment
+from services.coupons.segments.service import (
+    ALL,
+    Audience,
+    SegmentView,
+    everyone,
+    is_member,
+    members,
+    notify,
+    segment,
+)
 
 __all__ = [
-    "ALL", "Audience", "SegmentEmpty", "SegmentNotFound", "SegmentView", "everyone", "members", "notify", "segment",
+    "ALL", "Audience", "SegmentEmpty", "SegmentNotFound", "SegmentView", "everyone", "is_member", "members", "notify",
+    "segment",
 ]

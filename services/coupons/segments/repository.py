@@ -41,10 +41,13 @@ async def delete_profile(session: AsyncSession, region_id: uuid.UUID, subject: s
 
 async def consenting(
     session: AsyncSession, region_id: uuid.UUID, *, segments: bool, personalised: bool,
-    attributes: Sequence[AttributeMatch],
+    attributes: Sequence[AttributeMatch], among: Sequence[str] | None = None,
 ) -> list[str]:
-    """Subjects of the region's profiles with the consents asked for, matching every attribute."""
+    """Subjects of the region's profiles with the consents asked for, matching every attribute;
+    of `among` only, if given (one resident's check reads one row)."""
     query = select(ResidentProfile.subject).where(ResidentProfile.region_id == region_id)
+    if among is not None:
+        query = query.where(ResidentProfile.subject == any_(bindparam("among", list(among), type_=ARRAY(Text))))
     if segments:
         query = query.where(ResidentProfile.segments_consent)
     if personalised:

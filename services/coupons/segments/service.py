@@ -224,15 +224,19 @@ async def archive_segment(
 # --- audiences --------------------------------------------------------------------------------
 
 
-async def matching(session: AsyncSession, *, region: str, filters: list[Filter], at: datetime) -> list[str]:
+async def matching(
+    session: AsyncSession, *, region: str, filters: list[Filter], at: datetime, among: list[str] | None = None
+) -> list[str]:
     """Subjects of the residents with an active wallet who match every filter at `at`: attribute
     filters only among those who consented to `segments`, activity filters only among those who
-    consented to `personalised` offers (the wallet is asked only about them)."""
+    consented to `personalised` offers (the wallet is asked only about them). With `among`, only
+    those of them are looked at."""
     region_id = await wallet.region_id(session, region=region)
     attributes = [f.match() for f in filters if isinstance(f, AttributeFilter)]
     activities = [f for f in filters if isinstance(f, ActivityFilter)]
     candidates = await repo.consenting(
-        session, region_id, segments=bool(attributes), personalised=bool(activities), attributes=attributes
+        session, region_id, segments=bool(attributes), personalised=bool(activities), attributes=attributes,
+        among=among,
     )
     for activity in activities:
         if not candidates:
@@ -246,6 +250,19 @@ async def members(
 ) -> list[str]:
     view = await segment(session, region=region, segment_id=segment_id, version=version)
     return await matching(session, region=region, filters=view.filters, at=at)
+
+
+async def is_member(
+    session: AsyncSession, *, region: str, segment_id: uuid.UUID, subject: str, at: datetime
+) -> bool:
+    """Whether one resident is in the segment's version in force at `at`, worked out live from
+    their stored profile and activity as `members` does, but for them alone (a claim's check).
+    No one is in a segment that was archived: what was offered to it is offered to no one."""
+    try:
+        view = await segment(session, region=region, segment_id=segment_id)
+    except SegmentNotFound:
+        return False
+    return bool(await matching(session, region=region, filters=view.filters, at=at, among=[subject]))
 
 
 async def everyone(session: AsyncSession, *, region: str) -> list[str]:

@@ -82,7 +82,8 @@ def product_out(found: ProductView) -> ProductOut:
 def ticket_out(ticket: Ticket, merchant_id: uuid.UUID, now: datetime) -> TicketOut:
     return TicketOut(
         id=ticket.id, product_id=ticket.product_id, merchant_id=merchant_id, kind=ticket.kind,
-        rider_category=ticket.rider_category, fare=ticket.fare, payment_id=ticket.payment_id,
+        rider_category=ticket.rider_category, fare=ticket.fare, funded_by=ticket.funded_by,
+        payment_id=ticket.payment_id, bundle_claim_id=ticket.bundle_claim_id,
         state=service.state_of(ticket, now), rides=ticket.rides, rides_taken=ticket.rides_taken,
         rides_left=service.rides_left(ticket), purchased_at=ticket.purchased_at, expires_at=ticket.expires_at,
         activated_at=ticket.activated_at, valid_until=service.valid_until(ticket), refunded_at=ticket.refunded_at,

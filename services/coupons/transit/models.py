@@ -80,8 +80,18 @@ class Fare(Base):
     amount: Mapped[int]
 
 
+class TicketFunder:
+    """Who paid a ticket's fare."""
+
+    RESIDENT = "resident"  # bought by an ordinary coin payment to the bus operator (`payment_id`)
+    OPERATOR = "operator"  # given by the bus operator itself in a bundle: no payment, fare 0
+    SPONSOR = "sponsor"  # given in a bundle, the fare paid to the bus operator by a sponsor's budget
+
+
 class Ticket(Base):
-    """A resident's e-ticket, bought by an ordinary coin payment to the bus operator (`payment_id`)."""
+    """A resident's e-ticket: bought by an ordinary coin payment to the bus operator (`payment_id`),
+    or granted in a bundle of coupons (`bundle_claim_id`), its fare given up by the bus operator or
+    paid to it by a sponsor (`sponsor_journal_id`, the wallet's `sponsor_payment` journal)."""
 
     __tablename__ = "tickets"
     __table_args__ = (
@@ -93,6 +103,15 @@ class Ticket(Base):
         CheckConstraint("(activated_at IS NULL) = (rides_taken = 0)", "activated"),
         CheckConstraint("(kind = 'day_pass') = (rides IS NULL)", "rides"),
         CheckConstraint("(kind = 'day_pass' AND activated_at IS NOT NULL) = (active_until IS NOT NULL)", "active_until"),
+        CheckConstraint("funded_by IN ('resident', 'operator', 'sponsor')", "funded_by"),
+        CheckConstraint("(funded_by = 'resident') = (payment_id IS NOT NULL)", "bought_by_payment"),
+        CheckConstraint("(funded_by = 'resident') = (bundle_claim_id IS NULL)", "granted_in_bundle"),
+        CheckConstraint(
+            "(funded_by = 'sponsor') = (sponsor_id IS NOT NULL) AND (sponsor_id IS NULL) = (sponsor_journal_id IS NULL)",
+            "sponsor_paid",
+        ),
+        CheckConstraint("funded_by <> 'operator' OR fare = 0", "operator_gives_fare"),
+        Index("ix_tickets_bundle_claim_id", "bundle_claim_id", postgresql_where=text("bundle_claim_id IS NOT NULL")),
         {"schema": SCHEMA},
     )
 
@@ -103,11 +122,15 @@ class Ticket(Base):
     resident: Mapped[str]  # the resident's subject, as their token names them
     kind: Mapped[str]
     rider_category: Mapped[str]
-    fare: Mapped[int]
+    fare: Mapped[int]  # yen paid for it (a ticket the bus operator gave: 0)
     rides: Mapped[int | None] = mapped_column(SmallInteger)  # rights: 1 single ride, N rides; None: a day pass
     # Rides that happened, those an offline reconciliation found beyond the rights included.
     rides_taken: Mapped[int] = mapped_column(Integer)
-    payment_id: Mapped[uuid.UUID]  # the wallet's payment of the fare
+    funded_by: Mapped[str]  # TicketFunder
+    payment_id: Mapped[uuid.UUID | None]  # the wallet's payment of the fare (a bought ticket)
+    sponsor_id: Mapped[uuid.UUID | None]  # the sponsor that paid the fare (a sponsored grant)
+    sponsor_journal_id: Mapped[uuid.UUID | None]  # the wallet's sponsor_payment journal of it
+    bundle_claim_id: Mapped[uuid.UUID | None]  # the bundle claim that granted it (services/coupons/bundles)
     purchased_at: Mapped[datetime]
     expires_at: Mapped[datetime]  # first use before this
     activated_at: Mapped[datetime | None]  # the first ride's time

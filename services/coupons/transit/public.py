@@ -1,8 +1,9 @@
 """Transit's public surface: what settlement and the KPI reports read of it, in the caller's session.
 
 `counts(session, region=, since=, until=) -> TransitCounts` covers the Tokyo days [since, until):
-- per day and fare product: tickets sold and their fares, activations (first rides), rides
-  (offline conflicts included: they happened) and conflicts;
+- per day and fare product: tickets sold (bought by residents' coin payments: a ticket granted in
+  a bundle is no sale) and their fares, activations (first rides) and rides of every ticket,
+  granted ones included (offline conflicts included: they happened) and conflicts;
 - per day and bus operator: the coin payments at its stores that bought no ticket (on the
   on-demand bus, the fare paid by QR at the bus's own store counts as a transit payment), from
   the wallet's statement lines, refunds not netted (a count of payments, not of money);

@@ -220,7 +220,8 @@ async def product_days(session: AsyncSession, region_id: uuid.UUID, since: datet
     sold_day = _tokyo_day(Ticket.purchased_at).label("day")
     sold = (
         select(sold_day, Ticket.product_id, func.count().label("tickets_sold"), func.sum(Ticket.fare).label("sales"))
-        .where(Ticket.region_id == region_id, Ticket.purchased_at >= since, Ticket.purchased_at < until)
+        .where(Ticket.region_id == region_id, Ticket.purchased_at >= since, Ticket.purchased_at < until,
+               Ticket.payment_id.is_not(None))  # bought: a ticket granted in a bundle is no sale
         .group_by(sold_day, Ticket.product_id)
     )
     ride_day = _tokyo_day(Scan.scanned_at).label("day")

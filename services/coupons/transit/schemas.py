@@ -23,6 +23,8 @@ MAX_BATCH = 500
 # What an offline ride lacked (models.ConflictKind): a single ride taken again, a multi-ride ticket past
 # its rides, after its validity, on a ticket whose fare was refunded.
 ConflictName = Literal["reused", "used_up", "expired", "refunded"]
+# Who paid a ticket's fare (models.TicketFunder).
+TicketFunding = Literal["resident", "operator", "sponsor"]
 
 class OperatorCreate(Schema):
     merchant_id: uuid.UUID = Field(description="the merchant (a bus company, the on-demand bus) to mark as a bus operator")
@@ -82,8 +84,13 @@ class TicketOut(Schema):
     merchant_id: uuid.UUID = Field(description="the bus operator")
     kind: ProductKind
     rider_category: RiderCategory
-    fare: int = Field(description="yen paid")
-    payment_id: uuid.UUID = Field(description="the coin payment of the fare to the bus operator")
+    fare: int = Field(description="yen paid for it (a ride the bus operator gave in a bundle: 0)")
+    funded_by: TicketFunding = Field(
+        description="resident: bought by a coin payment; operator: given by the bus operator in a bundle; sponsor: "
+        "given in a bundle, the fare paid to the bus operator by a sponsor"
+    )
+    payment_id: uuid.UUID | None = Field(description="the coin payment of the fare to the bus operator (a bought ticket)")
+    bundle_claim_id: uuid.UUID | None = Field(description="the bundle claim that granted it")
     state: TicketState
     rides: int | None = Field(description="rides it gives (1, or N); null: a day pass, unlimited within its 24 h")
     rides_taken: int

@@ -79,6 +79,7 @@ from services.coupons.transit.models import (
     Scan,
     ScanOutcome,
     Ticket,
+    TicketFunder,
     TransitOperator,
     Validator,
 )
@@ -258,13 +259,8 @@ async def buy_ticket(
     category: RiderCategory,
 ) -> tuple[Ticket, public.PaidPayment]:
     """`payer` (a resident's subject) buys the product for a rider category: the ticket and its payment."""
-    view = await product(session, region=region, product_id=product_id)
+    view, fare = await on_sale(session, region=region, product_id=product_id, category=category)
     found = view.product
-    if found.status != ProductStatus.ACTIVE:
-        raise FareProductRetired(f"{found.name_ja} is no longer sold.")
-    fare = view.fares.get(category.value)
-    if fare is None:
-        raise RiderCategoryNotOffered(f"{found.name_ja} has no {category.value} fare.", offered=sorted(view.fares))
     merchant = await public.merchant(session, region=region, merchant_id=view.merchant_id)
     if not merchant.store_ids:
         raise OperatorHasNoStore(f"{merchant.name_ja} has no store to take the fare at.")
@@ -273,13 +269,56 @@ async def buy_ticket(
     )
     now = clock.now()
     ticket = await repo.insert_ticket(
-        session, id=new_id(), region_id=found.region_id, operator_id=found.operator_id, product_id=found.id,
-        resident=payer, kind=found.kind, rider_category=category.value, fare=fare,
-        rides=1 if found.kind == ProductKind.SINGLE_RIDE else found.rides, rides_taken=0, payment_id=paid.id,
-        purchased_at=now, expires_at=now + timedelta(days=found.valid_days), activated_at=None, active_until=None,
-        refunded_at=None,
+        session, **_new_ticket(found, payer, category, fare, now), funded_by=TicketFunder.RESIDENT, payment_id=paid.id,
+        sponsor_id=None, sponsor_journal_id=None, bundle_claim_id=None,
     )
     return ticket, paid
+
+
+def _new_ticket(found: FareProduct, resident: str, category: RiderCategory, fare: int, now: datetime) -> dict[str, Any]:
+    return dict(
+        id=new_id(), region_id=found.region_id, operator_id=found.operator_id, product_id=found.id, resident=resident,
+        kind=found.kind, rider_category=category.value, fare=fare,
+        rides=1 if found.kind == ProductKind.SINGLE_RIDE else found.rides, rides_taken=0, purchased_at=now,
+        expires_at=now + timedelta(days=found.valid_days), activated_at=None, active_until=None, refunded_at=None,
+    )
+
+
+async def on_sale(
+    session: AsyncSession, *, region: str, product_id: uuid.UUID, category: RiderCategory
+) -> tuple[ProductView, int]:
+    """The product and its fare for the rider category, if it is on sale for it (refuses
+    fare-product-not-found, fare-product-retired, rider-category-not-offered)."""
+    view = await product(session, region=region, product_id=product_id)
+    if view.product.status != ProductStatus.ACTIVE:
+        raise FareProductRetired(f"{view.product.name_ja} is no longer sold.")
+    fare = view.fares.get(category.value)
+    if fare is None:
+        raise RiderCategoryNotOffered(f"{view.product.name_ja} has no {category.value} fare.", offered=sorted(view.fares))
+    return view, fare
+
+
+async def grant_ticket(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, resident: str, product_id: uuid.UUID,
+    category: RiderCategory, sponsor_id: uuid.UUID | None, bundle_claim_id: uuid.UUID,
+) -> Ticket:
+    """A ticket given to `resident` in a bundle, with no payment of theirs: without a sponsor the
+    bus operator gives the ride (fare 0 recorded); with one, the sponsor's budget pays the bus
+    operator the fare through the wallet (`public.sponsor_pays`, refusing sponsor-budget-exhausted
+    before anything moves). It rides as a bought ticket does; it is never refunded (no payment)."""
+    view, fare = await on_sale(session, region=region, product_id=product_id, category=category)
+    values = _new_ticket(view.product, resident, category, fare if sponsor_id is not None else 0, clock.now())
+    journal_id = None
+    if sponsor_id is not None:
+        paid = await public.sponsor_pays(
+            session, clock, region=region, actor=actor, sponsor_id=sponsor_id, merchant_id=view.merchant_id,
+            amount=fare, reference=f"ticket:{values['id']}",
+        )
+        journal_id = paid.journal_id
+    return await repo.insert_ticket(
+        session, **values, funded_by=TicketFunder.SPONSOR if sponsor_id is not None else TicketFunder.OPERATOR,
+        payment_id=None, sponsor_id=sponsor_id, sponsor_journal_id=journal_id, bundle_claim_id=bundle_claim_id,
+    )
 
 
 async def void_on_refund(

@@ -62,6 +62,7 @@ class JournalKind(StrEnum):
     PAYOUT = "payout"  # 振込: a merchant's yen leaves circulation for its bank account (bank clearing)
     SPONSOR_CREDIT = "sponsor_credit"  # a sponsor's budget pays a shop the discount it funded on a payment
     SPONSOR_REVERSAL = "sponsor_reversal"  # a refund gives the sponsor back its share of that discount
+    SPONSOR_PAYMENT = "sponsor_payment"  # a sponsor's budget pays a merchant for something it gave a resident (a bus fare)
 
 
 # The journal kinds allowed to touch an issuance account (invariant 4): every other journal moves
@@ -74,6 +75,7 @@ JOURNAL_LEGS = {
     JournalKind.PAYOUT: (AccountKind.MERCHANT, AccountKind.BANK_CLEARING),
     JournalKind.SPONSOR_CREDIT: (AccountKind.SPONSOR_BUDGET, AccountKind.MERCHANT),
     JournalKind.SPONSOR_REVERSAL: (AccountKind.MERCHANT, AccountKind.SPONSOR_BUDGET),
+    JournalKind.SPONSOR_PAYMENT: (AccountKind.SPONSOR_BUDGET, AccountKind.MERCHANT),
 }
 
 

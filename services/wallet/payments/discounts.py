@@ -17,6 +17,11 @@ of their transaction (those of different sponsors do not meet). A payment takes 
 row after the payer's accounts and before any reward campaign's budget (its hooks run after),
 and a refund the same way, so the two never wait on each other in opposite orders.
 
+A sponsor may also pay a merchant outright for something the merchant gives a resident on the
+sponsor's account, with no payment of the resident's (a bus fare granted in a bundle of coupons):
+a `sponsor_payment` journal from the budget to the merchant, by the same conditional update, so a
+short budget refuses it and nothing moves; no fee (no resident paid).
+
 Refunds give the sponsor back its share of the discount, pro rata on the running totals as the
 fee: after refunds totalling R of a payment of amount A with a sponsor discount D, the shop has
 paid back floor(D × R / A) by `sponsor_reversal` journals, so a full refund returns all of it.
@@ -26,10 +31,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
+from services.wallet.directory.errors import MerchantNotFound
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.errors import InsufficientBalance
 from services.wallet.ledger.models import Account, AccountKind, JournalKind, Status
@@ -37,6 +44,7 @@ from services.wallet.payments import repository as repo
 from services.wallet.payments.errors import (
     InvalidAmount,
     InvalidDiscount,
+    MerchantInactive,
     SponsorBudgetExhausted,
     SponsorNameTaken,
     SponsorNotFound,
@@ -135,6 +143,51 @@ async def recorded(session: AsyncSession, region_id: uuid.UUID, payment_id: uuid
     """The discount of a payment of the region, if it had one."""
     found = await repo.payment_discount(session, payment_id)
     return found if found is not None and found.region_id == region_id else None
+
+
+@dataclass(frozen=True)
+class SponsorPayment:
+    journal_id: uuid.UUID
+    sponsor_id: uuid.UUID
+    merchant_id: uuid.UUID
+    amount: int
+    budget: int  # yen left in the sponsor's budget after it
+    created_at: datetime
+
+
+async def pay_merchant(
+    session: AsyncSession, clock: Clock, actor: Actor, *, region_id: uuid.UUID, sponsor_id: uuid.UUID,
+    merchant_id: uuid.UUID, amount: int, reference: str | None,
+) -> SponsorPayment:
+    """The sponsor's budget pays the merchant `amount` yen (module docstring); refuses
+    invalid-amount, sponsor-not-found, merchant-not-found, merchant-inactive (an inactive shop is
+    not paid for what it can no longer give) and sponsor-budget-exhausted, before anything moves."""
+    if amount <= 0:
+        raise InvalidAmount(f"A sponsor pays a positive number of yen, not {amount}.")
+    found = await sponsor(session, region_id, sponsor_id)
+    merchant = await directory.merchant(session, merchant_id)
+    if merchant is None or merchant.region_id != region_id:
+        raise MerchantNotFound(f"No merchant {merchant_id} in this region.")
+    if merchant.status != Status.ACTIVE:
+        raise MerchantInactive(f"{merchant.name_ja} is {merchant.status}; it is paid for nothing new.")
+    account = await directory.merchant_account(session, merchant_id, Unit.YEN.value)
+    try:
+        posted = await ledger.post_journal(
+            session, clock, region_id=region_id, kind=JournalKind.SPONSOR_PAYMENT, actor=actor.subject,
+            legs=[ledger.Leg(found.budget_account, -amount), ledger.Leg(account, amount)], reference=reference,
+        )
+    except InsufficientBalance as exc:
+        raise SponsorBudgetExhausted(
+            f"The sponsor's budget holds {exc.extra['balance']} yen; {amount} is to be paid.",
+            budget=exc.extra["balance"], required=amount,
+        ) from None
+    budget = posted.balances_after[found.budget_account.id]
+    await audit.record(
+        session, clock, actor, region_id=region_id, action="sponsor.pay", target_type="sponsor", target_id=sponsor_id,
+        after={"merchant_id": str(merchant_id), "amount": amount, "journal_id": str(posted.journal_id),
+               "reference": reference, "budget": budget},
+    )
+    return SponsorPayment(posted.journal_id, sponsor_id, merchant_id, amount, budget, posted.created_at)
 
 
 # --- sponsors ---------------------------------------------------------------------------------
