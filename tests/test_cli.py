@@ -18,6 +18,7 @@ import jwt
 import psutil
 import pytest
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from typer.testing import CliRunner
 
@@ -491,3 +492,80 @@ def test_coupons_create_list_activate_pause_end(cli_env):
         "--valid-until", "2026-05-01T00:00:00+09:00", "--stock", "5", "--terms", "t",
     ])
     assert unfit.exit_code == 1 and "minimum spend" in unfit.stderr
+
+
+def _cli_coupon(name: str) -> str:
+    created = runner.invoke(cli, [
+        "coupons", "create", "--name", name, "--kind", "yen_off", "--value", "100", "--min-spend", "500",
+        "--valid-from", "2026-01-01T00:00:00+09:00", "--valid-until", "2031-01-01T00:00:00+09:00", "--stock", "10",
+        "--terms", "One per resident.",
+    ])
+    assert created.exit_code == 0, created.output
+    coupon_id = next(line.split('"')[3] for line in created.stdout.splitlines() if line.strip().startswith('"id"'))
+    assert runner.invoke(cli, ["coupons", "activate", coupon_id]).exit_code == 0
+    return coupon_id
+
+
+def _bundle_rows(database_url: str) -> list:
+    async def read() -> list:
+        engine = create_async_engine(database_url)
+        try:
+            async with async_sessionmaker(engine)() as s:
+                return (await s.execute(text(
+                    "SELECT b.id, b.status, b.recipients, (SELECT count(*) FROM wallet.notices) FROM coupons.bundles b"
+                    " ORDER BY b.id"))).all()
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_bundles_create_list_distribute_end(cli_env):
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+    first, second = _cli_coupon("Teahouse ¥100 off"), _cli_coupon("Bus café ¥100 off")
+    window = ["--starts-at", "2026-01-01T00:00:00+09:00", "--ends-at", "2031-01-01T00:00:00+09:00"]
+    created = runner.invoke(cli, ["bundles", "create", "--name", "Castle ride", "--terms", "One each.",
+                                  "--coupon", first, "--coupon", second, *window])
+    assert created.exit_code == 0, created.output
+    assert '"status": "draft"' in created.stdout and '"ticket": null' in created.stdout
+    bundle_id = next(line.split('"')[3] for line in created.stdout.splitlines() if line.strip().startswith('"id"'))
+    sent = runner.invoke(cli, ["bundles", "distribute", bundle_id])
+    assert sent.exit_code == 0, sent.output
+    assert sent.stdout.strip() == f"{bundle_id}  distributed  3 notice(s)"  # the demo town's residents
+    listed = runner.invoke(cli, ["bundles", "list"], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines() == [
+        "1 bundle(s)",
+        f"{bundle_id}  distributed  Castle ride  2 coupon(s)  all residents  2026-01-01 00:00..2031-01-01 00:00",
+    ]
+
+    # Refused as the API refuses: sent once only, never to an empty segment (1); bad input (2).
+    async def empty_segment() -> str:
+        engine = create_async_engine(cli_env.database_url)
+        try:
+            async with async_sessionmaker(engine)() as s, s.begin():
+                view = await segments.create_segment(
+                    s, SystemClock(), region="aizu", actor=Actor("operator-aizu", "operator"), name="Nobody",
+                    filters=FILTERS.validate_python([{"kind": "area", "any_of": ["nowhere"]}]),
+                )
+                return str(view.segment.id)
+        finally:
+            await engine.dispose()
+
+    segment_id = asyncio.run(empty_segment())
+    targeted = runner.invoke(cli, ["bundles", "create", "--name", "For nobody", "--terms", "t", "--coupon", first,
+                                   "--segment", segment_id, *window])
+    assert targeted.exit_code == 0, targeted.output
+    other_id = next(line.split('"')[3] for line in targeted.stdout.splitlines() if line.strip().startswith('"id"'))
+    before = _bundle_rows(cli_env.database_url)
+    again = runner.invoke(cli, ["bundles", "distribute", bundle_id])
+    assert (again.exit_code, "cannot become distributed" in again.stderr) == (1, True)
+    empty = runner.invoke(cli, ["bundles", "distribute", other_id])
+    assert (empty.exit_code, "No resident" in empty.stderr) == (1, True)
+    invalid = runner.invoke(cli, ["bundles", "create", "--name", "x", "--terms", "t", "--coupon", first,
+                                  "--starts-at", "tomorrow", "--ends-at", "2031-01-01T00:00:00+09:00"])
+    assert invalid.exit_code == 2 and "starts_at" in invalid.stderr
+    assert _bundle_rows(cli_env.database_url) == before
+
+    ended = runner.invoke(cli, ["bundles", "end", bundle_id])
+    assert (ended.exit_code, ended.stdout.strip()) == (0, f"{bundle_id}  ended")

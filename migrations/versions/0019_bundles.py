@@ -28,8 +28,10 @@ STATEMENTS = [
     "ALTER TABLE coupons.coupons ADD COLUMN segment_id UUID",
     "ALTER TABLE coupons.coupons DROP CONSTRAINT ck_coupons_audience",
     "ALTER TABLE coupons.coupons ADD CONSTRAINT ck_coupons_audience CHECK (audience IN ('all', 'segment'))",
-    "ALTER TABLE coupons.coupons ADD CONSTRAINT ck_coupons_segment_named"
-    " CHECK ((audience = 'segment') = (segment_id IS NOT NULL))",
+    (
+        "ALTER TABLE coupons.coupons ADD CONSTRAINT ck_coupons_segment_named"
+        " CHECK ((audience = 'segment') = (segment_id IS NOT NULL))"
+    ),
     """CREATE TABLE coupons.bundles (
         id UUID NOT NULL,
         region_id UUID NOT NULL,
@@ -89,15 +91,23 @@ STATEMENTS = [
     "ALTER TABLE coupons.tickets ADD COLUMN funded_by TEXT NOT NULL DEFAULT 'resident'",
     "ALTER TABLE coupons.tickets ALTER COLUMN funded_by DROP DEFAULT",
     "ALTER TABLE coupons.tickets ALTER COLUMN payment_id DROP NOT NULL",
-    "ALTER TABLE coupons.tickets ADD COLUMN sponsor_id UUID, ADD COLUMN sponsor_journal_id UUID,"
-    " ADD COLUMN bundle_claim_id UUID",
+    (
+        "ALTER TABLE coupons.tickets ADD COLUMN sponsor_id UUID, ADD COLUMN sponsor_journal_id UUID,"
+        " ADD COLUMN bundle_claim_id UUID"
+    ),
     "ALTER TABLE coupons.tickets ADD CONSTRAINT ck_tickets_funded_by CHECK (funded_by IN ('resident', 'operator', 'sponsor'))",
-    "ALTER TABLE coupons.tickets ADD CONSTRAINT ck_tickets_bought_by_payment"
-    " CHECK ((funded_by = 'resident') = (payment_id IS NOT NULL))",
-    "ALTER TABLE coupons.tickets ADD CONSTRAINT ck_tickets_granted_in_bundle"
-    " CHECK ((funded_by = 'resident') = (bundle_claim_id IS NULL))",
-    "ALTER TABLE coupons.tickets ADD CONSTRAINT ck_tickets_sponsor_paid CHECK ((funded_by = 'sponsor') = (sponsor_id IS NOT NULL)"
-    " AND (sponsor_id IS NULL) = (sponsor_journal_id IS NULL))",
+    (
+        "ALTER TABLE coupons.tickets ADD CONSTRAINT ck_tickets_bought_by_payment"
+        " CHECK ((funded_by = 'resident') = (payment_id IS NOT NULL))"
+    ),
+    (
+        "ALTER TABLE coupons.tickets ADD CONSTRAINT ck_tickets_granted_in_bundle"
+        " CHECK ((funded_by = 'resident') = (bundle_claim_id IS NULL))"
+    ),
+    (
+        "ALTER TABLE coupons.tickets ADD CONSTRAINT ck_tickets_sponsor_paid CHECK ((funded_by = 'sponsor') = (sponsor_id IS NOT NULL)"
+        " AND (sponsor_id IS NULL) = (sponsor_journal_id IS NULL))"
+    ),
     "ALTER TABLE coupons.tickets ADD CONSTRAINT ck_tickets_operator_gives_fare CHECK (funded_by <> 'operator' OR fare = 0)",
     "CREATE INDEX ix_tickets_bundle_claim_id ON coupons.tickets (bundle_claim_id) WHERE bundle_claim_id IS NOT NULL",
 ]

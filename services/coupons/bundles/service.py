@@ -56,7 +56,7 @@ from services.coupons.transit import service as transit
 from services.wallet import public as wallet
 from shared import audit
 from shared.audit import Actor
-from shared.clock import Clock
+from shared.clock import TOKYO, Clock
 from shared.errors import Problem
 from shared.ids import new_id
 
@@ -209,7 +209,8 @@ async def distribute(session: AsyncSession, clock: Clock, *, region: str, actor:
     recipients = await segments.notify(
         session, clock, region=region, actor=actor, audience=found.segment_id or segments.ALL, version=version,
         kind=DISTRIBUTED_NOTICE,
-        payload={"bundle_id": str(found.id), "name": found.name, "starts_at": found.starts_at.isoformat()},
+        payload={"bundle_id": str(found.id), "name": found.name,
+                 "starts_at": found.starts_at.astimezone(TOKYO).isoformat()},  # as residents read it
     )
     sent = await repo.update_bundle(
         session, found.id, status=BundleStatus.DISTRIBUTED.value, distributed_at=now, segment_version=version,

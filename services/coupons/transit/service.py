@@ -276,12 +276,13 @@ async def buy_ticket(
 
 
 def _new_ticket(found: FareProduct, resident: str, category: RiderCategory, fare: int, now: datetime) -> dict[str, Any]:
-    return dict(
-        id=new_id(), region_id=found.region_id, operator_id=found.operator_id, product_id=found.id, resident=resident,
-        kind=found.kind, rider_category=category.value, fare=fare,
-        rides=1 if found.kind == ProductKind.SINGLE_RIDE else found.rides, rides_taken=0, purchased_at=now,
-        expires_at=now + timedelta(days=found.valid_days), activated_at=None, active_until=None, refunded_at=None,
-    )
+    return {
+        "id": new_id(), "region_id": found.region_id, "operator_id": found.operator_id, "product_id": found.id,
+        "resident": resident, "kind": found.kind, "rider_category": category.value, "fare": fare,
+        "rides": 1 if found.kind == ProductKind.SINGLE_RIDE else found.rides, "rides_taken": 0, "purchased_at": now,
+        "expires_at": now + timedelta(days=found.valid_days), "activated_at": None, "active_until": None,
+        "refunded_at": None,
+    }
 
 
 async def on_sale(
