@@ -13,10 +13,25 @@ import pytest
 
 from services.coupons import public as coupons_public
 from services.coupons.bundles import public as bundles_public
+from services.coupons.bundles import service as bundles
+from services.coupons.bundles.errors import BundlePartRefused
 from services.coupons.transit import public as transit_public
 from services.wallet import public as wallet
 from shared.errors import Problem
-from tests.coupons.flows import CITY, FARM, FROM, HANAKO, REGION, TARO, TEAHOUSE, claimed, funded_sponsor, issue
+from tests.coupons.flows import (
+    CITY,
+    FARM,
+    FROM,
+    HANAKO,
+    REGION,
+    TARO,
+    TEAHOUSE,
+    claimed,
+    funded_sponsor,
+    issue,
+    pay,
+    store_qr,
+)
 from tests.coupons.segments.test_segments import new_segment, set_profile
 from tests.coupons.transit.conftest import BUS, codes, scan
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
@@ -111,7 +126,11 @@ async def test_a_resident_in_the_segment_claims_the_bundle_its_coupons_and_a_day
     for coupon in (shop, farm, ride):
         assert await stock(sessionmaker, coupon["id"]) == coupons_public.StockState(10, 9, 1, 1)
 
-    # The granted day pass rides like a bought one; a ride is counted, the grant is no ticket sale.
+    # She pays at the teahouse with its coupon from the bundle; then boards the bus with the day pass,
+    # which rides like a bought one: a ride is counted, the grant is no ticket sale.
+    teahouse_claim = made["claim_ids"][bundle["coupon_ids"].index(shop["id"])]
+    paid = await pay(client, tokens, await store_qr(client, tokens, town), 1000, teahouse_claim)
+    assert (paid.status_code, paid.json()["payment"]["amount"]) == (201, 900), paid.text
     boarded = await scan(client, bus.validator, (await codes(client, tokens, {"id": made["ticket_id"]}))[0]["code"],
                          clock.now())
     assert (boarded.status_code, boarded.json()["outcome"]) == (201, "activation")
@@ -119,9 +138,12 @@ async def test_a_resident_in_the_segment_claims_the_bundle_its_coupons_and_a_day
         day = clock.now().date()
         counted = (await bundles_public.bundle_claims(s, region=REGION, since=day, until=day + timedelta(days=1)))
         rides = await transit_public.counts(s, region=REGION, since=day, until=day + timedelta(days=1))
+        used = await coupons_public.daily_counts(s, region=REGION, since=day, until=day + timedelta(days=1))
     assert [(str(c.bundle_id), c.subject, [str(i) for i in c.claim_ids], str(c.ticket_id)) for c in counted] == [
         (bundle["id"], HANAKO, made["claim_ids"], made["ticket_id"])]
     assert [(p.tickets_sold, p.sales, p.activations, p.rides) for p in rides.products] == [(0, 0, 1, 1)]
+    assert sorted((str(c.coupon_id), c.claims, c.redemptions) for c in used) == sorted(
+        [(shop["id"], 1, 1), (farm["id"], 1, 0), (ride["id"], 1, 0)])
     assert await ledger_violations(sessionmaker) == []
 
 
@@ -400,4 +422,38 @@ async def test_an_unknown_bundle_is_not_found(client, tokens, town, sessionmaker
     assert_problem(await client.get(f"/v1/bundles/{unknown}", headers=tokens.operator()), 404, "bundle-not-found")
     assert_problem(await claim(client, tokens, unknown), 404, "bundle-not-found")
     assert_problem(await distribute(client, tokens, unknown), 404, "bundle-not-found")
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_concurrent_sponsored_claims_stop_exactly_where_the_budget_does(client, tokens, town, bus, sessionmaker,
+                                                                              clock):
+    sponsor_id = await funded_sponsor(sessionmaker, clock, 5 * 500)  # five adult day passes
+    coupon = await issue(client, tokens, town, TEAHOUSE, stock=20)
+    ticket = {"product_id": bus.products["day"]["id"], "rider_category": "adult", "funded_by": "sponsor",
+              "sponsor_id": str(sponsor_id)}
+    bundle = await sent(client, tokens, [coupon["id"]], ticket=ticket)
+    answers = await asyncio.gather(*(claim(client, tokens, bundle["id"], f"resident-{i:03}") for i in range(15)))
+    assert sorted(a.status_code for a in answers) == [201] * 5 + [409] * 10
+    for answer in answers:
+        if answer.status_code == 409:
+            assert assert_problem(answer, 409, "bundle-part-refused")["part_problem"] == (
+                "urn:chiikipay:problem:sponsor-budget-exhausted")
+    async with sessionmaker() as s:
+        assert (await wallet.sponsor(s, region=REGION, sponsor_id=sponsor_id)).budget == 0
+    assert await stock(sessionmaker, coupon["id"]) == coupons_public.StockState(20, 15, 5, 5)
+    assert await ledger_violations(sessionmaker) == []
+
+
+async def test_a_refused_bundle_claim_leaves_nothing_in_the_callers_transaction(client, tokens, town, sessionmaker,
+                                                                                clock):
+    """The claim runs in a savepoint: a caller that goes on and commits after the refusal (a job,
+    the CLI) commits none of the parts claimed before the one that refused."""
+    plenty = await issue(client, tokens, town, TEAHOUSE)
+    gone = await issue(client, tokens, town, FARM, name="Farm box ¥100 off", stock=1)
+    bundle = await sent(client, tokens, [plenty["id"], gone["id"]])
+    await claimed(client, tokens, gone["id"], TARO)
+    before = await snapshot(sessionmaker)
+    async with sessionmaker() as s, s.begin():
+        with pytest.raises(BundlePartRefused):
+            await bundles.claim(s, clock, region=REGION, actor=CITY, subject=HANAKO, bundle_id=uuid.UUID(bundle["id"]))
     assert await snapshot(sessionmaker) == before
