@@ -17,7 +17,8 @@ a budget that cannot pay refuses the payment (sponsor-budget-exhausted) and noth
 
 Claims. One call of coupons.claim_coupon (sql/claim_coupon.sql) checks the coupon, raises the
 resident's holding within the per-resident limit and takes one unit of stock from a bucket,
-exactly under any concurrency.
+exactly under any concurrency. A segment's coupon is offered and given only to residents in the
+segment then (audiences.py, asked before the claim).
 
 Refunds. A payment with a coupon refunded IN FULL reverses its redemption: the claim is released,
 the stock gets the unit back and the resident's count drops by one (the wallet gives the sponsor
