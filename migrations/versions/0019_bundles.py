@@ -68,9 +68,10 @@ STATEMENTS = [
     """CREATE TABLE coupons.bundle_parts (
         bundle_id UUID NOT NULL,
         coupon_id UUID NOT NULL,
+        region_id UUID NOT NULL,
         position SMALLINT NOT NULL,
         CONSTRAINT pk_bundle_parts PRIMARY KEY (bundle_id, coupon_id),
-        CONSTRAINT uq_bundle_parts_bundle_id_position UNIQUE (bundle_id, position),
+        CONSTRAINT uq_bundle_parts_region_id_bundle_id_position UNIQUE (region_id, bundle_id, position),
         CONSTRAINT fk_bundle_parts_bundle_id_bundles FOREIGN KEY(bundle_id) REFERENCES coupons.bundles (id)
 )""",
     """CREATE TABLE coupons.bundle_claims (
@@ -82,7 +83,7 @@ STATEMENTS = [
         claim_ids UUID[] NOT NULL,
         ticket_id UUID,
         CONSTRAINT pk_bundle_claims PRIMARY KEY (id),
-        CONSTRAINT uq_bundle_claims_bundle_id_subject UNIQUE (bundle_id, subject),
+        CONSTRAINT uq_bundle_claims_region_id_bundle_id_subject UNIQUE (region_id, bundle_id, subject),
         CONSTRAINT fk_bundle_claims_bundle_id_bundles FOREIGN KEY(bundle_id) REFERENCES coupons.bundles (id)
 )""",
     "CREATE INDEX ix_bundle_claims_region_id_subject_id ON coupons.bundle_claims (region_id, subject, id)",

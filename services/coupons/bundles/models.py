@@ -85,10 +85,11 @@ class BundlePart(Base):
     """A coupon of the bundle; `position` keeps the order the operator listed them in."""
 
     __tablename__ = "bundle_parts"
-    __table_args__ = (UniqueConstraint("bundle_id", "position"), {"schema": SCHEMA})
+    __table_args__ = (UniqueConstraint("region_id", "bundle_id", "position"), {"schema": SCHEMA})
 
     bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.bundles.id"), primary_key=True)
     coupon_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID]
     position: Mapped[int] = mapped_column(SmallInteger)
 
 
@@ -98,7 +99,7 @@ class BundleClaim(Base):
 
     __tablename__ = "bundle_claims"
     __table_args__ = (
-        UniqueConstraint("bundle_id", "subject"),
+        UniqueConstraint("region_id", "bundle_id", "subject"),
         Index("ix_bundle_claims_region_id_claimed_at", "region_id", "claimed_at"),
         Index("ix_bundle_claims_region_id_subject_id", "region_id", "subject", "id"),
         {"schema": SCHEMA},

@@ -20,8 +20,11 @@ async def insert_bundle(session: AsyncSession, **values: Any) -> Bundle:
     return (await session.execute(insert(Bundle).values(**values).returning(Bundle))).scalar_one()
 
 
-async def insert_parts(session: AsyncSession, bundle_id: uuid.UUID, coupon_ids: Sequence[uuid.UUID]) -> None:
-    rows = [{"bundle_id": bundle_id, "coupon_id": c, "position": n} for n, c in enumerate(coupon_ids)]
+async def insert_parts(
+    session: AsyncSession, region_id: uuid.UUID, bundle_id: uuid.UUID, coupon_ids: Sequence[uuid.UUID]
+) -> None:
+    rows = [{"bundle_id": bundle_id, "coupon_id": c, "region_id": region_id, "position": n}
+            for n, c in enumerate(coupon_ids)]
     await session.execute(insert(BundlePart), rows)
 
 
@@ -87,7 +90,7 @@ async def take_claim(session: AsyncSession, **values: Any) -> bool:
     claim waits here on the unique key until the first commits (then False) or rolls back."""
     statement = (
         insert(BundleClaim).values(**values)
-        .on_conflict_do_nothing(index_elements=[BundleClaim.bundle_id, BundleClaim.subject])
+        .on_conflict_do_nothing(index_elements=[BundleClaim.region_id, BundleClaim.bundle_id, BundleClaim.subject])
         .returning(BundleClaim.id)
     )
     return (await session.execute(statement)).first() is not None

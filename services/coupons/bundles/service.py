@@ -141,7 +141,7 @@ async def create_bundle(
         status=BundleStatus.DRAFT.value, distributed_at=None, segment_version=None, recipients=None,
         created_by=actor.subject, created_at=now, updated_at=now,
     )
-    await repo.insert_parts(session, made.id, coupon_ids)
+    await repo.insert_parts(session, region_id, made.id, coupon_ids)
     view = BundleView(made, list(coupon_ids))
     await audit.record(session, clock, actor, region_id=region_id, action="bundle.create", target_type="bundle",
                        target_id=made.id, after=_record(view))
