@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from app import wiring
+from services.coupons.bundles.endpoints import counts_router
 from services.coupons.bundles.endpoints import router as bundles_router
 from services.coupons.endpoints import router as coupons_router
 from services.coupons.segments.endpoints import router as segments_router
@@ -47,7 +48,7 @@ DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's files
 # Each service's routers, in the order the OpenAPI document lists their paths.
 ROUTERS: dict[str, list[APIRouter]] = {
     "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
-    "coupons": [coupons_router, bundles_router, segments_router, transit_router],
+    "coupons": [coupons_router, counts_router, bundles_router, segments_router, transit_router],
     "settlement": [settlement_router],
 }
 SERVICES = tuple(ROUTERS)

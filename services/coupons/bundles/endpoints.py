@@ -4,13 +4,27 @@ list the bundles offered to them, claim one as a whole, and see their bundle cla
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from services.coupons.bundles import service
+from services.coupons.bundles import counts as counting
+from services.coupons.bundles import public, service
+from services.coupons.bundles.errors import InvalidCountPeriod
 from services.coupons.bundles.models import BundleStatus
-from services.coupons.bundles.schemas import BundleClaimOut, BundleCreate, BundleOut
+from services.coupons.bundles.schemas import (
+    BundleClaimOut,
+    BundleCreate,
+    BundleDayOut,
+    BundleOut,
+    BusPaymentDayOut,
+    CountsOut,
+    CouponDayOut,
+    ProductDayOut,
+    RideWindowIn,
+    RideWindowOut,
+)
 from shared.audit import Actor
 from shared.auth import Principal, Role, require
 from shared.db import SessionDep
@@ -24,6 +38,7 @@ router = APIRouter(prefix="/v1/bundles", tags=["coupons"])
 Resident = Annotated[Principal, require(Role.RESIDENT)]
 Operator = Annotated[Principal, require(Role.OPERATOR)]
 Overseer = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR)]
+MAX_COUNT_SPAN = timedelta(days=400)  # a fiscal year and a little: counts are grouped, but rides are read one by one
 
 
 @router.post("", status_code=201, response_model=BundleOut, responses=PROBLEMS)
@@ -116,3 +131,53 @@ async def claim_bundle(bundle_id: uuid.UUID, principal: Resident, session: Sessi
     found = await service.claim(session, clock, region=principal.region_code, actor=Actor.of(principal),
                                 subject=principal.subject, bundle_id=bundle_id)
     return await idem.respond(201, BundleClaimOut.of(found))
+
+
+# --- counting for the KPIs ------------------------------------------------------------------------
+
+
+def ride_window_out(found: counting.RideWindow) -> RideWindowOut:
+    return RideWindowOut(created_ride_days=found.created_ride_days, quiet_days=found.quiet_days,
+                         set_by=found.set_by, set_at=found.set_at)
+
+
+@router.get("/ride-window", response_model=RideWindowOut, responses=PROBLEMS)
+async def get_ride_window(principal: Overseer, session: SessionDep) -> RideWindowOut:
+    """N and M of the rides bundles created (operator, auditor)."""
+    return ride_window_out(await counting.ride_window(session, region=principal.region_code))
+
+
+@router.put("/ride-window", response_model=RideWindowOut, responses=PROBLEMS)
+async def set_ride_window(body: RideWindowIn, principal: Operator, session: SessionDep, clock: ClockDep) -> RideWindowOut:
+    """A ride counts as created by a bundle when taken within N days of claiming it by a resident
+    who had not ridden in the M days before (operator; audited)."""
+    saved = await counting.set_ride_window(
+        session, clock, region=principal.region_code, actor=Actor.of(principal),
+        created_ride_days=body.created_ride_days, quiet_days=body.quiet_days,
+    )
+    return ride_window_out(saved)
+
+
+counts_router = APIRouter(prefix="/v1/coupons", tags=["coupons"])
+
+
+@counts_router.get("/counts", response_model=CountsOut, responses=PROBLEMS)
+async def kpi_counts(
+    since: Annotated[date, Query(description="first Tokyo day")],
+    until: Annotated[date, Query(description="the day after the last (exclusive)")],
+    principal: Overseer, session: SessionDep,
+) -> CountsOut:
+    """Per day: claims, redemptions, discounts by funder and coupon-driven sales per coupon;
+    bundle claims and the rides each bundle created; ticket sales, activations and rides per fare
+    product; coin payments on the bus per operator (operator, auditor)."""
+    if until <= since or until - since > MAX_COUNT_SPAN:
+        raise InvalidCountPeriod(f"Ask for 1 to {MAX_COUNT_SPAN.days} days, `until` after `since`.",
+                                 since=since.isoformat(), until=until.isoformat())
+    found = await public.counts(session, region=principal.region_code, since=since, until=until)
+    return CountsOut(
+        since=since, until=until, window=ride_window_out(found.window),
+        coupons=[CouponDayOut.model_validate(c) for c in found.coupons],
+        bundles=[BundleDayOut.model_validate(b) for b in found.bundles],
+        products=[ProductDayOut.model_validate(p) for p in found.transit.products],
+        bus_payments=[BusPaymentDayOut.model_validate(p) for p in found.transit.payments],
+    )

@@ -42,3 +42,11 @@ class BundleAlreadyClaimed(Conflict):
 
 class BundlePartRefused(Conflict):
     slug, title = "bundle-part-refused", "A part of the bundle cannot be claimed; nothing was claimed"
+
+
+class InvalidRideWindow(Unprocessable):
+    slug, title = "invalid-ride-window", "N and M are whole days from 1 to 366"
+
+
+class InvalidCountPeriod(Unprocessable):
+    slug, title = "invalid-count-period", "Counts are given for 1 to 400 days"

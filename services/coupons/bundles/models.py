@@ -112,3 +112,21 @@ class BundleClaim(Base):
     claimed_at: Mapped[datetime]
     claim_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(UUID(as_uuid=True)))
     ticket_id: Mapped[uuid.UUID | None]
+
+
+class BundleSettings(Base):
+    """The operator's measure of the rides a bundle created (issue 13, item 7): a ride counts when
+    it is taken within `created_ride_days` (N) of claiming a bundle by a resident who had taken
+    no ride in the `quiet_days` (M) before the claim. A region without a row uses the defaults."""
+
+    __tablename__ = "bundle_settings"
+    __table_args__ = (
+        CheckConstraint("created_ride_days BETWEEN 1 AND 366 AND quiet_days BETWEEN 1 AND 366", "days"),
+        {"schema": SCHEMA},
+    )
+
+    region_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    created_ride_days: Mapped[int] = mapped_column(SmallInteger)
+    quiet_days: Mapped[int] = mapped_column(SmallInteger)
+    set_by: Mapped[str]
+    set_at: Mapped[datetime]

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.coupons.bundles.models import Bundle, BundleClaim, BundlePart, BundleStatus
+from services.coupons.bundles.models import Bundle, BundleClaim, BundlePart, BundleSettings, BundleStatus
 
 # --- bundles ------------------------------------------------------------------------------------
 
@@ -130,3 +130,20 @@ async def claims_between(
         .order_by(BundleClaim.claimed_at, BundleClaim.id)
     )
     return list((await session.execute(query)).scalars())
+
+
+# --- the measure of bundle-created rides --------------------------------------------------------------
+
+
+async def settings(session: AsyncSession, region_id: uuid.UUID) -> BundleSettings | None:
+    return await session.get(BundleSettings, region_id)
+
+
+async def put_settings(session: AsyncSession, **values: Any) -> BundleSettings:
+    statement = insert(BundleSettings).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[BundleSettings.region_id],
+        set_={name: statement.excluded[name] for name in ("created_ride_days", "quiet_days", "set_by", "set_at")},
+    ).returning(BundleSettings)
+    options = {"populate_existing": True}
+    return (await session.execute(statement, execution_options=options)).scalar_one()

@@ -4,7 +4,7 @@ accepted in."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -87,3 +87,61 @@ class BundleClaimOut(Schema):
         c = found.claim
         return cls(id=c.id, bundle_id=c.bundle_id, bundle_name=found.bundle_name, claimed_at=c.claimed_at,
                    claim_ids=list(c.claim_ids), ticket_id=c.ticket_id)
+
+
+class RideWindowIn(Schema):
+    created_ride_days: Annotated[int, Field(ge=1, le=366, description="N: a ride within N days of the claim")]
+    quiet_days: Annotated[int, Field(ge=1, le=366, description="M: by a resident without a ride in the M days before")]
+
+
+class RideWindowOut(Schema):
+    created_ride_days: int
+    quiet_days: int
+    set_by: str | None
+    set_at: datetime | None
+
+
+class CouponDayOut(Schema):
+    day: date
+    coupon_id: uuid.UUID
+    merchant_id: uuid.UUID | None
+    claims: int
+    redemptions: int
+    shop_discount: int
+    sponsor_discount: int
+    coupon_sales: int
+
+
+class BundleDayOut(Schema):
+    day: date
+    bundle_id: uuid.UUID
+    claims: int
+    created_rides: int
+
+
+class ProductDayOut(Schema):
+    day: date
+    merchant_id: uuid.UUID
+    product_id: uuid.UUID
+    tickets_sold: int
+    sales: int
+    activations: int
+    rides: int
+    conflicts: int
+
+
+class BusPaymentDayOut(Schema):
+    day: date
+    merchant_id: uuid.UUID
+    payments: int
+    amount: int
+
+
+class CountsOut(Schema):
+    since: date
+    until: date
+    window: RideWindowOut
+    coupons: list[CouponDayOut]
+    bundles: list[BundleDayOut]
+    products: list[ProductDayOut]
+    bus_payments: list[BusPaymentDayOut]

@@ -9,6 +9,10 @@
   the wallet's statement lines, refunds not netted (a count of payments, not of money);
 - `monthly_digital_payments()`: the KPI 交通チケットのデジタル決済数, ticket purchases plus those
   coin payments, per month. The KPI's average over the months of a period is the reader's.
+`rides(session, region=, since=, until=, residents=) -> list[Ride]`: the rides (validated
+scans, offline conflicts included) these residents took in the instants [since, until), in time
+order; for the rides a bundle created (bundles/public.py). A fare paid by QR on the bus names no
+rider to transit, so it is a transit payment but not a ride here.
 Statement lines fall at their journal's time, stamped before commit: read a day only after the
 wallet's grace period for late commits (services/wallet/public.py).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
@@ -27,7 +32,7 @@ from services.coupons.transit.repository import ProductDay
 from services.wallet import public as wallet
 from shared.clock import TOKYO
 
-__all__ = ["OperatorPaymentDay", "ProductDay", "TransitCounts", "counts"]
+__all__ = ["OperatorPaymentDay", "ProductDay", "Ride", "TransitCounts", "counts", "rides"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +83,16 @@ async def counts(session: AsyncSession, *, region: str, since: date, until: date
                 days[day][1] += amount
         payments += [OperatorPaymentDay(day, operator.merchant_id, n, amount) for day, (n, amount) in sorted(days.items())]
     return TransitCounts(products, payments)
+
+
+@dataclass(frozen=True)
+class Ride:
+    subject: str  # the rider, as their token names them
+    at: datetime
+
+
+async def rides(
+    session: AsyncSession, *, region: str, since: datetime, until: datetime, residents: Collection[str]
+) -> list[Ride]:
+    region_id = await wallet.region_id(session, region=region)
+    return [Ride(subject, at) for subject, at in await repo.rides_of(session, region_id, since, until, sorted(residents))]

@@ -255,3 +255,20 @@ async def ticket_payment_ids(session: AsyncSession, region_id: uuid.UUID, paymen
     """Of these payments, those that bought a ticket."""
     query = select(Ticket.payment_id).where(Ticket.region_id == region_id, Ticket.payment_id.in_(payment_ids))
     return set((await session.execute(query)).scalars())
+
+
+async def rides_of(
+    session: AsyncSession, region_id: uuid.UUID, since: datetime, until: datetime, residents: Sequence[str]
+) -> list[tuple[str, datetime]]:
+    """The rides (accepted scans, offline conflicts included: they happened) these residents took
+    in [since, until), as (subject, when), in time order."""
+    if not residents:
+        return []
+    query = (
+        select(Ticket.resident, Scan.scanned_at)
+        .join(Ticket, Ticket.id == Scan.ticket_id)
+        .where(Scan.region_id == region_id, Scan.scanned_at >= since, Scan.scanned_at < until,
+               Ticket.resident.in_(list(residents)))
+        .order_by(Scan.scanned_at, Scan.id)
+    )
+    return [(subject, at) for subject, at in await session.execute(query)]
