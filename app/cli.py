@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -29,6 +30,8 @@ from services.coupons.segments import service as segments
 from services.coupons.transit import service as transit
 from services.coupons.transit.codes import ProductKind
 from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
+from services.settlement.kpi import render as kpi_render
+from services.settlement.kpi import service as kpi_service
 from services.wallet import onboarding, verify
 from services.wallet.directory import repository as directory_repo
 from services.wallet.expiry import service as expiry
@@ -69,13 +72,15 @@ segments_cli = typer.Typer(help="A region's segments for coupon distribution (th
 app.add_typer(segments_cli, name="segments")
 console = Console()
 T = TypeVar("T")
+RegionOption = Annotated[str, typer.Option(help="the region's code")]
 
 
-def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one transaction against the resolved database, committed if it returns."""
+def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, read_only: bool = False) -> T:
+    """Run `work` in one transaction against the resolved database, committed if it returns; a
+    report's (`read_only`) on the reports' engine (DATABASE_READ_URL), which cannot write."""
 
     async def run() -> T:
-        engine = create_engine(settings)
+        engine = create_engine(settings, read_only=read_only)
         try:
             async with create_sessionmaker(engine)() as session, session.begin():
                 return await work(session)
@@ -85,13 +90,13 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
     return asyncio.run(run())
 
 
-def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, read_only: bool = False) -> T:
     """`work` in one transaction on the migrated database (embedded unless configured); a refusal
     exits 1 with its detail, as the API would answer it."""
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
         try:
-            return _in_transaction(resolved, work)
+            return _in_transaction(resolved, work, read_only=read_only)
         except Problem as refused:
             print(f"refused: {refused.detail}", file=sys.stderr)
             raise typer.Exit(1) from None
@@ -363,7 +368,6 @@ def region_list() -> None:
 
 # --- transit ------------------------------------------------------------------------------------
 
-RegionOption = Annotated[str, typer.Option(help="the region's code")]
 BusOperator = Annotated[uuid.UUID, typer.Argument(help="the bus operator's merchant id")]
 
 
@@ -602,3 +606,30 @@ def coupons_end(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
 
 if __name__ == "__main__":
     app()
+
+
+# --- the KPI report ------------------------------------------------------------------------------
+
+
+@app.command()
+def kpi(
+    fiscal_year: Annotated[int, typer.Option(help="年度: 2025 is 2025-04-01 … 2026-03-31")],
+    format: Annotated[str, typer.Option(help="json, csv, xlsx or png")] = "json",
+    out: Annotated[Path | None, typer.Option(help="write here (default: standard output)")] = None,
+    lang: Annotated[kpi_render.Lang, typer.Option(help="labels")] = kpi_render.Lang.JA,
+    encoding: Annotated[str, typer.Option(help="CSV only: utf-8 (with a BOM) or cp932")] = "utf-8",
+    region: RegionOption = "aizu",
+) -> None:
+    """The city's KPI report of a fiscal year (read-only), as the API's GET /v1/settlement/kpi/{year}."""
+
+    async def made(session: AsyncSession) -> bytes:
+        fmt = kpi_render.parse_format(format)
+        found = await kpi_service.report(session, SystemClock(), region=region, fiscal_year=fiscal_year)
+        return kpi_render.render(found, fmt, lang, encoding)
+
+    body = _refusable(get_settings(), made, read_only=True)
+    if out is None:
+        sys.stdout.buffer.write(body)
+    else:
+        out.write_bytes(body)
+        print(f"wrote {out} ({len(body):,} bytes)", file=sys.stderr)

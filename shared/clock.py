@@ -5,7 +5,7 @@ Every piece of code reads the time through a `Clock`, so tests move time instead
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Protocol
 from zoneinfo import ZoneInfo
 
@@ -43,6 +43,11 @@ class FrozenClock:
 
 def tokyo_date(at: datetime) -> date:
     return at.astimezone(TOKYO).date()
+
+
+def tokyo_midnight(day: date) -> datetime:
+    """The instant a Tokyo calendar day begins: the bound of every period given in days."""
+    return datetime.combine(day, time(), TOKYO)
 
 
 def fiscal_year(at: datetime) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -491,3 +493,19 @@ def test_coupons_create_list_activate_pause_end(cli_env):
         "--valid-until", "2026-05-01T00:00:00+09:00", "--stock", "5", "--terms", "t",
     ])
     assert unfit.exit_code == 1 and "minimum spend" in unfit.stderr
+
+
+def test_kpi_writes_the_report_of_a_fiscal_year(cli_env, tmp_path):
+    assert runner.invoke(cli, ["demo"]).exit_code == 0  # three residents top up today: they take part
+    shown = runner.invoke(cli, ["kpi", "--fiscal-year", "2026"])
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.stdout)
+    assert report["fiscal_year"] == 2026 and report["months"][0] == "2026-04"
+    assert {k["kpi"]: k["actual"] for k in report["kpis"]}["participants"] == "3"
+    out = tmp_path / "kpi.xlsx"
+    written = runner.invoke(cli, ["kpi", "--fiscal-year", "2026", "--format", "xlsx", "--out", str(out), "--lang", "en"])
+    assert written.exit_code == 0, written.output
+    with zipfile.ZipFile(out) as book:
+        assert "Annual payment amount" in book.read("xl/sharedStrings.xml").decode()
+    unknown = runner.invoke(cli, ["kpi", "--fiscal-year", "2026", "--format", "pdf"])
+    assert (unknown.exit_code, "No report format 'pdf'" in unknown.stderr) == (1, True)

@@ -60,6 +60,16 @@ Statement lines
     `payment_discount(session, region=, payment_id=) -> DiscountRecord | None` reads one
     payment's discount and who funded it.
 
+Activity (for settlement's KPI report)
+    `activity(session, region=, since=, until=) -> Activity`: the region's activity in the Tokyo
+    days [since, until), grouped by the database: per day and merchant sector the payments
+    (count, what residents paid in coin and points, the fee charged); per day of refund, day of
+    the payment refunded and sector the refunds (a refund counts on its own date; the payment's
+    day tells which baseline rate its fee saving used); per month the point grants, the
+    merchant-to-merchant transfers and the payouts (count and amount), the residents who took
+    part (a top-up, payment, premium set or grant) and the merchants that traded (were paid, or
+    sent or received a transfer), and both of those distinct over the whole period.
+
 Sponsors
     A sponsor (e.g. a city campaign) has a budget account of kind `sponsor_budget` in yen. The
     city funds it from the region's yen campaign fund by a `funding` journal (value is issued
@@ -101,7 +111,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -117,16 +127,51 @@ from services.wallet.payments import service as payments
 from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
 from services.wallet.payments.hooks import OnPaid, OnRefunded
 from services.wallet.payments.schemas import PaymentOut
+from services.wallet.statements import service as statements
+from services.wallet.statements.service import Activity, MonthActivity, RefundDay, SalesDay
 from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
-    "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "ShopStore",
-    "SponsorBudget", "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
-    "post_notices", "post_payout", "publish_paid", "refund", "region_id", "register_hooks", "residents",
-    "resolve_qr", "sponsor",
-    "statement_lines", "stores",
+    "Activity",
+    "Actor",
+    "Discount",
+    "DiscountFunder",
+    "DiscountRecord",
+    "LineKind",
+    "MerchantProfile",
+    "MonthActivity",
+    "OnPaid",
+    "OnRefunded",
+    "PaidPayment",
+    "Payout",
+    "RefundDay",
+    "RefundMade",
+    "RequestedPayment",
+    "SalesDay",
+    "ScannedStore",
+    "Sector",
+    "ShopStore",
+    "SponsorBudget",
+    "StatementLine",
+    "activity",
+    "create_sponsor",
+    "fund_sponsor",
+    "merchant",
+    "pay",
+    "payers",
+    "payment_discount",
+    "post_notices",
+    "post_payout",
+    "publish_paid",
+    "refund",
+    "region_id",
+    "register_hooks",
+    "residents",
+    "resolve_qr",
+    "sponsor",
+    "statement_lines",
+    "stores",
 ]
 
 
@@ -327,6 +372,14 @@ async def statement_lines(
             row.journal_id, row.merchant_id, row.unit, LineKind(row.kind), row.amount, row.fee, row.net,
             row.occurred_at, row.payment_id, row.refund_id, row.counterparty_merchant_id,
         )
+
+
+# --- activity --------------------------------------------------------------------------------------------
+
+
+async def activity(session: AsyncSession, *, region: str, since: date, until: date) -> Activity:
+    identity = await directory.region_identity(session, region)
+    return await statements.activity(session, identity.id, since=since, until=until)
 
 
 # --- sponsors ---------------------------------------------------------------------------------------------
