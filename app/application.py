@@ -20,6 +20,7 @@ from app import wiring
 from services.coupons.endpoints import router as coupons_router
 from services.coupons.segments.endpoints import router as segments_router
 from services.coupons.transit.endpoints import router as transit_router
+from services.settlement.basedate.endpoints import router as basedate_router
 from services.settlement.endpoints import router as settlement_router
 from services.settlement.kpi.endpoints import router as kpi_router
 from services.settlement.surveys.endpoints import router as surveys_router
@@ -49,7 +50,7 @@ DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's files
 ROUTERS: dict[str, list[APIRouter]] = {
     "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
     "coupons": [coupons_router, segments_router, transit_router],
-    "settlement": [settlement_router, kpi_router, surveys_router],
+    "settlement": [settlement_router, basedate_router, kpi_router, surveys_router],
 }
 SERVICES = tuple(ROUTERS)
 

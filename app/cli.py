@@ -30,9 +30,11 @@ from services.coupons.segments import service as segments
 from services.coupons.transit import service as transit
 from services.coupons.transit.codes import ProductKind
 from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
+from services.settlement.basedate import service as basedate
 from services.settlement.kpi import render as kpi_render
 from services.settlement.kpi import service as kpi_service
 from services.wallet import onboarding, verify
+from services.wallet import public as wallet_public
 from services.wallet.directory import repository as directory_repo
 from services.wallet.expiry import service as expiry
 from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
@@ -68,6 +70,8 @@ transit_cli = typer.Typer(help="Bus operators, their fare products and validator
 app.add_typer(transit_cli, name="transit")
 coupons_cli = typer.Typer(help="Coupons, as the region's operator issues and runs them.", no_args_is_help=True)
 app.add_typer(coupons_cli, name="coupons")
+report_cli = typer.Typer(help="Reports for the authorities (read-only).", no_args_is_help=True)
+app.add_typer(report_cli, name="report")
 segments_cli = typer.Typer(help="A region's segments for coupon distribution (the operator's view).", no_args_is_help=True)
 app.add_typer(segments_cli, name="segments")
 console = Console()
@@ -633,3 +637,28 @@ def kpi(
     else:
         out.write_bytes(body)
         print(f"wrote {out} ({len(body):,} bytes)", file=sys.stderr)
+
+
+@report_cli.command("outstanding")
+def report_outstanding(
+    base_date: Annotated[str, typer.Option(help="YYYY-MM-DD: 31 March or 30 September, ended")],
+    region: Annotated[str | None, typer.Option(help="only this region's code (default: every region)")] = None,
+) -> None:
+    """The base-date report (基準日): per region, the unused paid-in balance at the end of the
+    base date (points excluded), what it was summed from, and the security deposit it requires."""
+
+    try:
+        day = date.fromisoformat(base_date)
+    except ValueError:
+        raise typer.BadParameter(f"{base_date!r} is not a date like 2026-09-30", param_hint="--base-date") from None
+
+    async def made(session: AsyncSession) -> list[basedate.BaseDateReport]:
+        codes = [region] if region else await wallet_public.region_codes(session)
+        return [await basedate.report(session, SystemClock(), region=code, base_date=day) for code in codes]
+
+    for found in _refusable(get_settings(), made, read_only=True):
+        print(f"{found.region}  base date {found.base_date.isoformat()}  unused {found.unused.amount:,} yen"
+              f" in {found.unused.wallets:,} wallets  deposit required {found.deposit_required:,} yen"
+              f" (half of the unused balance above {found.threshold:,})")
+        for movement in found.unused.movements:
+            print(f"  {movement.kind:<10} {movement.journals:>9,} journals  {movement.amount:>+15,} yen")

@@ -509,3 +509,12 @@ def test_kpi_writes_the_report_of_a_fiscal_year(cli_env, tmp_path):
         assert "Annual payment amount" in book.read("xl/sharedStrings.xml").decode()
     unknown = runner.invoke(cli, ["kpi", "--fiscal-year", "2026", "--format", "pdf"])
     assert (unknown.exit_code, "No report format 'pdf'" in unknown.stderr) == (1, True)
+
+
+def test_report_outstanding_per_region(cli_env):
+    assert runner.invoke(cli, ["demo"]).exit_code == 0  # its top-ups are today, after the base date
+    shown = runner.invoke(cli, ["report", "outstanding", "--base-date", "2026-09-30"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.splitlines()[0].startswith("aizu  base date 2026-09-30  unused 0 yen in 0 wallets  deposit required 0 yen")
+    refused = runner.invoke(cli, ["report", "outstanding", "--base-date", "2026-06-30"])
+    assert (refused.exit_code, "not a base date" in refused.stderr) == (1, True)

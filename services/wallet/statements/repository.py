@@ -16,6 +16,7 @@ from services.wallet.grants.models import Grant
 from services.wallet.ledger.models import Account, AccountKind, Entry, Journal, JournalKind
 from services.wallet.payments.models import Payment, Refund
 from shared.db import tokyo_day
+from shared.money import Unit
 
 # A resident takes part (事業参加者) by topping up, paying, buying a premium set or receiving a
 # grant; a refund, an expiry or a reward follows from something they already did.
@@ -124,3 +125,31 @@ async def trading_merchants(
     """Merchants that took a payment or sent or received a transfer, per month and in all."""
     return await _holders(session, region_id, since, until, kinds=_TRADING, owner=Account.merchant_id,
                           account_kind=AccountKind.MERCHANT)
+
+
+async def resident_yen_by_kind(session: AsyncSession, region_id: uuid.UUID, until: datetime) -> list[Row[Any]]:
+    """What journals of each kind did to residents' yen (paid-in value) before `until`, summed:
+    the movements whose total is the unused balance then."""
+    query = (
+        select(Journal.kind, func.count(distinct(Journal.id)), func.sum(Entry.amount))
+        .select_from(Entry)
+        .join(Account, Account.id == Entry.account_id)
+        .join(Journal, Journal.id == Entry.journal_id)
+        .where(Entry.region_id == region_id, Entry.created_at < until, Account.kind == AccountKind.RESIDENT.value,
+               Account.unit == Unit.YEN.value)
+        .group_by(Journal.kind).order_by(Journal.kind)
+    )
+    return list(await session.execute(query))
+
+
+async def wallets_holding_yen(session: AsyncSession, region_id: uuid.UUID, until: datetime) -> int:
+    """Residents' yen accounts whose entries before `until` sum to more than zero."""
+    held = (
+        select(Entry.account_id)
+        .join(Account, Account.id == Entry.account_id)
+        .where(Entry.region_id == region_id, Entry.created_at < until, Account.kind == AccountKind.RESIDENT.value,
+               Account.unit == Unit.YEN.value)
+        .group_by(Entry.account_id)
+        .having(func.sum(Entry.amount) > 0)
+    ).subquery()
+    return (await session.execute(select(func.count()).select_from(held))).scalar_one()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -157,3 +157,29 @@ async def activity(session: AsyncSession, region_id: uuid.UUID, *, since: date, 
         for month in _months(since, until)
     ]
     return Activity(sales, refunds, months, participants, merchants)
+
+
+# --- the unused balance at a base date ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KindTotal:
+    kind: str  # a journal kind: topup, payment, refund, premium, expiry, cashout …
+    journals: int
+    amount: int  # what those journals did to residents' yen (+ in, − out)
+
+
+@dataclass(frozen=True)
+class UnusedBalance:
+    at: datetime  # the instant it is measured at (the end of the base date)
+    amount: int  # residents' yen (paid-in value) not yet used; points (free value) are not in it
+    wallets: int  # residents' wallets holding some of it
+    movements: list[KindTotal]  # what it was computed from: they sum to `amount`
+
+
+async def unused_balance(session: AsyncSession, region_id: uuid.UUID, at: datetime) -> UnusedBalance:
+    """The region's unused paid-in balance (未使用残高) at the instant `at`, from the entries
+    before it: a balance as it stood then, whatever moved since."""
+    movements = [KindTotal(*row) for row in await repo.resident_yen_by_kind(session, region_id, at)]
+    wallets = await repo.wallets_holding_yen(session, region_id, at)
+    return UnusedBalance(at, sum(m.amount for m in movements), wallets, movements)
