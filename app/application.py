@@ -22,7 +22,10 @@ from services.coupons.bundles.endpoints import router as bundles_router
 from services.coupons.endpoints import router as coupons_router
 from services.coupons.segments.endpoints import router as segments_router
 from services.coupons.transit.endpoints import router as transit_router
+from services.settlement.basedate.endpoints import router as basedate_router
 from services.settlement.endpoints import router as settlement_router
+from services.settlement.kpi.endpoints import router as kpi_router
+from services.settlement.surveys.endpoints import router as surveys_router
 from services.wallet.campaigns.endpoints import router as campaigns_router
 from services.wallet.endpoints import router as wallet_router
 from services.wallet.grants import tasks as grant_uploads
@@ -49,7 +52,7 @@ DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's files
 ROUTERS: dict[str, list[APIRouter]] = {
     "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
     "coupons": [coupons_router, counts_router, bundles_router, segments_router, transit_router],
-    "settlement": [settlement_router],
+    "settlement": [settlement_router, basedate_router, kpi_router, surveys_router],
 }
 SERVICES = tuple(ROUTERS)
 
@@ -82,6 +85,9 @@ def create_app(
             app.state.clock = clock
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
+            read_engine = create_engine(resolved, read_only=True)
+            app.state.read_engine = read_engine
+            app.state.read_sessionmaker = create_sessionmaker(read_engine)
             app.state.redis = redis
             app.state.dev_issuer = dev_issuer
             app.state.token_verifier = TokenVerifier(resolved, clock, dev_issuer)
@@ -112,6 +118,7 @@ def create_app(
                         await jobs_task
                 await redis.aclose()
                 await engine.dispose()
+                await read_engine.dispose()
 
     name = "chiikipay" if len(services) > 1 else f"chiikipay {services[0]}"
     # /docs (Swagger UI) and /redoc load their scripts, styles and icon from the app itself

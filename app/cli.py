@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -32,7 +33,11 @@ from services.coupons.segments import service as segments
 from services.coupons.transit import service as transit
 from services.coupons.transit.codes import ProductKind, RiderCategory
 from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
+from services.settlement.basedate import service as basedate
+from services.settlement.kpi import render as kpi_render
+from services.settlement.kpi import service as kpi_service
 from services.wallet import onboarding, verify
+from services.wallet import public as wallet_public
 from services.wallet.directory import repository as directory_repo
 from services.wallet.expiry import service as expiry
 from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
@@ -71,17 +76,21 @@ app.add_typer(coupons_cli, name="coupons")
 bundles_cli = typer.Typer(help="Bundles of coupons and a bus ticket, as the region's operator runs them.",
                           no_args_is_help=True)
 app.add_typer(bundles_cli, name="bundles")
+report_cli = typer.Typer(help="Reports for the authorities (read-only).", no_args_is_help=True)
+app.add_typer(report_cli, name="report")
 segments_cli = typer.Typer(help="A region's segments for coupon distribution (the operator's view).", no_args_is_help=True)
 app.add_typer(segments_cli, name="segments")
 console = Console()
 T = TypeVar("T")
+RegionOption = Annotated[str, typer.Option(help="the region's code")]
 
 
-def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one transaction against the resolved database, committed if it returns."""
+def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, read_only: bool = False) -> T:
+    """Run `work` in one transaction against the resolved database, committed if it returns; a
+    report's (`read_only`) on the reports' engine (DATABASE_READ_URL), which cannot write."""
 
     async def run() -> T:
-        engine = create_engine(settings)
+        engine = create_engine(settings, read_only=read_only)
         try:
             async with create_sessionmaker(engine)() as session, session.begin():
                 return await work(session)
@@ -91,13 +100,13 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
     return asyncio.run(run())
 
 
-def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, read_only: bool = False) -> T:
     """`work` in one transaction on the migrated database (embedded unless configured); a refusal
     exits 1 with its detail, as the API would answer it."""
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
         try:
-            return _in_transaction(resolved, work)
+            return _in_transaction(resolved, work, read_only=read_only)
         except Problem as refused:
             print(f"refused: {refused.detail}", file=sys.stderr)
             raise typer.Exit(1) from None
@@ -369,7 +378,6 @@ def region_list() -> None:
 
 # --- transit ------------------------------------------------------------------------------------
 
-RegionOption = Annotated[str, typer.Option(help="the region's code")]
 BusOperator = Annotated[uuid.UUID, typer.Argument(help="the bus operator's merchant id")]
 
 
@@ -684,3 +692,55 @@ def bundles_end(bundle_id: uuid.UUID, region: RegionOption = "aizu") -> None:
 
 if __name__ == "__main__":
     app()
+
+
+# --- the KPI report ------------------------------------------------------------------------------
+
+
+@app.command()
+def kpi(
+    fiscal_year: Annotated[int, typer.Option(help="年度: 2025 is 2025-04-01 … 2026-03-31")],
+    format: Annotated[str, typer.Option(help="json, csv, xlsx or png")] = "json",
+    out: Annotated[Path | None, typer.Option(help="write here (default: standard output)")] = None,
+    lang: Annotated[kpi_render.Lang, typer.Option(help="labels")] = kpi_render.Lang.JA,
+    encoding: Annotated[str, typer.Option(help="CSV only: utf-8 (with a BOM) or cp932")] = "utf-8",
+    region: RegionOption = "aizu",
+) -> None:
+    """The city's KPI report of a fiscal year (read-only), as the API's GET /v1/settlement/kpi/{year}."""
+
+    async def made(session: AsyncSession) -> bytes:
+        fmt = kpi_render.parse_format(format)
+        found = await kpi_service.report(session, SystemClock(), region=region, fiscal_year=fiscal_year)
+        return kpi_render.render(found, fmt, lang, encoding)
+
+    body = _refusable(get_settings(), made, read_only=True)
+    if out is None:
+        sys.stdout.buffer.write(body)
+    else:
+        out.write_bytes(body)
+        print(f"wrote {out} ({len(body):,} bytes)", file=sys.stderr)
+
+
+@report_cli.command("outstanding")
+def report_outstanding(
+    base_date: Annotated[str, typer.Option(help="YYYY-MM-DD: 31 March or 30 September, ended")],
+    region: Annotated[str | None, typer.Option(help="only this region's code (default: every region)")] = None,
+) -> None:
+    """The base-date report (基準日): per region, the unused paid-in balance at the end of the
+    base date (points excluded), what it was summed from, and the security deposit it requires."""
+
+    try:
+        day = date.fromisoformat(base_date)
+    except ValueError:
+        raise typer.BadParameter(f"{base_date!r} is not a date like 2026-09-30", param_hint="--base-date") from None
+
+    async def made(session: AsyncSession) -> list[basedate.BaseDateReport]:
+        codes = [region] if region else await wallet_public.region_codes(session)
+        return [await basedate.report(session, SystemClock(), region=code, base_date=day) for code in codes]
+
+    for found in _refusable(get_settings(), made, read_only=True):
+        print(f"{found.region}  base date {found.base_date.isoformat()}  unused {found.unused.amount:,} yen"
+              f" in {found.unused.wallets:,} wallets  deposit required {found.deposit_required:,} yen"
+              f" (half of the unused balance above {found.threshold:,})")
+        for movement in found.unused.movements:
+            print(f"  {movement.kind:<10} {movement.journals:>9,} journals  {movement.amount:>+15,} yen")

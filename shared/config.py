@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str | None = None
+    # Reports (settlement's KPI report, statements) read through a session of their own that may
+    # point at a replica; unset, the primary. Its sessions are read-only either way.
+    database_read_url: str | None = None
     redis_url: str | None = None
     data_dir: Path = Path(".chiikipay")
 

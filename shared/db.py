@@ -8,24 +8,32 @@ Code below the endpoint calls `flush()`, never `commit()`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import Date, event, func
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from shared.config import Settings
 
+# Reports are few and long; two connections keep one from holding the primary's pool.
+REPORT_POOL_SIZE = 2
 
-def create_engine(settings: Settings) -> AsyncEngine:
+
+def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
+    """The primary's engine, or (`read_only`) the reports' engine: `DATABASE_READ_URL` (a
+    replica), else the primary, every transaction of it read-only, so a report can never write."""
     assert settings.database_url, "database_url is resolved before the engine is made"
+    server_settings = {"application_name": "chiikipay", "timezone": "UTC"}
+    if read_only:
+        server_settings |= {"application_name": "chiikipay-reports", "default_transaction_read_only": "on"}
     return create_async_engine(
-        settings.database_url,
+        (settings.database_read_url or settings.database_url) if read_only else settings.database_url,
         # A fixed pool: a request waits for a free connection rather than opening an overflow
         # one that is closed again on return; that churn doubled PostgreSQL's CPU per payment
         # under 128 connections (bench/RESULTS.md).
-        pool_size=settings.db_pool_size,
+        pool_size=REPORT_POOL_SIZE if read_only else settings.db_pool_size,
         max_overflow=0,
         # No pre-ping: it costs a round trip per request. A connection broken by a database
         # restart fails one request (nothing committed) and is replaced.
@@ -33,7 +41,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # A database error's message would otherwise carry the statement's bind values (a
         # resident's subject, a shop's name) into the logs.
         hide_parameters=True,
-        connect_args={"server_settings": {"application_name": "chiikipay", "timezone": "UTC"}},
+        connect_args={"server_settings": server_settings},
     )
 
 
@@ -62,4 +70,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session of the reports' read-only engine: it never commits; what it read is let go."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        finally:
+            await session.rollback()
+
+
+def tokyo_day(column: Any) -> Any:
+    """A timestamp column's calendar day in Asia/Tokyo, the day every report and period counts in."""
+    return func.date(func.timezone("Asia/Tokyo", column)).cast(Date)
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

@@ -51,6 +51,8 @@ TAG_DESCRIPTIONS = {
     "transit": "Bus operators' fare products, residents' e-tickets and their rotating codes, validators' scans.",
     "segments": "Residents' profiles and consents for offers; the operator's segments, audience counts and announcements.",
     "settlement": "Settlement runs, merchant statements and reports.",
+    "kpi": "The city's KPI report per fiscal year (JSON, CSV, XLSX, PNG), its baseline cashless rates and targets.",
+    "surveys": "In-app surveys: one 1–5 rating per resident and survey, the KPI 満足度.",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

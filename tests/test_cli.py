@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -569,3 +571,28 @@ def test_bundles_create_list_distribute_end(cli_env):
 
     ended = runner.invoke(cli, ["bundles", "end", bundle_id])
     assert (ended.exit_code, ended.stdout.strip()) == (0, f"{bundle_id}  ended")
+
+
+def test_kpi_writes_the_report_of_a_fiscal_year(cli_env, tmp_path):
+    assert runner.invoke(cli, ["demo"]).exit_code == 0  # three residents top up today: they take part
+    shown = runner.invoke(cli, ["kpi", "--fiscal-year", "2026"])
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.stdout)
+    assert report["fiscal_year"] == 2026 and report["months"][0] == "2026-04"
+    assert {k["kpi"]: k["actual"] for k in report["kpis"]}["participants"] == "3"
+    out = tmp_path / "kpi.xlsx"
+    written = runner.invoke(cli, ["kpi", "--fiscal-year", "2026", "--format", "xlsx", "--out", str(out), "--lang", "en"])
+    assert written.exit_code == 0, written.output
+    with zipfile.ZipFile(out) as book:
+        assert "Annual payment amount" in book.read("xl/sharedStrings.xml").decode()
+    unknown = runner.invoke(cli, ["kpi", "--fiscal-year", "2026", "--format", "pdf"])
+    assert (unknown.exit_code, "No report format 'pdf'" in unknown.stderr) == (1, True)
+
+
+def test_report_outstanding_per_region(cli_env):
+    assert runner.invoke(cli, ["demo"]).exit_code == 0  # its top-ups are today, after the base date
+    shown = runner.invoke(cli, ["report", "outstanding", "--base-date", "2026-09-30"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.splitlines()[0].startswith("aizu  base date 2026-09-30  unused 0 yen in 0 wallets  deposit required 0 yen")
+    refused = runner.invoke(cli, ["report", "outstanding", "--base-date", "2026-06-30"])
+    assert (refused.exit_code, "not a base date" in refused.stderr) == (1, True)

@@ -60,6 +60,21 @@ Statement lines
     `payment_discount(session, region=, payment_id=) -> DiscountRecord | None` reads one
     payment's discount and who funded it.
 
+Activity (for settlement's KPI report)
+    `activity(session, region=, since=, until=) -> Activity`: the region's activity in the Tokyo
+    days [since, until), grouped by the database: per day and merchant sector the payments
+    (count, what residents paid in coin and points, the fee charged); per day of refund, day of
+    the payment refunded and sector the refunds (a refund counts on its own date; the payment's
+    day tells which baseline rate its fee saving used); per month the point grants, the
+    merchant-to-merchant transfers and the payouts (count and amount), the residents who took
+    part (a top-up, payment, premium set or grant) and the merchants that traded (were paid, or
+    sent or received a transfer), and both of those distinct over the whole period.
+
+    `unused_balance(session, region=, at=) -> UnusedBalance`: residents' unused paid-in value
+    (yen; points are free value and not in it) at the instant `at`, as it stood then, with the
+    wallets holding some and the totals per journal kind it was summed from (the base-date
+    report, 基準日未使用残高).
+
 Sponsors
     A sponsor (e.g. a city campaign) has a budget account of kind `sponsor_budget` in yen. The
     city funds it from the region's yen campaign fund by a `funding` journal (value is issued
@@ -78,7 +93,7 @@ Sponsors
 
 Regions, merchants, residents and notices (for coupons' segments and transit)
     `region_id(session, region=) -> UUID`: the region's id, for rows another service keys by it
-    (refuses region-not-found). `residents(session, region=, among=None) -> list[str]`: subjects
+    (refuses region-not-found). `region_codes(session) -> list[str]`: every region hosted here. `residents(session, region=, among=None) -> list[str]`: subjects
     of the region's residents whose wallet is active ("all residents"), of `among` if given.
     `payers(session, region=, since=, until=, among=, sectors=None) -> list[str]`: those of
     `among` who paid in [since, until), at merchants of the given `Sector`s if any; a payment
@@ -108,7 +123,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -124,16 +139,18 @@ from services.wallet.payments import service as payments
 from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
 from services.wallet.payments.hooks import OnPaid, OnRefunded
 from services.wallet.payments.schemas import PaymentOut
+from services.wallet.statements import service as statements
+from services.wallet.statements.service import Activity, KindTotal, MonthActivity, RefundDay, SalesDay, UnusedBalance
 from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
-    "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "ShopStore",
-    "SponsorBudget", "SponsorPayment", "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
-    "post_notices", "post_payout", "publish_paid", "refund", "region_id", "register_hooks", "residents",
-    "resolve_qr", "sponsor", "sponsor_pays",
-    "statement_lines", "stores",
+    "Activity", "Actor", "Discount", "DiscountFunder", "DiscountRecord", "KindTotal", "LineKind", "MerchantProfile",
+    "MonthActivity", "OnPaid", "OnRefunded", "PaidPayment", "Payout", "RefundDay", "RefundMade", "RequestedPayment",
+    "SalesDay", "ScannedStore", "Sector", "ShopStore", "SponsorBudget", "SponsorPayment", "StatementLine",
+    "UnusedBalance", "activity", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
+    "post_notices", "post_payout", "publish_paid", "refund", "region_codes", "region_id", "register_hooks", "residents",
+    "resolve_qr", "sponsor", "sponsor_pays", "statement_lines", "stores", "unused_balance",
 ]
 
 
@@ -337,6 +354,19 @@ async def statement_lines(
         )
 
 
+# --- activity --------------------------------------------------------------------------------------------
+
+
+async def activity(session: AsyncSession, *, region: str, since: date, until: date) -> Activity:
+    identity = await directory.region_identity(session, region)
+    return await statements.activity(session, identity.id, since=since, until=until)
+
+
+async def unused_balance(session: AsyncSession, *, region: str, at: datetime) -> UnusedBalance:
+    identity = await directory.region_identity(session, region)
+    return await statements.unused_balance(session, identity.id, at)
+
+
 # --- sponsors ---------------------------------------------------------------------------------------------
 
 
@@ -397,6 +427,10 @@ async def sponsor_pays(
 
 async def region_id(session: AsyncSession, *, region: str) -> uuid.UUID:
     return (await directory.region_identity(session, region)).id
+
+
+async def region_codes(session: AsyncSession) -> list[str]:
+    return [r.code for r in await directory.list_regions(session, after_id=None, limit=10_000)]
 
 
 @dataclass(frozen=True)

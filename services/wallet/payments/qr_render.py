@@ -7,29 +7,22 @@ mode as UTF-8, which is what JPQR readers expect for the Japanese in template 64
 
 The stand's Japanese is set in IPAex Gothic, embedded (subset to the characters used) in the
 PDF: a shop prints it on whatever machine it has, and a PDF that only names a Japanese font
-prints boxes where none is installed. The font comes with the `japanize-kivy` package from
-PyPI (IPA Font License v1.0, which allows embedding it in documents); only its font file is
-read, the package itself (and the GUI toolkit it depends on) is never imported.
+prints boxes where none is installed (shared/fonts.py says where the font comes from).
 """
 
 from __future__ import annotations
 
 import io
-from functools import cache
-from importlib.metadata import distribution
-from pathlib import Path
 
 import qrcode
 import qrcode.image.svg
 from qrcode.constants import ERROR_CORRECT_M
 
 from shared.emvco import parse_payload
+from shared.fonts import JA_FONT, japanese_font_file
 
 __all__ = ["png", "stand_pdf", "svg"]
 
-JA_FONT = "IPAexGothic"
-JA_FONT_FILE = "ipaexg.ttf"
-JA_FONT_PACKAGE = "japanize-kivy"
 LATIN_FONT = "Helvetica"
 QUIET_ZONE = 4  # modules of white around the code; ISO/IEC 18004 requires 4 and readers need it
 
@@ -54,16 +47,6 @@ def svg(payload: str) -> bytes:
     out = io.BytesIO()
     _qr(payload).make_image(image_factory=qrcode.image.svg.SvgPathImage).save(out)
     return out.getvalue()
-
-
-@cache
-def japanese_font_file() -> Path:
-    """IPAex Gothic as installed with its package, found through the package's file list so that
-    a reorganised package still finds it (and nothing imports the package)."""
-    package = distribution(JA_FONT_PACKAGE)
-    found = [f for f in package.files or () if f.name == JA_FONT_FILE]
-    assert len(found) == 1, f"{JA_FONT_PACKAGE} ships one {JA_FONT_FILE}; found {found}"
-    return Path(str(package.locate_file(found[0])))
 
 
 def stand_pdf(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,8 +15,9 @@ from services.wallet.campaigns import service as campaigns
 from services.wallet.directory import service as directory
 from services.wallet.directory.models import Merchant, Notice, Region
 from services.wallet.ledger import service as ledger
-from services.wallet.ledger.models import Account, Entry, Journal, Lot
-from shared.clock import Clock
+from services.wallet.ledger.models import Account, Entry, Journal, JournalKind, Lot
+from services.wallet.statements import repository as repo
+from shared.clock import Clock, tokyo_midnight
 from shared.money import Unit
 
 EXPIRING_SOON_DAYS = 30
@@ -84,3 +85,101 @@ async def system_balances(session: AsyncSession, region: Region) -> list[tuple[A
 
 async def notices(session: AsyncSession, wallet: directory.Wallet, *, after_id: uuid.UUID | None, limit: int) -> list[Notice]:
     return await directory.notices(session, wallet.resident.id, after_id=after_id, limit=limit)
+
+
+# --- a region's activity, for the city's KPI report ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class SalesDay:
+    day: date  # Tokyo
+    sector: str  # the merchants' sector
+    payments: int
+    amount: int  # what residents paid, coin and points
+    fee: int  # the fee charged on it
+
+
+@dataclass(frozen=True)
+class RefundDay:
+    day: date  # of the refund, Tokyo: a refund counts on its own date
+    paid_on: date  # of the payment it gave back (whose fee and baseline rate it reverses)
+    sector: str
+    refunds: int
+    amount: int
+    fee_returned: int
+
+
+@dataclass(frozen=True)
+class MonthActivity:
+    month: date  # its first day
+    grants: int  # point grants made and their points
+    granted: int
+    transfers: int  # merchant-to-merchant transfers and their yen
+    transferred: int
+    payouts: int  # payouts to merchants' banks and their yen
+    paid_out: int
+    participants: int  # distinct residents who took part that month
+    merchants: int  # distinct merchants that traded that month
+
+
+@dataclass(frozen=True)
+class Activity:
+    sales: list[SalesDay]
+    refunds: list[RefundDay]
+    months: list[MonthActivity]  # every month of the period, in order, zeros included
+    participants: int  # distinct over the whole period
+    merchants: int
+
+
+def _months(since: date, until: date) -> list[date]:
+    months, month = [], since.replace(day=1)
+    while month < until:
+        months.append(month)
+        month = (month + timedelta(days=32)).replace(day=1)
+    return months
+
+
+async def activity(session: AsyncSession, region_id: uuid.UUID, *, since: date, until: date) -> Activity:
+    """The region's payments, refunds, grants, transfers, payouts, participants and trading
+    merchants in the Tokyo days [since, until), grouped by the database."""
+    start, end = tokyo_midnight(since), tokyo_midnight(until)
+    sales = [SalesDay(*row) for row in await repo.payment_days(session, region_id, start, end)]
+    refunds = [RefundDay(*row) for row in await repo.refund_days(session, region_id, start, end)]
+    grants = {row[0]: (row[1], row[2]) for row in await repo.grant_months(session, region_id, start, end)}
+    journals = {(row[0], row[1]): (row[2], row[3]) for row in await repo.journal_months(session, region_id, start, end)}
+    residents, participants = await repo.participants(session, region_id, start, end)
+    traders, merchants = await repo.trading_merchants(session, region_id, start, end)
+    months = [
+        MonthActivity(
+            month, *grants.get(month, (0, 0)), *journals.get((month, JournalKind.TRANSFER.value), (0, 0)),
+            *journals.get((month, JournalKind.PAYOUT.value), (0, 0)), residents.get(month, 0), traders.get(month, 0),
+        )
+        for month in _months(since, until)
+    ]
+    return Activity(sales, refunds, months, participants, merchants)
+
+
+# --- the unused balance at a base date ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KindTotal:
+    kind: str  # a journal kind: topup, payment, refund, premium, expiry, cashout …
+    journals: int
+    amount: int  # what those journals did to residents' yen (+ in, − out)
+
+
+@dataclass(frozen=True)
+class UnusedBalance:
+    at: datetime  # the instant it is measured at (the end of the base date)
+    amount: int  # residents' yen (paid-in value) not yet used; points (free value) are not in it
+    wallets: int  # residents' wallets holding some of it
+    movements: list[KindTotal]  # what it was computed from: they sum to `amount`
+
+
+async def unused_balance(session: AsyncSession, region_id: uuid.UUID, at: datetime) -> UnusedBalance:
+    """The region's unused paid-in balance (未使用残高) at the instant `at`, from the entries
+    before it: a balance as it stood then, whatever moved since."""
+    movements = [KindTotal(*row) for row in await repo.resident_yen_by_kind(session, region_id, at)]
+    wallets = await repo.wallets_holding_yen(session, region_id, at)
+    return UnusedBalance(at, sum(m.amount for m in movements), wallets, movements)

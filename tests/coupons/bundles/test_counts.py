@@ -67,6 +67,11 @@ async def test_the_whole_flow_counts_one_redemption_one_activation_and_one_creat
     assert sum(c["redemptions"] for c in found["coupons"]) == 1
     assert found["window"] == {"created_ride_days": 30, "quiet_days": 90, "set_by": None, "set_at": None}
     assert await ledger_violations(sessionmaker) == []
+    # The city's KPI report of the year reads the same counts.
+    report = await client.get("/v1/settlement/kpi/2026", headers=tokens.auditor())
+    assert report.status_code == 200, report.text
+    figures = {k["kpi"]: (k["actual"], k["monthly"]["2026-04"]) for k in report.json()["kpis"]}
+    assert figures["coupon_redemptions"] == ("1", "1") and figures["bundle_rides"] == ("1", "1")
 
 
 async def test_a_created_ride_is_within_n_days_of_the_claim_by_a_resident_quiet_for_m_days(
