@@ -83,7 +83,8 @@ Regions, merchants, residents and notices (for coupons' segments and transit)
     `merchant(session, region=, merchant_id=) -> MerchantProfile`: a merchant of the region as
     another service may know it (names, sector, status) and its stores, e.g. for transit to mark
     a bus company as a bus operator and take ticket fares at one of its stores. Refuses
-    merchant-not-found (none of that id in this region).
+    merchant-not-found (none of that id in this region): `MerchantNotFound`, which another
+    service raises too where a caller may not see a merchant, so both refusals read the same.
     `stores(session, region=, store_ids=) -> list[ShopStore]`: those of `store_ids` that are the
     region's stores, each with its merchant and whether it may take payments now (e.g. for a
     region-wide coupon valid at a listed set of stores); an id of another region or of no store is
@@ -121,7 +122,8 @@ from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantProfile", "OnPaid", "OnRefunded",
+    "Actor", "Discount", "DiscountFunder", "DiscountRecord", "LineKind", "MerchantNotFound", "MerchantProfile", "OnPaid",
+    "OnRefunded",
     "PaidPayment", "Payout", "RefundMade", "RequestedPayment", "ScannedStore", "Sector", "ShopStore",
     "SponsorBudget", "StatementLine", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
     "post_notices", "post_payout", "publish_paid", "refund", "region_id", "register_hooks", "residents",
