@@ -23,15 +23,18 @@ async def insert_cycle(session: AsyncSession, **values: Any) -> MerchantCycle:
 async def cycles_at(
     session: AsyncSession, region_id: uuid.UUID, merchant_ids: Sequence[uuid.UUID], at: datetime
 ) -> dict[uuid.UUID, MerchantCycle]:
-    """Each merchant's row in force at `at` (the latest from before it); merchants without one are left out."""
+    """Each merchant's row in force at `at` (the latest from before it); merchants without one are
+    left out. A merchant's cycle changes rarely: its rows are few, the latest is taken here."""
     query = (
         select(MerchantCycle)
         .where(MerchantCycle.region_id == region_id, MerchantCycle.merchant_id.in_(list(merchant_ids)),
                MerchantCycle.effective_at <= at)
         .order_by(MerchantCycle.merchant_id, MerchantCycle.effective_at.desc(), MerchantCycle.id.desc())
-        .distinct(MerchantCycle.merchant_id)
     )
-    return {row.merchant_id: row for row in (await session.execute(query)).scalars()}
+    found: dict[uuid.UUID, MerchantCycle] = {}
+    for row in (await session.execute(query)).scalars():
+        found.setdefault(row.merchant_id, row)
+    return found
 
 
 async def cycle_history(session: AsyncSession, region_id: uuid.UUID, merchant_id: uuid.UUID) -> list[MerchantCycle]:

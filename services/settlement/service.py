@@ -145,9 +145,11 @@ def _transferable(name: str, width: int, refusal: type[Problem]) -> str:
     try:
         converted = zengin.to_zengin(name)
     except zengin.NotZenginText as exc:
+        # An invisible or unpaired code point is named by its number: the problem stays valid JSON.
+        shown = [ch if ch.isprintable() else f"U+{ord(ch):04X}" for ch in exc.characters]
         raise refusal(
-            f"{name!r} has characters a transfer file cannot carry: {''.join(exc.characters)!r}. Use katakana, "
-            "upper-case letters, digits, spaces and ( ) - . / ,", characters=exc.characters,
+            f"The name has characters a transfer file cannot carry: {' '.join(shown)}. Use katakana, "
+            "upper-case letters, digits, spaces and ( ) - . / ,", characters=shown,
         ) from None
     if not converted:
         raise refusal("The name is empty.", characters=[])
