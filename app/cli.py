@@ -1,5 +1,5 @@
 """`chiikipay`: run, migrate, seed the demo town, mint dev tokens, verify the ledger, host regions,
-and set up bus operators' fare products and validators."""
+and set up bus operators' fare products and validators and merchants' payout accounts."""
 
 from __future__ import annotations
 
@@ -29,7 +29,11 @@ from services.coupons.segments import service as segments
 from services.coupons.transit import service as transit
 from services.coupons.transit.codes import ProductKind
 from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
+from services.settlement import service as settlement
+from services.settlement.schemas import PayoutAccountIn
+from services.settlement.zengin import AccountType
 from services.wallet import onboarding, verify
+from services.wallet import public as wallet_public
 from services.wallet.directory import repository as directory_repo
 from services.wallet.expiry import service as expiry
 from services.wallet.expiry.errors import ExpiryAlreadyRun, ExpiryDateBeforeRegion, ExpiryDateInFuture
@@ -67,6 +71,10 @@ coupons_cli = typer.Typer(help="Coupons, as the region's operator issues and run
 app.add_typer(coupons_cli, name="coupons")
 segments_cli = typer.Typer(help="A region's segments for coupon distribution (the operator's view).", no_args_is_help=True)
 app.add_typer(segments_cli, name="segments")
+settlement_cli = typer.Typer(help="Settlement: merchants' payout accounts (as the operator).", no_args_is_help=True)
+app.add_typer(settlement_cli, name="settlement")
+accounts_cli = typer.Typer(help="Merchants' payout bank accounts.", no_args_is_help=True)
+settlement_cli.add_typer(accounts_cli, name="accounts")
 console = Console()
 T = TypeVar("T")
 
@@ -602,3 +610,62 @@ def coupons_end(coupon_id: uuid.UUID, region: RegionOption = "aizu") -> None:
 
 if __name__ == "__main__":
     app()
+
+
+# --- settlement -----------------------------------------------------------------------------------
+
+
+@accounts_cli.command("list")
+def settlement_accounts_list(region: RegionOption = "aizu") -> None:
+    """Every merchant of the region, oldest first, with the payout account a run would pay it to,
+    or why a run would hold it back."""
+    async def listed(session: AsyncSession, _: Actor) -> tuple[list, settlement.Payees]:
+        merchants = await wallet_public.onboarded_bank_accounts(session, region=region)
+        return merchants, await settlement.accounts_for(
+            session, region=region, merchant_ids=[m.merchant_id for m in merchants])
+
+    merchants, payees = _as_operator(listed)
+    print(f"{len(payees.payable)} payable, {len(payees.held_back)} held back")
+    for m in merchants:
+        if (payee := payees.payable.get(m.merchant_id)) is not None:
+            a = payee.account
+            shown = f"{a.bank_code}-{a.branch_code} {a.account_type.name_ja} {a.account_number}  {payee.holder_name}"
+        else:
+            shown = f"held back: {payees.held_back[m.merchant_id]}"
+        print(f"{m.merchant_id}  {m.name_ja}  {shown}")
+
+
+@accounts_cli.command("set")
+def settlement_accounts_set(
+    merchant: Annotated[uuid.UUID, typer.Argument(help="the merchant's id")],
+    bank: Annotated[str, typer.Option(help="金融機関コード, 4 digits")],
+    branch: Annotated[str, typer.Option(help="支店コード, 3 digits")],
+    number: Annotated[str, typer.Option(help="口座番号, 7 digits")],
+    holder: Annotated[str, typer.Option(help="口座名義, katakana (stored half-width)")],
+    account_type: Annotated[AccountType, typer.Option("--type", help="ordinary 普通, current 当座, savings 貯蓄")] =
+    AccountType.ORDINARY,
+    region: RegionOption = "aizu",
+) -> None:
+    """Set a merchant's payout account, checked as PUT /v1/settlement/merchants/{id}/payout-account
+    checks it (audited). Exit 2 for invalid input, 1 if refused (an unknown bank or branch code, a
+    holder name a transfer file cannot carry)."""
+    body = _valid(PayoutAccountIn, bank_code=bank, branch_code=branch, account_type=account_type,
+                  account_number=number, holder_name=holder)
+    found = _as_operator(lambda s, actor: settlement.set_payout_account(
+        s, SystemClock(), region=region, actor=actor, merchant_id=merchant, holder_name=body.holder_name,
+        details=settlement.BankDetails(body.bank_code, body.branch_code, body.account_type, body.account_number),
+    ))
+    a, b = found.account, found.branch
+    print(f"{a.merchant_id}  {a.bank_code} {b.bank_name if b else '?'}  {a.branch_code} {b.branch_name if b else '?'}"
+          f"  {AccountType(a.account_type).name_ja} {a.account_number}  {a.holder_name}")
+
+
+@accounts_cli.command("import-onboarded")
+def settlement_accounts_import_onboarded(region: RegionOption = "aizu") -> None:
+    """Give every merchant without a payout account the bank account it gave at onboarding, each
+    checked as `set` checks it (audited); those refused are listed and keep none (a run holds
+    them back until one is set)."""
+    done = _as_operator(lambda s, actor: settlement.import_onboarded(s, SystemClock(), region=region, actor=actor))
+    print(f"{len(done.copied)} copied, {len(done.kept)} kept as they were, {len(done.refused)} refused")
+    for merchant_id, problem in done.refused.items():
+        print(f"{merchant_id}  refused: {problem.slug}: {problem.detail}")

@@ -281,6 +281,43 @@ async def account_of(session: AsyncSession, *, region: str, merchant_id: uuid.UU
     return Payee(found.merchant_id, _file_account(found, branch), found.holder_name, found.updated_at)
 
 
+@dataclass(frozen=True)
+class OnboardedImport:
+    """What `import_onboarded` did, merchant by merchant (oldest first)."""
+
+    copied: list[uuid.UUID]
+    kept: list[uuid.UUID]  # had a payout account already: left as it is
+    refused: dict[uuid.UUID, Problem]  # what the onboarding record holds that a payout account may not
+
+
+_ONBOARDING_TYPES = {1: AccountType.ORDINARY, 2: AccountType.CURRENT, 4: AccountType.SAVINGS}
+
+
+async def import_onboarded(session: AsyncSession, clock: Clock, *, region: str, actor: Actor) -> OnboardedImport:
+    """Give each merchant without a payout account the bank account it gave at onboarding (the
+    wallet's merchant record), checked as `set_payout_account` checks any: the wallet stored it
+    without the zengin-code data or the file's characters. A merchant whose record is refused
+    keeps no account (a run holds it back) and is listed with the reason; the others are copied."""
+    region_id = await public.region_id(session, region=region)
+    onboarded = await public.onboarded_bank_accounts(session, region=region)
+    having = {r.merchant_id for r in await repo.payout_accounts(session, region_id, [m.merchant_id for m in onboarded])}
+    copied, kept, refused = [], [], {}
+    for m in onboarded:
+        if m.merchant_id in having:
+            kept.append(m.merchant_id)
+            continue
+        details = BankDetails(m.bank_code, m.branch_code, _ONBOARDING_TYPES[m.account_type], m.account_number)
+        try:
+            async with session.begin_nested():
+                await set_payout_account(session, clock, region=region, actor=actor, merchant_id=m.merchant_id,
+                                         details=details, holder_name=m.holder_kana)
+        except Problem as problem:
+            refused[m.merchant_id] = problem
+        else:
+            copied.append(m.merchant_id)
+    return OnboardedImport(copied, kept, refused)
+
+
 # --- the source account -----------------------------------------------------------------------------------
 
 
