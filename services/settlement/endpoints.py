@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from services.settlement import access, service
-from services.settlement.periods import Cycle, Period, period_at, period_for
+from services.settlement.periods import Cycle, Period, period_at
 from services.settlement.schemas import (
     CycleIn,
     CycleOut,
@@ -91,7 +91,7 @@ async def settlement_period(
     day: Annotated[Day | None, Query(alias="date", description="a Tokyo date; today's by default")] = None,
 ) -> PeriodOut:
     """The period of a cycle that a day is in, and its pay date (moved to the next bank business day)."""
-    return period_out(period_for(cycle, day) if day is not None else period_at(cycle, clock.now()))
+    return period_out(service.period_of(cycle, day) if day is not None else period_at(cycle, clock.now()))
 
 
 # --- cycles -----------------------------------------------------------------------------------------

@@ -25,3 +25,7 @@ class PayoutAccountNotFound(NotFound):
 
 class SourceAccountNotFound(NotFound):
     slug, title = "source-account-not-found", "The region has no source account to send payouts from"
+
+
+class DayOutOfRange(Unprocessable):
+    slug, title = "day-out-of-range", "Settlement has periods for the days of 2000 to 2099 only"

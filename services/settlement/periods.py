@@ -40,6 +40,8 @@ from shared.clock import tokyo_date
 # payment commits in milliseconds; the pool waits for a connection seconds at most).
 GRACE = timedelta(minutes=10)
 MONTHLY_PAY_DAY = 15  # of the month after the trades
+# The days periods are made for: the holiday data's safe range, and every pay date inside datetime's.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 SECOND_HALF_PAY_DAY = 15  # twice monthly: the 16th–end are paid on the 15th of the next month
 
 
@@ -77,7 +79,9 @@ def _period(cycle: Cycle, first_day: date, last_day: date, pay_on: date, label: 
 
 
 def period_for(cycle: Cycle, day: date) -> Period:
-    """The period of `cycle` that the Tokyo date `day` is in."""
+    """The period of `cycle` that the Tokyo date `day` is in. ValueError outside FIRST_DAY–LAST_DAY."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{day} is outside the days settlement has periods for, {FIRST_DAY} to {LAST_DAY}")
     cycle = Cycle(cycle)
     first_of_month = day.replace(day=1)
     next_month = _month_after(day)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -38,13 +38,14 @@ from services.settlement import repository as repo
 from services.settlement.errors import (
     BankCodeUnknown,
     BranchCodeUnknown,
+    DayOutOfRange,
     HolderNameInvalid,
     PayoutAccountNotFound,
     RequesterNameInvalid,
     SourceAccountNotFound,
 )
 from services.settlement.models import PayoutAccount, SourceAccount
-from services.settlement.periods import Cycle
+from services.settlement.periods import FIRST_DAY, LAST_DAY, Cycle, Period, period_for
 from services.settlement.zengin import AccountType
 from services.wallet import public
 from shared import audit
@@ -59,6 +60,13 @@ REQUESTER_NAME_MAX = 40  # the header's requester name
 
 
 # --- cycles -------------------------------------------------------------------------------------------
+
+
+def period_of(cycle: Cycle, day: date) -> Period:
+    """`periods.period_for`, refusing day-out-of-range for a day settlement has no period for."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise DayOutOfRange(f"{day} is outside {FIRST_DAY} to {LAST_DAY}.")
+    return period_for(cycle, day)
 
 
 @dataclass(frozen=True)

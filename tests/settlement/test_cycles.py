@@ -48,7 +48,9 @@ async def test_the_cycle_in_force_at_a_periods_end_is_the_one_a_run_uses(client,
     await client.put(cycle_path(str(teahouse)), json={"cycle": "on_demand"}, headers=idem(tokens.operator()))
     changed = clock.now()
     async with sessionmaker() as session:
-        at = lambda moment: service.cycles_at(session, region="aizu", merchant_ids=[teahouse, store], at=moment)  # noqa: E731
+        async def at(moment):
+            return await service.cycles_at(session, region="aizu", merchant_ids=[teahouse, store], at=moment)
+
         assert await at(start - timedelta(seconds=1)) == {teahouse: Cycle.MONTHLY, store: Cycle.MONTHLY}
         assert await at(start) == {teahouse: Cycle.TWICE_MONTHLY, store: Cycle.MONTHLY}
         assert await at(changed - timedelta(microseconds=1)) == {teahouse: Cycle.TWICE_MONTHLY, store: Cycle.MONTHLY}
@@ -101,3 +103,6 @@ async def test_the_periods_endpoint_gives_a_days_period_and_pay_date(client, tok
                    "validation-error")
     assert_problem(await client.get("/v1/settlement/periods?cycle=monthly&date=2026-02-30", headers=tokens.operator()),
                    422, "validation-error")
+    for day in ("0001-01-01", "1999-12-31", "2100-01-01", "9999-12-31"):
+        assert_problem(await client.get(f"/v1/settlement/periods?cycle=monthly&date={day}", headers=tokens.operator()),
+                       422, "day-out-of-range")
