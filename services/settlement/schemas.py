@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints
 
 from services.settlement.periods import Cycle
 from services.settlement.zengin import AccountType
+from shared.money import whole_number
 from shared.schemas import Schema
 from shared.text import text
 
@@ -94,8 +95,8 @@ class SourceAccountOut(Schema):
 
 
 class PayoutSettingsIn(Schema):
-    on_demand_fee: Annotated[int, Field(ge=0, le=100_000)] = Field(description="yen charged on each on-demand payout")
-    minimum_payout: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
+    on_demand_fee: whole_number(ge=0, le=100_000) = Field(description="yen charged on each on-demand payout")
+    minimum_payout: whole_number(ge=0, le=10_000_000) = Field(
         description="yen: a balance below it carries over to the merchant's next period"
     )
 

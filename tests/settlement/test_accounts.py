@@ -285,6 +285,7 @@ async def test_payout_settings_default_to_none_and_the_operator_sets_them(client
     assert response.json()["on_demand_fee"] == 200 and response.json()["updated_by"] == "operator-aizu"
     before = await snapshot(sessionmaker)
     for body in ({"on_demand_fee": -1, "minimum_payout": 0}, {"on_demand_fee": 1.5, "minimum_payout": 0},
+                 {"on_demand_fee": 100, "minimum_payout": False}, {"on_demand_fee": "100", "minimum_payout": 0},
                  {"on_demand_fee": 100}, {"on_demand_fee": 100, "minimum_payout": 0, "extra": 1}):
         assert_problem(await client.put(path, json=body, headers=idem(tokens.operator())), 422, "validation-error")
     assert_problem(await client.put(path, json={"on_demand_fee": 0, "minimum_payout": 0},
