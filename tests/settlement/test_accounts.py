@@ -7,6 +7,9 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
@@ -293,3 +296,19 @@ async def test_payout_settings_default_to_none_and_the_operator_sets_them(client
     assert await snapshot(sessionmaker) == before
     async with sessionmaker() as session:
         assert (await service.payout_settings(session, region="aizu")).on_demand_fee == 200
+
+
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(alphabet=st.sampled_from(sorted(zengin.ZENGIN_CHARACTERS | set("ｧｰｯabcアあ山@\\~_"))),
+                    max_size=32) | st.text(max_size=32).filter(lambda s: "\x00" not in s))
+async def test_the_tables_holder_name_check_is_the_files_character_set(sessionmaker, name):
+    """The database's check on holder names (as the database holds it) and zengin.ZENGIN_CHARACTERS
+    agree on every name: no stored name the file could not carry, none the service makes refused."""
+    async with sessionmaker() as session:
+        definition = (await session.execute(text(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ck_payout_accounts_holder_name'"
+        ))).scalar_one()
+        pattern = definition.split("'")[1]
+        accepted = (await session.execute(text("SELECT CAST(:name AS text) ~ :pattern"),
+                                          {"name": name, "pattern": pattern})).scalar_one()
+    assert accepted == (1 <= len(name) <= 30 and set(name) <= zengin.ZENGIN_CHARACTERS)
