@@ -50,7 +50,7 @@ TAG_DESCRIPTIONS = {
     "coupons": "Coupons, bundles and transit tickets.",
     "transit": "Bus operators' fare products, residents' e-tickets and their rotating codes, validators' scans.",
     "segments": "Residents' profiles and consents for offers; the operator's segments, audience counts and announcements.",
-    "settlement": "Settlement runs, merchant statements and reports.",
+    "settlement": "Merchants' settlement cycles and payout bank accounts, the source account, payout settings, periods.",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {
