@@ -1,5 +1,5 @@
 """`chiikipay`: run, migrate, seed the demo town, mint dev tokens, verify the ledger, host regions,
-and set up bus operators' fare products and validators."""
+and set up bus operators' fare products and validators and merchants' payout accounts."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, V
 from services.settlement.basedate import service as basedate
 from services.settlement.kpi import render as kpi_render
 from services.settlement.kpi import service as kpi_service
+from services.settlement import service as settlement
+from services.settlement.schemas import PayoutAccountIn
+from services.settlement.zengin import AccountType
 from services.wallet import onboarding, verify
 from services.wallet import public as wallet_public
 from services.wallet.directory import repository as directory_repo
@@ -80,6 +83,10 @@ report_cli = typer.Typer(help="Reports for the authorities (read-only).", no_arg
 app.add_typer(report_cli, name="report")
 segments_cli = typer.Typer(help="A region's segments for coupon distribution (the operator's view).", no_args_is_help=True)
 app.add_typer(segments_cli, name="segments")
+settlement_cli = typer.Typer(help="Settlement: merchants' payout accounts (as the operator).", no_args_is_help=True)
+app.add_typer(settlement_cli, name="settlement")
+accounts_cli = typer.Typer(help="Merchants' payout bank accounts.", no_args_is_help=True)
+settlement_cli.add_typer(accounts_cli, name="accounts")
 console = Console()
 T = TypeVar("T")
 RegionOption = Annotated[str, typer.Option(help="the region's code")]
@@ -744,3 +751,60 @@ def report_outstanding(
               f" (half of the unused balance above {found.threshold:,})")
         for movement in found.unused.movements:
             print(f"  {movement.kind:<10} {movement.journals:>9,} journals  {movement.amount:>+15,} yen")
+# --- settlement -----------------------------------------------------------------------------------
+
+
+@accounts_cli.command("list")
+def settlement_accounts_list(region: RegionOption = "aizu") -> None:
+    """Every merchant of the region, oldest first, with the payout account a run would pay it to,
+    or why a run would hold it back."""
+    async def listed(session: AsyncSession, _: Actor) -> tuple[list, settlement.Payees]:
+        merchants = await wallet_public.onboarded_bank_accounts(session, region=region)
+        return merchants, await settlement.accounts_for(
+            session, region=region, merchant_ids=[m.merchant_id for m in merchants])
+
+    merchants, payees = _as_operator(listed)
+    print(f"{len(payees.payable)} payable, {len(payees.held_back)} held back")
+    for m in merchants:
+        if (payee := payees.payable.get(m.merchant_id)) is not None:
+            a = payee.account
+            shown = f"{a.bank_code}-{a.branch_code} {a.account_type.name_ja} {a.account_number}  {payee.holder_name}"
+        else:
+            shown = f"held back: {payees.held_back[m.merchant_id]}"
+        print(f"{m.merchant_id}  {m.name_ja}  {shown}")
+
+
+@accounts_cli.command("set")
+def settlement_accounts_set(
+    merchant: Annotated[uuid.UUID, typer.Argument(help="the merchant's id")],
+    bank: Annotated[str, typer.Option(help="金融機関コード, 4 digits")],
+    branch: Annotated[str, typer.Option(help="支店コード, 3 digits")],
+    number: Annotated[str, typer.Option(help="口座番号, 7 digits")],
+    holder: Annotated[str, typer.Option(help="口座名義, katakana (stored half-width)")],
+    account_type: Annotated[AccountType, typer.Option("--type", help="ordinary 普通, current 当座, savings 貯蓄")] =
+    AccountType.ORDINARY,
+    region: RegionOption = "aizu",
+) -> None:
+    """Set a merchant's payout account, checked as PUT /v1/settlement/merchants/{id}/payout-account
+    checks it (audited). Exit 2 for invalid input, 1 if refused (an unknown bank or branch code, a
+    holder name a transfer file cannot carry)."""
+    body = _valid(PayoutAccountIn, bank_code=bank, branch_code=branch, account_type=account_type,
+                  account_number=number, holder_name=holder)
+    found = _as_operator(lambda s, actor: settlement.set_payout_account(
+        s, SystemClock(), region=region, actor=actor, merchant_id=merchant, holder_name=body.holder_name,
+        details=settlement.BankDetails(body.bank_code, body.branch_code, body.account_type, body.account_number),
+    ))
+    a, b = found.account, found.branch
+    print(f"{a.merchant_id}  {a.bank_code} {b.bank_name if b else '?'}  {a.branch_code} {b.branch_name if b else '?'}"
+          f"  {AccountType(a.account_type).name_ja} {a.account_number}  {a.holder_name}")
+
+
+@accounts_cli.command("import-onboarded")
+def settlement_accounts_import_onboarded(region: RegionOption = "aizu") -> None:
+    """Give every merchant without a payout account the bank account it gave at onboarding, each
+    checked as `set` checks it (audited); those refused are listed and keep none (a run holds
+    them back until one is set)."""
+    done = _as_operator(lambda s, actor: settlement.import_onboarded(s, SystemClock(), region=region, actor=actor))
+    print(f"{len(done.copied)} copied, {len(done.kept)} kept as they were, {len(done.refused)} refused")
+    for merchant_id, problem in done.refused.items():
+        print(f"{merchant_id}  refused: {problem.slug}: {problem.detail}")

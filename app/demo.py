@@ -39,7 +39,9 @@ MERCHANTS = [
     dict(name="Ekimae Pharmacy", merchant_class="chain", name_ja="駅前薬局", sector="healthcare", mcc="5912",
          address="会津若松市駅前町3-2", account_holder_kana="ｴｷﾏｴﾔﾂｷﾖｸ", account_number="1234506"),
 ]
-BANK = dict(bank_code="0125", branch_code="101", account_type=1)  # a regional bank, ordinary accounts
+# 東邦銀行 会津営業部, ordinary accounts: a real bank and branch (the zengin-code data), so that the
+# demo merchants can be given payout accounts from them (chiikipay settlement accounts import-onboarded).
+BANK = dict(bank_code="0126", branch_code="401", account_type=1)
 
 RESIDENTS = {"resident-hanako": 30_000, "resident-taro": 12_000, "resident-sachiko": 5_000}
 

@@ -50,7 +50,7 @@ TAG_DESCRIPTIONS = {
     "coupons": "Coupons, bundles and transit tickets.",
     "transit": "Bus operators' fare products, residents' e-tickets and their rotating codes, validators' scans.",
     "segments": "Residents' profiles and consents for offers; the operator's segments, audience counts and announcements.",
-    "settlement": "Settlement runs, merchant statements and reports.",
+    "settlement": "Merchants' settlement cycles and payout bank accounts, the source account, payout settings, periods; the base-date report.",
     "kpi": "The city's KPI report per fiscal year (JSON, CSV, XLSX, PNG), its baseline cashless rates and targets.",
     "surveys": "In-app surveys: one 1–5 rating per resident and survey, the KPI 満足度.",
 }

@@ -519,6 +519,19 @@ def _bundle_rows(database_url: str) -> list:
         finally:
             await engine.dispose()
 
+
+def _payout_accounts(database_url: str) -> tuple[list[tuple], int]:
+    async def read() -> tuple[list[tuple], int]:
+        engine = create_async_engine(database_url)
+        async with engine.connect() as conn:
+            accounts = (await conn.exec_driver_sql(
+                "SELECT merchant_id::text, bank_code, branch_code, account_type, account_number, holder_name "
+                "FROM settlement.payout_accounts ORDER BY merchant_id"
+            )).all()
+            events = (await conn.exec_driver_sql("SELECT count(*) FROM platform.audit_events")).scalar_one()
+        await engine.dispose()
+        return [tuple(r) for r in accounts], events
+
     return asyncio.run(read())
 
 
@@ -596,3 +609,54 @@ def test_report_outstanding_per_region(cli_env):
     assert shown.stdout.splitlines()[0].startswith("aizu  base date 2026-09-30  unused 0 yen in 0 wallets  deposit required 0 yen")
     refused = runner.invoke(cli, ["report", "outstanding", "--base-date", "2026-06-30"])
     assert (refused.exit_code, "not a base date" in refused.stderr) == (1, True)
+
+
+def _wallet_sql(database_url: str, statement: str, **params: object) -> None:
+    async def run() -> None:
+        engine = create_async_engine(database_url)
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(statement, tuple(params.values()))
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_settlement_accounts_import_onboarded_set_and_list(cli_env, town):
+    farm, teahouse = town.merchants["Minato Farm"], town.merchants["Tsurugajo Teahouse"]
+    # The pharmacy was onboarded with a branch its bank does not have.
+    _wallet_sql(cli_env.database_url, "UPDATE wallet.merchants SET branch_code = '999' WHERE name = $1",
+                name="Ekimae Pharmacy")
+    imported = runner.invoke(cli, ["settlement", "accounts", "import-onboarded"])
+    assert imported.exit_code == 0, imported.output
+    assert imported.stdout.splitlines()[0] == "5 copied, 0 kept as they were, 1 refused"
+    assert "refused: branch-code-unknown: Bank 0126 has no branch 999." in imported.stdout
+    accounts, _ = _payout_accounts(cli_env.database_url)
+    assert (farm, "0126", "401", "ordinary", "1234504", "ﾐﾅﾄﾌｱ-ﾑ") in accounts  # ｰ is no character of the file
+    assert len(accounts) == 5
+
+    again = runner.invoke(cli, ["settlement", "accounts", "import-onboarded"])
+    assert again.stdout.splitlines()[0] == "0 copied, 5 kept as they were, 1 refused"
+    assert _payout_accounts(cli_env.database_url)[0] == accounts
+
+    set_ = runner.invoke(cli, ["settlement", "accounts", "set", teahouse, "--bank", "9900", "--branch", "019",
+                               "--number", "7654321", "--holder", "ツルガジョウ チャヤ", "--type", "savings"])
+    assert set_.exit_code == 0, set_.output
+    assert set_.stdout.strip() == f"{teahouse}  9900 ゆうちょ  019 〇一九  貯蓄 7654321  ﾂﾙｶﾞｼﾞﾖｳ ﾁﾔﾔ"
+
+    listed = runner.invoke(cli, ["settlement", "accounts", "list"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "5 payable, 1 held back"
+    assert f"{teahouse}  鶴ヶ城茶屋  9900-019 貯蓄 7654321  ﾂﾙｶﾞｼﾞﾖｳ ﾁﾔﾔ" in lines
+    assert any(line.endswith("駅前薬局  held back: payout-account-not-found") for line in lines)
+
+    before = _payout_accounts(cli_env.database_url)
+    for args, code, says in (
+        (["--bank", "0002", "--branch", "001", "--number", "1234567", "--holder", "ﾂﾙ"], 1, "No bank has the code"),
+        (["--bank", "0126", "--branch", "401", "--number", "1234567", "--holder", "鶴"], 1, "cannot carry"),
+        (["--bank", "126", "--branch", "401", "--number", "1234567", "--holder", "ﾂﾙ"], 2, "bank_code"),
+    ):
+        refused = runner.invoke(cli, ["settlement", "accounts", "set", teahouse, *args])
+        assert refused.exit_code == code, refused.output
+        assert says in refused.stderr
+        assert _payout_accounts(cli_env.database_url) == before

@@ -105,7 +105,11 @@ Regions, merchants, residents and notices (for coupons' segments and transit)
     `merchant(session, region=, merchant_id=) -> MerchantProfile`: a merchant of the region as
     another service may know it (names, sector, status) and its stores, e.g. for transit to mark
     a bus company as a bus operator and take ticket fares at one of its stores. Refuses
-    merchant-not-found (none of that id in this region).
+    merchant-not-found (none of that id in this region): `MerchantNotFound`, which another
+    service raises too where a caller may not see a merchant, so both refusals read the same.
+    `onboarded_bank_accounts(session, region=) -> list[OnboardedBankAccount]`: every merchant of
+    the region with the bank account it gave when it was onboarded (the merchant record's), oldest
+    merchant first, e.g. for settlement to copy into its own payout accounts, checking each.
     `stores(session, region=, store_ids=) -> list[ShopStore]`: those of `store_ids` that are the
     region's stores, each with its merchant and whether it may take payments now (e.g. for a
     region-wide coupon valid at a listed set of stores); an id of another region or of no store is
@@ -145,12 +149,13 @@ from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Activity", "Actor", "Discount", "DiscountFunder", "DiscountRecord", "KindTotal", "LineKind", "MerchantProfile",
-    "MonthActivity", "OnPaid", "OnRefunded", "PaidPayment", "Payout", "RefundDay", "RefundMade", "RequestedPayment",
-    "SalesDay", "ScannedStore", "Sector", "ShopStore", "SponsorBudget", "SponsorPayment", "StatementLine",
-    "UnusedBalance", "activity", "create_sponsor", "fund_sponsor", "merchant", "pay", "payers", "payment_discount",
-    "post_notices", "post_payout", "publish_paid", "refund", "region_codes", "region_id", "register_hooks", "residents",
-    "resolve_qr", "sponsor", "sponsor_pays", "statement_lines", "stores", "unused_balance",
+    "Activity", "Actor", "Discount", "DiscountFunder", "DiscountRecord", "KindTotal", "LineKind", "MerchantNotFound",
+    "MerchantProfile", "MonthActivity", "OnPaid", "OnRefunded", "OnboardedBankAccount", "PaidPayment", "Payout",
+    "RefundDay", "RefundMade", "RequestedPayment", "SalesDay", "ScannedStore", "Sector", "ShopStore", "SponsorBudget",
+    "SponsorPayment", "StatementLine", "UnusedBalance", "activity", "create_sponsor", "fund_sponsor", "merchant",
+    "onboarded_bank_accounts", "pay", "payers", "payment_discount", "post_notices", "post_payout", "publish_paid",
+    "refund", "region_codes", "region_id", "register_hooks", "residents", "resolve_qr", "sponsor", "sponsor_pays",
+    "statement_lines", "stores", "unused_balance",
 ]
 
 
@@ -454,6 +459,31 @@ async def merchant(session: AsyncSession, *, region: str, merchant_id: uuid.UUID
         found.id, found.region_id, found.name, found.name_ja, found.sector, found.status,
         tuple(store.id for store in stores),
     )
+
+
+@dataclass(frozen=True)
+class OnboardedBankAccount:
+    merchant_id: uuid.UUID
+    name_ja: str
+    status: str  # active | suspended | closed
+    bank_code: str  # 4 digits
+    branch_code: str  # 3 digits
+    account_type: int  # 全銀: 1 普通, 2 当座, 4 貯蓄
+    account_number: str  # 7 digits
+    holder_kana: str  # as given at onboarding (half-width katakana)
+
+
+async def onboarded_bank_accounts(session: AsyncSession, *, region: str) -> list[OnboardedBankAccount]:
+    found = await directory.hosted_region(session, region)
+    merchants, after_id = [], None
+    while page := await directory.list_merchants(session, found, after_id=after_id, limit=1_000):
+        merchants += page
+        after_id = page[-1].id
+    return [
+        OnboardedBankAccount(m.id, m.name_ja, m.status, m.bank_code, m.branch_code, m.account_type, m.account_number,
+                             m.account_holder_kana)
+        for m in reversed(merchants)
+    ]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from app.demo import MERCHANTS
 from services.wallet import onboarding, public
 from services.wallet.directory import repository as directory_repo
 from services.wallet.directory import service as directory
@@ -610,6 +611,21 @@ async def test_a_merchant_is_read_with_its_stores_and_only_in_its_region(session
             await public.merchant(s, region=REGION, merchant_id=uuid.uuid4())
         with pytest.raises(RegionNotFound):
             await public.region_id(s, region="nowhere")
+
+
+async def test_merchants_are_read_with_the_bank_account_they_gave_at_onboarding(sessionmaker, clock, town, settings):
+    async with sessionmaker() as s:
+        found = await public.onboarded_bank_accounts(s, region=REGION)
+    assert [f.merchant_id for f in found] == [uuid.UUID(town.merchants[m["name"]]) for m in MERCHANTS]  # oldest first
+    farm = found[[m["name"] for m in MERCHANTS].index(FARM)]
+    assert (farm.name_ja, farm.status, farm.bank_code, farm.branch_code, farm.account_type, farm.account_number,
+            farm.holder_kana) == ("湊ファーム", "active", "0126", "401", 1, "1234504", "ﾐﾅﾄﾌｱｰﾑ")
+    async with sessionmaker() as s, s.begin():
+        await onboarding.create_region(s, clock, settings, code="kitakata", name="Kitakata", name_ja="喜多方市")
+    async with sessionmaker() as s:
+        assert await public.onboarded_bank_accounts(s, region="kitakata") == []
+        with pytest.raises(RegionNotFound):
+            await public.onboarded_bank_accounts(s, region="nowhere")
 
 
 # --- stores --------------------------------------------------------------------------------------------------
