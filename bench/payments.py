@@ -323,7 +323,8 @@ def mint_tokens(data_dir: Path, residents: int, prefix: str = "bench-resident") 
     return operator, tokens
 
 
-async def create_fixtures(url: str, data_dir: Path, residents: int, merchants: int, tag: str) -> Fixtures:
+async def create_fixtures(url: str, data_dir: Path, residents: int, merchants: int, tag: str,
+                          topups: int = TOPUPS_PER_RESIDENT) -> Fixtures:
     import httpx
 
     operator, tokens = mint_tokens(data_dir, residents)
@@ -334,7 +335,7 @@ async def create_fixtures(url: str, data_dir: Path, residents: int, merchants: i
         async def merchant(i: int) -> tuple[str, str]:
             body = {
                 "name": f"Bench Shop {i:03d}", "name_ja": f"ベンチ商店{i:03d}", "sector": "retail", "mcc": "5411",
-                "address": f"会津若松市ベンチ町{i}", "bank_code": "0125", "branch_code": "101", "account_type": 1,
+                "address": f"会津若松市ベンチ町{i}", "bank_code": "0126", "branch_code": "401", "account_type": 1,
                 "account_number": f"{9000000 + i:07d}", "account_holder_kana": f"BENCH SHOP {i:03d}",
             }
             created = await call("POST", "/v1/merchants", {**op, "Idempotency-Key": f"{tag}-merchant-{i}"}, body, 201)
@@ -344,14 +345,14 @@ async def create_fixtures(url: str, data_dir: Path, residents: int, merchants: i
 
         async def resident(token: str, i: int) -> None:
             wallet = await call("GET", "/v1/wallet", {"Authorization": f"Bearer {token}"})
-            for n in range(TOPUPS_PER_RESIDENT):
+            for n in range(topups):
                 await call("POST", f"/v1/wallets/{wallet['id']}/topups",
                            {**op, "Idempotency-Key": f"{tag}-topup-{i}-{n}"}, {"amount": TOPUP, "memo": "bench"}, 201)
 
         started = time.monotonic()
         shops = await asyncio.gather(*(merchant(i) for i in range(merchants)))
         await asyncio.gather(*(resident(t, i) for i, t in enumerate(tokens)))
-        log(f"set-up: {merchants} merchants, {residents} residents with {TOPUP * TOPUPS_PER_RESIDENT:,} yen each, "
+        log(f"set-up: {merchants} merchants, {residents} residents with {TOPUP * topups:,} yen each, "
             f"in {time.monotonic() - started:.0f} s over the API")
     bodies = [json.dumps({"qr": payload, "amount": PAYMENT_AMOUNT}, separators=(",", ":")) for _, payload in shops]
     return Fixtures([f"Bearer {t}" for t in tokens], bodies, [m for m, _ in shops])
@@ -731,11 +732,12 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seconds", type=int, default=3600, help="abort the whole run after this long (default 3600)")
 
 
-def begin_run(prog: str, folder: str, args: argparse.Namespace) -> Run | None:
-    """What every benchmark does first: check for wrk, make the run folder bench/out/<folder>-<time>,
-    export --commit into it, make that code importable by the driver (it mints tokens with it), and
-    arm --max-seconds and SIGTERM. None, after saying why, when the run cannot be made."""
-    if shutil.which("wrk") is None:
+def begin_run(prog: str, folder: str, args: argparse.Namespace, *, needs_wrk: bool = True) -> Run | None:
+    """What every benchmark does first: check for wrk (when it sends HTTP load), make the run folder
+    bench/out/<folder>-<time>, export --commit into it, make that code importable by the driver (it
+    mints tokens with it), and arm --max-seconds and SIGTERM. None, after saying why, when the run
+    cannot be made."""
+    if needs_wrk and shutil.which("wrk") is None:
         print(f"{prog} needs wrk, the HTTP load generator: on Debian or Ubuntu, "
               "`apt-get install -y wrk` (as root; `apt-get update` first on a fresh machine).", file=sys.stderr)
         return None
