@@ -253,6 +253,8 @@ async def claim_coupon(
     coupon_id: uuid.UUID, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):
     """Claim one of the coupon for oneself: stock and the per-resident limit are taken exactly."""
+    await service.refuse_if_sold_out(session, clock, region=principal.region_code, coupon_id=coupon_id,
+                                     caller=idem.caller, key=idem.key)
     if replay := await idem.replay():
         return replay
     view = await service.claim(session, clock, region=principal.region_code, subject=principal.subject,
