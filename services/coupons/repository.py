@@ -102,6 +102,24 @@ async def claim_coupon(session: AsyncSession, **values: Any) -> Row[Any]:
     return (await session.execute(_CLAIM, values)).one()
 
 
+_CLAIM_KEYED = text(
+    "SELECT outcome, name, kind, valid_from, valid_until, per_resident_limit, first_hash, first_status,"
+    " first_response FROM coupons.claim_coupon_keyed(:caller, :key, :request_hash, :region_id, :coupon_id,"
+    " :subject, :now, :start, :claim_id, :code)"
+).bindparams(
+    bindparam("caller", type_=Text), bindparam("key", type_=Text), bindparam("request_hash", type_=Text),
+    bindparam("region_id", type_=UUID(as_uuid=True)), bindparam("coupon_id", type_=UUID(as_uuid=True)),
+    bindparam("subject", type_=Text), bindparam("start", type_=Integer),
+    bindparam("claim_id", type_=UUID(as_uuid=True)), bindparam("code", type_=Text),
+)
+
+
+async def claim_coupon_keyed(session: AsyncSession, **values: Any) -> Row[Any]:
+    """The key's claim and the claim in one statement (sql/claim_coupon_keyed.sql): outcome
+    'replay' with the key's first answer, or the claim's outcome and the coupon's answer fields."""
+    return (await session.execute(_CLAIM_KEYED, values)).one()
+
+
 # A claim of a coupon found sold out, refused without the request's transaction: the same
 # conditions under which coupons.claim_coupon answers out_of_stock (the coupon of the region,
 # active, in its window, no stock left, read without a lock as the function reads them), and no

@@ -332,13 +332,32 @@ async def refuse_if_sold_out(
     _seen_sold_out.discard(coupon_id)
 
 
-async def claim(session: AsyncSession, clock: Clock, *, region: str, subject: str, coupon_id: uuid.UUID) -> ClaimView:
+@dataclass(frozen=True)
+class FirstAnswer:
+    """The answer an earlier request with the same Idempotency-Key stored (to replay)."""
+
+    request_hash: str
+    status_code: int
+    response: Any
+
+
+async def claim(
+    session: AsyncSession, clock: Clock, *, region: str, subject: str, coupon_id: uuid.UUID,
+    key: dict[str, str] | None = None,
+) -> ClaimView | FirstAnswer:
+    """With `key` (`Idempotency.claim`, not yet claimed), the key's claim and the claim in one
+    statement (sql/claim_coupon_keyed.sql): the claim made, or the key's first answer to replay.
+    Without, the claim alone (a caller that claimed its key already)."""
     region_id = await public.region_id(session, region=region)
     now, claim_id, code = clock.now(), new_id(), new_code()
-    found = await repo.claim_coupon(
-        session, region_id=region_id, coupon_id=coupon_id, subject=subject, now=now,
-        start=secrets.randbelow(BUCKETS), claim_id=claim_id, code=code,
-    )
+    values = {"region_id": region_id, "coupon_id": coupon_id, "subject": subject, "now": now,
+              "start": secrets.randbelow(BUCKETS), "claim_id": claim_id, "code": code}
+    if key is None:
+        found = await repo.claim_coupon(session, **values)
+    else:
+        found = await repo.claim_coupon_keyed(session, **key, **values)
+    if found.outcome == "replay":
+        return FirstAnswer(found.first_hash, found.first_status, found.first_response)
     if found.outcome != "ok":
         if found.outcome == "out_of_stock":
             _seen_sold_out.add(coupon_id)
