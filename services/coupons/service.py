@@ -17,7 +17,9 @@ a budget that cannot pay refuses the payment (sponsor-budget-exhausted) and noth
 
 Claims. One call of coupons.claim_coupon (sql/claim_coupon.sql) checks the coupon, raises the
 resident's holding within the per-resident limit and takes one unit of stock from a bucket,
-exactly under any concurrency.
+exactly under any concurrency; the request's Idempotency-Key is claimed in the same statement
+(coupons.claim_coupon_keyed). A coupon sold out is refused to the rush still trying to claim it
+by one statement before the key and the transaction (`refuse_if_sold_out`).
 
 Refunds. A payment with a coupon refunded IN FULL reverses its redemption: the claim is released,
 the stock gets the unit back and the resident's count drops by one (the wallet gives the sponsor
