@@ -253,8 +253,10 @@ async def claim_coupon(
     coupon_id: uuid.UUID, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):
     """Claim one of the coupon for oneself: stock and the per-resident limit are taken exactly."""
-    if replay := await idem.replay():
-        return replay
-    view = await service.claim(session, clock, region=principal.region_code, subject=principal.subject,
-                               coupon_id=coupon_id)
-    return await idem.respond(201, _claim_out(view, clock.now()))
+    await service.refuse_if_sold_out(session, clock, region=principal.region_code, coupon_id=coupon_id,
+                                     caller=idem.caller, key=idem.key)
+    made = await service.claim(session, clock, region=principal.region_code, subject=principal.subject,
+                               coupon_id=coupon_id, key=await idem.claim())
+    if isinstance(made, service.FirstAnswer):
+        return await idem.replayed(made.request_hash, made.status_code, made.response)
+    return await idem.respond(201, _claim_out(made, clock.now()))

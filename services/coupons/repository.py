@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coupons.models import Claim, ClaimStatus, Coupon, CouponStatus, CouponStock, Holding, Redemption
+from shared.models import IdempotencyRecord
 
 # --- coupons ------------------------------------------------------------------------------------
 
@@ -101,6 +102,54 @@ async def claim_coupon(session: AsyncSession, **values: Any) -> Row[Any]:
     return (await session.execute(_CLAIM, values)).one()
 
 
+_CLAIM_KEYED = text(
+    "SELECT outcome, name, kind, valid_from, valid_until, per_resident_limit, first_hash, first_status,"
+    " first_response FROM coupons.claim_coupon_keyed(:caller, :key, :request_hash, :region_id, :coupon_id,"
+    " :subject, :now, :start, :claim_id, :code)"
+).bindparams(
+    bindparam("caller", type_=Text), bindparam("key", type_=Text), bindparam("request_hash", type_=Text),
+    bindparam("region_id", type_=UUID(as_uuid=True)), bindparam("coupon_id", type_=UUID(as_uuid=True)),
+    bindparam("subject", type_=Text), bindparam("start", type_=Integer),
+    bindparam("claim_id", type_=UUID(as_uuid=True)), bindparam("code", type_=Text),
+)
+
+
+async def claim_coupon_keyed(session: AsyncSession, **values: Any) -> Row[Any]:
+    """The key's claim and the claim in one statement (sql/claim_coupon_keyed.sql): outcome
+    'replay' with the key's first answer, or the claim's outcome and the coupon's answer fields."""
+    return (await session.execute(_CLAIM_KEYED, values)).one()
+
+
+# A claim of a coupon found sold out, refused without the request's transaction: the same
+# conditions under which coupons.claim_coupon answers out_of_stock (the coupon of the region,
+# active, in its window, no stock left, read without a lock as the function reads them), and no
+# record of the caller's Idempotency-Key, so that a key that has an answer (a claim that
+# succeeded, or another request's) still gets it, or its 422, from the request's own path.
+_SOLD_OUT = f"""
+SELECT EXISTS (
+    SELECT 1 FROM coupons.coupons c
+     WHERE c.id = $1 AND c.region_id = $2 AND c.status = 'active' AND $3 >= c.valid_from AND $3 < c.valid_until
+       AND NOT EXISTS (SELECT 1 FROM coupons.stock s WHERE s.coupon_id = c.id AND s.remaining > 0)
+       AND NOT EXISTS (SELECT 1 FROM {IdempotencyRecord.__table__.fullname} k WHERE k.caller = $4 AND k.key = $5))
+"""
+
+
+async def sold_out(
+    session: AsyncSession, *, coupon_id: uuid.UUID, region_id: uuid.UUID, now: datetime, caller: str, key: str
+) -> bool:
+    """Whether a claim with this key would be refused as out of stock, read in one statement
+    on its own: through the driver's connection, outside any transaction (no BEGIN, no
+    ROLLBACK, no ORM), unless the session already holds a connection (then on it, so that a
+    request never waits for a second one)."""
+    args = (coupon_id, region_id, now, caller, key)
+    if session.in_transaction():
+        return bool((await session.execute(text(_SOLD_OUT.replace("$", ":p")), {
+            f"p{i}": value for i, value in enumerate(args, 1)})).scalar_one())
+    async with session.bind.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        return bool(await driver.fetchval(_SOLD_OUT, *args))
+
+
 async def claim_with_coupon(
     session: AsyncSession, claim_id: uuid.UUID, *, lock: bool = False
 ) -> tuple[Claim, Coupon] | None:
@@ -109,6 +158,57 @@ async def claim_with_coupon(
         query = query.with_for_update(of=Claim)
     row = (await session.execute(query)).first()
     return (row[0], row[1]) if row else None
+
+
+@dataclass(frozen=True)
+class ClaimInUse:
+    """A claim about to be used, as its checks need it."""
+
+    id: uuid.UUID
+    region_id: uuid.UUID
+    subject: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CouponTerms:
+    """What using a claim checks and computes of its coupon."""
+
+    id: uuid.UUID
+    region_id: uuid.UUID
+    merchant_id: uuid.UUID | None
+    kind: str
+    value: int | None
+    max_discount: int | None
+    min_spend: int
+    store_ids: list[uuid.UUID] | None
+    valid_from: datetime
+    valid_until: datetime
+    funded_by: str
+    sponsor_id: uuid.UUID | None
+    status: str
+
+
+_claims, _coupons = Claim.__table__, Coupon.__table__
+# Built once, plain columns (no ORM objects): paying with a coupon reads its claim on the hot path.
+_CLAIM_IN_USE = (
+    select(_claims.c.region_id.label("claim_region_id"), _claims.c.subject, _claims.c.status.label("claim_status"),
+           *(_coupons.c[name] for name in CouponTerms.__dataclass_fields__))
+    .join_from(_claims, _coupons, _coupons.c.id == _claims.c.coupon_id)
+    .where(_claims.c.id == bindparam("claim_id"))
+)
+_CLAIM_IN_USE_LOCKED = _CLAIM_IN_USE.with_for_update(of=_claims)
+
+
+async def claim_in_use(
+    session: AsyncSession, claim_id: uuid.UUID, *, lock: bool
+) -> tuple[ClaimInUse, CouponTerms] | None:
+    """A claim and its coupon's terms, the claim's row locked (`lock`) until the commit."""
+    row = (await session.execute(_CLAIM_IN_USE_LOCKED if lock else _CLAIM_IN_USE, {"claim_id": claim_id})).first()
+    if row is None:
+        return None
+    terms = CouponTerms(*(getattr(row, name) for name in CouponTerms.__dataclass_fields__))
+    return ClaimInUse(claim_id, row.claim_region_id, row.subject, row.claim_status), terms
 
 
 async def claim_by_code(session: AsyncSession, code: str) -> tuple[Claim, Coupon] | None:
@@ -157,8 +257,21 @@ async def restock(session: AsyncSession, coupon_id: uuid.UUID, bucket: int) -> N
 # --- redemptions ----------------------------------------------------------------------------------
 
 
-async def insert_redemption(session: AsyncSession, **values: Any) -> Redemption:
-    return (await session.execute(insert(Redemption).values(**values).returning(Redemption))).scalar_one()
+# The redemption and its claim marked redeemed, in one statement built once (every column is
+# given: nothing to read back).
+_redemptions = Redemption.__table__
+_REDEEM = text(
+    f"WITH made AS (INSERT INTO coupons.redemptions ({', '.join(c.name for c in _redemptions.c)})"
+    f" VALUES ({', '.join(':' + c.name for c in _redemptions.c)}))"
+    f" UPDATE coupons.claims SET status = '{ClaimStatus.REDEEMED.value}', redeemed_at = :redeemed_at"
+    " WHERE id = :claim_id"
+)
+
+
+async def redeem(session: AsyncSession, **values: Any) -> Redemption:
+    """Record the claim's redemption and mark the claim redeemed, at `redeemed_at`."""
+    await session.execute(_REDEEM, values)
+    return Redemption(**values)
 
 
 async def redemption_of_payment(session: AsyncSession, payment_id: uuid.UUID) -> Redemption | None:

@@ -17,8 +17,10 @@ a budget that cannot pay refuses the payment (sponsor-budget-exhausted) and noth
 
 Claims. One call of coupons.claim_coupon (sql/claim_coupon.sql) checks the coupon, raises the
 resident's holding within the per-resident limit and takes one unit of stock from a bucket,
-exactly under any concurrency. A segment's coupon is offered and given only to residents in the
-segment then (audiences.py, asked before the claim).
+exactly under any concurrency; the request's Idempotency-Key is claimed in the same statement
+(coupons.claim_coupon_keyed). A coupon sold out is refused to the rush still trying to claim it
+by one statement before the key and the transaction (`refuse_if_sold_out`). A segment's coupon
+is offered and given only to residents in the segment then (audiences.py, asked before the claim).
 
 Refunds. A payment with a coupon refunded IN FULL reverses its redemption: the claim is released,
 the stock gets the unit back and the resident's count drops by one (the wallet gives the sponsor
@@ -321,16 +323,64 @@ async def available(
         after_id = batch[-1].id
 
 
-async def claim(session: AsyncSession, clock: Clock, *, region: str, subject: str, coupon_id: uuid.UUID) -> ClaimView:
+# Coupons this process has seen refused as out of stock: a hint of where the sold-out check below
+# is worth its statement, never an answer (a coupon restocked since is found so by the check).
+_seen_sold_out: set[uuid.UUID] = set()
+
+
+def _refusal(outcome: str, coupon_id: uuid.UUID) -> Problem:
+    return _CLAIM_REFUSALS[outcome](_CLAIM_DETAILS[outcome], coupon_id=str(coupon_id))
+
+
+async def refuse_if_sold_out(
+    session: AsyncSession, clock: Clock, *, region: str, coupon_id: uuid.UUID, caller: str, key: str
+) -> None:
+    """When a coupon sells out, thousands of residents are still trying to claim it: refuse them
+    (409 coupon-out-of-stock, the claim's own refusal) before the Idempotency-Key is claimed and the
+    request's transaction begun, at the cost of one statement, which reads what the claim function
+    would read: the coupon active and in its window, no stock left, and no record of this key (a
+    key that has an answer, a claim that succeeded among them, is answered as ever). Nothing is
+    cached but where to look: a restocked coupon is claimable at once. Anything else (stock left,
+    another refusal, a key seen before) goes the claim's own way."""
+    if coupon_id not in _seen_sold_out:
+        return
+    region_id = await public.region_id(session, region=region)
+    if await repo.sold_out(session, coupon_id=coupon_id, region_id=region_id, now=clock.now(), caller=caller, key=key):
+        raise _refusal("out_of_stock", coupon_id)
+    _seen_sold_out.discard(coupon_id)
+
+
+@dataclass(frozen=True)
+class FirstAnswer:
+    """The answer an earlier request with the same Idempotency-Key stored (to replay)."""
+
+    request_hash: str
+    status_code: int
+    response: Any
+
+
+async def claim(
+    session: AsyncSession, clock: Clock, *, region: str, subject: str, coupon_id: uuid.UUID,
+    key: dict[str, str] | None = None,
+) -> ClaimView | FirstAnswer:
+    """With `key` (`Idempotency.claim`, not yet claimed), the key's claim and the claim in one
+    statement (sql/claim_coupon_keyed.sql): the claim made, or the key's first answer to replay.
+    Without, the claim alone (a caller that claimed its key already)."""
     region_id = await public.region_id(session, region=region)
     now, claim_id, code = clock.now(), new_id(), new_code()
     await audiences.check_claim(session, region=region, region_id=region_id, coupon_id=coupon_id, subject=subject, at=now)
-    found = await repo.claim_coupon(
-        session, region_id=region_id, coupon_id=coupon_id, subject=subject, now=now,
-        start=secrets.randbelow(BUCKETS), claim_id=claim_id, code=code,
-    )
+    values = {"region_id": region_id, "coupon_id": coupon_id, "subject": subject, "now": now,
+              "start": secrets.randbelow(BUCKETS), "claim_id": claim_id, "code": code}
+    if key is None:
+        found = await repo.claim_coupon(session, **values)
+    else:
+        found = await repo.claim_coupon_keyed(session, **key, **values)
+    if found.outcome == "replay":
+        return FirstAnswer(found.first_hash, found.first_status, found.first_response)
     if found.outcome != "ok":
-        raise _CLAIM_REFUSALS[found.outcome](_CLAIM_DETAILS[found.outcome], coupon_id=str(coupon_id))
+        if found.outcome == "out_of_stock":
+            _seen_sold_out.add(coupon_id)
+        raise _refusal(found.outcome, coupon_id)
     # The function kept the code for a free item only (sql/claim_coupon.sql).
     made = Claim(id=claim_id, region_id=region_id, coupon_id=coupon_id, subject=subject,
                  code=code if found.kind == CouponKind.FREE_ITEM else None,
@@ -351,7 +401,7 @@ async def claims(
 # --- redeeming ---------------------------------------------------------------------------------------
 
 
-def discount_of(coupon: Coupon, price: int) -> int:
+def discount_of(coupon: Coupon | repo.CouponTerms, price: int) -> int:
     """The yen off `price` (which has reached the minimum spend); rounding down, the shop or the
     sponsor never gives more than the coupon says."""
     kind = CouponKind(coupon.kind)
@@ -364,7 +414,7 @@ def discount_of(coupon: Coupon, price: int) -> int:
     return price - coupon.value  # fixed price
 
 
-def _check_usable(claim_row: Claim, coupon_row: Coupon, now: datetime) -> None:
+def _check_usable(claim_row: Claim | repo.ClaimInUse, coupon_row: Coupon | repo.CouponTerms, now: datetime) -> None:
     if claim_row.status != ClaimStatus.CLAIMED:
         raise CouponAlreadyUsed("This claimed coupon was already used.", claim_id=str(claim_row.id))
     if coupon_row.status != CouponStatus.ACTIVE:
@@ -375,7 +425,7 @@ def _check_usable(claim_row: Claim, coupon_row: Coupon, now: datetime) -> None:
         raise CouponExpired("The coupon's validity is over.", valid_until=coupon_row.valid_until.isoformat())
 
 
-def _check_store(coupon_row: Coupon, merchant_id: uuid.UUID, store_id: uuid.UUID) -> None:
+def _check_store(coupon_row: Coupon | repo.CouponTerms, merchant_id: uuid.UUID, store_id: uuid.UUID) -> None:
     if (coupon_row.merchant_id is not None and coupon_row.merchant_id != merchant_id) or (
         coupon_row.store_ids is not None and store_id not in coupon_row.store_ids
     ):
@@ -384,8 +434,8 @@ def _check_store(coupon_row: Coupon, merchant_id: uuid.UUID, store_id: uuid.UUID
 
 async def _holders_claim(
     session: AsyncSession, region_id: uuid.UUID, subject: str, claim_id: uuid.UUID, *, lock: bool
-) -> tuple[Claim, Coupon]:
-    found = await repo.claim_with_coupon(session, claim_id, lock=lock)
+) -> tuple[repo.ClaimInUse, repo.CouponTerms]:
+    found = await repo.claim_in_use(session, claim_id, lock=lock)
     # Someone else's claim is answered as no claim at all: its existence is not the caller's to know.
     if found is None or found[0].region_id != region_id or found[0].subject != subject:
         raise ClaimNotFound(f"You hold no claimed coupon {claim_id}.")
@@ -394,8 +444,8 @@ async def _holders_claim(
 
 @dataclass(frozen=True)
 class Quote:
-    claim: Claim
-    coupon: Coupon
+    claim: repo.ClaimInUse
+    coupon: repo.CouponTerms
     store: public.ScannedStore
     price: int
     discount: int
@@ -433,7 +483,9 @@ async def pay_with_coupon(
     claim_id: uuid.UUID,
 ) -> tuple[public.PaidPayment, Redemption]:
     """The payment, its discount and the redemption, in the caller's one transaction. The claim is
-    locked first, so two payments with one claim take turns and the second finds it used."""
+    locked first, so two payments with one claim take turns and the second finds it used. Any
+    refusal, the wallet's included, ends the whole transaction (the request rolls back), so the
+    payment needs no savepoint of its own."""
     quote = await _quote(session, clock, region=region, subject=subject, qr=qr, price=price, claim_id=claim_id,
                          lock=True)
     coupon_row, redemption_id = quote.coupon, new_id()
@@ -442,14 +494,14 @@ async def pay_with_coupon(
         session, clock, region=region, actor=actor, payer=subject, store_id=quote.store.store_id, price=price,
         payment_request_id=quote.store.request.id if quote.store.request else None,
         discount=public.Discount(quote.discount, funder, coupon_row.sponsor_id, reference=str(redemption_id)),
+        savepoint=False,
     )
-    redemption = await repo.insert_redemption(
+    redemption = await repo.redeem(
         session, id=redemption_id, region_id=coupon_row.region_id, coupon_id=coupon_row.id, claim_id=claim_id,
         merchant_id=paid.merchant_id, store_id=paid.store_id, payment_id=paid.id, price=paid.price,
         discount=quote.discount, paid=paid.amount, funded_by=coupon_row.funded_by, sponsor_id=coupon_row.sponsor_id,
         redeemed_by=actor.subject, redeemed_at=paid.created_at, reversed_at=None,
     )
-    await repo.mark_claim(session, claim_id, status=ClaimStatus.REDEEMED.value, redeemed_at=paid.created_at)
     return paid, redemption
 
 
@@ -469,13 +521,11 @@ async def redeem_code(
         raise CouponNotValidAtStore("This is not one of your stores.", store_id=str(store_id))
     _check_store(coupon_row, merchant_id, store_id)
     now = clock.now()
-    redemption = await repo.insert_redemption(
+    return await repo.redeem(
         session, id=new_id(), region_id=region_id, coupon_id=coupon_row.id, claim_id=claim_row.id,
         merchant_id=merchant_id, store_id=store_id, payment_id=None, price=None, discount=0, paid=None,
         funded_by=coupon_row.funded_by, sponsor_id=None, redeemed_by=actor.subject, redeemed_at=now, reversed_at=None,
     )
-    await repo.mark_claim(session, claim_row.id, status=ClaimStatus.REDEEMED.value, redeemed_at=now)
-    return redemption
 
 
 # --- the wallet's refund hook -----------------------------------------------------------------------------

@@ -27,6 +27,9 @@ Paying
     sponsor-budget-exhausted, store-not-found, merchant-inactive, account-inactive,
     insufficient-balance, balance-not-eligible-here, payment-request-paid / -cancelled /
     -expired / -not-found, and whatever problem a hook raises.
+    `savepoint=False` leaves out the savepoint (two round trips): only for a caller whose
+    whole transaction is rolled back whenever `pay` refuses (it never catches the problem, as a
+    payment with a coupon does not), so that nothing of a refused payment can remain.
     `publish_paid(redis, paid)`: tell the shop's terminals (`GET /v1/merchants/{id}/events`)
     of the payment; call it only after the commit (a FastAPI background task does), as the
     wallet's own payment endpoints do. A lost notice is caught up from the database when a
@@ -124,6 +127,7 @@ Hooks
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
@@ -240,9 +244,10 @@ class PaidPayment:
 async def pay(
     session: AsyncSession, clock: Clock, *, region: str, actor: Actor, payer: str, store_id: uuid.UUID,
     price: int | None, payment_request_id: uuid.UUID | None = None, discount: Discount | None = None,
+    savepoint: bool = True,
 ) -> PaidPayment:
     identity = await directory.region_identity(session, region)
-    async with session.begin_nested():
+    async with session.begin_nested() if savepoint else contextlib.nullcontext():
         request = await payments.payment_request_at(session, store_id, payment_request_id) if payment_request_id else None
         payment, applied = await payments.pay_at_store(
             session, clock, region=identity, subject=payer, store_id=store_id, request=request, price=price,

@@ -131,3 +131,27 @@ async def test_only_residents_claim(client, tokens, town, sessionmaker):
     for headers in (tokens.operator(), tokens.merchant_admin(town.merchants[TEAHOUSE])):
         assert_problem(await client.post(f"/v1/coupons/{coupon['id']}/claims", headers=idem(headers)), 403, "forbidden")
     assert await snapshot(sessionmaker) == before
+
+
+async def test_twin_claims_with_one_key_at_once_claim_once(client, tokens, town, sessionmaker):
+    """The key is claimed in the claim's own statement (coupons.claim_coupon_keyed): the twin waits
+    on it and answers with the first's claim."""
+    coupon = await issue(client, tokens, town)
+    headers = idem(tokens.resident())
+    answers = await asyncio.gather(*(client.post(f"/v1/coupons/{coupon['id']}/claims", headers=headers)
+                                     for _ in range(2)))
+    assert [a.status_code for a in answers] == [201, 201]
+    assert answers[0].json() == answers[1].json()
+    assert sorted(a.headers.get("idempotent-replayed", "") for a in answers) == ["", "true"]
+    assert await stock(sessionmaker, coupon["id"]) == coupons_public.StockState(10, 9, 1, 1)
+
+
+async def test_a_refused_claim_keeps_no_key(client, tokens, town, sessionmaker):
+    coupon = await issue(client, tokens, town, stock=5, per_resident_limit=1)
+    await claimed(client, tokens, coupon["id"])
+    headers = idem(tokens.resident())
+    assert_problem(await client.post(f"/v1/coupons/{coupon['id']}/claims", headers=headers), 409,
+                   "coupon-limit-reached")
+    # The same key on another coupon is a new request, not a reuse: the refusal kept nothing.
+    other = await issue(client, tokens, town)
+    assert (await client.post(f"/v1/coupons/{other['id']}/claims", headers=headers)).status_code == 201
