@@ -75,6 +75,8 @@ Importing history (移行)
     imported (by key) are skipped. `progress(phase, done, total)` is awaited along the way.
     Refuses history-refused (422) or history-overlaps (409: history at or after the region's own
     began), each with every problem in `errors` (line, key, field, code, detail), writing nothing.
+    `check_history(session, clock, region=, batch=) -> list[RowProblem]` finds the same problems
+    and writes nothing (for a file some of whose rows could not even be read).
 
 Sponsors
     A sponsor (e.g. a city campaign) has a budget account of kind `sponsor_budget` in yen. The
@@ -153,7 +155,7 @@ __all__ = [
     "MerchantDetails", "MerchantProfile", "MerchantRow", "MovementRow", "OnPaid", "OnRefunded",
     "PaidPayment", "Payout", "Progress", "Record", "RefundMade", "RequestedPayment", "ResidentRow", "RowProblem",
     "ScannedStore", "Sector", "ShopStore",
-    "SponsorBudget", "StatementLine", "create_sponsor", "fund_sponsor", "import_history", "merchant", "pay", "payers",
+    "SponsorBudget", "StatementLine", "check_history", "create_sponsor", "fund_sponsor", "import_history", "merchant", "pay", "payers",
     "payment_discount",
     "post_notices", "post_payout", "publish_paid", "refund", "region_id", "register_hooks", "residents",
     "resolve_qr", "sponsor",
@@ -402,6 +404,13 @@ async def _imported_lines(
 
 
 # --- importing history ----------------------------------------------------------------------------------
+
+
+async def check_history(session: AsyncSession, clock: Clock, *, region: str, batch: HistoryBatch) -> list[RowProblem]:
+    """Every problem `import_history` would refuse `batch` for; writes nothing."""
+    found = await directory.hosted_region(session, region)
+    return (await history.check(session, clock, found, batch)).problems
+
 
 
 async def import_history(

@@ -62,13 +62,14 @@ PROGRESS_EVERY = 500
 @dataclass(frozen=True)
 class MerchantRow:
     """A merchant of the previous platform by its code: `merchant_id` names a merchant here;
-    without it, a merchant here of the same name is that merchant, and otherwise one is onboarded
-    with `details` (the fields of POST /v1/merchants, already typed by the caller)."""
+    without it, a merchant here of the same `name` (or `details["name"]`) is that merchant, and
+    otherwise one is onboarded with `details` (the fields of POST /v1/merchants, already typed)."""
 
     line: int
     key: str
     merchant_id: uuid.UUID | None = None
     details: dict[str, Any] | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,13 @@ async def check(
                 continue
             target = found.id
         elif m.details is None:
-            bad(m, "merchant_id", "merchant-required", "Give merchant_id (a merchant here) or the fields to onboard one.")
-            continue
+            existing = await directory.merchant_by_name(session, region.id, m.name) if m.name else None
+            if existing is None:
+                bad(m, "name" if m.name else "merchant_id", "unknown-merchant",
+                    f"No merchant {m.name!r} in {region.code}: give merchant_id, or every field to onboard it."
+                    if m.name else "Give merchant_id (a merchant here), its name, or the fields to onboard one.")
+                continue
+            target = existing.id
         else:
             name = m.details["name"]
             if (other := names.setdefault(name, m.line)) != m.line:
@@ -426,10 +432,12 @@ async def write(
     for mv in plan.movements:
         assert mv.resident is not None
         merchant_id = plan.merchant_ids[mv.merchant] if mv.merchant else None
-        for unit, amount, fee in ((Unit.YEN, mv.yen, mv.fee_yen), (Unit.POINT, mv.points, mv.fee_points)):
+        # One id per unit, of its own time; the point part's just after the yen part's.
+        base = id_at(mv.occurred_at).int & ~1
+        for unit, amount, fee, low in ((Unit.YEN, mv.yen, mv.fee_yen, 0), (Unit.POINT, mv.points, mv.fee_points, 1)):
             if amount:
                 rows.append({
-                    "id": id_at(mv.occurred_at), "region_id": region.id, "record": mv.record.value,
+                    "id": uuid.UUID(int=base | low), "region_id": region.id, "record": mv.record.value,
                     "source_key": mv.key, "unit": unit.value, "occurred_at": mv.occurred_at,
                     "resident_id": wallets[mv.resident].resident.id,
                     "merchant_id": merchant_id if mv.record in (Record.PAYMENT, Record.REFUND) else None,
