@@ -21,10 +21,10 @@ from services.coupons.endpoints import router as coupons_router
 from services.coupons.segments.endpoints import router as segments_router
 from services.coupons.transit.endpoints import router as transit_router
 from services.settlement.endpoints import router as settlement_router
+from services.settlement.history import tasks as history_imports
 from services.settlement.history.endpoints import router as history_import_router
 from services.wallet.campaigns.endpoints import router as campaigns_router
 from services.wallet.endpoints import router as wallet_router
-from services.settlement.history import tasks as history_imports
 from services.wallet.grants import tasks as grant_uploads
 from services.wallet.grants.endpoints import router as grants_router
 from services.wallet.jobs import scheduler

@@ -269,7 +269,7 @@ async def test_one_bad_row_refuses_the_whole_file_and_every_bad_row_is_listed(cl
         (12, "P-9", "merchant", "unknown-merchant"),
     ]
     (mismatch,) = [e for e in refused["errors"] if e["code"] == "closing-mismatch"]
-    assert mismatch["detail"] == "The file states 3500 yen; the resident's movements give 5500."
+    assert mismatch["detail"] == "The file states 3500 yen; the resident's movements give 5400."
     listed = await client.get(f"/v1/settlement/imports/{refused['id']}/errors", headers=tokens.operator())
     assert [e["code"] for e in listed.json()["items"]] == [e["code"] for e in refused["errors"]]
     assert await values(sessionmaker) == before
@@ -376,3 +376,22 @@ def test_the_cli_imports_a_file_lists_every_bad_row_and_exits_1(cli_env, tmp_pat
     assert "opening journals: 0" in again.output
     verified = runner.invoke(cli, ["ledger", "verify"])
     assert verified.exit_code == 0, verified.output
+
+
+async def test_ledger_verify_names_an_opening_that_no_longer_matches_the_imported_movements(
+    client, tokens, town, sessionmaker
+):
+    """The check can fail: an imported movement added behind the import's back leaves Ken's
+    opening short of what his movements now give, and `ledger verify` says so."""
+    assert (await run_import(client, tokens, history_csv(good_rows(town))))["status"] == "done"
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text(
+            "INSERT INTO wallet.imported_movements (id, region_id, record, source_key, unit, occurred_at, resident_id,"
+            " amount, fee, line, batch_id, created_at)"
+            " SELECT gen_random_uuid(), m.region_id, 'topup', 'T-forged', 'yen', m.occurred_at, m.resident_id, 100, 0,"
+            " 99, m.batch_id, m.created_at FROM wallet.imported_movements m WHERE m.source_key = 'T-1'"
+        ))
+    found = await ledger_violations(sessionmaker)
+    assert [(v.invariant, v.detail) for v in found] == [
+        ("history", "yen: stated closing 3400, imported movements give 3500, opening carried 3400")
+    ]

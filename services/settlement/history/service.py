@@ -21,7 +21,7 @@ from services.settlement.history import repository as repo
 from services.settlement.history.errors import FileUnreadable, ImportNotFound
 from services.settlement.history.models import HistoryImport, HistoryImportError, ImportStatus
 from services.wallet import public
-from services.wallet.public import Imported, RowProblem
+from services.wallet.public import HistoryBatch, Imported, RowProblem
 from shared import audit
 from shared.audit import Actor
 from shared.clock import Clock
