@@ -26,6 +26,8 @@ from services.settlement.basedate.endpoints import router as basedate_router
 from services.settlement.endpoints import router as settlement_router
 from services.settlement.kpi.endpoints import router as kpi_router
 from services.settlement.surveys.endpoints import router as surveys_router
+from services.settlement.history import tasks as history_imports
+from services.settlement.history.endpoints import router as history_import_router
 from services.wallet.campaigns.endpoints import router as campaigns_router
 from services.wallet.endpoints import router as wallet_router
 from services.wallet.grants import tasks as grant_uploads
@@ -52,7 +54,7 @@ DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's files
 ROUTERS: dict[str, list[APIRouter]] = {
     "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
     "coupons": [coupons_router, counts_router, bundles_router, segments_router, transit_router],
-    "settlement": [settlement_router, basedate_router, kpi_router, surveys_router],
+    "settlement": [settlement_router, basedate_router, kpi_router, surveys_router, history_import_router],
 }
 SERVICES = tuple(ROUTERS)
 
@@ -99,6 +101,8 @@ def create_app(
                 )
             if "wallet" in services:
                 await grant_uploads.resume_unfinished(app.state)
+            if "settlement" in services:
+                await history_imports.resume_unfinished(app.state)
             # What start-up made (modules, routes, compiled queries, the pool) lives as long as the
             # process: out of the collector's sight, a full collection no longer walks it and
             # stalls every request in flight (tens of ms each time; bench/RESULTS.md).
@@ -112,6 +116,9 @@ def create_app(
                     # one cut off rolls back and is resumed at the next start.
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(grant_uploads.drain(), resolved.shutdown_grace_seconds)
+                if "settlement" in services:
+                    with contextlib.suppress(TimeoutError):  # a history import, likewise
+                        await asyncio.wait_for(history_imports.drain(), resolved.shutdown_grace_seconds)
                 if jobs_task is not None:
                     jobs_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -1,5 +1,6 @@
 """`chiikipay`: run, migrate, seed the demo town, mint dev tokens, verify the ledger, host regions,
-and set up bus operators' fare products and validators and merchants' payout accounts."""
+and set up bus operators' fare products and validators and merchants' payout accounts, make the
+reports, and import a previous platform's history."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +41,7 @@ from services.settlement.kpi import service as kpi_service
 from services.settlement import service as settlement
 from services.settlement.schemas import PayoutAccountIn
 from services.settlement.zengin import AccountType
+from services.settlement.history import service as history_imports
 from services.wallet import onboarding, verify
 from services.wallet import public as wallet_public
 from services.wallet.directory import repository as directory_repo
@@ -808,3 +811,55 @@ def settlement_accounts_import_onboarded(region: RegionOption = "aizu") -> None:
     print(f"{len(done.copied)} copied, {len(done.kept)} kept as they were, {len(done.refused)} refused")
     for merchant_id, problem in done.refused.items():
         print(f"{merchant_id}  refused: {problem.slug}: {problem.detail}")
+
+
+# --- importing history ---------------------------------------------------------------------------------
+
+import_cli = typer.Typer(help="Carry a previous platform's history over (移行).", no_args_is_help=True)
+app.add_typer(import_cli, name="import")
+
+
+@import_cli.command("history")
+def import_history_file(
+    file: Annotated[Path, typer.Argument(help="the history CSV (README: Importing history)", exists=True,
+                                         dir_okay=False, readable=True)],
+    region: RegionOption = "aizu",
+) -> None:
+    """Import the file as the region's operator, all or nothing: every bad row listed and exit 1,
+    or the rows imported and skipped (those imported before) counted. Importing again adds nothing."""
+    content = file.read_bytes()
+    with Progress(
+        TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        phases = {name: bar.add_task(name, total=None) for name in ("reading", "checking", "writing")}
+
+        async def progress(phase: str, done: int, total: int) -> None:
+            bar.update(phases[phase], completed=done, total=total)
+
+        async def work(session: AsyncSession, operator: Actor) -> history_imports.Outcome:
+            return await history_imports.import_file(
+                session, SystemClock(), operator, region=region, content=content, batch_id=uuid.uuid4(),
+                progress=progress,
+            )
+
+        try:
+            outcome = _as_operator(work)
+        except history_imports.Rejected as rejected:
+            bar.stop()
+            print(f"refused: {rejected.problem.detail}", file=sys.stderr)
+            table = Table(title=f"{len(rejected.problems)} problem(s); nothing was imported")
+            for column in ("line", "key", "field", "code", "detail"):
+                table.add_column(column)
+            for p in rejected.problems:
+                table.add_row(str(p.line or ""), p.key or "", p.field or "", p.code, p.detail)
+            Console(stderr=True, width=200).print(table)
+            raise typer.Exit(1) from None
+    table = Table(title=f"History imported into {region} ({outcome.rows} rows)")
+    for column in ("record", "imported", "skipped"):
+        table.add_column(column, justify="right" if column != "record" else "left")
+    for record in ("merchant", "resident", "topup", "payment", "refund", "grant"):
+        table.add_row(record, str(outcome.imported.written.get(record, 0)), str(outcome.imported.skipped.get(record, 0)))
+    console.print(table)
+    console.print(f"opening journals: {outcome.imported.openings} "
+                  f"(¥{outcome.imported.opened_yen:,}, {outcome.imported.opened_points:,} points)")

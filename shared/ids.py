@@ -4,13 +4,25 @@ cursor, the 25-character bill number of a QR code."""
 
 import base64
 import binascii
+import secrets
 import uuid
+from datetime import datetime
 
 from uuid_utils.compat import uuid7
 
 
 def new_id() -> uuid.UUID:
     return uuid7()
+
+
+def id_at(at: datetime) -> uuid.UUID:
+    """A UUIDv7 of the instant `at` (its millisecond) instead of now: a record that happened long
+    ago (a movement imported from a previous platform) sorts among ids by when it happened."""
+    millis = int(at.timestamp() * 1000)
+    assert 0 <= millis < 1 << 48, f"{at} is outside UUIDv7 time"
+    rand = secrets.randbits(74)
+    value = (millis << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return uuid.UUID(int=value)
 
 
 def short_id(value: uuid.UUID) -> str:

@@ -12,7 +12,7 @@ from services.wallet import access, onboarding
 from services.wallet.directory import service as directory
 from services.wallet.directory.models import Merchant
 from services.wallet.expiry import service as expiry
-from services.wallet.ledger.models import Entry, Journal, JournalKind
+from services.wallet.ledger.models import JournalKind
 from services.wallet.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -96,15 +96,16 @@ def wallet_out(wallet: directory.Wallet) -> WalletOut:
     )
 
 
-def history_page(rows: list[tuple[Entry, Journal]], limit: int) -> Page[HistoryItem]:
+def history_page(rows: list[statements.HistoryLine], limit: int) -> Page[HistoryItem]:
     items = [
         HistoryItem(
-            entry_id=e.id, journal_id=j.id, kind=j.kind, unit=e.unit, amount=e.amount, balance_after=e.balance_after,
-            reference=j.reference, memo=j.memo, created_at=e.created_at,
+            entry_id=r.id, journal_id=r.journal_id, kind=r.kind, unit=r.unit, amount=r.amount,
+            balance_after=r.balance_after, reference=r.reference, memo=r.memo, created_at=r.created_at,
+            imported=r.imported,
         )
-        for e, j in rows
+        for r in rows
     ]
-    return page_of(items, [e.id for e, _ in rows], limit)
+    return page_of(items, [r.id for r in rows], limit)
 
 
 # --- region -----------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ async def my_history(
 ) -> Page[HistoryItem]:
     """The calling resident's movements, newest first, by kind and period."""
     wallet = await access.own_wallet(session, clock, principal)
-    rows = await statements.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
+    rows = await statements.wallet_history(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
 
@@ -270,7 +271,7 @@ async def wallet_history(
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
     wallet = await access.wallet(session, principal, wallet_id)
-    rows = await statements.history(session, [wallet.account, wallet.points], after_id=decode_cursor(cursor), limit=limit + 1, **filters)
+    rows = await statements.wallet_history(session, wallet, after_id=decode_cursor(cursor), limit=limit + 1, **filters)
     return history_page(rows, limit)
 
 

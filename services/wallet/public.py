@@ -60,6 +60,11 @@ Statement lines
     time is its journal's (a sponsor's credit and reversals: their payment's and refund's, so they
     fall in the same period), stamped before commit: a reader cutting a period at `until` must
     wait out the commit lag (a grace period) before trusting that nothing more lands before it.
+    With `include_imported=True` the payments and refunds imported from a previous platform
+    (services/wallet/history) come too, in the same order, marked `imported` (their old id in
+    `source_key`; `journal_id` is the imported row's own id, no journal: they moved no value here
+    and were settled by the previous platform, so a settlement run must never pay them out; a
+    report of earlier years reads them).
     `payment_discount(session, region=, payment_id=) -> DiscountRecord | None` reads one
     payment's discount and who funded it.
 
@@ -77,6 +82,19 @@ Activity (for settlement's KPI report)
     (yen; points are free value and not in it) at the instant `at`, as it stood then, with the
     wallets holding some and the totals per journal kind it was summed from (the base-date
     report, 基準日未使用残高).
+
+Importing history (移行)
+    `import_history(session, clock, region=, actor=, batch=, batch_id=, progress=None) -> Imported`:
+    a previous platform's merchants (found by id or name, or onboarded with `MerchantDetails`),
+    residents, top-ups, payments, refunds and grants (a `HistoryBatch` of typed rows, each with its
+    line in the file), checked in full and then written all at once: the movements kept as
+    imported rows, each resident's closing balance carried over by an `opening` journal from the
+    region's migration account (services/wallet/history/service.py says why). Rows already
+    imported (by key) are skipped. `progress(phase, done, total)` is awaited along the way.
+    Refuses history-refused (422) or history-overlaps (409: history at or after the region's own
+    began), each with every problem in `errors` (line, key, field, code, detail), writing nothing.
+    `check_history(session, clock, region=, batch=) -> list[RowProblem]` finds the same problems
+    and writes nothing (for a file some of whose rows could not even be read).
 
 Sponsors
     A sponsor (e.g. a city campaign) has a budget account of kind `sponsor_budget` in yen. The
@@ -141,6 +159,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.wallet.directory import service as directory
 from services.wallet.directory.errors import MerchantNotFound
 from services.wallet.directory.models import Sector
+from services.wallet.history import service as history
+from services.wallet.history.service import (
+    HistoryBatch,
+    Imported,
+    MerchantRow,
+    MovementRow,
+    Progress,
+    Record,
+    ResidentRow,
+    RowProblem,
+)
 from services.wallet.ledger.models import Status
 from services.wallet.payments import discounts, hooks, notify
 from services.wallet.payments import service as payments
@@ -149,17 +178,19 @@ from services.wallet.payments.hooks import OnPaid, OnRefunded
 from services.wallet.payments.schemas import PaymentOut
 from services.wallet.statements import service as statements
 from services.wallet.statements.service import Activity, KindTotal, MonthActivity, RefundDay, SalesDay, UnusedBalance
+from services.wallet.schemas import MerchantCreate as MerchantDetails
 from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Activity", "Actor", "Discount", "DiscountFunder", "DiscountRecord", "KindTotal", "LineKind", "MerchantNotFound",
-    "MerchantProfile", "MonthActivity", "OnPaid", "OnRefunded", "OnboardedBankAccount", "PaidPayment", "Payout",
-    "RefundDay", "RefundMade", "RequestedPayment", "SalesDay", "ScannedStore", "Sector", "ShopStore", "SponsorBudget",
-    "SponsorPayment", "StatementLine", "UnusedBalance", "activity", "create_sponsor", "fund_sponsor", "merchant",
-    "onboarded_bank_accounts", "pay", "payers", "payment_discount", "post_notices", "post_payout", "publish_paid",
-    "refund", "region_codes", "region_id", "register_hooks", "residents", "resolve_qr", "sponsor", "sponsor_pays",
-    "statement_lines", "stores", "unused_balance",
+    "Activity", "Actor", "Discount", "DiscountFunder", "DiscountRecord", "HistoryBatch", "Imported", "KindTotal",
+    "LineKind", "MerchantDetails", "MerchantNotFound", "MerchantProfile", "MerchantRow", "MonthActivity", "MovementRow",
+    "OnPaid", "OnRefunded", "OnboardedBankAccount", "PaidPayment", "Payout", "Progress", "Record", "RefundDay",
+    "RefundMade", "RequestedPayment", "ResidentRow", "RowProblem", "SalesDay", "ScannedStore", "Sector", "ShopStore",
+    "SponsorBudget", "SponsorPayment", "StatementLine", "UnusedBalance", "activity", "check_history", "create_sponsor",
+    "fund_sponsor", "import_history", "merchant", "onboarded_bank_accounts", "pay", "payers", "payment_discount",
+    "post_notices", "post_payout", "publish_paid", "refund", "region_codes", "region_id", "register_hooks", "residents",
+    "resolve_qr", "sponsor", "sponsor_pays", "statement_lines", "stores", "unused_balance",
 ]
 
 
@@ -351,13 +382,42 @@ class StatementLine:
     payment_id: uuid.UUID | None  # payments, refunds, sponsor credits and reversals
     refund_id: uuid.UUID | None  # refunds and sponsor reversals
     counterparty_merchant_id: uuid.UUID | None  # transfers: the other merchant
+    imported: bool = False  # from a previous platform (include_imported): settled there, never here
+    source_key: str | None = None  # an imported line's id on the previous platform
+
+
+def _order(line: StatementLine) -> tuple[uuid.UUID, datetime, uuid.UUID, str]:
+    return line.merchant_id, line.occurred_at, line.journal_id, line.unit
 
 
 async def statement_lines(
-    session: AsyncSession, *, region: str, since: datetime, until: datetime, merchant_id: uuid.UUID | None = None
+    session: AsyncSession, *, region: str, since: datetime, until: datetime, merchant_id: uuid.UUID | None = None,
+    include_imported: bool = False,
 ) -> AsyncIterator[StatementLine]:
     identity = await directory.region_identity(session, region)
-    async for row in payments.statement_lines(session, identity.id, since, until, merchant_id):
+    native = _native_lines(session, identity.id, since, until, merchant_id)
+    if not include_imported:
+        async for line in native:
+            yield line
+        return
+    imported = _imported_lines(session, identity.id, since, until, merchant_id)
+    # Both streams come in (merchant, time, journal, unit) order: merge them. (Imported history
+    # ends before the region's own begins, but a merchant's lines interleave by merchant.)
+    left, right = await anext(native, None), await anext(imported, None)
+    while left is not None or right is not None:
+        if right is None or (left is not None and _order(left) <= _order(right)):
+            assert left is not None
+            yield left
+            left = await anext(native, None)
+        else:
+            yield right
+            right = await anext(imported, None)
+
+
+async def _native_lines(
+    session: AsyncSession, region_id: uuid.UUID, since: datetime, until: datetime, merchant_id: uuid.UUID | None
+) -> AsyncIterator[StatementLine]:
+    async for row in payments.statement_lines(session, region_id, since, until, merchant_id):
         yield StatementLine(
             row.journal_id, row.merchant_id, row.unit, LineKind(row.kind), row.amount, row.fee, row.net,
             row.occurred_at, row.payment_id, row.refund_id, row.counterparty_merchant_id,
@@ -375,6 +435,37 @@ async def activity(session: AsyncSession, *, region: str, since: date, until: da
 async def unused_balance(session: AsyncSession, *, region: str, at: datetime) -> UnusedBalance:
     identity = await directory.region_identity(session, region)
     return await statements.unused_balance(session, identity.id, at)
+
+
+async def _imported_lines(
+    session: AsyncSession, region_id: uuid.UUID, since: datetime, until: datetime, merchant_id: uuid.UUID | None
+) -> AsyncIterator[StatementLine]:
+    async for row in history.sales_lines(session, region_id, since, until, merchant_id):
+        assert row.merchant_id is not None
+        sign = 1 if row.record == Record.PAYMENT else -1
+        yield StatementLine(
+            row.id, row.merchant_id, row.unit, LineKind.PAYMENT if sign > 0 else LineKind.REFUND, sign * row.amount,
+            sign * row.fee, sign * (row.amount - row.fee), row.occurred_at, None, None, None, True, row.source_key,
+        )
+
+
+# --- importing history ----------------------------------------------------------------------------------
+
+
+async def check_history(session: AsyncSession, clock: Clock, *, region: str, batch: HistoryBatch) -> list[RowProblem]:
+    """Every problem `import_history` would refuse `batch` for; writes nothing."""
+    found = await directory.hosted_region(session, region)
+    return (await history.check(session, clock, found, batch)).problems
+
+
+
+async def import_history(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, batch: HistoryBatch, batch_id: uuid.UUID,
+    progress: Progress | None = None,
+) -> Imported:
+    found = await directory.hosted_region(session, region)
+    async with session.begin_nested():
+        return await history.write(session, clock, actor, found, batch, batch_id=batch_id, progress=progress)
 
 
 # --- sponsors ---------------------------------------------------------------------------------------------

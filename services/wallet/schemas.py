@@ -156,8 +156,8 @@ class WalletUpdate(Schema):
 
 
 class HistoryItem(Schema):
-    entry_id: uuid.UUID
-    journal_id: uuid.UUID
+    entry_id: uuid.UUID = Field(description="the entry's id; an imported movement's own id")
+    journal_id: uuid.UUID | None = Field(description="none for an imported movement")
     kind: str
     unit: str = Field(description="yen (coin) or point")
     amount: int = Field(description="what the wallet gained (+) or gave up (−)")
@@ -165,6 +165,10 @@ class HistoryItem(Schema):
     reference: str | None
     memo: str | None
     created_at: datetime
+    imported: bool = Field(
+        False, description="imported from the previous platform (its id in `reference`, its own time); "
+        "it moved no value here: what it left is in the wallet's `opening` movement",
+    )
 
 
 class TopupRequest(Schema):

@@ -490,6 +490,7 @@ insert_notice = repo.insert_notice
 merchant = repo.merchant
 merchant_account = repo.merchant_account
 merchant_accounts = repo.merchant_accounts
+merchant_by_name = repo.merchant_by_name
 merchant_class_of = repo.merchant_class_of
 notices = repo.notices
 region_by_id = repo.region_by_id

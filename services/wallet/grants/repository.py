@@ -334,18 +334,3 @@ async def upload_errors(
     if after_id is not None:
         query = query.where(GrantUploadError.id > after_id)
     return list((await session.execute(query.order_by(GrantUploadError.id).limit(limit))).scalars())
-
-
-# --- the worker's lease: a session advisory lock, held while an upload is processed ------------
-
-
-async def try_lock_upload(connection: AsyncConnection, upload_id: uuid.UUID) -> bool:
-    """Only one worker processes an upload; the lock dies with the worker's connection, so an
-    upload whose worker died is free to be taken up again."""
-    query = text("SELECT pg_try_advisory_lock(hashtextextended('grant_upload:' || CAST(:id AS text), 0))")
-    return bool((await connection.execute(query, {"id": str(upload_id)})).scalar_one())
-
-
-async def unlock_upload(connection: AsyncConnection, upload_id: uuid.UUID) -> None:
-    query = text("SELECT pg_advisory_unlock(hashtextextended('grant_upload:' || CAST(:id AS text), 0))")
-    await connection.execute(query, {"id": str(upload_id)})

@@ -30,10 +30,15 @@ class AccountKind(StrEnum):
     CAMPAIGN_BUDGET = "campaign_budget"  # one campaign's points, funded from the campaign fund; never negative
     SPONSOR_BUDGET = "sponsor_budget"  # a sponsor's yen that pays shops the discounts it funds; never negative
     EXPIRED = "expired"  # sink for value forfeited at expiry
+    # The mirror of the value residents held on a previous platform, carried over by opening
+    # journals at a history import's cut-over (services/wallet/history); made on first use.
+    MIGRATION = "migration"
 
 
 # Where value may enter or leave circulation (invariant 4).
-ISSUANCE_KINDS = frozenset({AccountKind.BANK_CLEARING, AccountKind.COUNTER_CASH, AccountKind.CAMPAIGN_FUND})
+ISSUANCE_KINDS = frozenset(
+    {AccountKind.BANK_CLEARING, AccountKind.COUNTER_CASH, AccountKind.CAMPAIGN_FUND, AccountKind.MIGRATION}
+)
 # A region's own accounts. Money comes in and goes out to banks and counters in yen only; fees,
 # the campaign fund (which issues points) and expiry exist in both units.
 SYSTEM_ACCOUNTS = (
@@ -63,11 +68,14 @@ class JournalKind(StrEnum):
     SPONSOR_CREDIT = "sponsor_credit"  # a sponsor's budget pays a shop the discount it funded on a payment
     SPONSOR_REVERSAL = "sponsor_reversal"  # a refund gives the sponsor back its share of that discount
     SPONSOR_PAYMENT = "sponsor_payment"  # a sponsor's budget pays a merchant for something it gave a resident (a bus fare)
+    OPENING = "opening"  # 移行: a resident's closing balance on a previous platform, from the migration account
 
 
 # The journal kinds allowed to touch an issuance account (invariant 4): every other journal moves
 # value between holders and cannot create or destroy it.
-ISSUANCE_JOURNALS = frozenset({JournalKind.TOPUP, JournalKind.CASHOUT, JournalKind.FUNDING, JournalKind.PAYOUT})
+ISSUANCE_JOURNALS = frozenset(
+    {JournalKind.TOPUP, JournalKind.CASHOUT, JournalKind.FUNDING, JournalKind.PAYOUT, JournalKind.OPENING}
+)
 
 # Journal kinds that may touch only these account kinds, the first giving (−) and the second
 # gaining (+), one entry each: checked when posting and by `ledger verify`.
@@ -182,6 +190,7 @@ class LotSource(StrEnum):
     PREMIUM = "premium"
     GRANT = "grant"
     REWARD = "reward"
+    OPENING = "opening"  # a balance carried over from a previous platform (services/wallet/history)
 
 
 class Lot(Base):

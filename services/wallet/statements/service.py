@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.wallet.campaigns import service as campaigns
 from services.wallet.directory import service as directory
 from services.wallet.directory.models import Merchant, Notice, Region
+from services.wallet.history import service as imported
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.models import Account, Entry, Journal, JournalKind, Lot
 from services.wallet.statements import repository as repo
@@ -69,11 +70,51 @@ async def history(
     return await ledger.history(session, [a.id for a in accounts], after_id=after_id, limit=limit, **filters)
 
 
+@dataclass(frozen=True)
+class HistoryLine:
+    """One movement of a wallet: an entry of the ledger, or a movement imported from a previous
+    platform (`imported`: no journal here, no running balance; `reference` is its old id)."""
+
+    id: uuid.UUID  # the entry's, or the imported row's: one order, newest first, for the cursor
+    journal_id: uuid.UUID | None
+    kind: str
+    unit: str
+    amount: int
+    balance_after: int | None
+    reference: str | None
+    memo: str | None
+    created_at: datetime
+    imported: bool
+
+    @classmethod
+    def of_entry(cls, entry: Entry, journal: Journal) -> HistoryLine:
+        return cls(entry.id, journal.id, journal.kind, entry.unit, entry.amount, entry.balance_after,
+                   journal.reference, journal.memo, entry.created_at, False)
+
+
+async def wallet_history(
+    session: AsyncSession, wallet: directory.Wallet, *, after_id: uuid.UUID | None, limit: int, **filters: Any
+) -> list[HistoryLine]:
+    """The wallet's movements, newest first: its entries here and, older than all of them, what
+    the resident did on a previous platform (imported), in one order by id."""
+    entries = await history(session, [wallet.account, wallet.points], after_id=after_id, limit=limit, **filters)
+    lines = [HistoryLine.of_entry(e, j) for e, j in entries]
+    if len(lines) < limit:
+        rows = await imported.resident_movements(session, wallet.resident.id, after_id=after_id, limit=limit, **filters)
+        lines += [
+            HistoryLine(r.id, None, r.record, r.unit, imported.signed(r.record, r.amount), None, r.source_key, r.memo,
+                        r.occurred_at, True)
+            for r in rows
+        ]
+        lines.sort(key=lambda line: line.id, reverse=True)
+    return lines[:limit]
+
+
 async def merchant_history(
     session: AsyncSession, merchant: Merchant, *, after_id: uuid.UUID | None, limit: int, **filters: Any,
-) -> list[tuple[Entry, Journal]]:
+) -> list[HistoryLine]:
     accounts = await directory.merchant_accounts(session, merchant.id)
-    return await history(session, accounts, after_id=after_id, limit=limit, **filters)
+    return [HistoryLine.of_entry(e, j) for e, j in await history(session, accounts, after_id=after_id, limit=limit, **filters)]
 
 
 # --- system accounts and verification ---------------------------------------------------------
