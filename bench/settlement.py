@@ -53,7 +53,7 @@ SOURCE_ACCOUNT = {
     "requester_code": "1234567890", "requester_name": "アイヅチイキペイ", "bank_code": "0126", "branch_code": "401",
     "account_type": "ordinary", "account_number": "1234567",
 }
-BASELINE = {"rate_percent": "3.09", "source": "クレジットカード決済手数料の平均 (DOMAIN.md)"}
+BASELINE = {"rate_bp": 309, "source": "クレジットカード決済手数料の平均 (DOMAIN.md)"}
 
 
 @dataclass

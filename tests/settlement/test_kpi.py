@@ -51,8 +51,8 @@ async def refunds_allowed_for(sessionmaker, days: int) -> None:
         await s.execute(text("UPDATE wallet.regions SET refund_window_days = :days"), {"days": days})
 
 
-async def set_baseline(client, tokens, day: str, percent: str, source: str = "クレジットカード平均") -> None:
-    response = await client.put(f"/v1/settlement/baseline-rates/{day}", json={"rate_percent": percent, "source": source},
+async def set_baseline(client, tokens, day: str, rate_bp: int, source: str = "クレジットカード平均") -> None:
+    response = await client.put(f"/v1/settlement/baseline-rates/{day}", json={"rate_bp": rate_bp, "source": source},
                                 headers=tokens.operator())
     assert response.status_code == 200, response.text
 
@@ -86,8 +86,8 @@ def thousands(yen: Decimal) -> str:
 async def test_fee_savings_use_the_baseline_and_the_fee_of_each_payments_day_across_changes(
     client, tokens, town, sessionmaker, clock
 ):
-    await set_baseline(client, tokens, "2026-04-01", "3.09")
-    await set_baseline(client, tokens, "2026-10-01", "2.50")
+    await set_baseline(client, tokens, "2026-04-01", 309)
+    await set_baseline(client, tokens, "2026-10-01", 250)
     await set_fee_plan(client, tokens, town, TEAHOUSE, 100, jst(2026, 7, 1))
     april = await pay(sessionmaker, clock, town, jst(2026, 4, 10, 12), 3_333)
     july = await pay(sessionmaker, clock, town, jst(2026, 7, 15, 12), 4_000)
@@ -117,8 +117,8 @@ async def test_fee_savings_use_the_baseline_and_the_fee_of_each_payments_day_acr
 
 async def test_refunds_count_on_their_own_date_across_a_month_and_a_fiscal_year(client, tokens, town, sessionmaker, clock):
     await refunds_allowed_for(sessionmaker, 30)
-    await set_baseline(client, tokens, "2026-04-01", "3.00")
-    await set_baseline(client, tokens, "2027-04-01", "2.00")
+    await set_baseline(client, tokens, "2026-04-01", 300)
+    await set_baseline(client, tokens, "2027-04-01", 200)
     march = await pay(sessionmaker, clock, town, jst(2027, 3, 30, 12), 10_000)
     back = await refund(sessionmaker, clock, jst(2027, 4, 2, 12), march, 4_000)
     april = await pay(sessionmaker, clock, town, jst(2027, 4, 10, 12), 6_000)
@@ -166,7 +166,7 @@ async def test_a_year_without_data_is_a_report_of_zeros_and_names_the_unmeasured
 
 
 async def test_a_baseline_missing_for_part_of_the_year_names_those_months(client, tokens, town, sessionmaker, clock):
-    await set_baseline(client, tokens, "2026-07-01", "3.09")
+    await set_baseline(client, tokens, "2026-07-01", 309)
     await pay(sessionmaker, clock, town, jst(2026, 5, 10, 12), 1_000)
     await pay(sessionmaker, clock, town, jst(2026, 8, 10, 12), 1_000)
     target = await client.put("/v1/settlement/kpi-targets/2026/fee_savings", json={"target": "1"},
@@ -183,7 +183,7 @@ async def test_a_baseline_missing_for_part_of_the_year_names_those_months(client
 
 
 async def test_targets_give_the_achievement_rate_and_status(client, tokens, town, sessionmaker, clock):
-    await set_baseline(client, tokens, "2026-04-01", "3.09")
+    await set_baseline(client, tokens, "2026-04-01", 309)
     for at, price, payer, merchant in [
         (jst(2026, 4, 2, 10), 8_000, HANAKO, TEAHOUSE), (jst(2026, 5, 2, 10), 4_000, TARO, STORE),
         (jst(2026, 5, 3, 10), 3_000, HANAKO, FARM),
@@ -305,7 +305,7 @@ async def test_satisfaction_is_the_mean_of_one_answer_per_resident(client, token
 
 
 async def test_the_formats_carry_the_templates_columns(client, tokens, town, sessionmaker, clock):
-    await set_baseline(client, tokens, "2026-04-01", "3.09")
+    await set_baseline(client, tokens, "2026-04-01", 309)
     await pay(sessionmaker, clock, town, jst(2026, 4, 2, 10), 5_000)
     clock.set(jst(2027, 4, 2))
     url, headers = "/v1/settlement/kpi/2026", tokens.operator()
@@ -342,7 +342,7 @@ async def test_refusals_change_nothing(client, tokens, town, sessionmaker, clock
     resident = await client.get("/v1/settlement/kpi/2026", headers=tokens.resident())
     assert resident.status_code == 403
     auditor_writes = await client.put("/v1/settlement/baseline-rates/2026-04-01",
-                                      json={"rate_percent": "3.09", "source": "x"}, headers=tokens.auditor())
+                                      json={"rate_bp": 309, "source": "x"}, headers=tokens.auditor())
     assert auditor_writes.status_code == 403
     unknown_kpi = await client.put("/v1/settlement/kpi-targets/2026/happiness", json={"target": "1"},
                                    headers=tokens.operator())

@@ -3,7 +3,6 @@ region's unused balance and required deposit at a base date, through the reports
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -11,6 +10,7 @@ from fastapi import APIRouter, Query
 from services.settlement.basedate import service
 from services.settlement.basedate.schemas import BaseDateOut, KindTotalOut
 from shared.auth import Principal, Role, require
+from shared.clock import Day
 from shared.db import ReadSessionDep
 from shared.deps import ClockDep
 from shared.openapi import PROBLEMS
@@ -31,7 +31,7 @@ def base_date_out(found: service.BaseDateReport) -> BaseDateOut:
 
 @router.get("/outstanding", response_model=BaseDateOut, responses=PROBLEMS)
 async def outstanding(
-    base_date: Annotated[date, Query(description="31 March or 30 September, ended")], principal: Overseer,
+    base_date: Annotated[Day, Query(description="31 March or 30 September, ended")], principal: Overseer,
     session: ReadSessionDep, clock: ClockDep,
 ) -> BaseDateOut:
     """The unused paid-in balance at the end of the base date (points excluded), the wallets

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
+from shared.clock import Instant
 from shared.schemas import Schema
 from shared.text import text
 
@@ -20,8 +21,8 @@ class SurveyCreate(Schema):
     title_ja: Title
     title: Title
     question_ja: Question
-    opens_at: AwareDatetime
-    closes_at: AwareDatetime
+    opens_at: Instant
+    closes_at: Instant
 
 
 class SurveyOut(Schema):
