@@ -9,6 +9,7 @@ import csv
 import io
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -395,3 +396,81 @@ async def test_ledger_verify_names_an_opening_that_no_longer_matches_the_importe
     assert [(v.invariant, v.detail) for v in found] == [
         ("history", "yen: stated closing 3400, imported movements give 3500, opening carried 3400")
     ]
+
+
+# --- the KPI report over imported years ----------------------------------------------------------------
+
+
+async def test_the_kpi_report_covers_an_imported_year_and_names_its_months(client, tokens, town, sessionmaker):
+    rows = good_rows(town)
+    assert (await run_import(client, tokens, history_csv(rows)))["status"] == "done"
+    rate = await client.put("/v1/settlement/baseline-rates/2025-04-01", json={"rate_bp": 300, "source": "平均"},
+                            headers=tokens.operator())
+    assert rate.status_code == 200, rate.text
+
+    found = await client.get("/v1/settlement/kpi/2025", headers=tokens.auditor())
+    assert found.status_code == 200, found.text
+    report = found.json()
+    kpis = {k["kpi"]: k for k in report["kpis"]}
+
+    # The figures, worked out from the file's rows: each payment's coin and points, less the
+    # refund on its own date; savings at 3 % less the fee the shop paid, the refund's reversed.
+    paid = {"P-1": 2000 + 150, "P-2": 300}
+    fees = {"P-1": 40 + 3, "P-2": 6}
+    refunded, refund_fee = 400, 8
+    net = sum(paid.values()) - refunded
+    saved = sum(Decimal(paid[k]) * Decimal("0.03") - fees[k] for k in paid) - (refunded * Decimal("0.03") - refund_fee)
+    assert kpis["payment_amount"]["actual"] == f"{Decimal(net) / 1000:.3f}"
+    assert kpis["payment_amount"]["monthly"]["2025-06"] == f"{Decimal(2150 - 400) / 1000:.3f}"
+    assert kpis["payment_amount"]["monthly"]["2026-03"] == "0.300"
+    assert kpis["fee_savings"]["actual"] == f"{Decimal(int(saved)) / 1000:.3f}"
+    assert (kpis["points_granted"]["actual"], kpis["point_grants"]["actual"]) == ("300", "1")
+    assert kpis["participants"]["actual"] == "2"  # Ken and Hanako, by their old top-ups
+    assert kpis["merchants"]["actual"] == "2"
+    async with sessionmaker() as session:
+        sectors = (await session.execute(text(
+            "SELECT count(DISTINCT sector) FROM wallet.merchants WHERE id = :tea OR name = 'Old Sake Brewery'"
+        ), {"tea": town.merchants["Tsurugajo Teahouse"]})).scalar_one()
+    assert kpis["sectors"]["actual"] == str(sectors)
+    # Marked: the months holding imported rows, in JSON and in the CSV's month headings.
+    assert report["imported_months"] == ["2025-04", "2025-05", "2025-06", "2025-07", "2026-03"]
+    as_csv = await client.get("/v1/settlement/kpi/2025", params={"format": "csv"}, headers=tokens.auditor())
+    header = next(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    assert "2025-06（移行データを含む）" in header and "2025-08" in header and "2025-08（移行データを含む）" not in header
+
+    # The year after the switch counts none of it and names no imported month.
+    after = (await client.get("/v1/settlement/kpi/2026", headers=tokens.auditor())).json()
+    assert after["imported_months"] == []
+
+
+async def test_the_base_date_report_counts_the_imported_balances_before_and_after_the_switch(
+        client, tokens, town, sessionmaker, clock):
+    assert (await run_import(client, tokens, history_csv(good_rows(town))))["status"] == "done"
+
+    async def outstanding(base_date: str) -> dict[str, Any]:
+        found = await client.get("/v1/settlement/outstanding", params={"base_date": base_date},
+                                 headers=tokens.auditor())
+        assert found.status_code == 200, found.text
+        return found.json()
+
+    # 30 September 2025, on the old platform: Ken's ¥5,000 top-up less his ¥2,000 coin payment
+    # plus the ¥400 refunded, Hanako's ¥1,000; the points (granted, paid) are not paid-in value.
+    autumn = await outstanding("2025-09-30")
+    assert (autumn["unused_balance"], autumn["wallets"]) == (5000 - 2000 + 400 + 1000, 2)
+    assert {m["kind"]: (m["journals"], m["amount"]) for m in autumn["movements"]} == {
+        "imported_topup": (2, 6000), "imported_payment": (1, -2000), "imported_refund": (1, 400)}
+    # 31 March 2026, the old platform's last day, 23:59:59 included: the closing balances the file
+    # states, which the openings carried over (¥3,400 and ¥700).
+    spring = await outstanding("2026-03-31")
+    assert spring["unused_balance"] == 3400 + 700
+    # After the switch the openings are not counted again beside the movements they stand for.
+    clock.set(datetime(2026, 10, 1, 3, tzinfo=UTC))
+    native = (await outstanding("2026-09-30"))
+    kinds = {m["kind"] for m in native["movements"]}
+    assert "opening" not in kinds
+    async with sessionmaker() as session:
+        ledger_yen = (await session.execute(text(
+            "SELECT coalesce(sum(e.amount), 0) FROM wallet.entries e JOIN wallet.accounts a ON a.id = e.account_id "
+            "WHERE a.kind = 'resident' AND a.unit = 'yen' AND e.created_at < '2026-09-30T15:00:00Z'"
+        ))).scalar_one()
+    assert native["unused_balance"] == ledger_yen  # the same as the ledger's own balances, openings in

@@ -48,6 +48,8 @@ _BASELINE_COLUMNS = {
     Lang.JA: ("適用開始日", "基準手数料率(%)", "出典"),
     Lang.EN: ("Effective from", "Baseline rate (%)", "Source"),
 }
+# A month whose figures include imported history is marked so in every format's month heading.
+_IMPORTED = {Lang.JA: "（移行データを含む）", Lang.EN: " (incl. imported history)"}
 _TITLES = {
     Lang.JA: ("{fy}年度 KPI 実績報告", "月別", "基準手数料率", "対象期間", "基準手数料率が未設定の月"),
     Lang.EN: ("FY{fy} KPI report", "Monthly", "Baseline rates", "Period", "Months without a baseline rate"),
@@ -81,6 +83,10 @@ def _month(month: date) -> str:
     return month.strftime("%Y-%m")
 
 
+def _heading(report: KpiReport, month: date, lang: Lang) -> str:
+    return _month(month) + (_IMPORTED[lang] if month in report.imported_months else "")
+
+
 def _rate(bp: int) -> str:
     return format(Decimal(bp) / 100, ".2f")
 
@@ -108,6 +114,7 @@ def as_dict(report: KpiReport, lang: Lang = Lang.JA) -> dict[str, Any]:
             for r in report.baselines
         ],
         "missing_baseline_months": [_month(m) for m in report.missing_baseline_months],
+        "imported_months": [_month(m) for m in report.imported_months],
     }
 
 
@@ -118,7 +125,7 @@ def to_csv(report: KpiReport, lang: Lang = Lang.JA, encoding: str = "utf-8") -> 
         raise UnknownFormat(f"No CSV encoding {encoding!r}; one of {', '.join(ENCODINGS)}.", encodings=list(ENCODINGS))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([*_COLUMNS[lang], *(_month(m) for m in report.months)])
+    writer.writerow([*_COLUMNS[lang], *(_heading(report, m, lang) for m in report.months)])
     for row in report.rows:
         label, unit = _label(row.kpi, lang)
         writer.writerow([
@@ -156,7 +163,7 @@ def to_xlsx(report: KpiReport, lang: Lang = Lang.JA) -> bytes:
     sheet.set_column(6, 6, 50)
 
     months = book.add_worksheet(monthly_title)
-    months.write_row(0, 0, ["KPI", *(_month(m) for m in report.months)], bold)
+    months.write_row(0, 0, ["KPI", *(_heading(report, m, lang) for m in report.months)], bold)
     for i, row in enumerate(report.rows, start=1):
         months.write(i, 0, _label(row.kpi, lang)[0])
         for j, month in enumerate(report.months, start=1):
@@ -187,7 +194,8 @@ def to_png(report: KpiReport, lang: Lang = Lang.JA) -> bytes:
 
     font = font_manager.FontProperties(fname=str(japanese_font_file()))
     rows = {row.kpi: row for row in report.rows}
-    labels = [_month(m)[2:] for m in report.months]
+    # A short mark under the bars (a month heading would not fit), explained under the chart.
+    labels = [_month(m)[2:] + ("*" if m in report.imported_months else "") for m in report.months]
     figure, axes = plt.subplots(2, 1, figsize=(10, 7), dpi=100)
     for axis, kpi in zip(axes, (Kpi.PAYMENT_AMOUNT, Kpi.FEE_SAVINGS), strict=True):
         values = [float(v) if (v := rows[kpi].monthly[m]) is not None else 0.0 for m in report.months]
@@ -198,6 +206,8 @@ def to_png(report: KpiReport, lang: Lang = Lang.JA) -> bytes:
         for tick in axis.get_xticklabels():
             tick.set_fontproperties(font)
     figure.suptitle(_TITLES[lang][0].format(fy=report.fiscal_year), fontproperties=font)
+    if report.imported_months:
+        figure.text(0.01, 0.005, "*" + _IMPORTED[lang].strip(" ()（）"), fontproperties=font, fontsize=8)
     figure.tight_layout()
     out = io.BytesIO()
     # No software/creation metadata in the file: the same report gives the same bytes.

@@ -174,6 +174,7 @@ class KpiReport:
     rows: list[KpiRow]
     baselines: list[BaselineRate]  # the rates in force during the year, the one before it first
     missing_baseline_months: list[date]
+    imported_months: list[date]  # months whose figures include history imported from a previous platform
 
 
 def fiscal_bounds(fiscal_year: int) -> tuple[date, date]:
@@ -336,4 +337,4 @@ async def report(session: AsyncSession, clock: Clock, *, region: str, fiscal_yea
     in_force = [r for r in rates if r.effective_from >= since]
     before = [r for r in rates if r.effective_from < since]
     return KpiReport(region, fiscal_year, since, until - timedelta(days=1), months, rows, before[-1:] + in_force,
-                     missing)
+                     missing, activity.imported_months)

@@ -170,6 +170,7 @@ class Activity:
     months: list[MonthActivity]  # every month of the period, in order, zeros included
     participants: int  # distinct over the whole period
     merchants: int
+    imported_months: list[date]  # the months whose figures include imported history
 
 
 def _months(since: date, until: date) -> list[date]:
@@ -182,7 +183,8 @@ def _months(since: date, until: date) -> list[date]:
 
 async def activity(session: AsyncSession, region_id: uuid.UUID, *, since: date, until: date) -> Activity:
     """The region's payments, refunds, grants, transfers, payouts, participants and trading
-    merchants in the Tokyo days [since, until), grouped by the database."""
+    merchants in the Tokyo days [since, until), grouped by the database: what happened here and
+    what was imported from a previous platform, whose months are named."""
     start, end = tokyo_midnight(since), tokyo_midnight(until)
     sales = [SalesDay(*row) for row in await repo.payment_days(session, region_id, start, end)]
     refunds = [RefundDay(*row) for row in await repo.refund_days(session, region_id, start, end)]
@@ -197,7 +199,8 @@ async def activity(session: AsyncSession, region_id: uuid.UUID, *, since: date, 
         )
         for month in _months(since, until)
     ]
-    return Activity(sales, refunds, months, participants, merchants)
+    imported_months = await repo.imported_months(session, region_id, start, end)
+    return Activity(sales, refunds, months, participants, merchants, imported_months)
 
 
 # --- the unused balance at a base date ---------------------------------------------------------------
@@ -205,7 +208,7 @@ async def activity(session: AsyncSession, region_id: uuid.UUID, *, since: date, 
 
 @dataclass(frozen=True)
 class KindTotal:
-    kind: str  # a journal kind: topup, payment, refund, premium, expiry, cashout …
+    kind: str  # a journal kind (topup, payment, refund, premium, expiry, cashout …) or imported_<record>
     journals: int
     amount: int  # what those journals did to residents' yen (+ in, − out)
 
