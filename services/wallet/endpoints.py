@@ -432,7 +432,8 @@ async def merchant_history(
     merchant_id: uuid.UUID, principal: MerchantReader, session: SessionDep, filters: HistoryFilters,
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[HistoryItem]:
-    """Every movement of the merchant's balance (payments less fees, refunds, transfers), newest first."""
+    """Every movement of the merchant's balance (payments less fees, refunds, transfers), newest first,
+    then its payments and refunds on a previous platform (`imported`), if its history was carried over."""
     rows = await statements.merchant_history(
         session, await access.merchant(session, principal, merchant_id), after_id=decode_cursor(cursor),
         limit=limit + 1, **filters,

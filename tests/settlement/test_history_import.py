@@ -474,3 +474,23 @@ async def test_the_base_date_report_counts_the_imported_balances_before_and_afte
             "WHERE a.kind = 'resident' AND a.unit = 'yen' AND e.created_at < '2026-09-30T15:00:00Z'"
         ))).scalar_one()
     assert native["unused_balance"] == ledger_yen  # the same as the ledger's own balances, openings in
+
+
+async def test_the_merchants_history_shows_its_old_payments_and_refunds_net_of_fees(client, tokens, town):
+    teahouse = town.merchants["Tsurugajo Teahouse"]
+    before = (await client.get(f"/v1/merchants/{teahouse}/history", headers=tokens.merchant_admin(teahouse))).json()
+    assert (await run_import(client, tokens, history_csv(good_rows(town))))["status"] == "done"
+
+    found = await client.get(f"/v1/merchants/{teahouse}/history", params={"limit": 100},
+                             headers=tokens.merchant_admin(teahouse))
+    assert found.status_code == 200, found.text
+    items = found.json()["items"]
+    old = [(h["kind"], h["unit"], h["amount"], h["reference"]) for h in items if h["imported"]]
+    # P-1: ¥2,000 and 150 points less fees of ¥40 and 3 points; R-1: ¥400 back less its ¥8 fee.
+    assert old == [("refund", "yen", -(400 - 8), "R-1"), ("payment", "point", 150 - 3, "P-1"),
+                   ("payment", "yen", 2000 - 40, "P-1")]
+    # Its own movements come first, unchanged, and the old ones after all of them.
+    assert [h for h in items if not h["imported"]] == before["items"]
+    assert items[:len(before["items"])] == before["items"]
+    # Another merchant's old rows are not in it (P-2 was the brewery's).
+    assert all(h["reference"] != "P-2" for h in items)

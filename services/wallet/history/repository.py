@@ -89,21 +89,23 @@ async def sales_lines(
         yield row
 
 
-async def resident_movements(
-    session: AsyncSession, resident_id: uuid.UUID, *, after_id: uuid.UUID | None, limit: int, kind: str | None = None,
-    since: datetime | None = None, until: datetime | None = None,
+async def movements(
+    session: AsyncSession, *, resident_id: uuid.UUID | None = None, merchant_id: uuid.UUID | None = None,
+    after_id: uuid.UUID | None, limit: int, kind: str | None = None, since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[ImportedMovement]:
-    """A resident's imported movements, newest first (by id, which is their time)."""
-    query = select(ImportedMovement).where(ImportedMovement.resident_id == resident_id)
+    """A resident's or a merchant's imported movements, newest first (by id, which is their time)."""
+    m = ImportedMovement
+    query = select(m).where(m.resident_id == resident_id) if resident_id else select(m).where(m.merchant_id == merchant_id)
     if after_id is not None:
-        query = query.where(ImportedMovement.id < after_id)
+        query = query.where(m.id < after_id)
     if kind is not None:
-        query = query.where(ImportedMovement.record == kind)
+        query = query.where(m.record == kind)
     if since is not None:
-        query = query.where(ImportedMovement.occurred_at >= since)
+        query = query.where(m.occurred_at >= since)
     if until is not None:
-        query = query.where(ImportedMovement.occurred_at < until)
-    return list((await session.execute(query.order_by(ImportedMovement.id.desc()).limit(limit))).scalars())
+        query = query.where(m.occurred_at < until)
+    return list((await session.execute(query.order_by(m.id.desc()).limit(limit))).scalars())
 
 
 # --- verification ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ A resident is carried over once: movements for a resident an earlier import open
 after the region's first journal of its own (its go-live) refuses the import.
 
 Reports read imported rows beside the ledger, marked imported: the merchants' statement lines
-(`sales_lines`) and the resident's history (`resident_movements`, paged with the ledger's entries
+(`sales_lines`) and the resident's and the merchant's history (`movements`, paged with the ledger's entries
 by one id order, an imported row's id being a UUIDv7 of its own time)."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from services.wallet.directory import service as directory
 from services.wallet.directory.models import Region
 from services.wallet.history import repository as repo
 from services.wallet.history.errors import HistoryOverlaps, HistoryRefused
-from services.wallet.history.models import MOVEMENTS, Record
+from services.wallet.history.models import MOVEMENTS, ImportedMovement, Record
 from services.wallet.ledger import lots
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.models import Account, AccountKind, JournalKind, LotSource, Status
@@ -507,12 +507,19 @@ async def _open(
 # --- reading and verifying ------------------------------------------------------------------------
 
 sales_lines = repo.sales_lines
-resident_movements = repo.resident_movements
+movements = repo.movements
 
 
 def signed(record: str, amount: int) -> int:
     """What an imported movement did to its resident's wallet."""
     return -amount if record == Record.PAYMENT else amount
+
+
+def merchant_signed(movement: ImportedMovement) -> int:
+    """What an imported payment or refund did to its merchant's balance: net of the fee, as the
+    merchant's own history shows a payment here."""
+    net = movement.amount - movement.fee
+    return net if movement.record == Record.PAYMENT else -net
 
 
 @dataclass(frozen=True)

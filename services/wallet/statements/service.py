@@ -4,7 +4,7 @@ changes state."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -15,6 +15,7 @@ from services.wallet.campaigns import service as campaigns
 from services.wallet.directory import service as directory
 from services.wallet.directory.models import Merchant, Notice, Region
 from services.wallet.history import service as imported
+from services.wallet.history.models import ImportedMovement
 from services.wallet.ledger import service as ledger
 from services.wallet.ledger.models import Account, Entry, Journal, JournalKind, Lot
 from services.wallet.statements import repository as repo
@@ -92,6 +93,16 @@ class HistoryLine:
                    journal.reference, journal.memo, entry.created_at, False)
 
 
+def _with_imported(lines: list[HistoryLine], rows: Sequence[ImportedMovement], amount: Callable[[ImportedMovement], int],
+                   limit: int) -> list[HistoryLine]:
+    """Entries here and imported rows (older than all of them) in one order by id, newest first."""
+    lines = lines + [
+        HistoryLine(r.id, None, r.record, r.unit, amount(r), None, r.source_key, r.memo, r.occurred_at, True)
+        for r in rows
+    ]
+    return sorted(lines, key=lambda line: line.id, reverse=True)[:limit]
+
+
 async def wallet_history(
     session: AsyncSession, wallet: directory.Wallet, *, after_id: uuid.UUID | None, limit: int, **filters: Any
 ) -> list[HistoryLine]:
@@ -99,22 +110,23 @@ async def wallet_history(
     the resident did on a previous platform (imported), in one order by id."""
     entries = await history(session, [wallet.account, wallet.points], after_id=after_id, limit=limit, **filters)
     lines = [HistoryLine.of_entry(e, j) for e, j in entries]
-    if len(lines) < limit:
-        rows = await imported.resident_movements(session, wallet.resident.id, after_id=after_id, limit=limit, **filters)
-        lines += [
-            HistoryLine(r.id, None, r.record, r.unit, imported.signed(r.record, r.amount), None, r.source_key, r.memo,
-                        r.occurred_at, True)
-            for r in rows
-        ]
-        lines.sort(key=lambda line: line.id, reverse=True)
-    return lines[:limit]
+    if len(lines) == limit:
+        return lines
+    rows = await imported.movements(session, resident_id=wallet.resident.id, after_id=after_id, limit=limit, **filters)
+    return _with_imported(lines, rows, lambda r: imported.signed(r.record, r.amount), limit)
 
 
 async def merchant_history(
     session: AsyncSession, merchant: Merchant, *, after_id: uuid.UUID | None, limit: int, **filters: Any,
 ) -> list[HistoryLine]:
+    """The merchant's movements, newest first: its entries here, then the payments and refunds it
+    had on a previous platform (imported), net of their fees."""
     accounts = await directory.merchant_accounts(session, merchant.id)
-    return [HistoryLine.of_entry(e, j) for e, j in await history(session, accounts, after_id=after_id, limit=limit, **filters)]
+    lines = [HistoryLine.of_entry(e, j) for e, j in await history(session, accounts, after_id=after_id, limit=limit, **filters)]
+    if len(lines) == limit:
+        return lines
+    rows = await imported.movements(session, merchant_id=merchant.id, after_id=after_id, limit=limit, **filters)
+    return _with_imported(lines, rows, imported.merchant_signed, limit)
 
 
 # --- system accounts and verification ---------------------------------------------------------
