@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
@@ -19,6 +20,7 @@ from sqlalchemy import text
 from app import wiring
 from services.coupons.bundles.endpoints import counts_router
 from services.coupons.bundles.endpoints import router as bundles_router
+from services.coupons.endpoints import EARLY_ANSWERS as coupon_early_answers
 from services.coupons.endpoints import router as coupons_router
 from services.coupons.segments.endpoints import router as segments_router
 from services.coupons.transit.endpoints import router as transit_router
@@ -40,6 +42,7 @@ from shared.auth import DevIssuer, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import create_engine, create_sessionmaker
+from shared.early import EarlyAnswer, EarlyAnswers
 from shared.embedded import embedded_servers
 from shared.errors import ServiceUnavailable, install_error_handlers, problem_response
 from shared.migrate import upgrade
@@ -57,6 +60,8 @@ ROUTERS: dict[str, list[APIRouter]] = {
     "settlement": [settlement_router, basedate_router, kpi_router, surveys_router, history_import_router],
 }
 SERVICES = tuple(ROUTERS)
+# Each service's answers given before routing and dependencies (shared/early.py).
+EARLY: dict[str, list[tuple[APIRoute, EarlyAnswer]]] = {"coupons": coupon_early_answers}
 
 
 def _routers(service: str) -> list[APIRouter]:
@@ -140,6 +145,9 @@ def create_app(
         swagger_ui_parameters={"validatorUrl": None},
     )
     install_error_handlers(app)
+    # Inside the request middleware (added before it, so nearer the app): an early answer gets a
+    # request id, a log line, metrics and the body guard like any other.
+    app.add_middleware(EarlyAnswers, answers=[a for s in services for a in EARLY.get(s, [])])
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     # The routers' routes become the app's own rather than being included: FastAPI (≥ 0.137)
     # matches an included router lazily, walking every earlier router's routes, then the

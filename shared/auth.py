@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -27,12 +28,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
 from shared.config import Settings
 from shared.db import SessionDep
-from shared.errors import Forbidden, InvalidToken, Unauthenticated
+from shared.errors import Forbidden, InvalidToken, Problem, Unauthenticated
 
 
 class Role(StrEnum):
@@ -169,10 +171,24 @@ def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
     return key
 
 
+# Verified tokens remembered per process, by their text: a resident's app sends the same token with
+# every request for its lifetime, and checking its RS256 signature and its encoding (PyJWT walks
+# the token character by character) costs about 60 µs of app CPU each time. Bounded (LRU), and an
+# entry is trusted for KEY_RECHECK_SECONDS at most, the lifetime of PyJWKClient's key cache, so
+# that a key the provider withdraws stops being accepted as soon as it would without the cache.
+# Times (expiry, not-before) are checked against the clock on every use, never remembered.
+VERIFIED_TOKENS = 4096
+KEY_RECHECK_SECONDS = 300
+
+
 class TokenVerifier:
+    """Checks bearer tokens: the signature, issuer and audience once per token (then remembered,
+    see VERIFIED_TOKENS), its times against the clock on every use."""
+
     def __init__(self, settings: Settings, clock: Clock, dev_issuer: DevIssuer | None) -> None:
         self.settings = settings
         self.clock = clock
+        self._verified: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self.static_key: Any = None
         self.jwks: jwt.PyJWKClient | None = None
         if settings.jwt_jwks_url:
@@ -185,6 +201,39 @@ class TokenVerifier:
             raise RuntimeError("no token keys: set JWT_JWKS_URL or JWT_PUBLIC_KEY, or enable the dev issuer")
 
     async def verify(self, token: str) -> dict[str, Any]:
+        now = self.clock.now().timestamp()
+        claims = self._remembered(token, now)
+        if claims is None:
+            claims = await self._signed_claims(token)
+            self._remember(token, claims, now)
+        for claim in ("exp", "iat", "nbf"):
+            # NumericDate (RFC 7519): a number of seconds. A signed token may still carry a string.
+            if claim in claims and (isinstance(claims[claim], bool) or not isinstance(claims[claim], (int, float))):
+                raise InvalidToken(f"The token's `{claim}` is not a time in seconds.")
+        if claims["exp"] <= now:
+            raise InvalidToken("The bearer token has expired.")
+        if claims["iat"] > now + CLOCK_SKEW_SECONDS or claims.get("nbf", 0) > now + CLOCK_SKEW_SECONDS:
+            raise InvalidToken("The bearer token is not valid yet.")
+        return claims
+
+    def _remembered(self, token: str, now: float) -> dict[str, Any] | None:
+        found = self._verified.get(token)
+        if found is None:
+            return None
+        checked_at, claims = found
+        if not checked_at <= now < checked_at + KEY_RECHECK_SECONDS:
+            del self._verified[token]
+            return None
+        self._verified.move_to_end(token)
+        return claims
+
+    def _remember(self, token: str, claims: dict[str, Any], now: float) -> None:
+        self._verified[token] = (now, claims)
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+
+    async def _signed_claims(self, token: str) -> dict[str, Any]:
+        """The token's claims once its signature, issuer, audience and required claims are checked."""
         try:
             key = self.static_key
             if self.jwks is not None:
@@ -196,21 +245,12 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,
-                # Times are checked below against the injectable clock, so tests move time, not wait.
+                # Times are checked in `verify` against the injectable clock, so tests move time, not wait.
                 options={"require": ["exp", "iat", "sub", "iss", "aud"], "verify_exp": False,
                          "verify_iat": False, "verify_nbf": False},
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"The bearer token was rejected: {exc}.") from None
-        for claim in ("exp", "iat", "nbf"):
-            # NumericDate (RFC 7519): a number of seconds. A signed token may still carry a string.
-            if claim in claims and (isinstance(claims[claim], bool) or not isinstance(claims[claim], (int, float))):
-                raise InvalidToken(f"The token's `{claim}` is not a time in seconds.")
-        now = self.clock.now().timestamp()
-        if claims["exp"] <= now:
-            raise InvalidToken("The bearer token has expired.")
-        if claims["iat"] > now + CLOCK_SKEW_SECONDS or claims.get("nbf", 0) > now + CLOCK_SKEW_SECONDS:
-            raise InvalidToken("The bearer token is not valid yet.")
         return claims
 
 
@@ -276,6 +316,12 @@ api_key_scheme = APIKeyHeader(
 )
 
 
+async def token_principal(request: Request, token: str) -> Principal:
+    """The person a bearer token names, once the app's verifier has checked it."""
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return principal_from_claims(await verifier.verify(token))
+
+
 async def current_principal(
     request: Request,
     session: SessionDep,
@@ -289,8 +335,7 @@ async def current_principal(
             raise InvalidToken("The API key is unknown or revoked.")
         principal = found
     elif credentials is not None:
-        verifier: TokenVerifier = request.app.state.token_verifier
-        principal = principal_from_claims(await verifier.verify(credentials.credentials))
+        principal = await token_principal(request, credentials.credentials)
     else:
         raise Unauthenticated("Send `Authorization: Bearer <token>` (or `X-API-Key` from a terminal).")
     return replace(
@@ -323,6 +368,23 @@ def require(*roles: Role) -> Any:
 
     dependency.admitted_roles = allowed  # type: ignore[attr-defined]  # see gate_roles
     return Depends(dependency)
+
+
+async def admitted_by_token(request: Request, gate: Any) -> Principal | None:
+    """The caller that the `require(...)` gate `gate` would admit by a bearer token, for an answer
+    given before the request's dependencies (shared/early.py); None wherever the gate's own path
+    must answer instead: an API key sent, no bearer token, a token refused, a role not admitted."""
+    headers = request.headers
+    if api_key_scheme.model.name.lower() in headers:
+        return None
+    scheme, token = get_authorization_scheme_param(headers.get("authorization"))
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        principal = await token_principal(request, token)
+    except Problem:
+        return None
+    return principal if principal.role in gate_roles(gate.dependency) else None  # type: ignore[operator]
 
 
 def gate_roles(call: Any) -> frozenset[Role] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -144,6 +145,22 @@ class Idempotency:
         return response
 
 
+# What an Idempotency-Key may be: printable ASCII, as a UUID or any client's key is.
+KEY_PATTERN = r"^[!-~]+$"
+KEY_MAX_LENGTH = 255
+_KEY = re.compile(r"[!-~]+")
+
+
+def presented_key(request: Request) -> str | None:
+    """The request's one well-formed Idempotency-Key, as the `idempotency` dependency accepts it,
+    for an answer given before the dependencies (shared/early.py); None where the dependency must
+    answer instead (no key, more than one, a malformed one)."""
+    keys = request.headers.getlist("idempotency-key")
+    if len(keys) != 1 or len(keys[0]) > KEY_MAX_LENGTH or not _KEY.fullmatch(keys[0]):
+        return None
+    return keys[0]
+
+
 async def idempotency(
     request: Request,
     session: SessionDep,
@@ -153,8 +170,8 @@ async def idempotency(
         Header(
             alias="Idempotency-Key",
             min_length=1,
-            max_length=255,
-            pattern=r"^[!-~]+$",  # printable ASCII, as a UUID or any client's key is
+            max_length=KEY_MAX_LENGTH,
+            pattern=KEY_PATTERN,
             description="Unique per intended effect; a retry with the same key and body returns the first response.",
         ),
     ],

@@ -8,8 +8,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coupons import service
@@ -30,17 +30,20 @@ from services.coupons.schemas import (
 )
 from services.wallet import public as wallet
 from services.wallet.public import Actor
-from shared.auth import MERCHANT_ROLES, Principal, Role, require
+from shared.auth import MERCHANT_ROLES, Principal, Role, admitted_by_token, require
 from shared.clock import Clock
 from shared.db import SessionDep
 from shared.deps import ClockDep, RedisDep
-from shared.idempotency import Idempotency, IdempotencyDep
+from shared.early import route_of
+from shared.errors import Problem, problem_response
+from shared.idempotency import Idempotency, IdempotencyDep, presented_key
 from shared.openapi import INSUFFICIENT_BALANCE, PROBLEMS
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1/coupons", tags=["coupons"])
 
-Resident = Annotated[Principal, require(Role.RESIDENT)]
+RESIDENTS = require(Role.RESIDENT)
+Resident = Annotated[Principal, RESIDENTS]
 Issuer = Annotated[Principal, require(Role.MERCHANT_ADMIN, Role.OPERATOR)]
 Reader = Annotated[Principal, require(Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.OPERATOR, Role.AUDITOR)]
 Shop = Annotated[Principal, require(Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL)]
@@ -253,10 +256,34 @@ async def claim_coupon(
     coupon_id: uuid.UUID, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):
     """Claim one of the coupon for oneself: stock and the per-resident limit are taken exactly."""
-    await service.refuse_if_sold_out(session, clock, region=principal.region_code, coupon_id=coupon_id,
-                                     caller=idem.caller, key=idem.key)
+    # A claim of a coupon sold out was refused before this (refuse_sold_out_claim, below).
     made = await service.claim(session, clock, region=principal.region_code, subject=principal.subject,
                                coupon_id=coupon_id, key=await idem.claim())
     if isinstance(made, service.FirstAnswer):
         return await idem.replayed(made.request_hash, made.status_code, made.response)
     return await idem.respond(201, _claim_out(made, clock.now()))
+
+
+async def refuse_sold_out_claim(request: Request) -> Response | None:
+    """claim_coupon's refusal of a claim of a coupon that has sold out, given before the request's
+    dependencies, session and transaction (shared/early.py): a rush goes on claiming for seconds
+    after the last unit, ten refusals for every claim made. Only where claim_coupon would refuse
+    the same: a resident's valid token (its gate), one well-formed Idempotency-Key (its rule),
+    then `service.refuse_if_sold_out`, which asks the database; its problem is answered as the
+    app's exception handler answers it. Anything else is claim_coupon's to answer (None)."""
+    coupon_id: uuid.UUID = request.path_params["coupon_id"]
+    if not service.may_be_sold_out(coupon_id):
+        return None
+    principal, key = await admitted_by_token(request, RESIDENTS), presented_key(request)
+    if principal is None or key is None:
+        return None
+    async with request.app.state.sessionmaker() as session:
+        try:
+            await service.refuse_if_sold_out(session, request.app.state.clock, region=principal.region_code,
+                                             coupon_id=coupon_id, caller=principal.caller, key=key)
+        except Problem as refused:
+            return problem_response(refused, request)
+    return None
+
+
+EARLY_ANSWERS = [(route_of(router, claim_coupon), refuse_sold_out_claim)]

@@ -328,6 +328,11 @@ async def available(
 _seen_sold_out: set[uuid.UUID] = set()
 
 
+def may_be_sold_out(coupon_id: uuid.UUID) -> bool:
+    """Whether `refuse_if_sold_out` would look at this coupon at all (no statement is run)."""
+    return coupon_id in _seen_sold_out
+
+
 def _refusal(outcome: str, coupon_id: uuid.UUID) -> Problem:
     return _CLAIM_REFUSALS[outcome](_CLAIM_DETAILS[outcome], coupon_id=str(coupon_id))
 
@@ -342,7 +347,7 @@ async def refuse_if_sold_out(
     key that has an answer, a claim that succeeded among them, is answered as ever). Nothing is
     cached but where to look: a restocked coupon is claimable at once. Anything else (stock left,
     another refusal, a key seen before) goes the claim's own way."""
-    if coupon_id not in _seen_sold_out:
+    if not may_be_sold_out(coupon_id):
         return
     region_id = await public.region_id(session, region=region)
     if await repo.sold_out(session, coupon_id=coupon_id, region_id=region_id, now=clock.now(), caller=caller, key=key):

@@ -1,20 +1,29 @@
 """A sold-out coupon's claims, refused before the Idempotency-Key is claimed (service.refuse_if_sold_out):
 the same refusal as the claim's own, nothing changed, and never in the way of what the claim's own
 path would answer otherwise: a key's first answer, a restocked coupon, a paused or expired one,
-another region's resident, a caller without a token."""
+another region's resident, a caller without a token. The refusal is given before routing and the
+dependencies (endpoints.refuse_sold_out_claim, shared/early.py): called directly here, it answers
+exactly the rush it should, and lets every other request through to claim_coupon."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.requests import Request
 
 from services.coupons import public as coupons_public
+from services.coupons.endpoints import refuse_sold_out_claim
 from shared.auth import Role
 from tests.coupons.flows import HANAKO, REGION, TARO, TEAHOUSE, claim, claimed, issue, pay, store_qr
 from tests.helpers import assert_problem, idem, snapshot
 
 SACHIKO = "resident-sachiko"
+FORGER = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # not the dev issuer's key
 
 
 async def stock(sessionmaker, coupon_id: str) -> coupons_public.StockState:
@@ -115,3 +124,99 @@ async def test_a_sold_out_coupon_still_gets_the_claims_own_answer(
     before = await snapshot(sessionmaker)
     assert_problem(await client.post(f"/v1/coupons/{coupon['id']}/claims", headers=idem(headers)), status, slug)
     assert await snapshot(sessionmaker) == before
+
+
+def claim_request(app, coupon_id: str, headers: dict[str, str] | list[tuple[str, str]]) -> Request:
+    """A claim as the early answers see it: matched to claim_coupon's route, nothing else done."""
+    path = f"/v1/coupons/{coupon_id}/claims"
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return Request({
+        "type": "http", "method": "POST", "scheme": "http", "server": ("chiikipay.test", 80), "path": path,
+        "raw_path": path.encode(), "root_path": "", "query_string": b"", "app": app,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in pairs],
+        "path_params": {"coupon_id": uuid.UUID(coupon_id)},
+    })
+
+
+async def test_the_early_refusal_is_the_claims_own_answer_byte_for_byte(app, client, tokens, town, sessionmaker):
+    coupon = await issue(client, tokens, town, stock=1)
+    await claimed(client, tokens, coupon["id"], TARO)
+    own = await claim(client, tokens, coupon["id"], HANAKO)  # claim_coupon's own refusal, which marks it
+    assert_problem(own, 409, "coupon-out-of-stock")
+    before = await snapshot(sessionmaker)
+
+    early = await refuse_sold_out_claim(claim_request(app, coupon["id"], idem(tokens.resident(SACHIKO))))
+    assert early is not None
+    assert (early.status_code, early.headers["content-type"], early.headers["cache-control"]) == (
+        409, own.headers["content-type"], own.headers["cache-control"])
+    assert early.body == own.content and json.loads(early.body)["coupon_id"] == coupon["id"]
+    # Through the app (the request middleware, then the early answer): the same again.
+    again = await claim(client, tokens, coupon["id"], "resident-new")
+    assert (again.status_code, again.headers["content-type"], again.content) == (409, own.headers["content-type"],
+                                                                               own.content)
+    assert await snapshot(sessionmaker) == before
+    assert await stock(sessionmaker, coupon["id"]) == coupons_public.StockState(1, 0, 1, 1)
+
+
+@pytest.mark.parametrize("case, status, slug", [
+    ("a token of another key", 401, "invalid-token"),
+    ("a token expired since it was last accepted", 401, "invalid-token"),
+    ("a merchant's token", 403, "forbidden"),
+    ("an API key", 401, "invalid-token"),
+    ("no Idempotency-Key", 400, "idempotency-key-missing"),
+    ("two Idempotency-Keys", 400, "idempotency-key-repeated"),
+    ("a malformed Idempotency-Key", 422, "validation-error"),
+])
+async def test_the_early_refusal_leaves_every_other_caller_to_the_claim(
+    app, client, tokens, town, sessionmaker, clock, case, status, slug
+):
+    coupon = await issue(client, tokens, town, stock=1)  # sold out, and refused once since (marked)
+    await claimed(client, tokens, coupon["id"], TARO)
+    assert_problem(await claim(client, tokens, coupon["id"], "resident-first-refused"), 409, "coupon-out-of-stock")
+    headers = idem(tokens.resident(HANAKO))
+    if case == "a token of another key":
+        claims = jwt.decode(headers["Authorization"].removeprefix("Bearer "), options={"verify_signature": False})
+        headers["Authorization"] = "Bearer " + jwt.encode(claims, FORGER, algorithm="RS256")
+    elif case == "a token expired since it was last accepted":
+        headers = idem(tokens.mint(Role.RESIDENT, HANAKO, ttl=timedelta(minutes=4)))
+        assert_problem(await client.post(f"/v1/coupons/{coupon['id']}/claims", headers=headers), 409,
+                       "coupon-out-of-stock")  # accepted, and remembered by the verifier
+        clock.advance(timedelta(minutes=4))  # within the verifier's memory of it
+        headers = idem(headers)
+    elif case == "a merchant's token":
+        headers = idem(tokens.merchant_staff(town.merchants[TEAHOUSE]))
+    elif case == "an API key":
+        headers["X-API-Key"] = "ckpos_not-a-key"
+    elif case == "no Idempotency-Key":
+        del headers["Idempotency-Key"]
+    elif case == "a malformed Idempotency-Key":
+        headers["Idempotency-Key"] = "two words"
+    sent = [*headers.items(), *([("Idempotency-Key", "another")] if case == "two Idempotency-Keys" else [])]
+    assert await refuse_sold_out_claim(claim_request(app, coupon["id"], sent)) is None
+    before = await snapshot(sessionmaker)
+    assert_problem(await client.post(f"/v1/coupons/{coupon['id']}/claims", headers=sent), status, slug)
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_a_sold_out_coupon_paused_restocked_and_resumed_is_claimable_again(
+    app, client, tokens, town, sessionmaker
+):
+    coupon = await issue(client, tokens, town, stock=1)
+    taken = await claimed(client, tokens, coupon["id"], HANAKO)
+    paid = await pay(client, tokens, await store_qr(client, tokens, town), 1_000, taken["id"])
+    assert paid.status_code == 201, paid.text
+    assert_problem(await claim(client, tokens, coupon["id"], TARO), 409, "coupon-out-of-stock")
+    admin = tokens.merchant_admin(town.merchants[TEAHOUSE])
+    assert (await client.post(f"/v1/coupons/{coupon['id']}/pause", headers=idem(admin))).status_code == 200
+    assert_problem(await claim(client, tokens, coupon["id"], TARO), 409, "coupon-not-active")
+
+    refund = await client.post(f"/v1/payments/{paid.json()['payment']['id']}/refunds",
+                               headers=idem(tokens.merchant_staff(town.merchants[TEAHOUSE])), json={"amount": 900})
+    assert refund.status_code == 201, refund.text
+    assert_problem(await claim(client, tokens, coupon["id"], TARO), 409, "coupon-not-active")
+    assert (await client.post(f"/v1/coupons/{coupon['id']}/activate", headers=idem(admin))).status_code == 200
+    assert await refuse_sold_out_claim(claim_request(app, coupon["id"], idem(tokens.resident(TARO)))) is None
+    again = await claimed(client, tokens, coupon["id"], TARO)
+    assert again["state"] == "claimed"
+    assert await stock(sessionmaker, coupon["id"]) == coupons_public.StockState(1, 0, 1, 1)
+    assert_problem(await claim(client, tokens, coupon["id"], SACHIKO), 409, "coupon-out-of-stock")
