@@ -11,8 +11,8 @@ import os
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -26,10 +26,10 @@ from services.coupons.segments.endpoints import router as segments_router
 from services.coupons.transit.endpoints import router as transit_router
 from services.settlement.basedate.endpoints import router as basedate_router
 from services.settlement.endpoints import router as settlement_router
-from services.settlement.kpi.endpoints import router as kpi_router
-from services.settlement.surveys.endpoints import router as surveys_router
 from services.settlement.history import tasks as history_imports
 from services.settlement.history.endpoints import router as history_import_router
+from services.settlement.kpi.endpoints import router as kpi_router
+from services.settlement.surveys.endpoints import router as surveys_router
 from services.wallet.campaigns.endpoints import router as campaigns_router
 from services.wallet.endpoints import router as wallet_router
 from services.wallet.grants import tasks as grant_uploads

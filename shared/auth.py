@@ -384,7 +384,9 @@ async def admitted_by_token(request: Request, gate: Any) -> Principal | None:
         principal = await token_principal(request, token)
     except Problem:
         return None
-    return principal if principal.role in gate_roles(gate.dependency) else None  # type: ignore[operator]
+    admitted = gate_roles(gate.dependency)
+    assert admitted is not None, "a gate made by require(...)"
+    return principal if principal.role in admitted else None
 
 
 def gate_roles(call: Any) -> frozenset[Role] | None:

@@ -148,7 +148,7 @@ class Idempotency:
 # What an Idempotency-Key may be: printable ASCII, as a UUID or any client's key is.
 KEY_PATTERN = r"^[!-~]+$"
 KEY_MAX_LENGTH = 255
-_KEY = re.compile(r"[!-~]+")
+_KEY = re.compile(KEY_PATTERN)
 
 
 def presented_key(request: Request) -> str | None:

@@ -19,7 +19,8 @@ Claims. One call of coupons.claim_coupon (sql/claim_coupon.sql) checks the coupo
 resident's holding within the per-resident limit and takes one unit of stock from a bucket,
 exactly under any concurrency; the request's Idempotency-Key is claimed in the same statement
 (coupons.claim_coupon_keyed). A coupon sold out is refused to the rush still trying to claim it
-by one statement before the key and the transaction (`refuse_if_sold_out`). A segment's coupon
+by one statement before the key and the transaction (`refuse_if_sold_out`, asked by the claim's
+early answer before the request's dependencies, endpoints.refuse_sold_out_claim). A segment's coupon
 is offered and given only to residents in the segment then (audiences.py, asked before the claim).
 
 Refunds. A payment with a coupon refunded IN FULL reverses its redemption: the claim is released,
