@@ -150,7 +150,12 @@ class Journal(Base):
     """An immutable transfer of value between accounts (a trigger refuses UPDATE and DELETE)."""
 
     __tablename__ = "journals"
-    __table_args__ = (Index("ix_journals_region_id_id", "region_id", "id"), {"schema": SCHEMA})
+    __table_args__ = (
+        Index("ix_journals_region_id_id", "region_id", "id"),
+        # A keyed payout is found by its reference (payments/service.py post_payout); payouts are few.
+        Index("ix_journals_payout_reference", "region_id", "reference", postgresql_where=text("kind = 'payout'")),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))

@@ -49,6 +49,7 @@ from services.wallet.payments.errors import (
     PaymentRequestNotFound,
     PaymentRequestPaid,
     PayoutExceedsBalance,
+    PayoutKeyReused,
     QRChecksumMismatch,
     QRCurrency,
     QRForeign,
@@ -712,13 +713,21 @@ class Payout:
 
 async def post_payout(
     session: AsyncSession, clock: Clock, actor: Actor, *, region_id: uuid.UUID, merchant_id: uuid.UUID, amount: int,
-    reference: str | None,
+    reference: str | None, key: str | None = None,
 ) -> Payout:
     """振込: `amount` yen of the merchant's balance leave circulation for its bank account (a
     `payout` journal to bank clearing), never more than the balance. A suspended or closed shop
-    is still paid what it holds."""
+    is still paid what it holds. With a `key` (kept as the journal's reference) a payout is
+    posted once: the same key again returns the payout it made, and refuses payout-key-reused
+    for another merchant or amount."""
     if amount <= 0:
         raise InvalidAmount(f"A payout is a positive number of yen, not {amount}.")
+    if key is not None:
+        reference = key
+        if (made := await repo.payout_by_reference(session, region_id, key)) is not None:
+            if (made.merchant_id, made.amount) != (merchant_id, amount):
+                raise PayoutKeyReused(f"The payout key {key!r} paid {made.amount} yen to merchant {made.merchant_id}.")
+            return Payout(made.journal_id, merchant_id, amount, key, made.created_at)
     merchant = await directory.merchant(session, merchant_id)
     if merchant is None or merchant.region_id != region_id:
         raise MerchantNotFound(f"No merchant {merchant_id} in this region.")
@@ -749,3 +758,4 @@ payment_request = repo.payment_request
 store_with_merchant = repo.store_with_merchant
 stores = repo.stores
 payers = repo.payers
+statement_lines_before = repo.statement_lines_before
