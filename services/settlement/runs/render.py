@@ -20,7 +20,7 @@ import io
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from reportlab.lib.pagesizes import A4
@@ -55,10 +55,6 @@ def _csv(rows: Iterable[list[Any]]) -> bytes:
 
 def _jst(at: datetime) -> str:
     return at.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _id(value: uuid.UUID | None) -> str:
-    return "" if value is None else str(value)
 
 
 def figures(m: RunMerchant) -> list[tuple[str, int]]:
@@ -97,17 +93,17 @@ class Statement:
     run: SettlementRun
     merchant: RunMerchant
     rows: list[list[Any]] = field(default_factory=list)
-    days: dict[date, _Day] = field(default_factory=dict)
+    days: dict[str, _Day] = field(default_factory=dict)  # by Tokyo date, YYYY-MM-DD
     others: list[Any] = field(default_factory=list)
 
     def add(self, line: Any) -> None:
+        """A line as repository.lines gives it: its Tokyo time and its ids already text."""
         self.rows.append([
-            _jst(line.occurred_at), KINDS[line.kind], line.amount, line.fee, line.net, _id(line.payment_id),
-            _id(line.refund_id), str(line.journal_id), _id(line.counterparty_merchant_id),
-            "調整" if line.adjustment else "",
+            line.local_time, KINDS[line.kind], line.amount, line.fee, line.net, line.payment_id, line.refund_id,
+            line.journal_id, line.counterparty_merchant_id, "調整" if line.adjustment else "",
         ])
         if line.kind == "payment" and not line.adjustment:
-            day = self.days.setdefault(line.occurred_at.astimezone(TOKYO).date(), _Day())
+            day = self.days.setdefault(line.local_time[:10], _Day())
             day.count, day.amount, day.fee = day.count + 1, day.amount + line.amount, day.fee + line.fee
         else:
             self.others.append(line)
@@ -241,7 +237,7 @@ class _Pdf:
         self.row([(self.LEFT, "日付", False), (self.LEFT + 150, "件数", True), (self.LEFT + 250, "金額", True),
                   (self.LEFT + 340, "手数料", True)])
         for day, total in sorted(self.s.days.items()):
-            self.row([(self.LEFT, f"{day:%Y-%m-%d}", False), (self.LEFT + 150, f"{total.count:,}", True),
+            self.row([(self.LEFT, day, False), (self.LEFT + 150, f"{total.count:,}", True),
                       (self.LEFT + 250, f"{total.amount:,}", True), (self.LEFT + 340, f"{total.fee:,}", True)])
         self.next_line(8)
         self.text(self.LEFT, "その他の明細 (仕訳ID)", 11)
@@ -249,10 +245,10 @@ class _Pdf:
         self.row([(self.LEFT, "日時", False), (self.LEFT + 100, "種別", False), (self.LEFT + 230, "金額", True),
                   (self.LEFT + 290, "手数料", True), (self.LEFT + 300, "仕訳ID", False)], 8)
         for line in self.s.others:
-            self.row([(self.LEFT, _jst(line.occurred_at), False),
+            self.row([(self.LEFT, line.local_time, False),
                       (self.LEFT + 100, KINDS[line.kind] + (" (調整)" if line.adjustment else ""), False),
                       (self.LEFT + 230, f"{line.amount:,}", True), (self.LEFT + 290, f"{line.fee:,}", True),
-                      (self.LEFT + 300, str(line.journal_id), False)], 8)
+                      (self.LEFT + 300, line.journal_id, False)], 8)
         self.canvas.setFont(self.font, 8)
         self.canvas.drawRightString(self.WIDTH - 40, 30, f"{self.page}")
         self.canvas.save()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Row, Select, and_, cast, exists, func, insert, literal, or_, select, text
+from sqlalchemy import BigInteger, Row, Select, Text, and_, cast, exists, func, insert, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,14 +115,24 @@ async def run_merchants(session: AsyncSession, run_id: uuid.UUID, merchant_id: u
     return list((await session.execute(query.order_by(RunMerchant.merchant_id))).scalars())
 
 
-_LINE_FIELDS = (SettledLine.merchant_id, SettledLine.occurred_at, SettledLine.kind, SettledLine.amount,
-                SettledLine.fee, SettledLine.net, SettledLine.payment_id, SettledLine.refund_id,
-                SettledLine.journal_id, SettledLine.counterparty_merchant_id, SettledLine.adjustment)
+def _text(column: Any) -> Any:
+    return func.coalesce(cast(column, Text), "").label(column.key)
+
+
+# A statement's columns as its files print them, formatted by the database (a month is millions).
+_LINE_FIELDS = (
+    SettledLine.merchant_id,
+    func.to_char(func.timezone("Asia/Tokyo", SettledLine.occurred_at), "YYYY-MM-DD HH24:MI:SS").label("local_time"),
+    SettledLine.kind, SettledLine.amount, SettledLine.fee, SettledLine.net, _text(SettledLine.payment_id),
+    _text(SettledLine.refund_id), _text(SettledLine.journal_id), _text(SettledLine.counterparty_merchant_id),
+    SettledLine.adjustment,
+)
 
 
 async def lines(session: AsyncSession, region_id: uuid.UUID, run_id: uuid.UUID, merchant_id: uuid.UUID | None = None,
                 ) -> AsyncIterator[Row[Any]]:
-    """The run's lines (of one merchant, or all), by merchant, time and journal, streamed."""
+    """The run's lines (of one merchant, or all), by merchant, time and journal, streamed: the
+    time as a Tokyo wall clock and the ids as text."""
     query = select(*_LINE_FIELDS).where(SettledLine.region_id == region_id, SettledLine.run_id == run_id)
     if merchant_id is not None:
         query = query.where(SettledLine.merchant_id == merchant_id)
