@@ -63,7 +63,6 @@ def upgrade() -> None:
     sa.Column('period_end', sa.DateTime(timezone=True), nullable=False),
     sa.Column('pay_date', sa.Date(), nullable=False),
     sa.Column('minimum_payout', sa.BigInteger(), nullable=False),
-    sa.Column('on_demand_fee', sa.BigInteger(), nullable=False),
     sa.Column('merchants', sa.BigInteger(), nullable=False),
     sa.Column('lines', sa.BigInteger(), nullable=False),
     sa.Column('paid', sa.BigInteger(), nullable=False),

@@ -41,7 +41,6 @@ class SettlementRun(Base):
     period_end: Mapped[datetime]
     pay_date: Mapped[date]
     minimum_payout: Mapped[int] = mapped_column(BigInteger)
-    on_demand_fee: Mapped[int] = mapped_column(BigInteger)
     merchants: Mapped[int]
     lines: Mapped[int] = mapped_column(BigInteger)
     paid: Mapped[int]  # merchants in the transfer file

@@ -6,7 +6,8 @@ period's end that no run has settled yet (periods.py, the grace period): the lin
 as the run's in one statement, keyed by (journal, merchant, unit), so a line is settled once,
 whether it was dated in the period or became visible after an earlier period closed (then it is
 an adjustment, as is a refund of a payment of an earlier period). Merchants' points are not
-settled here: the wallet pays out yen only.
+settled here: the wallet pays out yen only. Nor is the on-demand payout fee charged yet: the
+wallet has no journal for it (an on-demand period is settled like any other).
 
 **What a merchant is paid.** due = carry-in (the previous run's carry-out) + the lines' net
 (payments − refunds + sponsors' discounts − fees ± transfers − other payouts). A merchant the
@@ -169,7 +170,7 @@ async def run(
     made = await repo.insert_run(
         session, id=run_id, region_id=region_id, label=period.label, cycle=period.cycle.value,
         first_day=period.first_day, last_day=period.last_day, period_start=period.start, period_end=period.end,
-        pay_date=period.pay_date, minimum_payout=rules.minimum_payout, on_demand_fee=rules.on_demand_fee,
+        pay_date=period.pay_date, minimum_payout=rules.minimum_payout,
         merchants=len(statements), lines=sum(st["lines"] for st in statements) + len(payout_lines),
         paid=len(paid_out), payout_total=sum(st["payout"] for st in paid_out),
         held_back=sum(st["status"] == "held" for st in statements),
