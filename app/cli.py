@@ -821,7 +821,7 @@ def settle(
     region: RegionOption = "aizu",
 ) -> None:
     """Settle a period as the region's operator (POST /v1/settlement/runs) and write its files to
-    OUT: summary.csv, held-back.csv, zengin.txt (when a merchant is paid) and statements/<merchant
+    OUT: summary.csv, held-back.csv, zengin.txt (when a merchant is paid) and statement-<merchant
     id>.csv and .pdf. A period already run is not run again: its files are written as they were,
     byte for byte. Exit 1 if refused (not ended, another run in progress, no source account)."""
     with Progress(

@@ -692,7 +692,7 @@ def test_settle_writes_a_periods_files_and_again_the_same_bytes(cli_env, town, t
     assert "2026-04: settled; 1 statements, 1 paid ¥1,470 on 2026-05-15, 0 held back; 5 files" in ran.stdout
     farm = town.merchants["Minato Farm"]
     names = sorted(str(p.relative_to(first)) for p in first.rglob("*") if p.is_file())
-    assert names == ["held-back.csv", f"statements/{farm}.csv", f"statements/{farm}.pdf", "summary.csv", "zengin.txt"]
+    assert names == ["held-back.csv", f"statement-{farm}.csv", f"statement-{farm}.pdf", "summary.csv", "zengin.txt"]
     rerun = runner.invoke(cli, ["settle", "--period", "2026-04", "--out", str(again)])
     assert rerun.exit_code == 0 and "settled before, files written again" in rerun.stdout
     assert all((first / n).read_bytes() == (again / n).read_bytes() for n in names)

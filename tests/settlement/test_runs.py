@@ -250,7 +250,7 @@ async def test_running_a_closed_period_again_changes_nothing_and_gives_the_same_
     first = await settle(client, tokens, "2026-04")
     files = await all_files(sessionmaker, "2026-04")
     assert {"summary.csv", "held-back.csv", "zengin.txt"} <= set(files)
-    assert sum(name.startswith("statements/") for name in files) == 4
+    assert sum(name.startswith("statement-") for name in files) == 4
     before = await snapshot(sessionmaker)
     clock.advance(timedelta(days=3))
     again = await settle(client, tokens, "2026-04", status=200)

@@ -3,9 +3,9 @@ same bytes whenever they are made: no clock is read (the run's stored time is pr
 come in a fixed order (merchant id, then time and journal), and the PDFs are written invariant
 (reportlab's fixed document id and dates).
 
-- `statements/<merchant id>.csv`: UTF-8 with a BOM (Excel), the statement's figures then every
+- `statement-<merchant id>.csv`: UTF-8 with a BOM (Excel), the statement's figures then every
   line with its payment, refund and journal id;
-- `statements/<merchant id>.pdf`: the same figures with Japanese labels in IPAex Gothic
+- `statement-<merchant id>.pdf`: the same figures with Japanese labels in IPAex Gothic
   (shared/fonts.py, embedded), the payments by day and every other line with its journal id
   (each payment's own ids are in the CSV);
 - `summary.csv`: one row per merchant and a total, for the operator;
@@ -119,7 +119,7 @@ class Statement:
 
 
 def statement_name(merchant_id: uuid.UUID, suffix: str) -> str:
-    return f"statements/{merchant_id}.{suffix}"
+    return f"statement-{merchant_id}.{suffix}"
 
 
 async def statements(run: SettlementRun, merchants: list[RunMerchant], lines: AsyncIterator[Any]
