@@ -701,9 +701,6 @@ def bundles_end(bundle_id: uuid.UUID, region: RegionOption = "aizu") -> None:
     print(f"{ended.id}  {ended.status}")
 
 
-if __name__ == "__main__":
-    app()
-
 
 # --- the KPI report ------------------------------------------------------------------------------
 
@@ -902,3 +899,7 @@ def import_history_file(
     console.print(table)
     console.print(f"opening journals: {outcome.imported.openings} "
                   f"(¥{outcome.imported.opened_yen:,}, {outcome.imported.opened_points:,} points)")
+
+
+if __name__ == "__main__":
+    app()

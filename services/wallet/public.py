@@ -45,17 +45,20 @@ Refunding
     insufficient-balance (the shop no longer holds what it must give back), and a hook's problem.
 
 Paying a merchant out
-    `post_payout(session, clock, region=, actor=, merchant_id=, amount=, reference=) -> Payout`:
-    a `payout` journal takes `amount` yen of the merchant's balance to bank clearing (振込; the
-    money leaves circulation), even for a suspended or closed shop. With `key=` (a settlement
-    run's, kept as the journal's reference) it is posted once: the same key returns the payout
-    made. Refuses invalid-amount, merchant-not-found, payout-exceeds-balance (more than the
-    merchant holds now), payout-key-reused (the key paid another merchant or amount).
+    `post_payout(session, clock, region=, actor=, merchant_id=, amount=, reference=, key=, fee=0)
+    -> Payout`: a `payout` journal takes `amount` yen of the merchant's balance to bank clearing
+    (振込; the money leaves circulation), even for a suspended or closed shop; a `fee` (the
+    on-demand payout fee) goes besides from the merchant to fee income by a `payout_fee` journal
+    (a statement line of its own kind). With `key=` (a settlement run's, kept as the journals'
+    reference) it is posted once: the same key returns the payout made. Refuses invalid-amount,
+    merchant-not-found, payout-exceeds-balance (more than the merchant holds now, fee included),
+    payout-key-reused (the key paid another merchant, amount or fee).
 
 Statement lines
     `statement_lines(session, region=, since=, until=, merchant_id=) -> AsyncIterator[StatementLine]`:
     every movement of merchants' balances that occurred in [since, until): payments, refunds on
-    their own date, fees, B2B transfers in and out, sponsor credits and their reversals, payouts,
+    their own date, fees, B2B transfers in and out, sponsor credits and their reversals, payouts
+    and their fees,
     from the read-only view `wallet.statement_lines` (payments/sql/statement_lines.sql), streamed
     in (merchant, time, journal, unit) order. A line is keyed by (journal_id, merchant_id, unit);
     `ledger verify` proves that the lines are the merchants' entries, journal by journal. A line's
@@ -349,13 +352,13 @@ Payout = payments.Payout
 
 async def post_payout(
     session: AsyncSession, clock: Clock, *, region: str, actor: Actor, merchant_id: uuid.UUID, amount: int,
-    reference: str | None = None, key: str | None = None,
+    reference: str | None = None, key: str | None = None, fee: int = 0,
 ) -> Payout:
     identity = await directory.region_identity(session, region)
     async with session.begin_nested():
         return await payments.post_payout(
             session, clock, actor, region_id=identity.id, merchant_id=merchant_id, amount=amount, reference=reference,
-            key=key,
+            key=key, fee=fee,
         )
 
 
@@ -370,6 +373,7 @@ class LineKind(StrEnum):
     SPONSOR_CREDIT = "sponsor_credit"
     SPONSOR_REVERSAL = "sponsor_reversal"
     PAYOUT = "payout"
+    PAYOUT_FEE = "payout_fee"  # an on-demand payout's fee (post_payout(fee=))
     SPONSOR_PAYMENT = "sponsor_payment"  # a sponsor paid the merchant outright (sponsor_pays)
 
 

@@ -11,6 +11,7 @@ import io
 import uuid
 from datetime import datetime, timedelta
 
+import pytest
 from pypdf import PdfReader
 from sqlalchemy import text
 
@@ -19,7 +20,8 @@ from services.settlement.runs import service as runs
 from services.wallet import public
 from shared.audit import Actor
 from shared.clock import TOKYO
-from tests.helpers import assert_problem, idem, snapshot
+from shared.errors import Problem
+from tests.helpers import assert_problem, idem, ledger_violations, snapshot
 from tests.settlement import zengin_reader
 
 REGION = "aizu"
@@ -323,3 +325,61 @@ async def test_twice_monthly_merchants_are_settled_by_half_periods_and_roles_are
     other = await client.get(f"/v1/settlement/runs/2026-04-H2/statements/{town.merchants[STORE]}",
                              headers=tokens.merchant_admin(town.merchants[STORE]))
     assert_problem(other, 404, "statement-not-found")
+
+
+async def test_a_keyed_payout_is_posted_once_and_its_key_is_not_reused(town, clock, sessionmaker):
+    paid = await pay(sessionmaker, clock, town, jst(2026, 4, 10, 10), 1000)
+    shop = uuid.UUID(town.merchants[TEAHOUSE])
+    made = []
+    for _ in range(2):
+        async with sessionmaker() as s, s.begin():
+            made.append(await public.post_payout(s, clock, region=REGION, actor=CITY, merchant_id=shop, amount=500,
+                                                 key="settlement:test"))
+    assert made[0] == made[1]
+    before = await snapshot(sessionmaker)
+    with pytest.raises(Problem) as refused:
+        async with sessionmaker() as s, s.begin():
+            await public.post_payout(s, clock, region=REGION, actor=CITY, merchant_id=shop, amount=400,
+                                     key="settlement:test")
+    assert (refused.value.status, refused.value.slug) == (409, "payout-key-reused")
+    after = await snapshot(sessionmaker)
+    assert after["rows"] == before["rows"] and after["accounts"] == before["accounts"]
+    assert await balance(sessionmaker, str(shop)) == paid.amount - paid.fee - 500
+
+
+async def test_an_on_demand_payout_is_charged_the_regions_payout_fee(client, tokens, town, clock, sessionmaker):
+    await accounts(client, tokens, town, TEAHOUSE, STORE)
+    for name in (TEAHOUSE, STORE):
+        response = await client.put(f"/v1/settlement/merchants/{town.merchants[name]}/cycle",
+                                    json={"cycle": "on_demand"}, headers=idem(tokens.operator()))
+        assert response.status_code == 200
+    response = await client.put("/v1/settlement/payout-settings", json={"on_demand_fee": 200, "minimum_payout": 0},
+                                headers=idem(tokens.operator()))
+    assert response.status_code == 200
+    tea = await pay(sessionmaker, clock, town, jst(2026, 4, 10, 10), 3000)
+    small = await pay(sessionmaker, clock, town, jst(2026, 4, 10, 11), 150, merchant=STORE)  # its net is below the fee
+    async with sessionmaker() as s:
+        fee_income_before = (await s.execute(text(
+            "SELECT coalesce(sum(e.amount), 0) FROM wallet.entries e JOIN wallet.accounts a ON a.id = e.account_id"
+            " WHERE a.kind = 'fee_income' AND a.unit = 'yen'"))).scalar_one()
+    clock.set(jst(2026, 4, 11, 0, 11))
+    run = await settle(client, tokens, "2026-04-10")
+    net = tea.amount - tea.fee
+    assert (run["cycle"], run["paid"], run["payout_total"], run["pay_date"]) == ("on_demand", 1, net - 200, "2026-04-13")
+    rows = summary_of(await download(client, tokens, "2026-04-10", "summary.csv"))
+    tea_row, store_row = rows[town.merchants[TEAHOUSE]], rows[town.merchants[STORE]]
+    assert (int(tea_row["振込手数料"]), int(tea_row["振込額"]), int(tea_row["次期繰越"])) == (-200, net - 200, 0)
+    assert (store_row["状態"], int(store_row["振込手数料"]), int(store_row["次期繰越"])) == (
+        "繰越", 0, small.amount - small.fee)
+    lines = statement_lines(await statement(client, tokens.auditor(), "2026-04-10", town.merchants[TEAHOUSE]))
+    assert [(line["種別"], int(line["差引"])) for line in lines if line["種別"].startswith("振込")] == [
+        ("振込", -(net - 200)), ("振込手数料", -200)]
+    transfers = zengin_reader.read(await download(client, tokens, "2026-04-10", "zengin.txt"))
+    assert [int(d["amount"]) for d in transfers.data] == [net - 200]
+    async with sessionmaker() as s:
+        fee_income = (await s.execute(text(
+            "SELECT coalesce(sum(e.amount), 0) FROM wallet.entries e JOIN wallet.accounts a ON a.id = e.account_id"
+            " WHERE a.kind = 'fee_income' AND a.unit = 'yen'"))).scalar_one()
+    assert fee_income - fee_income_before == 200
+    assert await balance(sessionmaker, town.merchants[TEAHOUSE]) == 0
+    assert await ledger_violations(sessionmaker) == []

@@ -66,7 +66,7 @@ class RunMerchant(Base):
     __table_args__ = (
         Index("ix_run_merchants_region_id_merchant_id", "region_id", "merchant_id"),
         CheckConstraint("status IN ('paid', 'carried', 'held')", "status"),
-        CheckConstraint("payout >= 0 AND carry_out = due - payout", "payout"),
+        CheckConstraint("payout >= 0 AND payout_fee >= 0 AND carry_out = due - payout - payout_fee", "payout"),
         {"schema": SCHEMA},
     )
 
@@ -82,14 +82,16 @@ class RunMerchant(Base):
     fees: Mapped[int] = mapped_column(BigInteger)  # charged (a refund's returned fee lowers it)
     transfers_in: Mapped[int] = mapped_column(BigInteger)
     transfers_out: Mapped[int] = mapped_column(BigInteger)  # ≤ 0
-    other_payouts: Mapped[int] = mapped_column(BigInteger)  # ≤ 0: payouts not made by a run
+    other_payouts: Mapped[int] = mapped_column(BigInteger)  # ≤ 0: payouts (and their fees) not made by a run
     adjustments: Mapped[int] = mapped_column(BigInteger)  # of the net: lines of earlier periods' trades
     due: Mapped[int] = mapped_column(BigInteger)  # carry_in + the lines' net
-    payout: Mapped[int] = mapped_column(BigInteger)
+    payout: Mapped[int] = mapped_column(BigInteger)  # to the bank account, the transfer file's amount
+    payout_fee: Mapped[int] = mapped_column(BigInteger)  # an on-demand payout's fee, besides the payout
     carry_out: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str]
     hold_reason: Mapped[str | None]  # held: service.HoldReason or payout-exceeds-balance
     payout_journal_id: Mapped[uuid.UUID | None]
+    payout_fee_journal_id: Mapped[uuid.UUID | None]
     bank_code: Mapped[str | None]  # paid: the account as the file names it
     bank_name: Mapped[str | None]
     branch_code: Mapped[str | None]

@@ -36,6 +36,7 @@ from shared.fonts import JA_FONT, japanese_font_file
 KINDS = {
     "payment": "決済", "refund": "返金", "sponsor_credit": "協賛値引", "sponsor_reversal": "協賛値引戻し",
     "sponsor_payment": "協賛支払", "transfer_in": "B2B受取", "transfer_out": "B2B支払", "payout": "振込",
+    "payout_fee": "振込手数料",
 }
 STATUS = {"paid": "振込", "carried": "繰越", "held": "保留"}
 HOLD_REASONS = {
@@ -44,7 +45,7 @@ HOLD_REASONS = {
 }
 LINE_HEADER = ["日時", "種別", "金額", "手数料", "差引", "決済ID", "返金ID", "仕訳ID", "相手加盟店ID", "調整"]
 SUMMARY_HEADER = ["期間", "加盟店ID", "加盟店名", "前期繰越", "決済", "返金", "協賛値引", "手数料", "B2B受取", "B2B支払",
-                  "その他出金", "うち調整", "差引支払額", "振込額", "次期繰越", "状態", "保留理由", "明細行数"]
+                  "その他出金", "うち調整", "差引支払額", "振込手数料", "振込額", "次期繰越", "状態", "保留理由", "明細行数"]
 
 
 def _csv(rows: Iterable[list[Any]]) -> bytes:
@@ -59,11 +60,11 @@ def _jst(at: datetime) -> str:
 
 def figures(m: RunMerchant) -> list[tuple[str, int]]:
     """The statement's figures, labelled, in the order they add up: carry-in and the lines' sums
-    make the amount due; the payout and the carry-out share it."""
+    make the amount due; the payout fee, the payout and the carry-out share it."""
     return [
         ("前期繰越", m.carry_in), ("決済", m.payments), ("返金", m.refunds), ("協賛値引", m.sponsored),
         ("手数料", -m.fees), ("B2B受取", m.transfers_in), ("B2B支払", m.transfers_out), ("その他出金", m.other_payouts),
-        ("差引支払額", m.due), ("振込額", m.payout), ("次期繰越", m.carry_out),
+        ("差引支払額", m.due), ("振込手数料", -m.payout_fee), ("振込額", m.payout), ("次期繰越", m.carry_out),
     ]
 
 
@@ -138,10 +139,10 @@ async def statements(run: SettlementRun, merchants: list[RunMerchant], lines: As
 
 def summary(run: SettlementRun, merchants: list[RunMerchant]) -> bytes:
     rows: list[list[Any]] = [SUMMARY_HEADER]
-    totals = [0] * 12
+    totals = [0] * 13
     for m in merchants:
         values = [m.carry_in, m.payments, m.refunds, m.sponsored, -m.fees, m.transfers_in, m.transfers_out,
-                  m.other_payouts, m.adjustments, m.due, m.payout, m.carry_out]
+                  m.other_payouts, m.adjustments, m.due, -m.payout_fee, m.payout, m.carry_out]
         totals = [t + v for t, v in zip(totals, values, strict=True)]
         rows.append([run.label, str(m.merchant_id), m.name_ja, *values, STATUS[m.status],
                      HOLD_REASONS.get(m.hold_reason, m.hold_reason) if m.hold_reason else "", m.lines])

@@ -78,7 +78,7 @@ async def settle_lines(
         inserted.c.merchant_id, func.count().label("lines"), total("payment").label("payments"),
         total("refund").label("refunds"), total("sponsor_credit", "sponsor_reversal", "sponsor_payment").label("sponsored"),
         whole(func.sum(inserted.c.fee)).label("fees"), total("transfer_in").label("transfers_in"),
-        total("transfer_out").label("transfers_out"), total("payout").label("other_payouts"),
+        total("transfer_out").label("transfers_out"), total("payout", "payout_fee").label("other_payouts"),
         whole(func.sum(inserted.c.net).filter(inserted.c.adjustment)).label("adjustments"),
         whole(func.sum(inserted.c.net)).label("net"),
     ).group_by(inserted.c.merchant_id)

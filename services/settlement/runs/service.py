@@ -6,11 +6,12 @@ period's end that no run has settled yet (periods.py, the grace period): the lin
 as the run's in one statement, keyed by (journal, merchant, unit), so a line is settled once,
 whether it was dated in the period or became visible after an earlier period closed (then it is
 an adjustment, as is a refund of a payment of an earlier period). Merchants' points are not
-settled here: the wallet pays out yen only. Nor is the on-demand payout fee charged yet: the
-wallet has no journal for it (an on-demand period is settled like any other).
+settled here: the wallet pays out yen only.
 
 **What a merchant is paid.** due = carry-in (the previous run's carry-out) + the lines' net
-(payments − refunds + sponsors' discounts − fees ± transfers − other payouts). A merchant the
+(payments − refunds + sponsors' discounts − fees ± transfers − other payouts). A merchant on
+the on-demand cycle is charged the region's on-demand payout fee when it is paid (a `payout_fee`
+journal beside the payout, which is the due less the fee). A merchant the
 bank file cannot pay (`service.accounts_for`: no account, a bank or branch no longer known) is
 held back with the reason; one whose due is below the region's minimum payout (or not
 positive) is carried; both keep their money, carried into their next run. The others are paid
@@ -35,7 +36,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.settlement import service as settlement
-from services.settlement.periods import Period, period_named
+from services.settlement.periods import Cycle, Period, period_named
 from services.settlement.runs import render
 from services.settlement.runs import repository as repo
 from services.settlement.runs.errors import (
@@ -121,11 +122,13 @@ async def run(
             "name_ja": merchants[merchant_id].name_ja, "lines": s.lines if s else 0, "carry_in": carry_in,
             **{k: getattr(s, k) if s else 0 for k in ("payments", "refunds", "sponsored", "fees", "transfers_in",
                                                      "transfers_out", "other_payouts", "adjustments")},
-            "due": carry_in + (s.net if s else 0), "payout": 0, "status": "carried", "hold_reason": None,
-            "payout_journal_id": None,
+            "due": carry_in + (s.net if s else 0), "payout": 0, "payout_fee": 0, "status": "carried",
+            "hold_reason": None, "payout_journal_id": None, "payout_fee_journal_id": None,
         })
+    # An on-demand payout is charged its fee besides; the payout is what is left of the due.
+    fee = rules.on_demand_fee if period.cycle is Cycle.ON_DEMAND else 0
     to_pay = {st["merchant_id"] for st in statements if st["merchant_id"] in payees.payable
-              and st["due"] >= max(rules.minimum_payout, 1)}
+              and st["due"] - fee >= max(rules.minimum_payout, 1)}
     requester = await settlement.requester(session, region=region) if to_pay else None
 
     payout_lines: list[dict[str, Any]] = []
@@ -136,8 +139,8 @@ async def run(
         elif merchant_id in to_pay:
             try:
                 paid = await public.post_payout(
-                    session, clock, region=region, actor=actor, merchant_id=merchant_id, amount=st["due"],
-                    key=payout_key(period.label, merchant_id),
+                    session, clock, region=region, actor=actor, merchant_id=merchant_id, amount=st["due"] - fee,
+                    key=payout_key(period.label, merchant_id), fee=fee,
                 )
             except Problem as refused:
                 if refused.slug != PAYOUT_SHORT:
@@ -147,16 +150,20 @@ async def run(
                 payee = payees.payable[merchant_id]
                 a = payee.account
                 st |= {"status": "paid", "payout": paid.amount, "payout_journal_id": paid.journal_id,
+                       "payout_fee": paid.fee, "payout_fee_journal_id": paid.fee_journal_id,
                        "bank_code": a.bank_code, "bank_name": a.bank_name, "branch_code": a.branch_code,
                        "branch_name": a.branch_name, "account_type": a.account_type.value,
                        "account_number": a.account_number, "holder_name": payee.holder_name}
-                payout_lines.append({
+                charged = [(paid.journal_id, "payout", paid.amount)]
+                if paid.fee_journal_id is not None:
+                    charged.append((paid.fee_journal_id, "payout_fee", paid.fee))
+                payout_lines += [{
                     "run_id": run_id, "region_id": region_id, "merchant_id": merchant_id, "unit": "yen",
-                    "journal_id": paid.journal_id, "kind": "payout", "amount": -paid.amount, "fee": 0,
-                    "net": -paid.amount, "occurred_at": paid.created_at, "payment_id": None, "refund_id": None,
+                    "journal_id": journal_id, "kind": kind, "amount": -amount, "fee": 0, "net": -amount,
+                    "occurred_at": paid.created_at, "payment_id": None, "refund_id": None,
                     "counterparty_merchant_id": None, "adjustment": False,
-                })
-        st["carry_out"] = st["due"] - st["payout"]
+                } for journal_id, kind, amount in charged]
+        st["carry_out"] = st["due"] - st["payout"] - st["payout_fee"]
         if done % 100 == 0 or done == len(statements):
             await progress("payouts", done, len(statements))
 

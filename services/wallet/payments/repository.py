@@ -363,15 +363,15 @@ def statement_lines_before(region_id: uuid.UUID, until: datetime, unit: str, mer
     )
 
 
-async def payout_by_reference(session: AsyncSession, region_id: uuid.UUID, reference: str) -> Row[Any] | None:
-    """A payout journal of the region by its reference (a partial index holds payouts only), with
-    the merchant and the yen it took."""
-    return (await session.execute(text(
-        "SELECT j.id AS journal_id, a.merchant_id, -e.amount AS amount, j.reference, j.created_at"
+async def payout_by_reference(session: AsyncSession, region_id: uuid.UUID, reference: str) -> list[Row[Any]]:
+    """A keyed payout's journals (the payout and its fee, if any) by their reference (a partial
+    index holds these kinds only), each with the merchant and the yen it took."""
+    return list((await session.execute(text(
+        "SELECT j.id AS journal_id, j.kind, a.merchant_id, -e.amount AS amount, j.created_at"
         "  FROM wallet.journals j JOIN wallet.entries e ON e.journal_id = j.id"
         "  JOIN wallet.accounts a ON a.id = e.account_id AND a.kind = 'merchant'"
-        " WHERE j.region_id = :region_id AND j.kind = 'payout' AND j.reference = :reference"
-    ).bindparams(bindparam("region_id", type_=UUID)), {"region_id": region_id, "reference": reference})).first()
+        " WHERE j.region_id = :region_id AND j.kind IN ('payout', 'payout_fee') AND j.reference = :reference"
+    ).bindparams(bindparam("region_id", type_=UUID)), {"region_id": region_id, "reference": reference})).all())
 
 
 # --- dynamic payment requests -------------------------------------------------------------------
