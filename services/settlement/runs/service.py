@@ -9,16 +9,15 @@ an adjustment, as is a refund of a payment of an earlier period). Merchants' poi
 settled here: the wallet pays out yen only.
 
 **What a merchant is paid.** due = carry-in (the previous run's carry-out) + the lines' net
-(payments − refunds + sponsors' discounts − fees ± transfers − other payouts). A merchant on
-the on-demand cycle is charged the region's on-demand payout fee when it is paid (a `payout_fee`
-journal beside the payout, which is the due less the fee). A merchant the
+(payments − refunds + sponsors' discounts − fees ± transfers − other payouts). A merchant the
 bank file cannot pay (`service.accounts_for`: no account, a bank or branch no longer known) is
 held back with the reason; one whose due is below the region's minimum payout (or not
 positive) is carried; both keep their money, carried into their next run. The others are paid
 due by a payout journal (merchant → bank clearing, `public.post_payout`, keyed by the run and
-merchant), whose line is the run's own, so the next run does not count it again. After a run,
-a merchant's carry-out is exactly its settled lines' total: its balance less the lines not yet
-settled.
+merchant); on the on-demand cycle the region's on-demand payout fee is taken besides (a
+`payout_fee` journal to fee income) and the payout is the due less the fee. Those journals'
+lines are the run's own, so the next run does not count them again. After a run, a merchant's
+carry-out is exactly its settled lines' total: its balance less the lines not yet settled.
 
 **Once.** Runs of a region hold a transaction-level advisory lock: a second run at the same
 time is refused (settlement-run-in-progress), and a period already run is returned as it was,
