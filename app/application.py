@@ -29,6 +29,7 @@ from services.settlement.endpoints import router as settlement_router
 from services.settlement.history import tasks as history_imports
 from services.settlement.history.endpoints import router as history_import_router
 from services.settlement.kpi.endpoints import router as kpi_router
+from services.settlement.runs.endpoints import router as runs_router
 from services.settlement.surveys.endpoints import router as surveys_router
 from services.wallet.campaigns.endpoints import router as campaigns_router
 from services.wallet.endpoints import router as wallet_router
@@ -57,7 +58,7 @@ DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's files
 ROUTERS: dict[str, list[APIRouter]] = {
     "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
     "coupons": [coupons_router, counts_router, bundles_router, segments_router, transit_router],
-    "settlement": [settlement_router, basedate_router, kpi_router, surveys_router, history_import_router],
+    "settlement": [settlement_router, runs_router, basedate_router, kpi_router, surveys_router, history_import_router],
 }
 SERVICES = tuple(ROUTERS)
 # Each service's answers given before routing and dependencies (shared/early.py).

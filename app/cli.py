@@ -42,6 +42,7 @@ from services.settlement import service as settlement
 from services.settlement.schemas import PayoutAccountIn
 from services.settlement.zengin import AccountType
 from services.settlement.history import service as history_imports
+from services.settlement.runs import service as runs
 from services.wallet import onboarding, verify
 from services.wallet import public as wallet_public
 from services.wallet.directory import repository as directory_repo
@@ -700,9 +701,6 @@ def bundles_end(bundle_id: uuid.UUID, region: RegionOption = "aizu") -> None:
     print(f"{ended.id}  {ended.status}")
 
 
-if __name__ == "__main__":
-    app()
-
 
 # --- the KPI report ------------------------------------------------------------------------------
 
@@ -813,6 +811,44 @@ def settlement_accounts_import_onboarded(region: RegionOption = "aizu") -> None:
         print(f"{merchant_id}  refused: {problem.slug}: {problem.detail}")
 
 
+@app.command()
+def settle(
+    period: Annotated[str, typer.Option(help="YYYY-MM monthly, YYYY-MM-H1 / -H2 twice monthly, YYYY-MM-DD on demand")],
+    out: Annotated[Path, typer.Option(help="the folder the files are written to (made if missing)")],
+    region: RegionOption = "aizu",
+) -> None:
+    """Settle a period as the region's operator (POST /v1/settlement/runs) and write its files to
+    OUT: summary.csv, held-back.csv, zengin.txt (when a merchant is paid) and statement-<merchant
+    id>.csv and .pdf. A period already run is not run again: its files are written as they were,
+    byte for byte. Exit 1 if refused (not ended, another run in progress, no source account)."""
+    with Progress(
+        TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        phases = {name: bar.add_task(name, total=None) for name in ("lines", "payouts", "files")}
+
+        async def progress(phase: str, done: int, total: int) -> None:
+            bar.update(phases[phase], completed=done, total=total)
+
+        made = _as_operator(lambda session, operator: runs.run(
+            session, SystemClock(), region=region, actor=operator, label=period, progress=progress))
+
+        async def write(session: AsyncSession) -> int:
+            written = 0
+            async for name, body in runs.files(session, made.run, progress):
+                path = out / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(body)
+                written += 1
+            return written
+
+        written = _refusable(get_settings(), write, read_only=True)
+    r = made.run
+    print(f"{r.label}: {'settled' if made.created else 'settled before, files written again'}; "
+          f"{r.merchants} statements, {r.paid} paid ¥{r.payout_total:,} on {r.pay_date:%Y-%m-%d}, "
+          f"{r.held_back} held back; {written} files in {out}")
+
+
 # --- importing history ---------------------------------------------------------------------------------
 
 import_cli = typer.Typer(help="Carry a previous platform's history over (移行).", no_args_is_help=True)
@@ -863,3 +899,7 @@ def import_history_file(
     console.print(table)
     console.print(f"opening journals: {outcome.imported.openings} "
                   f"(¥{outcome.imported.opened_yen:,}, {outcome.imported.opened_points:,} points)")
+
+
+if __name__ == "__main__":
+    app()

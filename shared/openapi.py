@@ -51,6 +51,7 @@ TAG_DESCRIPTIONS = {
     "transit": "Bus operators' fare products, residents' e-tickets and their rotating codes, validators' scans.",
     "segments": "Residents' profiles and consents for offers; the operator's segments, audience counts and announcements.",
     "settlement": "Merchants' settlement cycles and payout bank accounts, the source account, payout settings, periods; the base-date report.",
+    "settlement runs": "Settlement runs per period: merchants paid, statements (CSV, PDF), the operator summary, held-back merchants, the 全銀 transfer file.",
     "kpi": "The city's KPI report per fiscal year (JSON, CSV, XLSX, PNG), its baseline cashless rates and targets.",
     "surveys": "In-app surveys: one 1–5 rating per resident and survey, the KPI 満足度.",
 }

@@ -660,3 +660,42 @@ def test_settlement_accounts_import_onboarded_set_and_list(cli_env, town):
         assert refused.exit_code == code, refused.output
         assert says in refused.stderr
         assert _payout_accounts(cli_env.database_url) == before
+
+
+def test_settle_writes_a_periods_files_and_again_the_same_bytes(cli_env, town, tmp_path):
+    """`chiikipay settle`: the run and its files; again, the same bytes; a period not ended, exit 1."""
+    import uuid as _uuid
+    from datetime import UTC, datetime
+
+    from services.settlement import service as settlement
+    from services.wallet import public
+    from shared.clock import FrozenClock
+
+    async def prepare() -> None:
+        engine = create_async_engine(cli_env.database_url)
+        clock, operator = FrozenClock(datetime(2026, 4, 10, 3, tzinfo=UTC)), Actor("operator-aizu", "operator")
+        try:
+            async with async_sessionmaker(engine)() as s, s.begin():
+                shop = await public.merchant(s, region="aizu", merchant_id=_uuid.UUID(town.merchants["Minato Farm"]))
+                await public.pay(s, clock, region="aizu", actor=operator, payer="resident-hanako",
+                                 store_id=shop.store_ids[0], price=1500)
+                await settlement.set_source_account(s, clock, region="aizu", actor=operator, details=settlement.SourceDetails(
+                    "1234567890", "アイヅチイキツウカ", settlement.BankDetails("0126", "416", "current", "0001234")))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    assert runner.invoke(cli, ["settlement", "accounts", "import-onboarded"]).exit_code == 0
+    first, again = tmp_path / "first", tmp_path / "again"
+    ran = runner.invoke(cli, ["settle", "--period", "2026-04", "--out", str(first)])
+    assert ran.exit_code == 0, ran.output
+    assert "2026-04: settled; 1 statements, 1 paid ¥1,470 on 2026-05-15, 0 held back; 5 files" in ran.stdout
+    farm = town.merchants["Minato Farm"]
+    names = sorted(str(p.relative_to(first)) for p in first.rglob("*") if p.is_file())
+    assert names == ["held-back.csv", f"statement-{farm}.csv", f"statement-{farm}.pdf", "summary.csv", "zengin.txt"]
+    rerun = runner.invoke(cli, ["settle", "--period", "2026-04", "--out", str(again)])
+    assert rerun.exit_code == 0 and "settled before, files written again" in rerun.stdout
+    assert all((first / n).read_bytes() == (again / n).read_bytes() for n in names)
+    refused = runner.invoke(cli, ["settle", "--period", "2099-12", "--out", str(tmp_path / "none")])
+    assert (refused.exit_code, "can be settled from" in refused.stderr) == (1, True)
+    assert not (tmp_path / "none").exists()

@@ -45,15 +45,20 @@ Refunding
     insufficient-balance (the shop no longer holds what it must give back), and a hook's problem.
 
 Paying a merchant out
-    `post_payout(session, clock, region=, actor=, merchant_id=, amount=, reference=) -> Payout`:
-    a `payout` journal takes `amount` yen of the merchant's balance to bank clearing (振込; the
-    money leaves circulation), even for a suspended or closed shop. Refuses invalid-amount,
-    merchant-not-found, payout-exceeds-balance (more than the merchant holds now).
+    `post_payout(session, clock, region=, actor=, merchant_id=, amount=, reference=, key=, fee=0)
+    -> Payout`: a `payout` journal takes `amount` yen of the merchant's balance to bank clearing
+    (振込; the money leaves circulation), even for a suspended or closed shop; a `fee` (the
+    on-demand payout fee) goes besides from the merchant to fee income by a `payout_fee` journal
+    (a statement line of its own kind). With `key=` (a settlement run's, kept as the journals'
+    reference) it is posted once: the same key returns the payout made. Refuses invalid-amount,
+    merchant-not-found, payout-exceeds-balance (more than the merchant holds now, fee included),
+    payout-key-reused (the key paid another merchant, amount or fee).
 
 Statement lines
     `statement_lines(session, region=, since=, until=, merchant_id=) -> AsyncIterator[StatementLine]`:
     every movement of merchants' balances that occurred in [since, until): payments, refunds on
-    their own date, fees, B2B transfers in and out, sponsor credits and their reversals, payouts,
+    their own date, fees, B2B transfers in and out, sponsor credits and their reversals, payouts
+    and their fees,
     from the read-only view `wallet.statement_lines` (payments/sql/statement_lines.sql), streamed
     in (merchant, time, journal, unit) order. A line is keyed by (journal_id, merchant_id, unit);
     `ledger verify` proves that the lines are the merchants' entries, journal by journal. A line's
@@ -65,6 +70,10 @@ Statement lines
     `source_key`; `journal_id` is the imported row's own id, no journal: they moved no value here
     and were settled by the previous platform, so a settlement run must never pay them out; a
     report of earlier years reads them).
+    `statement_lines_before(session, region=, until=, merchant_ids=, unit="yen") -> Select`: the
+    same lines of those merchants before `until` as a query (columns as `StatementLine`'s, and
+    `payment_at`, a refund's payment's time), for a caller that reads millions set-wise in SQL
+    (a settlement run inserts from it) instead of streaming them through Python.
     `payment_discount(session, region=, payment_id=) -> DiscountRecord | None` reads one
     payment's discount and who funded it.
 
@@ -154,6 +163,7 @@ from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.wallet.directory import service as directory
@@ -190,7 +200,7 @@ __all__ = [
     "SponsorBudget", "SponsorPayment", "StatementLine", "UnusedBalance", "activity", "check_history", "create_sponsor",
     "fund_sponsor", "import_history", "merchant", "onboarded_bank_accounts", "pay", "payers", "payment_discount",
     "post_notices", "post_payout", "publish_paid", "refund", "region_codes", "region_id", "register_hooks", "residents",
-    "resolve_qr", "sponsor", "sponsor_pays", "statement_lines", "stores", "unused_balance",
+    "resolve_qr", "sponsor", "sponsor_pays", "statement_lines", "statement_lines_before", "stores", "unused_balance",
 ]
 
 
@@ -342,12 +352,13 @@ Payout = payments.Payout
 
 async def post_payout(
     session: AsyncSession, clock: Clock, *, region: str, actor: Actor, merchant_id: uuid.UUID, amount: int,
-    reference: str | None = None,
+    reference: str | None = None, key: str | None = None, fee: int = 0,
 ) -> Payout:
     identity = await directory.region_identity(session, region)
     async with session.begin_nested():
         return await payments.post_payout(
-            session, clock, actor, region_id=identity.id, merchant_id=merchant_id, amount=amount, reference=reference
+            session, clock, actor, region_id=identity.id, merchant_id=merchant_id, amount=amount, reference=reference,
+            key=key, fee=fee,
         )
 
 
@@ -362,6 +373,7 @@ class LineKind(StrEnum):
     SPONSOR_CREDIT = "sponsor_credit"
     SPONSOR_REVERSAL = "sponsor_reversal"
     PAYOUT = "payout"
+    PAYOUT_FEE = "payout_fee"  # an on-demand payout's fee (post_payout(fee=))
     SPONSOR_PAYMENT = "sponsor_payment"  # a sponsor paid the merchant outright (sponsor_pays)
 
 
@@ -384,6 +396,13 @@ class StatementLine:
     counterparty_merchant_id: uuid.UUID | None  # transfers: the other merchant
     imported: bool = False  # from a previous platform (include_imported): settled there, never here
     source_key: str | None = None  # an imported line's id on the previous platform
+
+
+async def statement_lines_before(
+    session: AsyncSession, *, region: str, until: datetime, merchant_ids: Sequence[uuid.UUID], unit: str = "yen"
+) -> Select:
+    identity = await directory.region_identity(session, region)
+    return payments.statement_lines_before(identity.id, until, unit, merchant_ids)
 
 
 def _order(line: StatementLine) -> tuple[uuid.UUID, datetime, uuid.UUID, str]:

@@ -65,6 +65,7 @@ class JournalKind(StrEnum):
     REWARD = "reward"  # points back on a qualifying payment, from a reward campaign's budget
     EXPIRY = "expiry"  # an expired lot's remainder leaves the wallet for the expiry account
     PAYOUT = "payout"  # 振込: a merchant's yen leaves circulation for its bank account (bank clearing)
+    PAYOUT_FEE = "payout_fee"  # 振込手数料: a payout's fee (on demand), from the merchant to fee income
     SPONSOR_CREDIT = "sponsor_credit"  # a sponsor's budget pays a shop the discount it funded on a payment
     SPONSOR_REVERSAL = "sponsor_reversal"  # a refund gives the sponsor back its share of that discount
     SPONSOR_PAYMENT = "sponsor_payment"  # a sponsor's budget pays a merchant for something it gave a resident (a bus fare)
@@ -81,6 +82,7 @@ ISSUANCE_JOURNALS = frozenset(
 # gaining (+), one entry each: checked when posting and by `ledger verify`.
 JOURNAL_LEGS = {
     JournalKind.PAYOUT: (AccountKind.MERCHANT, AccountKind.BANK_CLEARING),
+    JournalKind.PAYOUT_FEE: (AccountKind.MERCHANT, AccountKind.FEE_INCOME),
     JournalKind.SPONSOR_CREDIT: (AccountKind.SPONSOR_BUDGET, AccountKind.MERCHANT),
     JournalKind.SPONSOR_REVERSAL: (AccountKind.MERCHANT, AccountKind.SPONSOR_BUDGET),
     JournalKind.SPONSOR_PAYMENT: (AccountKind.SPONSOR_BUDGET, AccountKind.MERCHANT),
@@ -150,7 +152,14 @@ class Journal(Base):
     """An immutable transfer of value between accounts (a trigger refuses UPDATE and DELETE)."""
 
     __tablename__ = "journals"
-    __table_args__ = (Index("ix_journals_region_id_id", "region_id", "id"), {"schema": SCHEMA})
+    __table_args__ = (
+        Index("ix_journals_region_id_id", "region_id", "id"),
+        # A keyed payout and its fee are found by their reference (payments/service.py post_payout);
+        # payouts are few.
+        Index("ix_journals_payout_reference", "region_id", "reference",
+              postgresql_where=text("kind IN ('payout', 'payout_fee')")),
+        {"schema": SCHEMA},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.regions.id"))

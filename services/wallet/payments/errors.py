@@ -138,3 +138,7 @@ class InvalidAmount(Unprocessable):
 
 class PayoutExceedsBalance(Conflict):
     slug, title = "payout-exceeds-balance", "The payout is larger than the merchant's balance"
+
+
+class PayoutKeyReused(Conflict):
+    slug, title = "payout-key-reused", "The payout key was used for another payout"

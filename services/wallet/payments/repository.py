@@ -13,15 +13,18 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Row,
+    Select,
     SmallInteger,
     Text,
     and_,
     any_,
     bindparam,
     case,
+    column,
     func,
     insert,
     select,
+    table,
     text,
     update,
 )
@@ -335,6 +338,40 @@ async def statement_lines(
     )
     async for row in result:
         yield row
+
+
+_LINES = table(
+    "statement_lines", column("journal_id"), column("region_id"), column("merchant_id"), column("unit"),
+    column("kind"), column("amount"), column("fee"), column("net"), column("occurred_at"), column("payment_id"),
+    column("refund_id"), column("counterparty_merchant_id"), schema="wallet",
+)
+
+
+def statement_lines_before(region_id: uuid.UUID, until: datetime, unit: str, merchant_ids: Sequence[uuid.UUID]) -> Select:
+    """wallet.statement_lines of `merchant_ids` in `unit` before `until`, as a query for a
+    caller to read set-wise (settlement inserts from it), with `payment_at`: a refund's (or a
+    sponsor's reversal's) payment's time, NULL on every other line."""
+    paid_at = select(Payment.created_at).where(Payment.id == _LINES.c.payment_id).scalar_subquery()
+    return select(
+        _LINES.c.journal_id, _LINES.c.merchant_id, _LINES.c.unit, _LINES.c.kind, _LINES.c.amount, _LINES.c.fee,
+        _LINES.c.net, _LINES.c.occurred_at, _LINES.c.payment_id, _LINES.c.refund_id,
+        _LINES.c.counterparty_merchant_id,
+        case((_LINES.c.refund_id.is_not(None), paid_at)).label("payment_at"),
+    ).where(
+        _LINES.c.region_id == region_id, _LINES.c.occurred_at < until, _LINES.c.unit == unit,
+        _LINES.c.merchant_id == any_(bindparam("merchant_ids", list(merchant_ids), type_=ARRAY(UUID))),
+    )
+
+
+async def payout_by_reference(session: AsyncSession, region_id: uuid.UUID, reference: str) -> list[Row[Any]]:
+    """A keyed payout's journals (the payout and its fee, if any) by their reference (a partial
+    index holds these kinds only), each with the merchant and the yen it took."""
+    return list((await session.execute(text(
+        "SELECT j.id AS journal_id, j.kind, a.merchant_id, -e.amount AS amount, j.created_at"
+        "  FROM wallet.journals j JOIN wallet.entries e ON e.journal_id = j.id"
+        "  JOIN wallet.accounts a ON a.id = e.account_id AND a.kind = 'merchant'"
+        " WHERE j.region_id = :region_id AND j.kind IN ('payout', 'payout_fee') AND j.reference = :reference"
+    ).bindparams(bindparam("region_id", type_=UUID)), {"region_id": region_id, "reference": reference})).all())
 
 
 # --- dynamic payment requests -------------------------------------------------------------------

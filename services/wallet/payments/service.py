@@ -49,6 +49,7 @@ from services.wallet.payments.errors import (
     PaymentRequestNotFound,
     PaymentRequestPaid,
     PayoutExceedsBalance,
+    PayoutKeyReused,
     QRChecksumMismatch,
     QRCurrency,
     QRForeign,
@@ -708,17 +709,32 @@ class Payout:
     amount: int
     reference: str | None
     created_at: datetime
+    fee: int = 0  # charged besides `amount` (an on-demand payout's), by its own journal
+    fee_journal_id: uuid.UUID | None = None
 
 
 async def post_payout(
     session: AsyncSession, clock: Clock, actor: Actor, *, region_id: uuid.UUID, merchant_id: uuid.UUID, amount: int,
-    reference: str | None,
+    reference: str | None, key: str | None = None, fee: int = 0,
 ) -> Payout:
     """振込: `amount` yen of the merchant's balance leave circulation for its bank account (a
     `payout` journal to bank clearing), never more than the balance. A suspended or closed shop
-    is still paid what it holds."""
-    if amount <= 0:
-        raise InvalidAmount(f"A payout is a positive number of yen, not {amount}.")
+    is still paid what it holds. A `fee` (an on-demand payout's) is taken besides, from the
+    merchant to fee income, by a `payout_fee` journal: the balance must cover both. With a `key`
+    (kept as the journals' reference) a payout is posted once: the same key again returns the
+    payout it made, and refuses payout-key-reused for another merchant, amount or fee."""
+    if amount <= 0 or fee < 0:
+        raise InvalidAmount(f"A payout is a positive number of yen and its fee not negative, not {amount} and {fee}.")
+    if key is not None:
+        reference = key
+        if made := await repo.payout_by_reference(session, region_id, key):
+            kinds = {row.kind: row for row in made}
+            paid, charged = kinds.get(JournalKind.PAYOUT.value), kinds.get(JournalKind.PAYOUT_FEE.value)
+            if paid is None or (paid.merchant_id, paid.amount, charged.amount if charged else 0) != (
+                    merchant_id, amount, fee):
+                raise PayoutKeyReused(f"The payout key {key!r} was used for another payout.")
+            return Payout(paid.journal_id, merchant_id, amount, key, paid.created_at, fee,
+                          charged.journal_id if charged else None)
     merchant = await directory.merchant(session, merchant_id)
     if merchant is None or merchant.region_id != region_id:
         raise MerchantNotFound(f"No merchant {merchant_id} in this region.")
@@ -730,16 +746,26 @@ async def post_payout(
             legs=[ledger.Leg(account, -amount), ledger.Leg(clearing, amount)], reference=reference,
             even_if_inactive=True,
         )
+        charged = None
+        if fee > 0:
+            income = await ledger.system_account(session, region_id, AccountKind.FEE_INCOME, Unit.YEN.value)
+            charged = await ledger.post_journal(
+                session, clock, region_id=region_id, kind=JournalKind.PAYOUT_FEE, actor=actor.subject,
+                legs=[ledger.Leg(account, -fee), ledger.Leg(income, fee)], reference=reference,
+                even_if_inactive=True,
+            )
     except InsufficientBalance as exc:
         raise PayoutExceedsBalance(
-            f"{merchant.name_ja} holds {exc.extra['balance']} yen; a payout of {amount} was asked.",
-            balance=exc.extra["balance"], requested=amount,
+            f"{merchant.name_ja} holds {exc.extra['balance']} yen; a payout of {amount} and a fee of {fee} were asked.",
+            balance=exc.extra["balance"], requested=amount + fee,
         ) from None
     await audit.record(
         session, clock, actor, region_id=region_id, action="merchant.payout", target_type="merchant",
-        target_id=merchant_id, after={"amount": amount, "journal_id": str(posted.journal_id), "reference": reference},
+        target_id=merchant_id, after={"amount": amount, "journal_id": str(posted.journal_id), "reference": reference,
+                                      "fee": fee, "fee_journal_id": str(charged.journal_id) if charged else None},
     )
-    return Payout(posted.journal_id, merchant_id, amount, reference, posted.created_at)
+    return Payout(posted.journal_id, merchant_id, amount, reference, posted.created_at, fee,
+                  charged.journal_id if charged else None)
 
 
 # Queries the modules above use as they are: they call this service, never the repository.
@@ -749,3 +775,4 @@ payment_request = repo.payment_request
 store_with_merchant = repo.store_with_merchant
 stores = repo.stores
 payers = repo.payers
+statement_lines_before = repo.statement_lines_before
