@@ -4,7 +4,8 @@ come in a fixed order (merchant id, then time and journal), and the PDFs are wri
 (reportlab's fixed document id and dates).
 
 - `statement-<merchant id>.csv`: UTF-8 with a BOM (Excel), the statement's figures then every
-  line with its payment, refund and journal id;
+  line with its payment, refund and journal id (the lines' rows written by the database,
+  repository.line_texts, with this module's labels);
 - `statement-<merchant id>.pdf`: the same figures with Japanese labels in IPAex Gothic
   (shared/fonts.py, embedded), the payments by day and every other line with its journal id
   (each payment's own ids are in the CSV);
@@ -91,16 +92,28 @@ class Day:
     fee: int
 
 
+@dataclass(frozen=True)
+class Other:
+    """A line that is not a payment of the period (repository.other_lines, less the merchant)."""
+
+    local_time: str
+    kind: str
+    amount: int
+    fee: int
+    journal_id: str
+    adjustment: bool
+
+
 @dataclass
 class Statement:
     """One merchant's statement: its lines' CSV rows as the database wrote them, its payments by
-    day and its other lines; `files()` gives its CSV and PDF."""
+    day and its other lines; `csv()` and `pdf()` give its files."""
 
     run: SettlementRun
     merchant: RunMerchant
     lines: str = ""  # the CSV rows of every line (repository.line_texts), CRLF between them
     days: list[Day] = field(default_factory=list)  # by date
-    others: list[Any] = field(default_factory=list)  # repository.other_lines, in order
+    others: list[Other] = field(default_factory=list)  # in order
 
     def csv(self) -> bytes:
         m = self.merchant
@@ -133,7 +146,7 @@ async def statements(run: SettlementRun, merchants: list[RunMerchant], lines: As
             statement.days.append(Day(pending_day.day, pending_day.count, pending_day.amount, pending_day.fee))
             pending_day = await anext(days, None)
         while pending_other is not None and pending_other.merchant_id == merchant.merchant_id:
-            statement.others.append(pending_other)
+            statement.others.append(Other(*pending_other[1:]))
             pending_other = await anext(others, None)
         yield statement
     left = pending_text[0] if pending_text else getattr(pending_day or pending_other, "merchant_id", None)
