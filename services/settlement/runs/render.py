@@ -4,7 +4,8 @@ come in a fixed order (merchant id, then time and journal), and the PDFs are wri
 (reportlab's fixed document id and dates).
 
 - `statement-<merchant id>.csv`: UTF-8 with a BOM (Excel), the statement's figures then every
-  line with its payment, refund and journal id;
+  line with its payment, refund and journal id (the lines' rows written by the database,
+  repository.line_texts, with this module's labels);
 - `statement-<merchant id>.pdf`: the same figures with Japanese labels in IPAex Gothic
   (shared/fonts.py, embedded), the payments by day and every other line with its journal id
   (each payment's own ids are in the CSV);
@@ -38,6 +39,7 @@ KINDS = {
     "sponsor_payment": "協賛支払", "transfer_in": "B2B受取", "transfer_out": "B2B支払", "payout": "振込",
     "payout_fee": "振込手数料",
 }
+ADJUSTMENT = "調整"  # the CSV's mark of a line of an earlier period's trade
 STATUS = {"paid": "振込", "carried": "繰越", "held": "保留"}
 HOLD_REASONS = {
     "payout-account-not-found": "振込口座未登録", "bank-code-unknown": "金融機関コード不明",
@@ -80,40 +82,45 @@ def _heading(run: SettlementRun, m: RunMerchant) -> list[tuple[str, str]]:
     ]
 
 
-@dataclass
-class _Day:
-    count: int = 0
-    amount: int = 0
-    fee: int = 0
+@dataclass(frozen=True)
+class Day:
+    """A Tokyo date's payments of the period (repository.payment_days)."""
+
+    day: str  # YYYY-MM-DD
+    count: int
+    amount: int
+    fee: int
+
+
+@dataclass(frozen=True)
+class Other:
+    """A line that is not a payment of the period (repository.other_lines, less the merchant)."""
+
+    local_time: str
+    kind: str
+    amount: int
+    fee: int
+    journal_id: str
+    adjustment: bool
 
 
 @dataclass
 class Statement:
-    """One merchant's statement, fed its lines in order; `files()` gives its CSV and PDF."""
+    """One merchant's statement: its lines' CSV rows as the database wrote them, its payments by
+    day and its other lines; `csv()` and `pdf()` give its files."""
 
     run: SettlementRun
     merchant: RunMerchant
-    rows: list[list[Any]] = field(default_factory=list)
-    days: dict[str, _Day] = field(default_factory=dict)  # by Tokyo date, YYYY-MM-DD
-    others: list[Any] = field(default_factory=list)
-
-    def add(self, line: Any) -> None:
-        """A line as repository.lines gives it: its Tokyo time and its ids already text."""
-        self.rows.append([
-            line.local_time, KINDS[line.kind], line.amount, line.fee, line.net, line.payment_id, line.refund_id,
-            line.journal_id, line.counterparty_merchant_id, "調整" if line.adjustment else "",
-        ])
-        if line.kind == "payment" and not line.adjustment:
-            day = self.days.setdefault(line.local_time[:10], _Day())
-            day.count, day.amount, day.fee = day.count + 1, day.amount + line.amount, day.fee + line.fee
-        else:
-            self.others.append(line)
+    lines: str = ""  # the CSV rows of every line (repository.line_texts), CRLF between them
+    days: list[Day] = field(default_factory=list)  # by date
+    others: list[Other] = field(default_factory=list)  # in order
 
     def csv(self) -> bytes:
         m = self.merchant
         head: list[list[Any]] = [["精算明細書"], *([k, v] for k, v in _heading(self.run, m)), []]
         head += [["項目", "金額"], *([k, v] for k, v in figures(m)), ["うち調整", m.adjustments], ["状態", _status(m)], []]
-        return _csv([*head, LINE_HEADER, *self.rows])
+        body = _csv([*head, LINE_HEADER])
+        return body + (self.lines + "\r\n").encode("utf-8") if self.lines else body
 
     def pdf(self) -> bytes:
         return _Pdf(self).render()
@@ -123,18 +130,27 @@ def statement_name(merchant_id: uuid.UUID, suffix: str) -> str:
     return f"statement-{merchant_id}.{suffix}"
 
 
-async def statements(run: SettlementRun, merchants: list[RunMerchant], lines: AsyncIterator[Any]
-                     ) -> AsyncIterator[Statement]:
-    """Each merchant's statement, its lines taken from one stream: both come in the database's
-    merchant id order, and every line of a run is one of its merchants'."""
-    pending = await anext(lines, None)
+async def statements(run: SettlementRun, merchants: list[RunMerchant], lines: AsyncIterator[tuple[uuid.UUID, str]],
+                     days: AsyncIterator[Any], others: AsyncIterator[Any]) -> AsyncIterator[Statement]:
+    """Each merchant's statement, from three streams (its lines' CSV rows, its payments by day,
+    its other lines): all come in the database's merchant id order, and every line of a run is
+    one of its merchants'."""
+    pending_text, pending_day, pending_other = (await anext(lines, None), await anext(days, None),
+                                                await anext(others, None))
     for merchant in merchants:
         statement = Statement(run, merchant)
-        while pending is not None and pending.merchant_id == merchant.merchant_id:
-            statement.add(pending)
-            pending = await anext(lines, None)
+        if pending_text is not None and pending_text[0] == merchant.merchant_id:
+            statement.lines = pending_text[1]
+            pending_text = await anext(lines, None)
+        while pending_day is not None and pending_day.merchant_id == merchant.merchant_id:
+            statement.days.append(Day(pending_day.day, pending_day.count, pending_day.amount, pending_day.fee))
+            pending_day = await anext(days, None)
+        while pending_other is not None and pending_other.merchant_id == merchant.merchant_id:
+            statement.others.append(Other(*pending_other[1:]))
+            pending_other = await anext(others, None)
         yield statement
-    assert pending is None, f"a line of merchant {pending.merchant_id}, not in the run"
+    left = pending_text[0] if pending_text else getattr(pending_day or pending_other, "merchant_id", None)
+    assert left is None, f"a line of merchant {left}, not in the run"
 
 
 def summary(run: SettlementRun, merchants: list[RunMerchant]) -> bytes:
@@ -237,8 +253,8 @@ class _Pdf:
         self.next_line()
         self.row([(self.LEFT, "日付", False), (self.LEFT + 150, "件数", True), (self.LEFT + 250, "金額", True),
                   (self.LEFT + 340, "手数料", True)])
-        for day, total in sorted(self.s.days.items()):
-            self.row([(self.LEFT, day, False), (self.LEFT + 150, f"{total.count:,}", True),
+        for total in self.s.days:
+            self.row([(self.LEFT, total.day, False), (self.LEFT + 150, f"{total.count:,}", True),
                       (self.LEFT + 250, f"{total.amount:,}", True), (self.LEFT + 340, f"{total.fee:,}", True)])
         self.next_line(8)
         self.text(self.LEFT, "その他の明細 (仕訳ID)", 11)

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Row, Select, Text, and_, cast, func, insert, literal, or_, select, text
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy import BigInteger, Row, Select, Text, and_, case, cast, func, insert, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -117,28 +117,68 @@ async def run_merchants(session: AsyncSession, run_id: uuid.UUID, merchant_id: u
 
 
 def _text(column: Any) -> Any:
-    return func.coalesce(cast(column, Text), "").label(column.key)
+    return func.coalesce(cast(column, Text), "")
 
 
-# A statement's columns as its files print them, formatted by the database (a month is millions).
-_LINE_FIELDS = (
-    SettledLine.merchant_id,
-    func.to_char(func.timezone("Asia/Tokyo", SettledLine.occurred_at), "YYYY-MM-DD HH24:MI:SS").label("local_time"),
-    SettledLine.kind, SettledLine.amount, SettledLine.fee, SettledLine.net, _text(SettledLine.payment_id),
-    _text(SettledLine.refund_id), _text(SettledLine.journal_id), _text(SettledLine.counterparty_merchant_id),
-    SettledLine.adjustment,
-)
+def _local_time(column: Any) -> Any:
+    return func.to_char(func.timezone("Asia/Tokyo", column), "YYYY-MM-DD HH24:MI:SS")
 
 
-async def lines(session: AsyncSession, region_id: uuid.UUID, run_id: uuid.UUID, merchant_id: uuid.UUID | None = None,
-                ) -> AsyncIterator[Row[Any]]:
-    """The run's lines (of one merchant, or all), by merchant, time and journal, streamed: the
-    time as a Tokyo wall clock and the ids as text."""
-    query = select(*_LINE_FIELDS).where(SettledLine.region_id == region_id, SettledLine.run_id == run_id)
-    if merchant_id is not None:
-        query = query.where(SettledLine.merchant_id == merchant_id)
-    query = query.order_by(SettledLine.merchant_id, SettledLine.occurred_at, SettledLine.journal_id,
-                           SettledLine.unit)
-    result = await session.stream(query, execution_options={"yield_per": 10_000})
+def _of_run(query: Select, region_id: uuid.UUID, run_id: uuid.UUID, merchant_id: uuid.UUID | None) -> Select:
+    query = query.where(SettledLine.region_id == region_id, SettledLine.run_id == run_id)
+    return query if merchant_id is None else query.where(SettledLine.merchant_id == merchant_id)
+
+
+# A line's order in its statement: time, then journal (and unit, the rest of the key).
+_LINE_ORDER = (SettledLine.occurred_at, SettledLine.journal_id, SettledLine.unit)
+_DAY_PAYMENT = and_(SettledLine.kind == "payment", SettledLine.adjustment.is_(False))
+
+
+async def line_texts(session: AsyncSession, region_id: uuid.UUID, run_id: uuid.UUID, kinds: dict[str, str],
+                     adjustment: str, merchant_id: uuid.UUID | None = None) -> AsyncIterator[tuple[uuid.UUID, str]]:
+    """Per merchant, by merchant id, its statement lines as CSV rows written by the database (a
+    month is millions of lines): time (Tokyo), kind (`kinds` labels), amount, fee, net, payment,
+    refund, journal and counterparty ids, `adjustment` or nothing; by time and journal, joined
+    by CRLF. No field holds a comma, a quote or a line break, so none is quoted (as csv.writer)."""
+    label = case(*((SettledLine.kind == kind, literal(text_)) for kind, text_ in kinds.items()), else_=SettledLine.kind)
+    row = func.concat_ws(
+        ",", _local_time(SettledLine.occurred_at), label, cast(SettledLine.amount, Text),
+        cast(SettledLine.fee, Text), cast(SettledLine.net, Text), _text(SettledLine.payment_id),
+        _text(SettledLine.refund_id), _text(SettledLine.journal_id), _text(SettledLine.counterparty_merchant_id),
+        case((SettledLine.adjustment, literal(adjustment)), else_=literal("")),
+    )
+    joined = func.string_agg(row, aggregate_order_by(literal("\r\n"), *_LINE_ORDER))
+    query = _of_run(select(SettledLine.merchant_id, joined), region_id, run_id, merchant_id)
+    result = await session.stream(query.group_by(SettledLine.merchant_id).order_by(SettledLine.merchant_id),
+                                  execution_options={"yield_per": 20})
+    async for merchant, rows in result:
+        yield merchant, rows
+
+
+async def payment_days(session: AsyncSession, region_id: uuid.UUID, run_id: uuid.UUID,
+                       merchant_id: uuid.UUID | None = None) -> AsyncIterator[Row[Any]]:
+    """Per merchant and Tokyo date (YYYY-MM-DD), by both, its payments of the period (not
+    adjustments): how many, their amount and fees."""
+    day = func.to_char(func.timezone("Asia/Tokyo", SettledLine.occurred_at), "YYYY-MM-DD").label("day")
+    query = _of_run(select(SettledLine.merchant_id, day, func.count().label("count"),
+                           cast(func.sum(SettledLine.amount), BigInteger).label("amount"),
+                           cast(func.sum(SettledLine.fee), BigInteger).label("fee")).where(_DAY_PAYMENT),
+                    region_id, run_id, merchant_id)
+    result = await session.stream(query.group_by(SettledLine.merchant_id, day).order_by(SettledLine.merchant_id, day),
+                                  execution_options={"yield_per": 10_000})
+    async for row in result:
+        yield row
+
+
+async def other_lines(session: AsyncSession, region_id: uuid.UUID, run_id: uuid.UUID,
+                      merchant_id: uuid.UUID | None = None) -> AsyncIterator[Row[Any]]:
+    """The run's lines that are not a payment of the period, by merchant, time and journal: the
+    time as a Tokyo wall clock and the journal id as text."""
+    query = _of_run(select(SettledLine.merchant_id, _local_time(SettledLine.occurred_at).label("local_time"),
+                           SettledLine.kind, SettledLine.amount, SettledLine.fee,
+                           _text(SettledLine.journal_id).label("journal_id"), SettledLine.adjustment
+                           ).where(~_DAY_PAYMENT), region_id, run_id, merchant_id)
+    result = await session.stream(query.order_by(SettledLine.merchant_id, *_LINE_ORDER),
+                                  execution_options={"yield_per": 10_000})
     async for row in result:
         yield row

@@ -214,6 +214,16 @@ async def statements(session: AsyncSession, found: SettlementRun, merchant_id: u
     return await repo.run_merchants(session, found.id, merchant_id)
 
 
+def _line_streams(session: AsyncSession, found: SettlementRun, merchant_id: uuid.UUID | None = None
+                  ) -> tuple[AsyncIterator[tuple[uuid.UUID, str]], AsyncIterator[Any], AsyncIterator[Any]]:
+    """The three streams a run's statements are made of (render.statements), by merchant id: the
+    lines' CSV rows, written by the database with render's labels, the payments by day, the
+    other lines."""
+    at = (session, found.region_id, found.id)
+    return (repo.line_texts(*at, render.KINDS, render.ADJUSTMENT, merchant_id),
+            repo.payment_days(*at, merchant_id), repo.other_lines(*at, merchant_id))
+
+
 async def files(session: AsyncSession, found: SettlementRun, progress: Progress = _nothing
                 ) -> AsyncIterator[tuple[str, bytes]]:
     """Every file of the run (render.py), name and bytes, the statements streamed in merchant order."""
@@ -223,7 +233,7 @@ async def files(session: AsyncSession, found: SettlementRun, progress: Progress 
     if (transfers := render.transfer_file(found, merchants)) is not None:
         yield "zengin.txt", transfers
     done = 0
-    async for statement in render.statements(found, merchants, repo.lines(session, found.region_id, found.id)):
+    async for statement in render.statements(found, merchants, *_line_streams(session, found)):
         yield render.statement_name(statement.merchant.merchant_id, "csv"), statement.csv()
         yield render.statement_name(statement.merchant.merchant_id, "pdf"), statement.pdf()
         done += 1
@@ -248,6 +258,6 @@ async def statement(session: AsyncSession, found: SettlementRun, merchant_id: uu
     merchants = await repo.run_merchants(session, found.id, merchant_id)
     if not merchants:
         raise StatementNotFound(f"Run {found.label} has no statement of merchant {merchant_id}.")
-    async for made in render.statements(found, merchants, repo.lines(session, found.region_id, found.id, merchant_id)):
+    async for made in render.statements(found, merchants, *_line_streams(session, found, merchant_id)):
         return made
     raise AssertionError("a statement per merchant")
