@@ -18,37 +18,13 @@ from sqlalchemy.exc import DBAPIError
 from services.coupons.transit import service as transit
 from services.wallet import public
 from shared.audit import Actor
-from shared.clock import TOKYO
 from tests.helpers import assert_problem, idem, snapshot
+from tests.settlement.trades import jst, pay, refund, refunds_allowed_for
 
 REGION = "aizu"
 HANAKO, TARO = "resident-hanako", "resident-taro"
 TEAHOUSE, STORE, BUS, FARM = "Tsurugajo Teahouse", "Nanokamachi General Store", "Aizu Bus", "Minato Farm"
 CITY = Actor(subject="operator-aizu", role="operator", request_id="kpi-test")
-
-
-def jst(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=TOKYO)
-
-
-async def pay(sessionmaker, clock, town, at: datetime, price: int, *, payer: str = HANAKO,
-              merchant: str = TEAHOUSE) -> public.PaidPayment:
-    clock.set(at)
-    async with sessionmaker() as s, s.begin():
-        shop = await public.merchant(s, region=REGION, merchant_id=uuid.UUID(town.merchants[merchant]))
-        return await public.pay(s, clock, region=REGION, actor=CITY, payer=payer, store_id=shop.store_ids[0],
-                                price=price)
-
-
-async def refund(sessionmaker, clock, at: datetime, paid: public.PaidPayment, amount: int) -> public.RefundMade:
-    clock.set(at)
-    async with sessionmaker() as s, s.begin():
-        return await public.refund(s, clock, region=REGION, actor=CITY, payment_id=paid.id, amount=amount)
-
-
-async def refunds_allowed_for(sessionmaker, days: int) -> None:
-    async with sessionmaker() as s, s.begin():
-        await s.execute(text("UPDATE wallet.regions SET refund_window_days = :days"), {"days": days})
 
 
 async def set_baseline(client, tokens, day: str, rate_bp: int, source: str = "クレジットカード平均") -> None:

@@ -9,7 +9,7 @@ import asyncio
 import csv
 import io
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from pypdf import PdfReader
@@ -19,10 +19,10 @@ from services.settlement.runs import repository as runs_repo
 from services.settlement.runs import service as runs
 from services.wallet import public
 from shared.audit import Actor
-from shared.clock import TOKYO
 from shared.errors import Problem
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
 from tests.settlement import zengin_reader
+from tests.settlement.trades import jst, pay, refund, refunds_allowed_for
 
 REGION = "aizu"
 TEAHOUSE, STORE, FARM = "Tsurugajo Teahouse", "Nanokamachi General Store", "Minato Farm"
@@ -33,28 +33,8 @@ SOURCE = {"requester_code": "1234567890", "requester_name": "アイヅ チイキ
           "bank_code": "0126", "branch_code": "416", "account_type": "current", "account_number": "0001234"}
 
 
-def jst(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=TOKYO)
-
-
 AFTER_APRIL = jst(2026, 5, 1, 0, 11)  # April's end and its grace period passed
 AFTER_MAY = jst(2026, 6, 1, 0, 11)
-
-
-async def pay(sessionmaker, clock, town, at: datetime, price: int, merchant: str = TEAHOUSE,
-              payer: str = "resident-hanako") -> public.PaidPayment:
-    clock.set(at)
-    async with sessionmaker() as s, s.begin():
-        shop = await public.merchant(s, region=REGION, merchant_id=uuid.UUID(town.merchants[merchant]))
-        return await public.pay(s, clock, region=REGION, actor=CITY, payer=payer, store_id=shop.store_ids[0],
-                                price=price)
-
-
-async def refund(sessionmaker, clock, at: datetime, paid: public.PaidPayment, amount: int) -> public.RefundMade:
-    clock.set(at)
-    async with sessionmaker() as s, s.begin():
-        await s.execute(text("UPDATE wallet.regions SET refund_window_days = 90"))
-        return await public.refund(s, clock, region=REGION, actor=CITY, payment_id=paid.id, amount=amount)
 
 
 async def accounts(client, tokens, town, *names: str) -> None:
@@ -124,6 +104,7 @@ async def test_a_run_pays_each_merchant_its_months_net_and_the_file_sums_the_sta
            await pay(sessionmaker, clock, town, jst(2026, 4, 20, 15), 800, payer="resident-taro"),
            await pay(sessionmaker, clock, town, jst(2026, 4, 30, 23, 59, 59), 500)]
     store = [await pay(sessionmaker, clock, town, jst(2026, 4, 10, 12), 3000, merchant=STORE)]
+    await refunds_allowed_for(sessionmaker, 90)
     back = await refund(sessionmaker, clock, jst(2026, 4, 25, 9), tea[0], 200)
     may_first = await pay(sessionmaker, clock, town, jst(2026, 5, 1, 0, 0, 0), 700)  # the first second of May
 
@@ -177,6 +158,7 @@ async def test_a_refund_after_the_close_is_an_adjustment_in_the_next_period(clie
     clock.set(AFTER_APRIL)
     await settle(client, tokens, "2026-04")
     later = await pay(sessionmaker, clock, town, jst(2026, 5, 2, 10), 3000)  # the shop holds enough to give back
+    await refunds_allowed_for(sessionmaker, 90)
     back = await refund(sessionmaker, clock, jst(2026, 5, 3, 10), paid, 500)
     clock.set(AFTER_MAY)
     await settle(client, tokens, "2026-05")
