@@ -15,8 +15,10 @@ One run:
    payments need a plan in force), then bulk-loads the payments with the database's own
    rows `wallet.pay` writes, set-wise (bulk_load says how), spread evenly over the month of
    `--period` in Tokyo time;
-4. times `chiikipay settle --period P --out DIR` and `chiikipay kpi --fiscal-year Y --format
-   xlsx`, each as its own process, sampling its resident memory (with its children) every 50 ms;
+4. times `chiikipay settle --period P --out DIR`, the one command that makes the run, its files
+   and the KPI report of the period's fiscal year (kpi-Y.xlsx), sampling its resident memory
+   (with its children) every 50 ms; then, for the record, `chiikipay kpi --fiscal-year Y --format
+   xlsx` alone and the run's files alone (`settle` again, `--kpi none`);
 5. checks: the payments loaded, every merchant in the transfer file or the held-back list, the
    file's total equal to the statements', `chiikipay ledger verify` exit 0.
 """
@@ -93,7 +95,9 @@ def bulk_load(server: Server, region_id: str, *, payments: int, chunk: int, peri
     the payment row with the fee `wallet.charge_fee` gives (the same rule, called per row); its
     lot taken; the lot and the wallet's balance lowered. Each resident holds one top-up lot of
     50,000 yen and pays about 45,000 yen in all, in time order; the ledger's constraint trigger
-    checks every journal balances, and `ledger verify` checks the rest at the end."""
+    checks every journal balances, and `ledger verify` checks the rest at the end. Ids are UUIDv7
+    of the payment's time, as the app's (shared/ids.py): PostgreSQL 18's `uuidv7(shift)`, the
+    embedded server's version; random ids would scatter every index insert."""
     first_instant, days = month_bounds(period)
     server.psql(
         "DROP TABLE IF EXISTS bench_residents, bench_stores;"
@@ -119,12 +123,13 @@ def bulk_load(server: Server, region_id: str, *, payments: int, chunk: int, peri
         server.psql(f"""
             BEGIN;
             CREATE TEMP TABLE p ON COMMIT DROP AS
-              SELECT gen_random_uuid() AS id, gen_random_uuid() AS journal_id, r.account_id, r.lot_id,
-                     s.store_id, s.merchant_id, s.merchant_account, 100 + (i % 3) * 50 AS amount,
-                     timestamptz '{first_instant}' + (i::float8 / {payments}) * interval '{span} seconds' AS at
-                FROM generate_series({i0}, {i1 - 1}) i
-                JOIN bench_residents r ON r.n = i % {residents}
-                JOIN bench_stores s ON s.n = (i::bigint * 7919) % {stores};
+              SELECT uuidv7(t.at - now()) AS id, uuidv7(t.at - now()) AS journal_id, t.* FROM (
+                SELECT r.account_id, r.lot_id, s.store_id, s.merchant_id, s.merchant_account,
+                       100 + (i % 3) * 50 AS amount,
+                       timestamptz '{first_instant}' + (i::float8 / {payments}) * interval '{span} seconds' AS at
+                  FROM generate_series({i0}, {i1 - 1}) i
+                  JOIN bench_residents r ON r.n = i % {residents}
+                  JOIN bench_stores s ON s.n = (i::bigint * 7919) % {stores}) t;
             CREATE TEMP TABLE f ON COMMIT DROP AS
               SELECT p.*, c.fee, c.plan_id, c.rate_bp,
                      a.balance - sum(p.amount) OVER (PARTITION BY p.account_id ORDER BY p.at, p.id) AS balance_after
@@ -133,7 +138,7 @@ def bulk_load(server: Server, region_id: str, *, payments: int, chunk: int, peri
             INSERT INTO wallet.journals (id, region_id, kind, actor, reference, memo, created_at)
               SELECT journal_id, '{region_id}', 'payment', 'resident:' || account_id, id::text, NULL, at FROM f ORDER BY at;
             INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, balance_after, created_at)
-              SELECT gen_random_uuid(), e.journal_id, e.account_id, '{region_id}', 'yen', e.amount, e.balance_after, e.at
+              SELECT uuidv7(e.at - now()), e.journal_id, e.account_id, '{region_id}', 'yen', e.amount, e.balance_after, e.at
                 FROM (SELECT journal_id, account_id, -amount AS amount, balance_after, at, 1 AS leg FROM f
                       UNION ALL SELECT journal_id, merchant_account, amount - fee, NULL, at, 2 FROM f WHERE amount > fee
                       UNION ALL SELECT journal_id, '{fee_account}'::uuid, fee, NULL, at, 3 FROM f WHERE fee > 0) e
@@ -188,11 +193,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--payments", type=int, default=3_000_000)
     p.add_argument("--period", default="2026-11", help="the month the payments fall in and that is settled")
     p.add_argument("--chunk", type=int, default=500_000, help="payments per loading transaction (default 500,000)")
+    p.add_argument("--save-loaded", type=Path, default=None, metavar="DIR",
+                   help="after the bulk load, copy the data folder (server stopped) to DIR, for --from-loaded")
+    p.add_argument("--from-loaded", type=Path, default=None, metavar="DIR",
+                   help="start from a copy of a data folder --save-loaded kept (same sizes), skipping set-up and load")
     add_run_args(p)
     args = p.parse_args(argv)
     if args.payments * 150 > args.residents * 48_000:
         p.error("too few residents: each pays 150 yen a payment on average from one top-up of 50,000 yen")
     return args
+
+
+def copy_folder(source: Path, target: Path) -> None:
+    """A data folder copied with its owners and modes (PostgreSQL runs as its own user when root
+    starts it, and refuses a folder it cannot read)."""
+    subprocess.run(["cp", "-a", str(source), str(target)], check=True, timeout=1800)
+
+
+def load(server: Server, run_dir: Path, stamp: str, args: argparse.Namespace) -> dict[str, float]:
+    """A fresh cluster, the set-up over the API and the bulk load: their seconds."""
+    import asyncio
+
+    server.prepare_postgres()
+    server.start()
+    started = time.monotonic()
+    asyncio.run(create_fixtures(server.url, server.data_dir, args.residents, args.merchants, stamp, topups=1))
+    set_up_settlement(server, server.data_dir, run_dir)
+    setup = round(time.monotonic() - started, 1)
+    region_id = server.psql("SELECT id FROM wallet.regions WHERE code = 'aizu'")
+    loaded = round(bulk_load(server, region_id, payments=args.payments, chunk=args.chunk, period=args.period), 1)
+    return {"setup_api_seconds": setup, "load_seconds": loaded}
 
 
 def main(argv: list[str]) -> int:
@@ -204,49 +234,55 @@ def main(argv: list[str]) -> int:
     results: dict[str, object] = {"machine": run.machine, "code": run.code, "args": {
         k: v for k, v in vars(args).items() if k not in ("out",)}}
     try:
-        server.prepare_postgres()
-        server.start()
-        import asyncio
-
-        started = time.monotonic()
-        asyncio.run(create_fixtures(server.url, server.data_dir, args.residents, args.merchants, run.stamp, topups=1))
-        set_up_settlement(server, server.data_dir, run.dir)
-        results["setup_api_seconds"] = round(time.monotonic() - started, 1)
-        region_id = server.psql("SELECT id FROM wallet.regions WHERE code = 'aizu'")
-        results["load_seconds"] = round(bulk_load(server, region_id, payments=args.payments, chunk=args.chunk,
-                                                  period=args.period), 1)
+        if args.from_loaded is not None:
+            # The data folder as --save-loaded left it, copied so that the saved one stays unsettled.
+            copy_folder(args.from_loaded, server.data_dir)
+            server.start()
+        else:
+            results |= load(server, run.dir, run.stamp, args)
         results["payments_in_period"] = int(server.psql(
             f"SELECT count(*) FROM wallet.payments WHERE created_at >= timestamptz '{month_bounds(args.period)[0]}'"))
         server.psql("CHECKPOINT", timeout=1800)
-        log(f"loaded {results['payments_in_period']:,} payments in {results['load_seconds']} s")
+        log(f"{results['payments_in_period']:,} payments in the period")
+        if args.save_loaded is not None:
+            server.stop()
+            copy_folder(server.data_dir, args.save_loaded)
+            log(f"the loaded data folder is saved in {args.save_loaded}")
+            server.start()
 
+        # The one command: the run, its files and the fiscal year's KPI report (kpi-2026.xlsx).
         out = run.dir / "settlement-files"
         settle = measure([*server.cli, "settle", "--period", args.period, "--out", str(out)], server.env, run.dir,
                          run.dir / "settle.txt")
+        # For the record: the KPI report alone, and the run's files alone (the re-run).
         kpi = measure([*server.cli, "kpi", "--fiscal-year", "2026", "--format", "xlsx", "--out",
                        str(run.dir / "kpi.xlsx")], server.env, run.dir, run.dir / "kpi.txt")
-        again = measure([*server.cli, "settle", "--period", args.period, "--out", str(run.dir / "again")],
-                        server.env, run.dir, run.dir / "settle-again.txt")
+        again = measure([*server.cli, "settle", "--period", args.period, "--out", str(run.dir / "again"),
+                         "--kpi", "none"], server.env, run.dir, run.dir / "settle-again.txt")
         verify = subprocess.run([*server.cli, "ledger", "verify"], env=server.env, cwd=run.dir, capture_output=True,
                                 text=True, timeout=3600, check=False)
         files = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-        identical = out.is_dir() and (run.dir / "again").is_dir() and all(
-            (out / name).read_bytes() == (run.dir / "again" / name).read_bytes() for name in files)
+        # The KPI report is the year's as it stands, not the closed run's: the run's files must repeat.
+        run_files = [name for name in files if not name.startswith("kpi-")]
+        identical = out.is_dir() and (run.dir / "again").is_dir() and run_files == sorted(
+            p.name for p in (run.dir / "again").iterdir()) and all(
+            (out / name).read_bytes() == (run.dir / "again" / name).read_bytes() for name in run_files)
         results |= {
-            "settle": vars(settle), "kpi": vars(kpi), "settle_again": vars(again),
-            "total_seconds": round(settle.seconds + kpi.seconds, 1),
-            "peak_rss_mib": round(max(settle.peak_rss_mib, kpi.peak_rss_mib), 1),
-            "files": len(files), "rerun_identical": identical, "ledger_verify_exit": verify.returncode,
+            "settle": vars(settle), "kpi_alone": vars(kpi), "settle_again_files_alone": vars(again),
+            "total_seconds": round(settle.seconds, 1), "peak_rss_mib": round(settle.peak_rss_mib, 1),
+            "files": len(files), "kpi_report_written": "kpi-2026.xlsx" in files,
+            "rerun_identical": identical, "ledger_verify_exit": verify.returncode,
         }
         (run.dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
         print(json.dumps(results, indent=2, default=str))
         checks = [
             ("payments loaded", results["payments_in_period"] == args.payments),
-            ("settle exit 0", settle.exit_code == 0), ("kpi exit 0", kpi.exit_code == 0),
+            ("settle exit 0", settle.exit_code == 0), ("KPI report written", results["kpi_report_written"]),
+            ("kpi alone exit 0", kpi.exit_code == 0),
             ("re-run exit 0 and byte-identical", again.exit_code == 0 and identical),
             ("ledger verify exit 0", verify.returncode == 0),
         ]
-        targets = [("settle + KPI < 60 s", results["total_seconds"] < 60),
+        targets = [("settle with its files and the KPI report < 60 s", results["total_seconds"] < 60),
                    ("peak RSS < 1 GiB", results["peak_rss_mib"] < 1024)]
         for name, ok in checks + targets:
             print(f"{'PASS' if ok else 'FAIL'}  {name}")
