@@ -64,7 +64,7 @@ async def settle_lines(
     inserted = pg_insert(SettledLine).from_select(
         ["run_id", "region_id", *_LINE_COLUMNS, "adjustment"], source
     ).on_conflict_do_nothing(
-        index_elements=[SettledLine.region_id, SettledLine.merchant_id, SettledLine.unit, SettledLine.journal_id]
+        index_elements=[SettledLine.journal_id, SettledLine.merchant_id, SettledLine.unit]
     ).returning(SettledLine.merchant_id, SettledLine.kind, SettledLine.amount, SettledLine.fee, SettledLine.net,
                 SettledLine.adjustment).cte("inserted")
 
