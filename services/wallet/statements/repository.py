@@ -152,11 +152,19 @@ async def _holders(
     m = ImportedMovement
     old = select(_month(m.occurred_at), imported_owner.label("owner")).where(
         *_imported(region_id, since, until, *imported_records))
-    touched = union(native, old).cte("touched")  # UNION: each (month, owner) once
+    # UNION: each (month, owner) once. One statement reads the entries once for both counts
+    # (the CTE, named twice, is computed once); the whole period's is the row without a month.
+    touched = union(native, old).cte("touched")
     per_month = select(touched.c.month, func.count()).group_by(touched.c.month)
-    months = {row[0]: row[1] for row in await session.execute(per_month)}
-    total = (await session.execute(select(func.count(distinct(touched.c.owner))))).scalar_one()
-    return months, total
+    total = select(literal(None, Date), func.count(distinct(touched.c.owner)))
+    months: dict[date, int] = {}
+    whole = 0
+    for month, count in await session.execute(union_all(per_month, total)):
+        if month is None:
+            whole = count
+        else:
+            months[month] = count
+    return months, whole
 
 
 async def participants(
