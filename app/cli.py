@@ -60,7 +60,7 @@ from shared.auth import (
     Role,
     dev_issuer_key_path,
 )
-from shared.clock import SystemClock
+from shared.clock import SystemClock, fiscal_year
 from shared.config import Settings, get_settings
 from shared.db import create_engine, create_sessionmaker
 from shared.embedded import embedded_servers
@@ -118,6 +118,32 @@ def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]],
         upgrade_sync(resolved.database_url)
         try:
             return _in_transaction(resolved, work, read_only=read_only)
+        except Problem as refused:
+            print(f"refused: {refused.detail}", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+
+def _refusable_at_once(settings: Settings, *works: Callable[[AsyncSession], Awaitable[T]]) -> list[T]:
+    """Each of `works` in a read-only transaction of its own on the reports' engine, all at once;
+    a refusal exits 1 with its detail."""
+
+    async def run() -> list[T]:
+        engine = create_engine(settings, read_only=True)
+        sessions = create_sessionmaker(engine)
+
+        async def one(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+            async with sessions() as session, session.begin():
+                return await work(session)
+
+        try:
+            return list(await asyncio.gather(*(one(work) for work in works)))
+        finally:
+            await engine.dispose()
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        try:
+            return asyncio.run(run())
         except Problem as refused:
             print(f"refused: {refused.detail}", file=sys.stderr)
             raise typer.Exit(1) from None
@@ -815,17 +841,21 @@ def settlement_accounts_import_onboarded(region: RegionOption = "aizu") -> None:
 def settle(
     period: Annotated[str, typer.Option(help="YYYY-MM monthly, YYYY-MM-H1 / -H2 twice monthly, YYYY-MM-DD on demand")],
     out: Annotated[Path, typer.Option(help="the folder the files are written to (made if missing)")],
+    kpi: Annotated[str, typer.Option(help="the KPI report's format (json, csv, xlsx, png), or none")] = "xlsx",
     region: RegionOption = "aizu",
 ) -> None:
     """Settle a period as the region's operator (POST /v1/settlement/runs) and write its files to
     OUT: summary.csv, held-back.csv, zengin.txt (when a merchant is paid) and statement-<merchant
-    id>.csv and .pdf. A period already run is not run again: its files are written as they were,
-    byte for byte. Exit 1 if refused (not ended, another run in progress, no source account)."""
+    id>.csv and .pdf; and, unless --kpi none, the KPI report of the period's fiscal year as it
+    stands now, kpi-<year>.<format> (not part of the closed run: it changes as the year goes on).
+    A period already run is not run again: its files are written as they were, byte for byte.
+    Exit 1 if refused (not ended, another run in progress, no source account)."""
+    kpi_format = None if kpi == "none" else _valid_format(kpi)
     with Progress(
         TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=Console(stderr=True),
     ) as bar:
-        phases = {name: bar.add_task(name, total=None) for name in ("lines", "payouts", "files")}
+        phases = {name: bar.add_task(name, total=None) for name in ("lines", "payouts", "files", "kpi")}
 
         async def progress(phase: str, done: int, total: int) -> None:
             bar.update(phases[phase], completed=done, total=total)
@@ -833,7 +863,7 @@ def settle(
         made = _as_operator(lambda session, operator: runs.run(
             session, SystemClock(), region=region, actor=operator, label=period, progress=progress))
 
-        async def write(session: AsyncSession) -> int:
+        async def write_files(session: AsyncSession) -> int:
             written = 0
             async for name, body in runs.files(session, made.run, progress):
                 path = out / name
@@ -842,11 +872,30 @@ def settle(
                 written += 1
             return written
 
-        written = _refusable(get_settings(), write, read_only=True)
+        async def write_kpi(session: AsyncSession) -> int:
+            if kpi_format is None:
+                return 0
+            year = fiscal_year(made.run.period_start)
+            found = await kpi_service.report(session, SystemClock(), region=region, fiscal_year=year)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"kpi-{year}.{kpi_format.value}").write_bytes(kpi_render.render(found, kpi_format))
+            await progress("kpi", 1, 1)
+            return 1
+
+        # Each on a read session of its own, at once: the statements are mostly this process's
+        # work, the KPI report the database's, so the two share the machine's cores.
+        written = sum(_refusable_at_once(get_settings(), write_files, write_kpi))
     r = made.run
     print(f"{r.label}: {'settled' if made.created else 'settled before, files written again'}; "
           f"{r.merchants} statements, {r.paid} paid ¥{r.payout_total:,} on {r.pay_date:%Y-%m-%d}, "
           f"{r.held_back} held back; {written} files in {out}")
+
+
+def _valid_format(value: str) -> kpi_render.Format:
+    try:
+        return kpi_render.parse_format(value)
+    except Problem as refused:
+        raise typer.BadParameter(refused.detail, param_hint="--kpi") from None
 
 
 # --- importing history ---------------------------------------------------------------------------------

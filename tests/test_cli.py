@@ -173,6 +173,23 @@ def test_serve_on_the_embedded_default_starts_and_stops_its_servers(data_folder:
         assert b'"database":"ok"' in ready and b'"redis":"ok"' in ready
         assert (data_dir / "valkey" / "server.json").exists()
         assert (data_dir / "pgdata" / "postmaster.pid").exists()
+        # The embedded server runs with its own settings from its first start (a restart applied
+        # shared_buffers), not PostgreSQL's 128 MB and 1 GB.
+        from shared.embedded import _wanted_settings
+
+        async def settings() -> dict[str, str]:
+            import asyncpg
+
+            conn = await asyncpg.connect(host=str(data_dir / "pgdata"), user="postgres", database="chiikipay")
+            try:
+                return {name: await conn.fetchval(f"SELECT setting || coalesce(unit, '') FROM pg_settings WHERE name = '{name}'")
+                        for name in ("shared_buffers", "max_wal_size")}
+            finally:
+                await conn.close()
+
+        wanted = _wanted_settings()
+        pages = int(wanted["shared_buffers"].removesuffix("MB")) * 1024 // 8  # in 8 kB pages, as pg_settings says
+        assert asyncio.run(settings()) == {"shared_buffers": f"{pages}8kB", "max_wal_size": "4096MB"}
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0].decode()
@@ -689,13 +706,26 @@ def test_settle_writes_a_periods_files_and_again_the_same_bytes(cli_env, town, t
     first, again = tmp_path / "first", tmp_path / "again"
     ran = runner.invoke(cli, ["settle", "--period", "2026-04", "--out", str(first)])
     assert ran.exit_code == 0, ran.output
-    assert "2026-04: settled; 1 statements, 1 paid ¥1,470 on 2026-05-15, 0 held back; 5 files" in ran.stdout
+    assert "2026-04: settled; 1 statements, 1 paid ¥1,470 on 2026-05-15, 0 held back; 6 files" in ran.stdout
     farm = town.merchants["Minato Farm"]
     names = sorted(str(p.relative_to(first)) for p in first.rglob("*") if p.is_file())
-    assert names == ["held-back.csv", f"statement-{farm}.csv", f"statement-{farm}.pdf", "summary.csv", "zengin.txt"]
-    rerun = runner.invoke(cli, ["settle", "--period", "2026-04", "--out", str(again)])
+    run_files = ["held-back.csv", f"statement-{farm}.csv", f"statement-{farm}.pdf", "summary.csv", "zengin.txt"]
+    assert names == sorted([*run_files, "kpi-2026.xlsx"])
+    with zipfile.ZipFile(first / "kpi-2026.xlsx") as book:  # the fiscal year's KPI report, as `chiikipay kpi`
+        assert "2026年度 KPI 実績報告" in book.read("xl/sharedStrings.xml").decode()
+    # Again: the run's files byte for byte; the KPI report as asked, this time as JSON.
+    rerun = runner.invoke(cli, ["settle", "--period", "2026-04", "--out", str(again), "--kpi", "json"])
     assert rerun.exit_code == 0 and "settled before, files written again" in rerun.stdout
-    assert all((first / n).read_bytes() == (again / n).read_bytes() for n in names)
+    assert all((first / n).read_bytes() == (again / n).read_bytes() for n in run_files)
+    report = json.loads((again / "kpi-2026.json").read_text())
+    paid = next(row for row in report["kpis"] if row["kpi"] == "payment_amount")  # in thousands of yen
+    assert (report["fiscal_year"], paid["actual"], paid["monthly"]["2026-04"]) == (2026, "1.500", "1.500")
+    # --kpi none: the run's files alone; an unknown format: exit 2 before anything is written.
+    bare = runner.invoke(cli, ["settle", "--period", "2026-04", "--out", str(tmp_path / "bare"), "--kpi", "none"])
+    assert bare.exit_code == 0 and sorted(p.name for p in (tmp_path / "bare").iterdir()) == run_files
+    unknown = runner.invoke(cli, ["settle", "--period", "2026-04", "--out", str(tmp_path / "odd"), "--kpi", "pdf"])
+    assert (unknown.exit_code, "No report format 'pdf'" in unknown.output) == (2, True)
+    assert not (tmp_path / "odd").exists()
     refused = runner.invoke(cli, ["settle", "--period", "2099-12", "--out", str(tmp_path / "none")])
     assert (refused.exit_code, "can be settled from" in refused.stderr) == (1, True)
     assert not (tmp_path / "none").exists()
