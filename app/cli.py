@@ -127,8 +127,8 @@ def _refusable_at_once(settings: Settings, *works: Callable[[AsyncSession], Awai
     """Each of `works` in a read-only transaction of its own on the reports' engine, all at once;
     a refusal exits 1 with its detail."""
 
-    async def run() -> list[T]:
-        engine = create_engine(settings, read_only=True)
+    async def run(resolved: Settings) -> list[T]:
+        engine = create_engine(resolved, read_only=True)
         sessions = create_sessionmaker(engine)
 
         async def one(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -143,7 +143,7 @@ def _refusable_at_once(settings: Settings, *works: Callable[[AsyncSession], Awai
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
         try:
-            return asyncio.run(run())
+            return asyncio.run(run(resolved))
         except Problem as refused:
             print(f"refused: {refused.detail}", file=sys.stderr)
             raise typer.Exit(1) from None
