@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
@@ -260,8 +260,16 @@ async def claim_coupon(
     made = await service.claim(session, clock, region=principal.region_code, subject=principal.subject,
                                coupon_id=coupon_id, key=await idem.claim())
     if isinstance(made, service.FirstAnswer):
-        return await idem.replayed(made.request_hash, made.status_code, made.response)
-    return await idem.respond(201, _claim_out(made, clock.now()))
+        return await idem.replayed(made.request_hash, made.status_code, made.response, render=_claim_answer)
+    assert isinstance(made, service.StoredAnswer), "a keyed claim answers from its key's record"
+    return JSONResponse(await _claim_answer(made.response), status_code=201)
+
+
+async def _claim_answer(stored: dict[str, Any]) -> dict[str, Any]:
+    """A claim's answer as its key stores it, shown through ClaimOut: the first answer and every
+    replay the same text (the database function writes it, sql/claim_coupon_keyed.sql; an answer
+    stored before migration 0027 is ClaimOut's already)."""
+    return ClaimOut.model_validate(stored).model_dump(mode="json")
 
 
 async def refuse_sold_out_claim(request: Request) -> Response | None:

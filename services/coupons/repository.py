@@ -116,7 +116,8 @@ _CLAIM_KEYED = text(
 
 async def claim_coupon_keyed(session: AsyncSession, **values: Any) -> Row[Any]:
     """The key's claim and the claim in one statement (sql/claim_coupon_keyed.sql): outcome
-    'replay' with the key's first answer, or the claim's outcome and the coupon's answer fields."""
+    'replay' with the key's first answer, or the claim's outcome and the coupon's answer fields
+    (with, for a claim made, the answer now stored for the key)."""
     return (await session.execute(_CLAIM_KEYED, values)).one()
 
 

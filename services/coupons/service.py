@@ -17,8 +17,8 @@ a budget that cannot pay refuses the payment (sponsor-budget-exhausted) and noth
 
 Claims. One call of coupons.claim_coupon (sql/claim_coupon.sql) checks the coupon, raises the
 resident's holding within the per-resident limit and takes one unit of stock from a bucket,
-exactly under any concurrency; the request's Idempotency-Key is claimed in the same statement
-(coupons.claim_coupon_keyed). A coupon sold out is refused to the rush still trying to claim it
+exactly under any concurrency; the request's Idempotency-Key is claimed, and the answer of a
+claim made stored for it, in the same statement (coupons.claim_coupon_keyed). A coupon sold out is refused to the rush still trying to claim it
 by one statement before the key and the transaction (`refuse_if_sold_out`, asked by the claim's
 early answer before the request's dependencies, endpoints.refuse_sold_out_claim). A segment's coupon
 is offered and given only to residents in the segment then (audiences.py, asked before the claim).
@@ -365,13 +365,20 @@ class FirstAnswer:
     response: Any
 
 
+@dataclass(frozen=True)
+class StoredAnswer:
+    """A claim made, as the answer its Idempotency-Key now stores (sql/claim_coupon_keyed.sql)."""
+
+    response: Any
+
+
 async def claim(
     session: AsyncSession, clock: Clock, *, region: str, subject: str, coupon_id: uuid.UUID,
     key: dict[str, str] | None = None,
-) -> ClaimView | FirstAnswer:
-    """With `key` (`Idempotency.claim`, not yet claimed), the key's claim and the claim in one
-    statement (sql/claim_coupon_keyed.sql): the claim made, or the key's first answer to replay.
-    Without, the claim alone (a caller that claimed its key already)."""
+) -> ClaimView | StoredAnswer | FirstAnswer:
+    """With `key` (`Idempotency.claim`, not yet claimed), the key's claim, the claim and its answer
+    in one statement (sql/claim_coupon_keyed.sql): the answer stored for the claim made, or the
+    key's first answer to replay. Without, the claim alone (a caller that claimed its key already)."""
     region_id = await public.region_id(session, region=region)
     now, claim_id, code = clock.now(), new_id(), new_code()
     await audiences.check_claim(session, region=region, region_id=region_id, coupon_id=coupon_id, subject=subject, at=now)
@@ -387,6 +394,8 @@ async def claim(
         if found.outcome == "out_of_stock":
             _seen_sold_out.add(coupon_id)
         raise _refusal(found.outcome, coupon_id)
+    if key is not None:
+        return StoredAnswer(found.first_response)
     # The function kept the code for a free item only (sql/claim_coupon.sql).
     made = Claim(id=claim_id, region_id=region_id, coupon_id=coupon_id, subject=subject,
                  code=code if found.kind == CouponKind.FREE_ITEM else None,

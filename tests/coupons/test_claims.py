@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import text
 
 from services.coupons import public as coupons_public
 from shared.auth import Role
@@ -51,6 +52,41 @@ async def test_a_claim_replayed_with_its_key_is_the_first_answer_and_takes_nothi
     assert (first.status_code, again.status_code, again.headers["idempotent-replayed"]) == (201, 201, "true")
     assert again.json() == first.json()
     assert await stock(sessionmaker, coupon["id"]) == coupons_public.StockState(10, 9, 1, 1)
+
+
+@pytest.mark.parametrize("kind", ["yen_off", "free_item"])
+async def test_a_claims_answer_is_stored_with_it_and_replayed_as_the_same_text(client, tokens, town, sessionmaker,
+                                                                            clock, kind):
+    # The database function stores the answer (sql/claim_coupon_keyed.sql); the app shows the first
+    # answer and every replay from it, so they are byte for byte the same, and as the claims list
+    # shows the claim. Also after the clock moved on and the coupon's name changed.
+    changes = {"kind": "free_item", "value": None, "min_spend": 0} if kind == "free_item" else {}
+    coupon = await issue(client, tokens, town, **changes)
+    headers = idem(tokens.resident())
+    first = await client.post(f"/v1/coupons/{coupon['id']}/claims", headers=headers)
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    assert (await client.get("/v1/coupons/claims", headers=tokens.resident())).json()["items"] == [first.json()]
+    assert (first.json()["code"] is not None) == (kind == "free_item")
+    clock.set(datetime(2026, 4, 2, 3, 0, tzinfo=UTC))
+    renamed = await client.patch(f"/v1/coupons/{coupon['id']}", json={"name": "Renamed"},
+                                 headers=idem(tokens.merchant_admin(town.merchants[TEAHOUSE])))
+    assert renamed.status_code == 200, renamed.text
+    again = await client.post(f"/v1/coupons/{coupon['id']}/claims",  # a token of now, the same key
+                              headers=idem(tokens.resident(), headers["Idempotency-Key"]))
+    assert (again.status_code, again.headers["idempotent-replayed"], again.content) == (201, "true", first.content)
+
+
+async def test_a_claims_answer_stored_before_the_function_stored_it_is_replayed_as_it_was(client, tokens, town,
+                                                                                       sessionmaker):
+    # Before migration 0027 the app stored the answer it sent (ClaimOut's JSON, times in Tokyo).
+    coupon = await issue(client, tokens, town)
+    headers = idem(tokens.resident())
+    first = await client.post(f"/v1/coupons/{coupon['id']}/claims", headers=headers)
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text("UPDATE platform.idempotency_keys SET response = CAST(:sent AS json) WHERE key = :key"),
+                        {"sent": first.text, "key": headers["Idempotency-Key"]})
+    again = await client.post(f"/v1/coupons/{coupon['id']}/claims", headers=headers)
+    assert (again.status_code, again.headers["idempotent-replayed"], again.content) == (201, "true", first.content)
 
 
 async def test_a_claim_after_the_window_shows_expired(client, tokens, town, clock):
