@@ -5,12 +5,13 @@ reports, and import a previous platform's history."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -35,14 +36,14 @@ from services.coupons.segments import service as segments
 from services.coupons.transit import service as transit
 from services.coupons.transit.codes import ProductKind, RiderCategory
 from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
+from services.settlement import service as settlement
 from services.settlement.basedate import service as basedate
+from services.settlement.history import service as history_imports
 from services.settlement.kpi import render as kpi_render
 from services.settlement.kpi import service as kpi_service
-from services.settlement import service as settlement
+from services.settlement.runs import service as runs
 from services.settlement.schemas import PayoutAccountIn
 from services.settlement.zengin import AccountType
-from services.settlement.history import service as history_imports
-from services.settlement.runs import service as runs
 from services.wallet import onboarding, verify
 from services.wallet import public as wallet_public
 from services.wallet.directory import repository as directory_repo
@@ -111,16 +112,23 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
     return asyncio.run(run())
 
 
-def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, read_only: bool = False) -> T:
-    """`work` in one transaction on the migrated database (embedded unless configured); a refusal
-    exits 1 with its detail, as the API would answer it."""
+@contextlib.contextmanager
+def _migrated(settings: Settings) -> Iterator[Settings]:
+    """The settings of the migrated database (embedded unless configured) and Redis; a refusal
+    raised inside exits 1 with its detail, as the API would answer it."""
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
         try:
-            return _in_transaction(resolved, work, read_only=read_only)
+            yield resolved
         except Problem as refused:
             print(f"refused: {refused.detail}", file=sys.stderr)
             raise typer.Exit(1) from None
+
+
+def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, read_only: bool = False) -> T:
+    """`work` in one transaction on the migrated database; a refusal exits 1 with its detail."""
+    with _migrated(settings) as resolved:
+        return _in_transaction(resolved, work, read_only=read_only)
 
 
 def _refusable_at_once(settings: Settings, *works: Callable[[AsyncSession], Awaitable[T]]) -> list[T]:
@@ -140,13 +148,8 @@ def _refusable_at_once(settings: Settings, *works: Callable[[AsyncSession], Awai
         finally:
             await engine.dispose()
 
-    with embedded_servers(settings) as resolved:
-        upgrade_sync(resolved.database_url)
-        try:
-            return asyncio.run(run(resolved))
-        except Problem as refused:
-            print(f"refused: {refused.detail}", file=sys.stderr)
-            raise typer.Exit(1) from None
+    with _migrated(settings) as resolved:
+        return asyncio.run(run(resolved))
 
 
 def _seed_demo(settings: Settings) -> None:
