@@ -178,7 +178,7 @@ def serve(
     workers: int = 1,
     demo: Annotated[bool, typer.Option(help="seed the demo town first")] = False,
 ) -> None:
-    """Run the services (all three in one process by default) on the embedded default unless
+    """Run the services (all of them in one process by default) on the embedded default unless
     DATABASE_URL and REDIS_URL point elsewhere."""
     import uvicorn
 
