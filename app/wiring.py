@@ -11,6 +11,7 @@ from services.coupons import audiences
 from services.coupons import service as coupons
 from services.coupons.segments import public as segments
 from services.coupons.transit import service as transit
+from services.platform.checkouts import service as checkouts
 from services.platform.outbox import public as outbox
 from services.platform.partners import service as partners
 from services.wallet import public as wallet
@@ -32,6 +33,8 @@ def wire() -> None:
     wallet.register_hooks(refunded=coupons.release_on_full_refund)
     # A segment's coupon is offered to the segment's residents only, asked live of segments.
     audiences.register(audiences.SegmentCheck(exists=segments.segment, is_member=segments.is_member))
+    # A refund of a checkout's payment, by the partner or the shop, is the checkout's and its partner's news.
+    wallet.register_hooks(refunded=checkouts.on_refunded)
     # A partner service's webhooks are signed with its current signing secret.
     outbox.register_destination(partners.DESTINATION, partners.signing_secret)
 

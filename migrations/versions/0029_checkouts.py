@@ -71,6 +71,7 @@ STATEMENTS = [
         CONSTRAINT ck_checkouts_amounts CHECK (amount > 0 AND refunded BETWEEN 0 AND amount)
 )""",
     "CREATE INDEX ix_checkouts_partner_id_id ON platform.checkouts (partner_id, id)",
+    "CREATE UNIQUE INDEX uq_checkouts_payment_id ON platform.checkouts (payment_id) WHERE payment_id IS NOT NULL",
     "CREATE INDEX ix_checkouts_open_expires_at ON platform.checkouts (expires_at) WHERE status = 'open'",
 ]
 

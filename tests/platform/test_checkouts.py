@@ -282,3 +282,18 @@ async def test_the_partners_verification_example_refuses_forged_and_stale_webhoo
     with pytest.raises(InvalidWebhook):
         verify(old_secret, last.headers["X-Chiikipay-Timestamp"], last.headers["X-Chiikipay-Signature"], last.body,
                now=now)
+
+
+async def test_a_refund_the_shop_makes_itself_is_the_checkouts_too(client, tokens, sessionmaker, clock, partner):
+    """The payment is the shop's like any other: refunded at the wallet's own refund endpoint, the
+    checkout keeps the total and the partner is told."""
+    made = await _create(client, partner)
+    await client.post(f"/v1/me/checkouts/{made['id']}/approve", headers=idem(tokens.resident()))
+    payment_id = (await client.get(f"/v1/platform/checkouts/{made['id']}", headers=partner.key)).json()["payment_id"]
+    by_shop = await client.post(f"/v1/payments/{payment_id}/refunds", json={"amount": 500},
+                                headers=idem(tokens.merchant_staff(partner.merchant_id)))
+    assert by_shop.status_code == 201, by_shop.text
+    assert (await client.get(f"/v1/platform/checkouts/{made['id']}", headers=partner.key)).json()["refunded"] == 500
+    await deliver(sessionmaker, clock)
+    assert [(e["type"], e["data"]["refunded"]) for e in partner.app.events] == [("checkout.paid", 0), ("checkout.refunded", 500)]
+    assert partner.app.events[1]["data"]["refund"]["amount"] == 500

@@ -30,6 +30,8 @@ class Checkout(Base):
         CheckConstraint("(status = 'paid') = (payment_id IS NOT NULL)", "paid"),
         CheckConstraint("amount > 0 AND refunded BETWEEN 0 AND amount", "amounts"),
         Index("ix_checkouts_partner_id_id", "partner_id", "id"),
+        # A refund of any payment asks whether it paid a checkout (service.on_refunded).
+        Index("uq_checkouts_payment_id", "payment_id", unique=True, postgresql_where=text("payment_id IS NOT NULL")),
         # The expiry sweep reads only the open ones.
         Index("ix_checkouts_open_expires_at", "expires_at", postgresql_where=text("status = 'open'")),
         {"schema": SCHEMA},

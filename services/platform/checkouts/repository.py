@@ -25,6 +25,12 @@ async def checkout(session: AsyncSession, checkout_id: uuid.UUID, *, lock: bool 
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def checkout_of_payment(session: AsyncSession, payment_id: uuid.UUID) -> Checkout | None:
+    """The checkout the payment paid, locked (the refund's turn on it)."""
+    query = select(Checkout).where(Checkout.payment_id == payment_id).with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def checkouts(
     session: AsyncSession, partner_id: uuid.UUID, *, status: str | None, after_id: uuid.UUID | None, limit: int
 ) -> list[Checkout]:

@@ -215,17 +215,34 @@ async def refund(
     reason: str | None,
 ) -> Refunded:
     """(Part of) a paid checkout back to the resident's wallet, by the wallet's refund and its
-    rules (409 refund-exceeds-remaining, 409 refund-window-closed …, which change nothing)."""
+    rules (409 refund-exceeds-remaining, 409 refund-window-closed …, which change nothing). The
+    checkout's running total and its event are the refund hook's (`on_refunded`), as for a
+    refund the shop makes itself."""
     found = await partner_checkout(session, scope, checkout_id, lock=True)
     if found.status != CheckoutStatus.PAID or found.payment_id is None:
         raise CheckoutNotPaid(f"Checkout {found.id} is {found.status}: only a paid checkout is refunded.")
     made = await wallet.refund(
         session, clock, region=scope.region, actor=actor, payment_id=found.payment_id, amount=amount, reason=reason,
     )
-    updated = await repo.update_checkout(session, found.id, refunded=found.refunded + amount)
+    return Refunded(await partner_checkout(session, scope, checkout_id), made)
+
+
+async def on_refunded(
+    session: AsyncSession, clock: Clock, *, payment_id: uuid.UUID, region_id: uuid.UUID, amount: int,
+    refunded_total: int, points: Any,
+) -> int:
+    """The wallet's OnRefunded hook (registered by app/wiring.py): whoever refunds a checkout's
+    payment — the partner through its API, or the shop at its own refund endpoint — the checkout
+    keeps the running total and the partner is told (checkout.refunded), in the refund's
+    transaction. Takes no points back."""
+    found = await repo.checkout_of_payment(session, payment_id)
+    if found is None:
+        return 0
+    this_refund = refunded_total - found.refunded  # before the update, which refreshes `found` itself
+    updated = await repo.update_checkout(session, found.id, refunded=refunded_total)
     await _announce(session, clock, updated, "checkout.refunded",
-                    refund={"refund_id": str(made.id), "amount": made.amount, "created_at": made.created_at.isoformat()})
-    return Refunded(updated, made)
+                    refund={"amount": this_refund, "at": clock.now().isoformat()})
+    return 0
 
 
 async def expire_due(session: AsyncSession, clock: Clock) -> list[Checkout]:
