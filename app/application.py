@@ -27,8 +27,8 @@ from services.coupons.transit.endpoints import router as transit_router
 from services.platform import jobs as platform_jobs
 from services.platform.checkouts.endpoints import router as checkouts_router
 from services.platform.outbox.endpoints import router as outbox_router
-from services.platform.partners.endpoints import router as partners_router
 from services.platform.outbox.service import RetryPolicy
+from services.platform.partners.endpoints import router as partners_router
 from services.settlement.basedate.endpoints import router as basedate_router
 from services.settlement.endpoints import router as settlement_router
 from services.settlement.history import tasks as history_imports

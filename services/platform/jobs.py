@@ -40,6 +40,6 @@ async def scheduler(
         while True:
             try:
                 await tick(sessionmaker, clock, http, policy)
-            except Exception:  # noqa: BLE001 — the worker must outlive a database hiccup
+            except Exception:  # the worker must outlive a database hiccup
                 log.exception("platform jobs failed; retrying at the next tick")
             await asyncio.sleep(every_seconds)

@@ -117,7 +117,7 @@ async def test_a_checkout_past_its_expiry_is_refused_then_swept_and_announced(cl
     made = await _create(client, partner, expires_in_seconds=600)
     clock.advance(timedelta(seconds=600))
     for action in ("approve", "decline"):
-        await _refused(client, sessionmaker, lambda: client.post(
+        await _refused(client, sessionmaker, lambda action=action: client.post(
             f"/v1/me/checkouts/{made['id']}/{action}", headers=idem(tokens.resident())), 409, "checkout-expired")
     await _refused(client, sessionmaker, lambda: client.post(
         f"/v1/platform/checkouts/{made['id']}/cancel", headers=idem(partner.key)), 409, "checkout-expired")
@@ -229,7 +229,7 @@ async def test_a_revoked_or_rotated_key_is_refused(client, tokens, sessionmaker,
 async def test_registering_refuses_bad_callback_urls_and_a_taken_name(client, tokens, sessionmaker, town, partner):
     merchant_id = town.merchants[SHOP]
     for urls in (["http://shop.example/webhooks"], ["https://user:pw@shop.example/"], ["https://shop.example/#x"]):
-        await _refused(client, sessionmaker, lambda: client.post(
+        await _refused(client, sessionmaker, lambda urls=urls: client.post(
             "/v1/platform/partners", headers=idem(tokens.operator()),
             json={"name": "会津観光予約", "merchant_id": merchant_id, "callback_urls": urls}), 422, "callback-url-invalid")
     await _refused(client, sessionmaker, lambda: client.post(
@@ -297,3 +297,21 @@ async def test_a_refund_the_shop_makes_itself_is_the_checkouts_too(client, token
     await deliver(sessionmaker, clock)
     assert [(e["type"], e["data"]["refunded"]) for e in partner.app.events] == [("checkout.paid", 0), ("checkout.refunded", 500)]
     assert partner.app.events[1]["data"]["refund"]["amount"] == 500
+
+
+async def test_the_operator_replaces_a_partners_allowed_urls(client, tokens, sessionmaker, partner):
+    before = await _create(client, partner)
+    moved = await client.put(f"/v1/platform/partners/{partner.id}/callback-urls", headers=idem(tokens.operator()),
+                             json={"callback_urls": ["https://clinic.example/chiikipay"]})
+    assert moved.status_code == 200 and moved.json()["callback_urls"] == ["https://clinic.example/chiikipay"]
+    await _refused(client, sessionmaker, lambda: client.post(
+        "/v1/platform/checkouts", json=partner.order(), headers=idem(partner.key)), 422, "url-not-allowed")
+    made = await client.post("/v1/platform/checkouts", headers=idem(partner.key), json=partner.order(
+        success_url="https://clinic.example/chiikipay/done", cancel_url="https://clinic.example/chiikipay/no"))
+    assert made.status_code == 201 and made.json()["callback_url"] == "https://clinic.example/chiikipay"
+    # The checkout made before keeps where its webhooks go.
+    kept = (await client.get(f"/v1/platform/checkouts/{before['id']}", headers=partner.key)).json()
+    assert kept["callback_url"] == before["callback_url"]
+    await _refused(client, sessionmaker, lambda: client.put(
+        f"/v1/platform/partners/{partner.id}/callback-urls", headers=idem(tokens.operator()),
+        json={"callback_urls": ["http://clinic.example/"]}), 422, "callback-url-invalid")

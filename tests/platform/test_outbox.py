@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 
 from services.platform.outbox import public as outbox
-from services.platform.outbox import service, tasks
+from services.platform.outbox import tasks
 from services.platform.outbox.models import EventStatus
 from services.platform.outbox.service import RetryPolicy
 from services.wallet import public as wallet

@@ -15,8 +15,8 @@ from services.platform.checkouts.models import Checkout, CheckoutStatus
 from services.platform.checkouts.schemas import (
     CheckoutCreate,
     CheckoutOut,
-    CheckoutRefundOut,
     CheckoutRefundCreate,
+    CheckoutRefundOut,
     ResidentCheckoutOut,
 )
 from services.wallet import public as wallet

@@ -10,7 +10,14 @@ from fastapi import APIRouter
 
 from services.platform.partners import service
 from services.platform.partners.models import PartnerService
-from services.platform.partners.schemas import PartnerServiceKeyOut, PartnerCreate, PartnerCreated, PartnerOut, SigningSecretOut
+from services.platform.partners.schemas import (
+    CallbackUrlsIn,
+    PartnerCreate,
+    PartnerCreated,
+    PartnerOut,
+    PartnerServiceKeyOut,
+    SigningSecretOut,
+)
 from shared.audit import Actor
 from shared.auth import Principal, Role, require
 from shared.db import SessionDep
@@ -83,6 +90,22 @@ async def rotate_partner_signing_secret(
         session, clock, Actor.of(principal), region=principal.region_code, partner_id=partner_id
     )
     return await idem.respond(200, SigningSecretOut(partner_id=partner_id, signing_secret=secret))
+
+
+@router.put("/v1/platform/partners/{partner_id}/callback-urls", response_model=PartnerOut, responses=PROBLEMS)
+async def set_partner_callback_urls(
+    partner_id: uuid.UUID, body: CallbackUrlsIn, principal: Operator, session: SessionDep, clock: ClockDep,
+    idem: IdempotencyDep,
+):
+    """Replace the partner's allowed URLs (audited): new checkouts are held to the new list, those
+    made before keep their URLs."""
+    if replay := await idem.replay():
+        return replay
+    updated = await service.set_callback_urls(
+        session, clock, Actor.of(principal), region=principal.region_code, partner_id=partner_id,
+        callback_urls=body.callback_urls,
+    )
+    return await idem.respond(200, partner_out(updated))
 
 
 @router.post("/v1/platform/partners/{partner_id}/revoke", response_model=PartnerOut, responses=PROBLEMS)

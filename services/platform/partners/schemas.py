@@ -14,14 +14,21 @@ from shared.schemas import Schema, Text100
 CallbackUrl = Annotated[str, StringConstraints(min_length=8, max_length=500, pattern=r"^https?://[!-~]+$")]
 
 
+CallbackUrls = Annotated[list[CallbackUrl], Field(
+    min_length=1, max_length=20,
+    description="where its webhooks and return links may point: https (http only on 127.0.0.1/localhost); a "
+                "URL is allowed at or below one of these paths, on the same scheme, host and port",
+)]
+
+
 class PartnerCreate(Schema):
     name: Text100 = Field(description="the partner service as residents see it, e.g. 会津オンライン診療")
     merchant_id: uuid.UUID = Field(description="the merchant its checkouts pay and settlement pays out (it needs a store)")
-    callback_urls: list[CallbackUrl] = Field(
-        min_length=1, max_length=20,
-        description="where its webhooks and return links may point: https (http only on 127.0.0.1/localhost); a "
-                    "URL is allowed at or below one of these paths, on the same scheme, host and port",
-    )
+    callback_urls: CallbackUrls
+
+
+class CallbackUrlsIn(Schema):
+    callback_urls: CallbackUrls
 
 
 class PartnerOut(Schema):

@@ -81,7 +81,7 @@ async def resolve_partner_service_key(session: AsyncSession, secret: str) -> Pri
 def check_callback_url(url: str) -> None:
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 — raises ValueError on a port that is not a number in range
+        parts.port  # raises ValueError on a port that is not a number in range
     except ValueError:
         raise CallbackUrlInvalid(f"{url!r} is not a URL.", url=url) from None
     local = parts.hostname in LOOPBACK_HOSTS
@@ -193,6 +193,23 @@ async def rotate_signing_secret(
     await audit.record(session, clock, actor, region_id=found.region_id, action="partner_service.rotate_signing_secret",
                        target_type="partner_service", target_id=found.id)
     return updated, secret
+
+
+async def set_callback_urls(
+    session: AsyncSession, clock: Clock, actor: Actor, *, region: str, partner_id: uuid.UUID, callback_urls: Sequence[str],
+) -> PartnerService:
+    """Replace the partner's allowed URLs: new checkouts are held to the new list; a checkout made
+    before keeps the URLs it was made with (its webhooks still go where they went)."""
+    for url in callback_urls:
+        check_callback_url(url)
+    found = await partner(session, region=region, partner_id=partner_id, lock=True)
+    check_active(found)
+    before = {"callback_urls": found.callback_urls}
+    updated = await repo.update_partner(session, found.id, callback_urls=list(dict.fromkeys(callback_urls)))
+    await audit.record(session, clock, actor, region_id=found.region_id, action="partner_service.set_callback_urls",
+                       target_type="partner_service", target_id=found.id, before=before,
+                       after={"callback_urls": updated.callback_urls})
+    return updated
 
 
 async def revoke(session: AsyncSession, clock: Clock, actor: Actor, *, region: str, partner_id: uuid.UUID) -> PartnerService:
