@@ -81,7 +81,7 @@ async def resolve_partner_service_key(session: AsyncSession, secret: str) -> Pri
 def check_callback_url(url: str) -> None:
     try:
         parts = urlsplit(url)
-        parts.port  # raises ValueError on a port that is not a number in range
+        _ = parts.port  # raises ValueError on a port that is not a number in range
     except ValueError:
         raise CallbackUrlInvalid(f"{url!r} is not a URL.", url=url) from None
     local = parts.hostname in LOOPBACK_HOSTS
