@@ -54,6 +54,8 @@ TAG_DESCRIPTIONS = {
     "settlement runs": "Settlement runs per period: merchants paid, statements (CSV, PDF), the operator summary, held-back merchants, the 全銀 transfer file.",
     "kpi": "The city's KPI report per fiscal year (JSON, CSV, XLSX, PNG), its baseline cashless rates and targets.",
     "surveys": "In-app surveys: one 1–5 rating per resident and survey, the KPI 満足度.",
+    "platform": "Partner services' online checkouts (with their API key), the resident's approval in the app, "
+                "and the outbox of signed webhooks (the operator's view).",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

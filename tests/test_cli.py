@@ -117,7 +117,7 @@ def test_token_refuses_a_malformed_merchant_id_without_a_traceback(token_env):
     assert result.stdout == "" and not (token_env / "dev-issuer-key.pem").exists()
 
 
-@pytest.mark.parametrize("role", ["partner", "terminal"])
+@pytest.mark.parametrize("role", ["partner", "terminal", "partner_service"])
 def test_token_refuses_the_roles_that_only_api_keys_carry(token_env, role):
     """The server refuses a token with these roles (principal_from_claims), so none is minted."""
     result = runner.invoke(cli, ["token", role, "pos-1"])
