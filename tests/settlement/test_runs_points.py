@@ -6,12 +6,18 @@ nothing changed."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from services.settlement.runs import service as runs
 from services.wallet import public
+from services.wallet.directory import repository as directory_repo
+from services.wallet.ledger import repository as ledger_repo
+from services.wallet.ledger import service as ledger
+from services.wallet.ledger.models import AccountKind, JournalKind
 from shared.errors import Problem
 from shared.money import Unit
 from tests.helpers import assert_problem, idem, ledger_violations, snapshot
@@ -206,6 +212,44 @@ async def test_a_redemption_is_made_once_per_key(client, tokens, town, clock, se
         else:
             raise AssertionError("redeemed points the shop does not hold")
     assert await snapshot(sessionmaker) == before
+
+
+async def test_two_runs_at_once_redeem_once(client, tokens, town, clock, sessionmaker):
+    await accounts(client, tokens, town, TEAHOUSE)
+    await points_paid(sessionmaker, clock, town, jst(2026, 4, 10, 10), 700, 1000)
+    clock.set(AFTER_APRIL)
+    answers = await asyncio.gather(*(client.post("/v1/settlement/runs", json={"period": "2026-04"},
+                                                 headers=idem(tokens.operator())) for _ in range(2)))
+    assert sorted(a.status_code for a in answers) in ([200, 201], [201, 409]), [a.text for a in answers]
+    assert len({e[0] for e in await redemptions(sessionmaker)}) == 1
+    assert await ledger_violations(sessionmaker) == []
+
+
+async def test_a_redemption_of_another_shape_is_refused_when_posted_and_found_by_verify(town, clock, sessionmaker):
+    async with sessionmaker() as s, s.begin():
+        region = await directory_repo.region_by_code(s, REGION)
+        shop = {a.unit: a for a in await directory_repo.merchant_accounts(s, uuid.UUID(town.merchants[TEAHOUSE]))}
+        store = {a.unit: a for a in await directory_repo.merchant_accounts(s, uuid.UUID(town.merchants[STORE]))}
+        fund = {u: await ledger_repo.system_account(s, region.id, AccountKind.CAMPAIGN_FUND, u) for u in ("yen", "point")}
+        for legs in ([ledger.Leg(shop["point"], -5), ledger.Leg(fund["point"], 5)],  # no yen paid for them
+                     [ledger.Leg(shop["point"], -5), ledger.Leg(fund["point"], 5), ledger.Leg(fund["yen"], -5),
+                      ledger.Leg(store["yen"], 5)]):  # another shop paid
+            with pytest.raises(AssertionError, match="point redemption"):
+                await ledger.post_journal(s, clock, region_id=region.id, kind=JournalKind.POINT_REDEMPTION,
+                                          actor="test", legs=legs)
+        # Written past the posting code, balanced per unit: verify names it.
+        journal = uuid.uuid4()
+        await s.execute(text(
+            "INSERT INTO wallet.journals (id, region_id, kind, actor, created_at)"
+            " VALUES (:j, :r, 'point_redemption', 'test', now())"), {"j": journal, "r": region.id})
+        for account, amount in ((shop["point"], -5), (fund["point"], 5), (fund["yen"], -5), (store["yen"], 5)):
+            await s.execute(text(
+                "INSERT INTO wallet.entries (id, journal_id, account_id, region_id, unit, amount, created_at)"
+                " VALUES (gen_random_uuid(), :j, :a, :r, :u, :amount, now())"),
+                {"j": journal, "a": account.id, "r": region.id, "u": account.unit, "amount": amount})
+        found = [v for v in await ledger_repo.find_violations(s, region.id) if v.subject == f"journal {journal}"]
+        assert [(v.invariant, "point redemption" in v.detail) for v in found] == [(4, True)]
+        await s.rollback()
 
 
 async def test_a_refund_of_points_already_redeemed_is_refused_and_nothing_changes(
