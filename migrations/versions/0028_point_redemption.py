@@ -153,7 +153,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_constraint("ck_run_merchants_points", "run_merchants", schema="settlement", type_="check")
+    op.drop_constraint(op.f("ck_run_merchants_points"), "run_merchants", schema="settlement", type_="check")
     for name in reversed(_COLUMNS):
         op.drop_column("run_merchants", name, schema="settlement")
     op.drop_index("ix_journals_redemption_reference", table_name="journals", schema="wallet",

@@ -68,7 +68,7 @@ Statement lines
     `statement_lines(session, region=, since=, until=, merchant_id=) -> AsyncIterator[StatementLine]`:
     every movement of merchants' balances that occurred in [since, until): payments, refunds on
     their own date, fees, B2B transfers in and out, sponsor credits and their reversals, payouts
-    and their fees,
+    and their fees, point redemptions (a point and a yen line),
     from the read-only view `wallet.statement_lines` (payments/sql/statement_lines.sql), streamed
     in (merchant, time, journal, unit) order. A line is keyed by (journal_id, merchant_id, unit);
     `ledger verify` proves that the lines are the merchants' entries, journal by journal. A line's
