@@ -52,7 +52,8 @@ def whole_number(**bounds: Any) -> Any:
 
 
 class Unit(StrEnum):
-    """A unit of value. 1 coin = 1 point = 1 yen in value, but they are never mixed in a journal."""
+    """A unit of value. 1 coin = 1 point = 1 yen in value, but a journal balances each unit on its
+    own: only a point redemption (ポイント換金) holds both, points retired and as many yen paid."""
 
     YEN = "yen"  # paid-in money (prepaid): counts toward the unused balance reported at base dates
     POINT = "point"  # free value: premiums and rewards, with their own expiry

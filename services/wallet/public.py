@@ -53,12 +53,22 @@ Paying a merchant out
     reference) it is posted once: the same key returns the payout made. Refuses invalid-amount,
     merchant-not-found, payout-exceeds-balance (more than the merchant holds now, fee included),
     payout-key-reused (the key paid another merchant, amount or fee).
+    `redeem_points(session, clock, region=, actor=, merchant_id=, amount=, key=) -> Redemption`:
+    ポイント換金, for a settlement run to pay the merchant for the points residents spent at its
+    shop: a `point_redemption` journal retires `amount` of the merchant's points to the region's
+    campaign fund (which issued them) and the fund pays the merchant as many yen (1 point = 1
+    yen), four entries balanced in each unit; two statement lines of the merchant's (points −,
+    yen +) of kind `point_redemption`. Keyed like `post_payout` (a run's key, kept as the
+    journal's reference): the same key returns the redemption made. Refuses invalid-amount,
+    merchant-not-found, redemption-exceeds-points (more than the merchant holds now),
+    redemption-key-reused. A refund that must take back points a redemption retired is refused
+    insufficient-balance, as one is after a payout took the shop's yen.
 
 Statement lines
     `statement_lines(session, region=, since=, until=, merchant_id=) -> AsyncIterator[StatementLine]`:
     every movement of merchants' balances that occurred in [since, until): payments, refunds on
     their own date, fees, B2B transfers in and out, sponsor credits and their reversals, payouts
-    and their fees,
+    and their fees, point redemptions (a point and a yen line),
     from the read-only view `wallet.statement_lines` (payments/sql/statement_lines.sql), streamed
     in (merchant, time, journal, unit) order. A line is keyed by (journal_id, merchant_id, unit);
     `ledger verify` proves that the lines are the merchants' entries, journal by journal. A line's
@@ -70,7 +80,7 @@ Statement lines
     `source_key`; `journal_id` is the imported row's own id, no journal: they moved no value here
     and were settled by the previous platform, so a settlement run must never pay them out; a
     report of earlier years reads them).
-    `statement_lines_before(session, region=, until=, merchant_ids=, unit="yen") -> Select`: the
+    `statement_lines_before(session, region=, until=, merchant_ids=, units=("yen",)) -> Select`: the
     same lines of those merchants before `until` as a query (columns as `StatementLine`'s, and
     `payment_at`, a refund's payment's time), for a caller that reads millions set-wise in SQL
     (a settlement run inserts from it) instead of streaming them through Python.
@@ -200,12 +210,12 @@ from shared.money import Unit
 __all__ = [
     "Activity", "Actor", "Balance", "Discount", "DiscountFunder", "DiscountRecord", "HistoryBatch", "Imported", "KindTotal",
     "LineKind", "MerchantDetails", "MerchantNotFound", "MerchantProfile", "MerchantRow", "MonthActivity", "MovementRow",
-    "OnPaid", "OnRefunded", "OnboardedBankAccount", "PaidPayment", "Payout", "Progress", "Record", "RefundDay",
+    "OnPaid", "OnRefunded", "OnboardedBankAccount", "PaidPayment", "Payout", "Progress", "Record", "Redemption", "RefundDay",
     "RefundMade", "RequestedPayment", "ResidentRow", "RowProblem", "SalesDay", "ScannedStore", "Sector", "ShopStore",
     "SponsorBudget", "SponsorPayment", "StatementLine", "UnusedBalance", "activity", "balance", "check_history", "create_sponsor",
     "fund_sponsor", "import_history", "merchant", "onboarded_bank_accounts", "pay", "payers", "payment_discount",
     "post_notices", "post_payout", "publish_paid", "refund", "region_codes", "region_id", "register_hooks", "residents",
-    "resolve_qr", "sponsor", "sponsor_pays", "statement_lines", "statement_lines_before", "stores", "unused_balance",
+    "redeem_points", "resolve_qr", "sponsor", "sponsor_pays", "statement_lines", "statement_lines_before", "stores", "unused_balance",
 ]
 
 
@@ -367,6 +377,19 @@ async def post_payout(
         )
 
 
+Redemption = payments.Redemption
+
+
+async def redeem_points(
+    session: AsyncSession, clock: Clock, *, region: str, actor: Actor, merchant_id: uuid.UUID, amount: int, key: str,
+) -> Redemption:
+    identity = await directory.region_identity(session, region)
+    async with session.begin_nested():
+        return await payments.redeem_points(
+            session, clock, actor, region_id=identity.id, merchant_id=merchant_id, amount=amount, key=key,
+        )
+
+
 # --- statement lines ----------------------------------------------------------------------------------
 
 
@@ -380,6 +403,7 @@ class LineKind(StrEnum):
     PAYOUT = "payout"
     PAYOUT_FEE = "payout_fee"  # an on-demand payout's fee (post_payout(fee=))
     SPONSOR_PAYMENT = "sponsor_payment"  # a sponsor paid the merchant outright (sponsor_pays)
+    POINT_REDEMPTION = "point_redemption"  # its points redeemed into yen (redeem_points): a point and a yen line
 
 
 @dataclass(frozen=True)
@@ -404,10 +428,11 @@ class StatementLine:
 
 
 async def statement_lines_before(
-    session: AsyncSession, *, region: str, until: datetime, merchant_ids: Sequence[uuid.UUID], unit: str = "yen"
+    session: AsyncSession, *, region: str, until: datetime, merchant_ids: Sequence[uuid.UUID],
+    units: Sequence[str] = ("yen",),
 ) -> Select:
     identity = await directory.region_identity(session, region)
-    return payments.statement_lines_before(identity.id, until, unit, merchant_ids)
+    return payments.statement_lines_before(identity.id, until, units, merchant_ids)
 
 
 def _order(line: StatementLine) -> tuple[uuid.UUID, datetime, uuid.UUID, str]:

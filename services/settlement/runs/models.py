@@ -66,6 +66,7 @@ class RunMerchant(Base):
         Index("ix_run_merchants_region_id_merchant_id", "region_id", "merchant_id"),
         CheckConstraint("status IN ('paid', 'carried', 'held')", "status"),
         CheckConstraint("payout >= 0 AND payout_fee >= 0 AND carry_out = due - payout - payout_fee", "payout"),
+        CheckConstraint("points_redeemed >= 0", "points"),
         {"schema": SCHEMA},
     )
 
@@ -87,6 +88,12 @@ class RunMerchant(Base):
     payout: Mapped[int] = mapped_column(BigInteger)  # to the bank account, the transfer file's amount
     payout_fee: Mapped[int] = mapped_column(BigInteger)  # an on-demand payout's fee, besides the payout
     carry_out: Mapped[int] = mapped_column(BigInteger)
+    # Points (1 point = 1 yen; migration 0030). The figures above count the point lines with the
+    # yen lines; the points due (point_carry_in + the point lines' net) are redeemed into yen
+    # (part of `due`) or, for a merchant not redeemed, carried out as points (not in `due`).
+    point_carry_in: Mapped[int] = mapped_column(BigInteger)  # the previous run's point_carry_out
+    points_redeemed: Mapped[int] = mapped_column(BigInteger)  # ポイント換金: retired, as many yen in `due`
+    point_carry_out: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str]
     hold_reason: Mapped[str | None]  # held: service.HoldReason or payout-exceeds-balance
     payout_journal_id: Mapped[uuid.UUID | None]

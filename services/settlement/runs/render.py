@@ -7,8 +7,8 @@ come in a fixed order (merchant id, then time and journal), and the PDFs are wri
   line with its payment, refund and journal id (the lines' rows written by the database,
   repository.line_texts, with this module's labels);
 - `statement-<merchant id>.pdf`: the same figures with Japanese labels in IPAex Gothic
-  (shared/fonts.py, embedded), the payments by day and every other line with its journal id
-  (each payment's own ids are in the CSV);
+  (shared/fonts.py, embedded), the payments by day (both units) and every other line with its
+  journal id (each payment's own ids are in the CSV); a line in points is marked (ポイント);
 - `summary.csv`: one row per merchant and a total, for the operator;
 - `held-back.csv`: the merchants not paid for want of a payable account, with the reason;
 - `zengin.txt`: the 全銀 総合振込 file of the paid merchants (zengin.py), absent when none is.
@@ -37,8 +37,9 @@ from shared.fonts import JA_FONT, japanese_font_file
 KINDS = {
     "payment": "決済", "refund": "返金", "sponsor_credit": "協賛値引", "sponsor_reversal": "協賛値引戻し",
     "sponsor_payment": "協賛支払", "transfer_in": "B2B受取", "transfer_out": "B2B支払", "payout": "振込",
-    "payout_fee": "振込手数料",
+    "payout_fee": "振込手数料", "point_redemption": "ポイント換金",
 }
+POINT = "(ポイント)"  # after the kind of a line in points
 ADJUSTMENT = "調整"  # the CSV's mark of a line of an earlier period's trade
 STATUS = {"paid": "振込", "carried": "繰越", "held": "保留"}
 HOLD_REASONS = {
@@ -46,8 +47,9 @@ HOLD_REASONS = {
     "branch-code-unknown": "支店コード不明", "payout-exceeds-balance": "残高不足",
 }
 LINE_HEADER = ["日時", "種別", "金額", "手数料", "差引", "決済ID", "返金ID", "仕訳ID", "相手加盟店ID", "調整"]
-SUMMARY_HEADER = ["期間", "加盟店ID", "加盟店名", "前期繰越", "決済", "返金", "協賛値引", "手数料", "B2B受取", "B2B支払",
-                  "その他出金", "うち調整", "差引支払額", "振込手数料", "振込額", "次期繰越", "状態", "保留理由", "明細行数"]
+SUMMARY_HEADER = ["期間", "加盟店ID", "加盟店名", "前期繰越", "ポイント前期繰越", "決済", "返金", "協賛値引", "手数料",
+                  "B2B受取", "B2B支払", "その他出金", "ポイント次期繰越", "うち調整", "差引支払額", "ポイント換金",
+                  "振込手数料", "振込額", "次期繰越", "状態", "保留理由", "明細行数"]
 
 
 def _csv(rows: Iterable[list[Any]]) -> bytes:
@@ -61,12 +63,16 @@ def _jst(at: datetime) -> str:
 
 
 def figures(m: RunMerchant) -> list[tuple[str, int]]:
-    """The statement's figures, labelled, in the order they add up: carry-in and the lines' sums
-    make the amount due; the payout fee, the payout and the carry-out share it."""
+    """The statement's figures, labelled, in the order they add up: carry-in (yen and points) and
+    the lines' sums (both units, 1 point = 1 yen), less the points carried out as points, make the
+    amount due, of which the points redeemed (ポイント換金) were paid in yen by the campaign fund;
+    the payout fee, the payout and the carry-out share it."""
     return [
-        ("前期繰越", m.carry_in), ("決済", m.payments), ("返金", m.refunds), ("協賛値引", m.sponsored),
-        ("手数料", -m.fees), ("B2B受取", m.transfers_in), ("B2B支払", m.transfers_out), ("その他出金", m.other_payouts),
-        ("差引支払額", m.due), ("振込手数料", -m.payout_fee), ("振込額", m.payout), ("次期繰越", m.carry_out),
+        ("前期繰越", m.carry_in), ("ポイント前期繰越", m.point_carry_in), ("決済", m.payments), ("返金", m.refunds),
+        ("協賛値引", m.sponsored), ("手数料", -m.fees), ("B2B受取", m.transfers_in), ("B2B支払", m.transfers_out),
+        ("その他出金", m.other_payouts), ("ポイント次期繰越", -m.point_carry_out), ("差引支払額", m.due),
+        ("ポイント換金", m.points_redeemed), ("振込手数料", -m.payout_fee), ("振込額", m.payout),
+        ("次期繰越", m.carry_out),
     ]
 
 
@@ -102,6 +108,7 @@ class Other:
     fee: int
     journal_id: str
     adjustment: bool
+    unit: str = "yen"
 
 
 @dataclass
@@ -155,10 +162,11 @@ async def statements(run: SettlementRun, merchants: list[RunMerchant], lines: As
 
 def summary(run: SettlementRun, merchants: list[RunMerchant]) -> bytes:
     rows: list[list[Any]] = [SUMMARY_HEADER]
-    totals = [0] * 13
+    totals = [0] * 16
     for m in merchants:
-        values = [m.carry_in, m.payments, m.refunds, m.sponsored, -m.fees, m.transfers_in, m.transfers_out,
-                  m.other_payouts, m.adjustments, m.due, -m.payout_fee, m.payout, m.carry_out]
+        values = [m.carry_in, m.point_carry_in, m.payments, m.refunds, m.sponsored, -m.fees, m.transfers_in,
+                  m.transfers_out, m.other_payouts, -m.point_carry_out, m.adjustments, m.due, m.points_redeemed,
+                  -m.payout_fee, m.payout, m.carry_out]
         totals = [t + v for t, v in zip(totals, values, strict=True)]
         rows.append([run.label, str(m.merchant_id), m.name_ja, *values, STATUS[m.status],
                      HOLD_REASONS.get(m.hold_reason, m.hold_reason) if m.hold_reason else "", m.lines])
@@ -168,9 +176,10 @@ def summary(run: SettlementRun, merchants: list[RunMerchant]) -> bytes:
 
 
 def held_back(run: SettlementRun, merchants: list[RunMerchant]) -> bytes:
-    rows: list[list[Any]] = [["期間", "加盟店ID", "加盟店名", "理由コード", "理由", "保留額(次期繰越)"]]
+    rows: list[list[Any]] = [["期間", "加盟店ID", "加盟店名", "理由コード", "理由", "保留額(次期繰越)",
+                              "保留ポイント(次期繰越)"]]
     rows += [[run.label, str(m.merchant_id), m.name_ja, m.hold_reason, HOLD_REASONS.get(m.hold_reason or "", ""),
-              m.carry_out] for m in merchants if m.status == "held"]
+              m.carry_out, m.point_carry_out] for m in merchants if m.status == "held"]
     return _csv(rows)
 
 
@@ -263,7 +272,8 @@ class _Pdf:
                   (self.LEFT + 290, "手数料", True), (self.LEFT + 300, "仕訳ID", False)], 8)
         for line in self.s.others:
             self.row([(self.LEFT, line.local_time, False),
-                      (self.LEFT + 100, KINDS[line.kind] + (" (調整)" if line.adjustment else ""), False),
+                      (self.LEFT + 100, KINDS[line.kind] + (POINT if line.unit == "point" else "")
+                       + (" (調整)" if line.adjustment else ""), False),
                       (self.LEFT + 230, f"{line.amount:,}", True), (self.LEFT + 290, f"{line.fee:,}", True),
                       (self.LEFT + 300, line.journal_id, False)], 8)
         self.canvas.setFont(self.font, 8)

@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, Row, Select, Text, and_, case, cast, func, in
 from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.settlement.runs.models import RunMerchant, SettledLine, SettlementRun
 
@@ -50,8 +51,9 @@ async def settle_lines(
     session: AsyncSession, *, run_id: uuid.UUID, region_id: uuid.UUID, period_start: datetime, lines: Select
 ) -> list[Row[Any]]:
     """Insert every line of `lines` that no run has settled, as the run's, and return per merchant
-    the count and the sums a statement shows. A line is an adjustment when it, or the payment a
-    refund gives back, is dated before the period's start."""
+    the count and the sums a statement shows, over both units (1 point = 1 yen), and the point
+    lines' net besides (`point_net`: what is to be redeemed). A line is an adjustment when it,
+    or the payment a refund gives back, is dated before the period's start."""
     wallet = lines.subquery("w")
     adjustment = or_(wallet.c.occurred_at < period_start,
                      and_(wallet.c.payment_at.is_not(None), wallet.c.payment_at < period_start))
@@ -65,8 +67,8 @@ async def settle_lines(
         ["run_id", "region_id", *_LINE_COLUMNS, "adjustment"], source
     ).on_conflict_do_nothing(
         index_elements=[SettledLine.journal_id, SettledLine.merchant_id, SettledLine.unit]
-    ).returning(SettledLine.merchant_id, SettledLine.kind, SettledLine.amount, SettledLine.fee, SettledLine.net,
-                SettledLine.adjustment).cte("inserted")
+    ).returning(SettledLine.merchant_id, SettledLine.unit, SettledLine.kind, SettledLine.amount, SettledLine.fee,
+                SettledLine.net, SettledLine.adjustment).cte("inserted")
 
     def whole(total: Any) -> Any:  # sum(bigint) is numeric: yen stay integers
         return cast(func.coalesce(total, 0), BigInteger)
@@ -81,21 +83,23 @@ async def settle_lines(
         total("transfer_out").label("transfers_out"), total("payout", "payout_fee").label("other_payouts"),
         whole(func.sum(inserted.c.net).filter(inserted.c.adjustment)).label("adjustments"),
         whole(func.sum(inserted.c.net)).label("net"),
+        whole(func.sum(inserted.c.net).filter(inserted.c.unit == "point")).label("point_net"),
     ).group_by(inserted.c.merchant_id)
     return list((await session.execute(query)).all())
 
 
 async def carried_in(session: AsyncSession, region_id: uuid.UUID, merchant_ids: Sequence[uuid.UUID]
-                     ) -> dict[uuid.UUID, int]:
-    """Each merchant's carry_out of its latest run (merchants never settled are left out)."""
+                     ) -> dict[uuid.UUID, tuple[int, int]]:
+    """Each merchant's carry_out and point_carry_out of its latest run (merchants never settled
+    are left out)."""
     query = (
-        select(RunMerchant.merchant_id, RunMerchant.carry_out)
+        select(RunMerchant.merchant_id, RunMerchant.carry_out, RunMerchant.point_carry_out)
         .join(SettlementRun, SettlementRun.id == RunMerchant.run_id)
         .where(RunMerchant.region_id == region_id, RunMerchant.merchant_id.in_(list(merchant_ids)))
         .order_by(RunMerchant.merchant_id, SettlementRun.run_at.desc(), SettlementRun.id.desc())
         .ext(distinct_on(RunMerchant.merchant_id))
     )
-    return {m: c for m, c in (await session.execute(query)).all()}
+    return {m: (c, p) for m, c, p in (await session.execute(query)).all()}
 
 
 async def insert_lines(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -135,12 +139,17 @@ _DAY_PAYMENT = and_(SettledLine.kind == "payment", SettledLine.adjustment.is_(Fa
 
 
 async def line_texts(session: AsyncSession, region_id: uuid.UUID, run_id: uuid.UUID, kinds: dict[str, str],
-                     adjustment: str, merchant_id: uuid.UUID | None = None) -> AsyncIterator[tuple[uuid.UUID, str]]:
+                     adjustment: str, point: str, merchant_id: uuid.UUID | None = None
+                     ) -> AsyncIterator[tuple[uuid.UUID, str]]:
     """Per merchant, by merchant id, its statement lines as CSV rows written by the database (a
-    month is millions of lines): time (Tokyo), kind (`kinds` labels), amount, fee, net, payment,
+    month is millions of lines): time (Tokyo), kind (`kinds` labels, `point` after it on a line
+    in points), amount, fee, net, payment,
     refund, journal and counterparty ids, `adjustment` or nothing; by time and journal, joined
     by CRLF. No field holds a comma, a quote or a line break, so none is quoted (as csv.writer)."""
-    label = case(*((SettledLine.kind == kind, literal(text_)) for kind, text_ in kinds.items()), else_=SettledLine.kind)
+    label = func.concat(
+        case(*((SettledLine.kind == kind, literal(text_)) for kind, text_ in kinds.items()), else_=SettledLine.kind),
+        case((SettledLine.unit == "point", literal(point)), else_=literal("")),
+    )
     row = func.concat_ws(
         ",", _local_time(SettledLine.occurred_at), label, cast(SettledLine.amount, Text),
         cast(SettledLine.fee, Text), cast(SettledLine.net, Text), _text(SettledLine.payment_id),
@@ -158,9 +167,15 @@ async def line_texts(session: AsyncSession, region_id: uuid.UUID, run_id: uuid.U
 async def payment_days(session: AsyncSession, region_id: uuid.UUID, run_id: uuid.UUID,
                        merchant_id: uuid.UUID | None = None) -> AsyncIterator[Row[Any]]:
     """Per merchant and Tokyo date (YYYY-MM-DD), by both, its payments of the period (not
-    adjustments): how many, their amount and fees."""
+    adjustments): how many, their amount and fees, in both units (1 point = 1 yen). A payment
+    partly in points has a line in each unit and counts once: a point line counts only when its
+    payment has no yen line (a lookup by the key, for the point lines alone)."""
     day = func.to_char(func.timezone("Asia/Tokyo", SettledLine.occurred_at), "YYYY-MM-DD").label("day")
-    query = _of_run(select(SettledLine.merchant_id, day, func.count().label("count"),
+    yen_line = aliased(SettledLine)
+    has_yen = select(literal(1)).where(yen_line.journal_id == SettledLine.journal_id,
+                                       yen_line.merchant_id == SettledLine.merchant_id, yen_line.unit == "yen").exists()
+    counted = case((SettledLine.unit == "yen", 1), (~has_yen, 1), else_=0)
+    query = _of_run(select(SettledLine.merchant_id, day, cast(func.sum(counted), BigInteger).label("count"),
                            cast(func.sum(SettledLine.amount), BigInteger).label("amount"),
                            cast(func.sum(SettledLine.fee), BigInteger).label("fee")).where(_DAY_PAYMENT),
                     region_id, run_id, merchant_id)
@@ -173,11 +188,11 @@ async def payment_days(session: AsyncSession, region_id: uuid.UUID, run_id: uuid
 async def other_lines(session: AsyncSession, region_id: uuid.UUID, run_id: uuid.UUID,
                       merchant_id: uuid.UUID | None = None) -> AsyncIterator[Row[Any]]:
     """The run's lines that are not a payment of the period, by merchant, time and journal: the
-    time as a Tokyo wall clock and the journal id as text."""
+    time as a Tokyo wall clock, the journal id as text, and the unit."""
     query = _of_run(select(SettledLine.merchant_id, _local_time(SettledLine.occurred_at).label("local_time"),
                            SettledLine.kind, SettledLine.amount, SettledLine.fee,
-                           _text(SettledLine.journal_id).label("journal_id"), SettledLine.adjustment
-                           ).where(~_DAY_PAYMENT), region_id, run_id, merchant_id)
+                           _text(SettledLine.journal_id).label("journal_id"), SettledLine.adjustment,
+                           SettledLine.unit).where(~_DAY_PAYMENT), region_id, run_id, merchant_id)
     result = await session.stream(query.order_by(SettledLine.merchant_id, *_LINE_ORDER),
                                   execution_options={"yield_per": 10_000})
     async for row in result:

@@ -1,23 +1,42 @@
 """Settlement runs: a period closed once, its merchants paid, its files reproducible.
 
 **What a run settles.** The merchants whose cycle in force at the period's end
-(`service.cycles_at`) is the period's, and of each every yen statement line dated before the
-period's end that no run has settled yet (periods.py, the grace period): the lines are inserted
-as the run's in one statement, keyed by (journal, merchant, unit), so a line is settled once,
-whether it was dated in the period or became visible after an earlier period closed (then it is
-an adjustment, as is a refund of a payment of an earlier period). Merchants' points are not
-settled here: the wallet pays out yen only.
+(`service.cycles_at`) is the period's, and of each every statement line, in yen and in points,
+dated before the period's end that no run has settled yet (periods.py, the grace period): the
+lines of both units are inserted as the run's in one statement (a month is millions of lines,
+read once), keyed by (journal, merchant, unit), so a line is settled once, whether it was dated
+in the period or became visible after an earlier period closed (then it is an adjustment, as is
+a refund of a payment of an earlier period). A statement's figures count points as yen (1 point
+= 1 yen: a shop sold as much either way).
 
-**What a merchant is paid.** due = carry-in (the previous run's carry-out) + the lines' net
-(payments − refunds + sponsors' discounts − fees ± transfers − other payouts). A merchant the
+**Points (ポイント換金).** Points residents spend at a shop (premiums, grants, rewards) are the
+city's campaign fund's value; the wallet pays out yen only. So the points due (point carry-in +
+the point lines' net) of a merchant the bank file can pay are redeemed first
+(`public.redeem_points`, keyed by the run and merchant like the payout, so a retried run never
+redeems twice): its points retire to the campaign fund and the fund pays it as many yen, which
+are then part of its due, paid by the same payout (the transfer file and the statements still
+agree) or, below the minimum payout, carried as yen like the rest. A merchant held back for want
+of a payable account is not redeemed: its points stay points, carried out as points
+(point_carry_out) until a run can pay it, so nothing is turned into yen that cannot leave, and a
+refund of a point payment can still take its points back meanwhile. Once redeemed the points are
+gone from the shop's point account: a later refund that must give a resident points back is
+refused insufficient-balance (nothing changes), exactly as a refund of yen already paid out is;
+the shop refunds another way, or the operator posts an adjustment. Points due that are not
+positive, or that a refund after the period's end already took (redemption-exceeds-points),
+are carried as points.
+
+**What a merchant is paid.** due = carry-in (the previous run's carry-out) + the yen lines' net
+(payments − refunds + sponsors' discounts − fees ± transfers − other payouts) + the points
+redeemed; in the figures, carry-in + point carry-in + all the lines' sums − point carry-out. A merchant the
 bank file cannot pay (`service.accounts_for`: no account, a bank or branch no longer known) is
 held back with the reason; one whose due is below the region's minimum payout (or not
 positive) is carried; both keep their money, carried into their next run. The others are paid
 due by a payout journal (merchant → bank clearing, `public.post_payout`, keyed by the run and
 merchant); on the on-demand cycle the region's on-demand payout fee is taken besides (a
 `payout_fee` journal to fee income) and the payout is the due less the fee. Those journals'
-lines are the run's own, so the next run does not count them again. After a run, a merchant's
-carry-out is exactly its settled lines' total: its balance less the lines not yet settled.
+lines, and the redemption's two (points −N, yen +N), are the run's own, so the next run does not
+count them again. After a run, a merchant's carry-out (point carry-out) is exactly its settled
+yen (point) lines' total: its balance less the lines not yet settled, in each unit.
 
 **Once.** Runs of a region hold a transaction-level advisory lock: a second run at the same
 time is refused (settlement-run-in-progress), and a period already run is returned as it was,
@@ -56,6 +75,7 @@ from shared.ids import new_id
 
 Progress = Callable[[str, int, int], Awaitable[None]]
 PAYOUT_SHORT = "payout-exceeds-balance"  # a hold reason besides service.HoldReason's
+REDEMPTION_SHORT = "redemption-exceeds-points"  # a refund after the period's end took the points: carried
 
 
 def period_of(label: str) -> Period:
@@ -103,26 +123,57 @@ async def run(
     members = sorted(m for m, cycle in cycles.items() if cycle is period.cycle)
     run_id = new_id()
     await progress("lines", 0, len(members))
-    lines = await public.statement_lines_before(session, region=region, until=period.end, merchant_ids=members)
+    lines = await public.statement_lines_before(session, region=region, until=period.end, merchant_ids=members,
+                                                units=("yen", "point"))
     sums = {row.merchant_id: row for row in await repo.settle_lines(
         session, run_id=run_id, region_id=region_id, period_start=period.start, lines=lines)}
     carried = await repo.carried_in(session, region_id, members)
-    settled = [m for m in members if m in sums or carried.get(m, 0) != 0]
+    settled = [m for m in members if m in sums or carried.get(m, (0, 0)) != (0, 0)]
     await progress("lines", len(members), len(members))
 
     rules = await settlement.payout_settings(session, region=region)
     payees = await settlement.accounts_for(session, region=region, merchant_ids=settled)
     statements: list[dict[str, Any]] = []
+    run_lines: list[dict[str, Any]] = []  # the run's own: its redemptions', payouts' and fees' lines
+
+    def own_line(merchant_id: uuid.UUID, unit: str, journal_id: uuid.UUID, kind: str, amount: int,
+                 at: Any) -> dict[str, Any]:
+        return {"run_id": run_id, "region_id": region_id, "merchant_id": merchant_id, "unit": unit,
+                "journal_id": journal_id, "kind": kind, "amount": amount, "fee": 0, "net": amount,
+                "occurred_at": at, "payment_id": None, "refund_id": None, "counterparty_merchant_id": None,
+                "adjustment": False}
+
     for merchant_id in settled:
         s = sums.get(merchant_id)
-        carry_in = carried.get(merchant_id, 0)
+        carry_in, point_carry_in = carried.get(merchant_id, (0, 0))
+        point_net = s.point_net if s else 0
+        points_due = point_carry_in + point_net
+        redeemed = 0
+        # ポイント換金: a merchant the bank file can pay has its points redeemed into yen (they are
+        # then paid, or carried as yen below the minimum); one held back keeps them as points.
+        if points_due > 0 and merchant_id not in payees.held_back:
+            try:
+                made = await public.redeem_points(
+                    session, clock, region=region, actor=actor, merchant_id=merchant_id, amount=points_due,
+                    key=payout_key(period.label, merchant_id),
+                )
+            except Problem as refused:
+                if refused.slug != REDEMPTION_SHORT:
+                    raise
+            else:
+                redeemed = made.amount
+                run_lines += [own_line(merchant_id, "point", made.journal_id, "point_redemption", -redeemed,
+                                       made.created_at),
+                              own_line(merchant_id, "yen", made.journal_id, "point_redemption", redeemed,
+                                       made.created_at)]
         statements.append({
             "run_id": run_id, "merchant_id": merchant_id, "region_id": region_id,
             "name_ja": merchants[merchant_id].name_ja, "lines": s.lines if s else 0, "carry_in": carry_in,
             **{k: getattr(s, k) if s else 0 for k in ("payments", "refunds", "sponsored", "fees", "transfers_in",
                                                      "transfers_out", "other_payouts", "adjustments")},
-            "due": carry_in + (s.net if s else 0), "payout": 0, "payout_fee": 0, "status": "carried",
-            "hold_reason": None, "payout_journal_id": None, "payout_fee_journal_id": None,
+            "due": carry_in + (s.net - point_net if s else 0) + redeemed, "payout": 0, "payout_fee": 0,
+            "status": "carried", "hold_reason": None, "payout_journal_id": None, "payout_fee_journal_id": None,
+            "point_carry_in": point_carry_in, "points_redeemed": redeemed, "point_carry_out": points_due - redeemed,
         })
     # An on-demand payout is charged its fee besides; the payout is what is left of the due.
     fee = rules.on_demand_fee if period.cycle is Cycle.ON_DEMAND else 0
@@ -130,7 +181,6 @@ async def run(
               and st["due"] - fee >= max(rules.minimum_payout, 1)}
     requester = await settlement.requester(session, region=region) if to_pay else None
 
-    payout_lines: list[dict[str, Any]] = []
     for done, st in enumerate(statements, 1):
         merchant_id = st["merchant_id"]
         if merchant_id in payees.held_back:
@@ -156,12 +206,8 @@ async def run(
                 charged = [(paid.journal_id, "payout", paid.amount)]
                 if paid.fee_journal_id is not None:
                     charged.append((paid.fee_journal_id, "payout_fee", paid.fee))
-                payout_lines += [{
-                    "run_id": run_id, "region_id": region_id, "merchant_id": merchant_id, "unit": "yen",
-                    "journal_id": journal_id, "kind": kind, "amount": -amount, "fee": 0, "net": -amount,
-                    "occurred_at": paid.created_at, "payment_id": None, "refund_id": None,
-                    "counterparty_merchant_id": None, "adjustment": False,
-                } for journal_id, kind, amount in charged]
+                run_lines += [own_line(merchant_id, "yen", journal_id, kind, -amount, paid.created_at)
+                              for journal_id, kind, amount in charged]
         st["carry_out"] = st["due"] - st["payout"] - st["payout_fee"]
         if done % 100 == 0 or done == len(statements):
             await progress("payouts", done, len(statements))
@@ -170,14 +216,14 @@ async def run(
                 "holder_name"):
         for st in statements:
             st.setdefault(key, None)
-    await repo.insert_lines(session, payout_lines)
+    await repo.insert_lines(session, run_lines)
     paid_out = [st for st in statements if st["status"] == "paid"]
     r = requester.account if requester else None
     made = await repo.insert_run(
         session, id=run_id, region_id=region_id, label=period.label, cycle=period.cycle.value,
         first_day=period.first_day, last_day=period.last_day, period_start=period.start, period_end=period.end,
         pay_date=period.pay_date, minimum_payout=rules.minimum_payout,
-        merchants=len(statements), lines=sum(st["lines"] for st in statements) + len(payout_lines),
+        merchants=len(statements), lines=sum(st["lines"] for st in statements) + len(run_lines),
         paid=len(paid_out), payout_total=sum(st["payout"] for st in paid_out),
         held_back=sum(st["status"] == "held" for st in statements),
         requester_code=requester.code if requester else None, requester_name=requester.name if requester else None,
@@ -220,7 +266,7 @@ def _line_streams(session: AsyncSession, found: SettlementRun, merchant_id: uuid
     lines' CSV rows, written by the database with render's labels, the payments by day, the
     other lines."""
     at = (session, found.region_id, found.id)
-    return (repo.line_texts(*at, render.KINDS, render.ADJUSTMENT, merchant_id),
+    return (repo.line_texts(*at, render.KINDS, render.ADJUSTMENT, render.POINT, merchant_id),
             repo.payment_days(*at, merchant_id), repo.other_lines(*at, merchant_id))
 
 

@@ -70,12 +70,16 @@ class JournalKind(StrEnum):
     SPONSOR_REVERSAL = "sponsor_reversal"  # a refund gives the sponsor back its share of that discount
     SPONSOR_PAYMENT = "sponsor_payment"  # a sponsor's budget pays a merchant for something it gave a resident (a bus fare)
     OPENING = "opening"  # 移行: a resident's closing balance on a previous platform, from the migration account
+    # ポイント換金: a merchant's points retire to the campaign fund that issued them, and the fund
+    # pays the merchant as many yen (1 point = 1 yen), for a settlement run to pay out.
+    POINT_REDEMPTION = "point_redemption"
 
 
 # The journal kinds allowed to touch an issuance account (invariant 4): every other journal moves
 # value between holders and cannot create or destroy it.
 ISSUANCE_JOURNALS = frozenset(
-    {JournalKind.TOPUP, JournalKind.CASHOUT, JournalKind.FUNDING, JournalKind.PAYOUT, JournalKind.OPENING}
+    {JournalKind.TOPUP, JournalKind.CASHOUT, JournalKind.FUNDING, JournalKind.PAYOUT, JournalKind.OPENING,
+     JournalKind.POINT_REDEMPTION}
 )
 
 # Journal kinds that may touch only these account kinds, the first giving (−) and the second
@@ -87,6 +91,14 @@ JOURNAL_LEGS = {
     JournalKind.SPONSOR_REVERSAL: (AccountKind.MERCHANT, AccountKind.SPONSOR_BUDGET),
     JournalKind.SPONSOR_PAYMENT: (AccountKind.SPONSOR_BUDGET, AccountKind.MERCHANT),
 }
+
+# A point redemption's four entries, one per (account kind, unit, sign), all of one amount N and
+# one merchant: its points −N to the campaign fund's points +N, the fund's yen −N to its yen +N.
+# Checked when posting and by `ledger verify`.
+REDEMPTION_LEGS = (
+    (AccountKind.CAMPAIGN_FUND, Unit.POINT, +1), (AccountKind.CAMPAIGN_FUND, Unit.YEN, -1),
+    (AccountKind.MERCHANT, Unit.POINT, -1), (AccountKind.MERCHANT, Unit.YEN, +1),
+)
 
 
 class Status(StrEnum):
@@ -158,6 +170,9 @@ class Journal(Base):
         # payouts are few.
         Index("ix_journals_payout_reference", "region_id", "reference",
               postgresql_where=text("kind IN ('payout', 'payout_fee')")),
+        # A keyed point redemption likewise (payments/service.py redeem_points).
+        Index("ix_journals_redemption_reference", "region_id", "reference",
+              postgresql_where=text("kind = 'point_redemption'")),
         {"schema": SCHEMA},
     )
 

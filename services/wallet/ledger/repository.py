@@ -16,10 +16,12 @@ from services.wallet.ledger.models import (
     ISSUANCE_JOURNALS,
     ISSUANCE_KINDS,
     JOURNAL_LEGS,
+    REDEMPTION_LEGS,
     Account,
     AccountKind,
     Entry,
     Journal,
+    JournalKind,
     Lot,
 )
 
@@ -342,6 +344,24 @@ async def find_violations(session: AsyncSession, region_id: uuid.UUID | None = N
             "j",
         ):
             found.append(Violation(4, f"journal {journal_id}", f"a {kind} journal moves {shape}, not {giver} to {gainer} in yen"))
+
+    # 4. A point redemption retires one merchant's N points to the campaign fund and the fund pays
+    #    it N yen: four entries, one per account kind, unit and sign, all of one amount.
+    expected = ", ".join(f"{k.value} {'+' if sign > 0 else '-'}{u.value}"
+                         for k, u, sign in sorted(REDEMPTION_LEGS, key=lambda leg: (leg[0].value, leg[1].value)))
+    for journal_id, shape, amounts, merchants in await rows(
+        "SELECT j.id, string_agg(a.kind || CASE WHEN e.amount > 0 THEN ' +' ELSE ' -' END || e.unit, ', '"
+        " ORDER BY a.kind, e.unit), count(DISTINCT abs(e.amount)), count(DISTINCT a.merchant_id)"
+        " FROM wallet.journals j JOIN wallet.entries e ON e.journal_id = j.id"
+        " JOIN wallet.accounts a ON a.id = e.account_id"
+        f" WHERE j.kind = '{JournalKind.POINT_REDEMPTION.value}' {{region}} GROUP BY j.id"
+        " HAVING string_agg(a.kind || CASE WHEN e.amount > 0 THEN ' +' ELSE ' -' END || e.unit, ', '"
+        f" ORDER BY a.kind, e.unit) <> '{expected}' OR count(DISTINCT abs(e.amount)) <> 1"
+        " OR count(DISTINCT a.merchant_id) <> 1",
+        "j",
+    ):
+        found.append(Violation(4, f"journal {journal_id}", f"a point redemption moves {shape} ({amounts} amounts, "
+                                                          f"{merchants} merchants), not {expected} of one amount"))
 
     return found
 

@@ -19,6 +19,7 @@ from services.wallet.ledger.models import (
     ISSUANCE_JOURNALS,
     ISSUANCE_KINDS,
     JOURNAL_LEGS,
+    REDEMPTION_LEGS,
     Account,
     AccountKind,
     JournalKind,
@@ -121,6 +122,13 @@ def _assert_balanced(region_id: uuid.UUID, kind: JournalKind, legs: Sequence[Leg
         giver, gainer = JOURNAL_LEGS[kind]
         shape = sorted((leg.amount > 0, leg.account.kind) for leg in legs)
         assert shape == [(False, giver), (True, gainer)], f"a {kind} journal moves {giver} to {gainer}, not {shape}"
+    if kind is JournalKind.POINT_REDEMPTION:
+        legs_shape = sorted((leg.account.kind, leg.account.unit, 1 if leg.amount > 0 else -1) for leg in legs)
+        assert legs_shape == sorted((k.value, u.value, s) for k, u, s in REDEMPTION_LEGS), \
+            f"a point redemption moves {legs_shape}"
+        assert len({abs(leg.amount) for leg in legs}) == 1, "a point redemption moves one amount"
+        assert len({leg.account.merchant_id for leg in legs if leg.account.kind == AccountKind.MERCHANT}) == 1, \
+            "a point redemption is one merchant's"
 
 
 async def _refusal(session: AsyncSession, leg: Leg) -> Exception:

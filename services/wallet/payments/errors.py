@@ -142,3 +142,11 @@ class PayoutExceedsBalance(Conflict):
 
 class PayoutKeyReused(Conflict):
     slug, title = "payout-key-reused", "The payout key was used for another payout"
+
+
+class RedemptionExceedsPoints(Conflict):
+    slug, title = "redemption-exceeds-points", "The redemption is larger than the merchant's points"
+
+
+class RedemptionKeyReused(Conflict):
+    slug, title = "redemption-key-reused", "The redemption key was used for another redemption"

@@ -347,8 +347,9 @@ _LINES = table(
 )
 
 
-def statement_lines_before(region_id: uuid.UUID, until: datetime, unit: str, merchant_ids: Sequence[uuid.UUID]) -> Select:
-    """wallet.statement_lines of `merchant_ids` in `unit` before `until`, as a query for a
+def statement_lines_before(region_id: uuid.UUID, until: datetime, units: Sequence[str],
+                           merchant_ids: Sequence[uuid.UUID]) -> Select:
+    """wallet.statement_lines of `merchant_ids` in `units` before `until`, as a query for a
     caller to read set-wise (settlement inserts from it), with `payment_at`: a refund's (or a
     sponsor's reversal's) payment's time, NULL on every other line."""
     paid_at = select(Payment.created_at).where(Payment.id == _LINES.c.payment_id).scalar_subquery()
@@ -358,7 +359,8 @@ def statement_lines_before(region_id: uuid.UUID, until: datetime, unit: str, mer
         _LINES.c.counterparty_merchant_id,
         case((_LINES.c.refund_id.is_not(None), paid_at)).label("payment_at"),
     ).where(
-        _LINES.c.region_id == region_id, _LINES.c.occurred_at < until, _LINES.c.unit == unit,
+        _LINES.c.region_id == region_id, _LINES.c.occurred_at < until,
+        _LINES.c.unit.in_(list(units)) if len(units) > 1 else _LINES.c.unit == units[0],
         _LINES.c.merchant_id == any_(bindparam("merchant_ids", list(merchant_ids), type_=ARRAY(UUID))),
     )
 
@@ -372,6 +374,17 @@ async def payout_by_reference(session: AsyncSession, region_id: uuid.UUID, refer
         "  JOIN wallet.accounts a ON a.id = e.account_id AND a.kind = 'merchant'"
         " WHERE j.region_id = :region_id AND j.kind IN ('payout', 'payout_fee') AND j.reference = :reference"
     ).bindparams(bindparam("region_id", type_=UUID)), {"region_id": region_id, "reference": reference})).all())
+
+
+async def redemption_by_reference(session: AsyncSession, region_id: uuid.UUID, reference: str) -> Row[Any] | None:
+    """A keyed point redemption (a partial index holds that kind only): its merchant, the points
+    it retired and when."""
+    return (await session.execute(text(
+        "SELECT j.id AS journal_id, a.merchant_id, -e.amount AS amount, j.created_at"
+        "  FROM wallet.journals j JOIN wallet.entries e ON e.journal_id = j.id"
+        "  JOIN wallet.accounts a ON a.id = e.account_id AND a.kind = 'merchant' AND a.unit = 'point'"
+        " WHERE j.region_id = :region_id AND j.kind = 'point_redemption' AND j.reference = :reference"
+    ).bindparams(bindparam("region_id", type_=UUID)), {"region_id": region_id, "reference": reference})).first()
 
 
 # --- dynamic payment requests -------------------------------------------------------------------

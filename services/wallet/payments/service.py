@@ -55,6 +55,8 @@ from services.wallet.payments.errors import (
     QRForeign,
     QRMalformed,
     QRMismatch,
+    RedemptionExceedsPoints,
+    RedemptionKeyReused,
     RefundExceedsRemaining,
     RefundWindowClosed,
     SelfTransfer,
@@ -766,6 +768,60 @@ async def post_payout(
     )
     return Payout(posted.journal_id, merchant_id, amount, reference, posted.created_at, fee,
                   charged.journal_id if charged else None)
+
+
+# --- point redemptions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Redemption:
+    journal_id: uuid.UUID
+    merchant_id: uuid.UUID
+    amount: int  # points retired, and as many yen paid to the merchant
+    reference: str
+    created_at: datetime
+
+
+async def redeem_points(
+    session: AsyncSession, clock: Clock, actor: Actor, *, region_id: uuid.UUID, merchant_id: uuid.UUID, amount: int,
+    key: str,
+) -> Redemption:
+    """ポイント換金: `amount` of the merchant's points retire to the region's campaign fund, which
+    issued them as premiums, grants and rewards, and the fund pays the merchant as many yen (1
+    point = 1 yen): one `point_redemption` journal of four entries, balanced in each unit. Never
+    more than the merchant's points; a suspended or closed shop is still redeemed what it holds,
+    as it is still paid out. Keyed (the key kept as the journal's reference) like a payout: the
+    same key returns the redemption it made, and refuses redemption-key-reused for another
+    merchant or amount."""
+    if amount <= 0:
+        raise InvalidAmount(f"A redemption is a positive number of points, not {amount}.")
+    if made := await repo.redemption_by_reference(session, region_id, key):
+        if (made.merchant_id, made.amount) != (merchant_id, amount):
+            raise RedemptionKeyReused(f"The redemption key {key!r} was used for another redemption.")
+        return Redemption(made.journal_id, merchant_id, amount, key, made.created_at)
+    merchant = await directory.merchant(session, merchant_id)
+    if merchant is None or merchant.region_id != region_id:
+        raise MerchantNotFound(f"No merchant {merchant_id} in this region.")
+    accounts = {a.unit: a for a in await directory.merchant_accounts(session, merchant_id)}
+    fund_point = await ledger.system_account(session, region_id, AccountKind.CAMPAIGN_FUND, Unit.POINT.value)
+    fund_yen = await ledger.system_account(session, region_id, AccountKind.CAMPAIGN_FUND, Unit.YEN.value)
+    try:
+        posted = await ledger.post_journal(
+            session, clock, region_id=region_id, kind=JournalKind.POINT_REDEMPTION, actor=actor.subject,
+            legs=[ledger.Leg(accounts[Unit.POINT.value], -amount), ledger.Leg(fund_point, amount),
+                  ledger.Leg(fund_yen, -amount), ledger.Leg(accounts[Unit.YEN.value], amount)],
+            reference=key, even_if_inactive=True,
+        )
+    except InsufficientBalance as exc:
+        raise RedemptionExceedsPoints(
+            f"{merchant.name_ja} holds {exc.extra['balance']} points; a redemption of {amount} was asked.",
+            balance=exc.extra["balance"], requested=amount,
+        ) from None
+    await audit.record(
+        session, clock, actor, region_id=region_id, action="merchant.points_redeemed", target_type="merchant",
+        target_id=merchant_id, after={"amount": amount, "journal_id": str(posted.journal_id), "reference": key},
+    )
+    return Redemption(posted.journal_id, merchant_id, amount, key, posted.created_at)
 
 
 # Queries the modules above use as they are: they call this service, never the repository.

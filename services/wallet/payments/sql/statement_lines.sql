@@ -42,10 +42,11 @@ SELECT r.sponsor_journal_id, r.region_id, r.merchant_id, 'yen', 'sponsor_reversa
 UNION ALL
 -- Merchant-to-merchant transfers, out of the payer and into the payee (who bears the fee),
 -- payouts to the merchant's bank account and their fees (an on-demand payout's, a journal of its
--- own), and a sponsor's payments to a merchant for what it gave a resident on the sponsor's
--- account (a bus fare in a bundle): no fee, no payment.
+-- own), a sponsor's payments to a merchant for what it gave a resident on the sponsor's
+-- account (a bus fare in a bundle), and point redemptions (ポイント換金: two lines, the points
+-- retired and the yen paid for them): no fee, no payment.
 SELECT j.id, j.region_id, a.merchant_id, e.unit,
-       CASE WHEN j.kind IN ('payout', 'payout_fee', 'sponsor_payment') THEN j.kind
+       CASE WHEN j.kind IN ('payout', 'payout_fee', 'sponsor_payment', 'point_redemption') THEN j.kind
             WHEN e.amount < 0 THEN 'transfer_out' ELSE 'transfer_in' END,
        e.amount + coalesce(f.fee, 0), coalesce(f.fee, 0), e.amount, j.created_at,
        NULL, NULL, o.merchant_id
@@ -60,7 +61,7 @@ SELECT j.id, j.region_id, a.merchant_id, e.unit,
   LEFT JOIN LATERAL (
         SELECT oa.merchant_id FROM wallet.entries oe
           JOIN wallet.accounts oa ON oa.id = oe.account_id AND oa.kind = 'merchant'
-         WHERE oe.journal_id = j.id AND oe.account_id <> e.account_id
+         WHERE oe.journal_id = j.id AND oe.account_id <> e.account_id AND oa.merchant_id <> a.merchant_id
          LIMIT 1
   ) o ON true
- WHERE j.kind IN ('transfer', 'payout', 'payout_fee', 'sponsor_payment');
+ WHERE j.kind IN ('transfer', 'payout', 'payout_fee', 'sponsor_payment', 'point_redemption');
