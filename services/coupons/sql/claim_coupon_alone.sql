@@ -9,7 +9,7 @@
 --     effects of a refusal (its block is a subtransaction).
 --   * A claim made, or a replay: claim_coupon_keyed's row, unchanged.
 -- No BEGIN or COMMIT round trip, and the stock bucket is locked only for the statement itself.
--- The living source of this function; migration 0028 holds a snapshot of it, and
+-- The living source of this function; migration 0030 holds a snapshot of it, and
 -- tests/wallet/test_database_rules.py fails when the migrated database and this file differ.
 CREATE OR REPLACE FUNCTION coupons.claim_coupon_alone(
     p_caller text,

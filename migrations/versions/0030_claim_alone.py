@@ -6,15 +6,15 @@ refusal by the function itself, as a request's rollback undoes it.
 The living source of the function is services/coupons/sql/claim_coupon_alone.sql; below is a
 frozen snapshot of it as of this revision (an alembic_utils entity).
 
-Revision ID: 0028
-Revises: 0027
+Revision ID: 0030
+Revises: 0029
 Create Date: 2026-12-03
 """
 from alembic import op
 from alembic_utils.pg_function import PGFunction
 
-revision = "0028"
-down_revision = "0027"
+revision = "0030"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 
