@@ -1,7 +1,8 @@
 """Answers given before FastAPI's routing and dependency resolution, for the few requests that
-come in floods only to be refused: the rush still claiming a coupon once it has sold out (ten
-refusals for every claim made). Routing, the dependency machinery, the session and the exception
-handlers cost several times what such a refusal needs (bench/RESULTS.md, 2026-12-02 afternoon).
+come in floods: a coupon's rush, its first thousand claims within a second, then the rush still
+claiming once it has sold out (ten refusals for every claim made). Routing, the dependency
+machinery, the session and the exception handlers cost several times what such a claim or refusal
+needs (bench/RESULTS.md, 2026-12-02 afternoon and 2026-12-03).
 
 An early answer belongs to one route: the route's module writes it beside the endpoint, from the
 same rules (the same gate, the same key rule, the same service function, the same problem), and

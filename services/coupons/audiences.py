@@ -90,6 +90,13 @@ async def _audience(session: AsyncSession, coupon_id: uuid.UUID) -> _Audience | 
     return found
 
 
+def offered_to_all(coupon_id: uuid.UUID) -> bool:
+    """Whether the coupon is known, without a statement, to be offered to all residents for good
+    (past its draft, no segment): `check_claim` would then refuse no one and ask nothing."""
+    found = _settled.get(coupon_id)
+    return found is not None and found.segment_id is None
+
+
 async def check_claim(
     session: AsyncSession, *, region: str, region_id: uuid.UUID, coupon_id: uuid.UUID, subject: str, at: datetime
 ) -> None:

@@ -256,7 +256,8 @@ async def claim_coupon(
     coupon_id: uuid.UUID, principal: Resident, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
 ):
     """Claim one of the coupon for oneself: stock and the per-resident limit are taken exactly."""
-    # A claim of a coupon sold out was refused before this (refuse_sold_out_claim, below).
+    # A claim of a coupon sold out was refused before this, and one of a coupon for all residents
+    # mostly answered before this (answer_claim_early, below): the same rules, the same answers.
     made = await service.claim(session, clock, region=principal.region_code, subject=principal.subject,
                                coupon_id=coupon_id, key=await idem.claim())
     if isinstance(made, service.FirstAnswer):
@@ -294,4 +295,47 @@ async def refuse_sold_out_claim(request: Request) -> Response | None:
     return None
 
 
-EARLY_ANSWERS = [(route_of(router, claim_coupon), refuse_sold_out_claim)]
+async def claim_early(request: Request) -> Response | None:
+    """claim_coupon's answer to a claim of a coupon offered to all residents, given before the
+    request's dependencies (shared/early.py): in a rush, a thousand residents claim within the
+    coupon's first second, and FastAPI's routing and dependencies, the session and its BEGIN and
+    COMMIT cost several times the claim's one statement (bench/RESULTS.md). The same gate (a
+    resident's valid token), the same key rule (one well-formed Idempotency-Key), the same key's
+    fingerprint and replay (`Idempotency`), then `service.claim_at_once`: claim_coupon's claim as
+    one statement that commits by itself; its answer, its replay and its refusals are answered as
+    claim_coupon answers them (the app's exception handler's problem). A segment's coupon, or one
+    this process has not seen claimed, and anything the gate or the key rule would refuse, is
+    claim_coupon's to answer (None)."""
+    coupon_id: uuid.UUID = request.path_params["coupon_id"]
+    if not service.may_claim_at_once(coupon_id):
+        return None
+    principal, key = await admitted_by_token(request, RESIDENTS), presented_key(request)
+    if principal is None or key is None:
+        return None
+    clock = request.app.state.clock
+    async with request.app.state.sessionmaker() as session:
+        idem = Idempotency(session, clock, principal.caller, key, request)
+        try:
+            made = await service.claim_at_once(session, clock, region=principal.region_code,
+                                               subject=principal.subject, coupon_id=coupon_id, key=await idem.claim())
+            if isinstance(made, service.FirstAnswer):
+                response = await idem.replayed(made.request_hash, made.status_code, made.response,
+                                               render=_claim_answer)
+            else:
+                response = JSONResponse(await _claim_answer(made.response), status_code=201)
+        except Problem as refused:
+            return problem_response(refused, request)
+        # The session holds a transaction only when the region's id was read in it: the claim then
+        # ran in that transaction (service.claim_at_once), committed here as get_session would.
+        if session.in_transaction():
+            await session.commit()
+    return response
+
+
+async def answer_claim_early(request: Request) -> Response | None:
+    """The claim's early answers (shared/early.py): a sold-out coupon's refusal, else the claim."""
+    refused = await refuse_sold_out_claim(request)
+    return refused if refused is not None else await claim_early(request)
+
+
+EARLY_ANSWERS = [(route_of(router, claim_coupon), answer_claim_early)]

@@ -121,6 +121,28 @@ async def claim_coupon_keyed(session: AsyncSession, **values: Any) -> Row[Any]:
     return (await session.execute(_CLAIM_KEYED, values)).one()
 
 
+_ALONE_ARGS = ("caller", "key", "request_hash", "region_id", "coupon_id", "subject", "now", "start", "claim_id", "code")
+_CLAIM_ALONE = (
+    "SELECT outcome, name, kind, valid_from, valid_until, per_resident_limit, first_hash, first_status,"
+    " first_response FROM coupons.claim_coupon_alone($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+)
+
+
+async def claim_coupon_alone(session: AsyncSession, **values: Any) -> Any:
+    """claim_coupon_keyed's claim as a statement on its own (sql/claim_coupon_alone.sql): through
+    the driver's connection, outside any transaction, so that it commits by itself (no BEGIN, no
+    COMMIT, no ORM), the key's claim undone by the function on a refusal; unless the session
+    already holds a connection (then in its transaction, on it, so that a request never waits for
+    a second one: its owner commits). The row has claim_coupon_keyed's fields, by name (["outcome"])."""
+    args = [values[name] for name in _ALONE_ARGS]
+    if session.in_transaction():
+        return (await session.execute(text(_CLAIM_ALONE.replace("$", ":p")), {
+            f"p{i}": value for i, value in enumerate(args, 1)})).mappings().one()
+    async with session.bind.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        return await driver.fetchrow(_CLAIM_ALONE, *args)
+
+
 # A claim of a coupon found sold out, refused without the request's transaction: the same
 # conditions under which coupons.claim_coupon answers out_of_stock (the coupon of the region,
 # active, in its window, no stock left, read without a lock as the function reads them), and no

@@ -20,7 +20,9 @@ resident's holding within the per-resident limit and takes one unit of stock fro
 exactly under any concurrency; the request's Idempotency-Key is claimed, and the answer of a
 claim made stored for it, in the same statement (coupons.claim_coupon_keyed). A coupon sold out is refused to the rush still trying to claim it
 by one statement before the key and the transaction (`refuse_if_sold_out`, asked by the claim's
-early answer before the request's dependencies, endpoints.refuse_sold_out_claim). A segment's coupon
+early answer before the request's dependencies, endpoints.refuse_sold_out_claim), and a claim of a
+coupon known to be for all residents is made the same way, by one statement that commits by itself
+(`claim_at_once`, sql/claim_coupon_alone.sql, endpoints.claim_early). A segment's coupon
 is offered and given only to residents in the segment then (audiences.py, asked before the claim).
 
 Refunds. A payment with a coupon refunded IN FULL reverses its redemption: the claim is released,
@@ -401,6 +403,36 @@ async def claim(
                  code=code if found.kind == CouponKind.FREE_ITEM else None,
                  status=ClaimStatus.CLAIMED.value, claimed_at=now, redeemed_at=None, released_at=None)
     return ClaimView(made, found.name, found.kind, found.valid_from, found.valid_until)
+
+
+def may_claim_at_once(coupon_id: uuid.UUID) -> bool:
+    """Whether `claim_at_once` may make this claim: a coupon known to be offered to all residents
+    (its audience asks nothing then; a segment's, or one not seen yet, is `claim`'s)."""
+    return audiences.offered_to_all(coupon_id)
+
+
+async def claim_at_once(
+    session: AsyncSession, clock: Clock, *, region: str, subject: str, coupon_id: uuid.UUID, key: dict[str, str]
+) -> StoredAnswer | FirstAnswer:
+    """`claim` with its key, as one statement on its own, outside the request's transaction
+    (sql/claim_coupon_alone.sql): the statement commits by itself, and undoes the key's claim on a
+    refusal as a rollback would. For the claim answered before the request's dependencies
+    (endpoints.answer_claim_early), only where `may_claim_at_once`: the same outcomes, the same
+    refusals, the same answer stored for the key as `claim`'s."""
+    assert may_claim_at_once(coupon_id), "a coupon whose audience asks nothing"
+    region_id = await public.region_id(session, region=region)
+    now, claim_id, code = clock.now(), new_id(), new_code()
+    found = await repo.claim_coupon_alone(
+        session, **key, region_id=region_id, coupon_id=coupon_id, subject=subject, now=now,
+        start=secrets.randbelow(BUCKETS), claim_id=claim_id, code=code,
+    )
+    if found["outcome"] == "replay":
+        return FirstAnswer(found["first_hash"], found["first_status"], found["first_response"])
+    if found["outcome"] != "ok":
+        if found["outcome"] == "out_of_stock":
+            _seen_sold_out.add(coupon_id)
+        raise _refusal(found["outcome"], coupon_id)
+    return StoredAnswer(found["first_response"])
 
 
 async def claims(
