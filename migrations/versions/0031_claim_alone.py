@@ -6,8 +6,8 @@ refusal by the function itself, as a request's rollback undoes it.
 The living source of the function is services/coupons/sql/claim_coupon_alone.sql; below is a
 frozen snapshot of it as of this revision (an alembic_utils entity).
 
-Revision ID: 0030
-Revises: 0029
+Revision ID: 0031
+Revises: 0030
 Create Date: 2026-12-03
 """
 from alembic import op
