@@ -24,6 +24,9 @@ from services.coupons.endpoints import EARLY_ANSWERS as coupon_early_answers
 from services.coupons.endpoints import router as coupons_router
 from services.coupons.segments.endpoints import router as segments_router
 from services.coupons.transit.endpoints import router as transit_router
+from services.platform import jobs as platform_jobs
+from services.platform.outbox.endpoints import router as outbox_router
+from services.platform.outbox.service import RetryPolicy
 from services.settlement.basedate.endpoints import router as basedate_router
 from services.settlement.endpoints import router as settlement_router
 from services.settlement.history import tasks as history_imports
@@ -59,6 +62,7 @@ ROUTERS: dict[str, list[APIRouter]] = {
     "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
     "coupons": [coupons_router, counts_router, bundles_router, segments_router, transit_router],
     "settlement": [settlement_router, runs_router, basedate_router, kpi_router, surveys_router, history_import_router],
+    "platform": [outbox_router],
 }
 SERVICES = tuple(ROUTERS)
 # Each service's answers given before routing and dependencies (shared/early.py).
@@ -105,6 +109,13 @@ def create_app(
                 jobs_task = asyncio.create_task(
                     scheduler(app.state.sessionmaker, clock, resolved.jobs_every_seconds), name="wallet jobs"
                 )
+            platform_task = None
+            if "platform" in services and resolved.jobs_scheduler:
+                platform_task = asyncio.create_task(
+                    platform_jobs.scheduler(app.state.sessionmaker, clock, RetryPolicy.of(resolved),
+                                            resolved.platform_every_seconds),
+                    name="platform jobs",
+                )
             if "wallet" in services:
                 await grant_uploads.resume_unfinished(app.state)
             if "settlement" in services:
@@ -125,10 +136,12 @@ def create_app(
                 if "settlement" in services:
                     with contextlib.suppress(TimeoutError):  # a history import, likewise
                         await asyncio.wait_for(history_imports.drain(), resolved.shutdown_grace_seconds)
-                if jobs_task is not None:
-                    jobs_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await jobs_task
+                for task in (jobs_task, platform_task):
+                    if task is not None:
+                        # A delivery cut off here rolls back and stays pending: sent again later.
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                 await redis.aclose()
                 await engine.dispose()
                 await read_engine.dispose()

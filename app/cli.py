@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -23,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import wiring
 from app.application import SERVICES
 from app.demo import AUDITOR, OPERATOR, seed
 from services.coupons import service as coupons
@@ -35,6 +37,8 @@ from services.coupons.segments import service as segments
 from services.coupons.transit import service as transit
 from services.coupons.transit.codes import ProductKind, RiderCategory
 from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
+from services.platform.outbox import tasks as outbox_tasks
+from services.platform.outbox.service import RetryPolicy
 from services.settlement.basedate import service as basedate
 from services.settlement.kpi import render as kpi_render
 from services.settlement.kpi import service as kpi_service
@@ -91,6 +95,8 @@ settlement_cli = typer.Typer(help="Settlement: merchants' payout accounts (as th
 app.add_typer(settlement_cli, name="settlement")
 accounts_cli = typer.Typer(help="Merchants' payout bank accounts.", no_args_is_help=True)
 settlement_cli.add_typer(accounts_cli, name="accounts")
+webhooks_cli = typer.Typer(help="The outbox: webhooks to partner services and the data platform.", no_args_is_help=True)
+app.add_typer(webhooks_cli, name="webhooks")
 console = Console()
 T = TypeVar("T")
 RegionOption = Annotated[str, typer.Option(help="the region's code")]
@@ -294,6 +300,40 @@ def ledger_verify(region: Annotated[str | None, typer.Option(help="only this reg
         rule = f"invariant {v.invariant}" if isinstance(v.invariant, int) else v.invariant
         print(f"{rule}: {v.subject}: {v.detail}")
     raise typer.Exit(1)
+
+
+@webhooks_cli.command("deliver")
+def webhooks_deliver(
+    follow: Annotated[bool, typer.Option("--follow", help="keep delivering as events come due (a worker)")] = False,
+) -> None:
+    """Deliver the outbox's due events, each stream in order, and exit (or, with --follow, keep
+    going as the server's own worker does). Safe beside the server's workers: an event is sent
+    by one worker at a time; one cut off mid-delivery is sent again."""
+    wiring.wire()
+    settings = get_settings()
+
+    async def run(resolved: Settings) -> list[outbox_tasks.Attempt]:
+        engine = create_engine(resolved)
+        sessionmaker = create_sessionmaker(engine)
+        clock, policy = SystemClock(), RetryPolicy.of(resolved)
+        try:
+            async with httpx.AsyncClient() as http:
+                made = await outbox_tasks.deliver_all_due(sessionmaker, clock, http, policy)
+                while follow:
+                    await asyncio.sleep(resolved.platform_every_seconds)
+                    for attempt in await outbox_tasks.deliver_all_due(sessionmaker, clock, http, policy):
+                        print(f"{attempt.event_id}: {attempt.status.value}" + (f" ({attempt.error})" if attempt.error else ""))
+                return made
+        finally:
+            await engine.dispose()
+
+    with embedded_servers(settings) as resolved:
+        upgrade_sync(resolved.database_url)
+        made = asyncio.run(run(resolved))
+    for attempt in made:
+        print(f"{attempt.event_id}: {attempt.status.value}" + (f" ({attempt.error})" if attempt.error else ""))
+    delivered = sum(a.status.value == "delivered" for a in made)
+    print(f"{delivered} delivered, {len(made) - delivered} not (yet)")
 
 
 @jobs.command("expire")

@@ -69,6 +69,19 @@ class Settings(BaseSettings):
     bank_webhook_secret: str = Field(default="dev-bank-webhook-secret", repr=False)
     bank_webhook_tolerance_seconds: int = 300
 
+    # Outgoing webhooks (services/platform/outbox): an event whose delivery failed is sent again
+    # after base × 2^(attempts − 1) seconds, at most the cap, until the last attempt: with these,
+    # for almost three hours, so a partner down for an hour gets every event when it is back.
+    webhook_max_attempts: int = 20
+    webhook_backoff_seconds: float = 2
+    webhook_backoff_cap_seconds: float = 900
+    webhook_timeout_seconds: float = 10
+    # How often the server's platform worker delivers due events and sweeps expired checkouts
+    # (services/platform/jobs.py; on with `jobs_scheduler`). By hand: `chiikipay webhooks deliver`.
+    platform_every_seconds: float = 2
+    # The link a partner's checkout page opens in the resident's app (the checkout id appended).
+    checkout_link_base: str = "chiikipay://checkout/"
+
     # Region defaults, copied into a region when it is created; operators change them per region.
     default_balance_cap: int = 100_000
     default_topup_min: int = 1_000

@@ -1,6 +1,6 @@
-"""Problems of top-ups and of the bank webhook."""
+"""Problems of top-ups and of the bank webhook (its signature's are those of every webhook, shared/webhooks.py)."""
 
-from shared.errors import Conflict, Unauthenticated, Unprocessable
+from shared.errors import Conflict, Unprocessable
 
 
 class AmountBelowMinimum(Unprocessable):
@@ -13,14 +13,6 @@ class AmountAboveMaximum(Unprocessable):
 
 class AmountNotMultipleOfStep(Unprocessable):
     slug, title = "amount-not-multiple-of-step", "The amount is not a multiple of the region's top-up step"
-
-
-class WebhookSignatureInvalid(Unauthenticated):
-    slug, title = "webhook-signature-invalid", "The webhook signature does not verify"
-
-
-class WebhookTimestampStale(Unauthenticated):
-    slug, title = "webhook-timestamp-stale", "The webhook timestamp is too old or in the future"
 
 
 class WebhookReplayed(Conflict):
