@@ -311,6 +311,7 @@ def webhooks_deliver(
     by one worker at a time; one cut off mid-delivery is sent again."""
     wiring.wire()
     settings = get_settings()
+    wiring.configure(settings)
 
     async def run(resolved: Settings) -> list[outbox_tasks.Attempt]:
         engine = create_engine(resolved)

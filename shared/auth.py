@@ -207,7 +207,7 @@ def _fetch_json(url: str) -> dict[str, Any]:
     """One GET of a provider's JSON document (blocking: run it in a thread)."""
     request = HttpRequest(url, headers={"Accept": "application/json", "User-Agent": "chiikipay"})
     try:
-        with urlopen(request, timeout=PROVIDER_TIMEOUT_SECONDS) as response:  # noqa: S310 (a configured https URL)
+        with urlopen(request, timeout=PROVIDER_TIMEOUT_SECONDS) as response:
             body = response.read(PROVIDER_DOCUMENT_BYTES + 1)
     except OSError as exc:  # URLError, HTTPError and timeouts are all OSErrors
         raise ProviderKeyError(f"GET {url} failed: {exc}") from None
@@ -490,8 +490,9 @@ def hash_api_key(secret: str) -> str:
 ApiKeyResolver = Callable[[AsyncSession, str], Awaitable[Principal | None]]
 # What a resident's token asserts about them (Principal.data_sharing, .area), handed to whoever
 # keeps it (the composition root registers it as app.state.claims_observer), in the request's
-# session: the city's ID is where a resident may opt in to data sharing.
-ClaimsObserver = Callable[[AsyncSession, Principal], Awaitable[None]]
+# session: the city's ID is where a resident may opt in to data sharing. It must be cheap when
+# nothing changed: it runs on every request whose token carries those claims.
+ClaimsObserver = Callable[[AsyncSession, Clock, Principal], Awaitable[None]]
 
 
 # --- dependencies -----------------------------------------------------------------------------
@@ -525,7 +526,7 @@ async def current_principal(
         if principal.data_sharing is not None or principal.area is not None:
             observer: ClaimsObserver | None = getattr(request.app.state, "claims_observer", None)
             if observer is not None:
-                await observer(session, principal)
+                await observer(session, request.app.state.clock, principal)
     else:
         raise Unauthenticated("Send `Authorization: Bearer <token>` (or `X-API-Key` from a terminal).")
     return replace(

@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     # The link a partner's checkout page opens in the resident's app (the checkout id appended).
     checkout_link_base: str = "chiikipay://checkout/"
 
+    # The city's data platform (services/platform/sharing, README "Payment results to the data
+    # platform"). DATA_PLATFORM_URL: where the events are POSTed through the outbox (unset: none
+    # are written, and payments pay nothing for it); DATA_PLATFORM_SECRET: their HMAC signing
+    # secret, shared with the platform; DATA_PLATFORM_PSEUDONYM_KEY: the key of the residents'
+    # pseudonyms (HMAC-SHA256 of region and subject), kept only here: changing it gives every
+    # resident a new pseudonym, so set it once; DATA_PLATFORM_MIN_PAYMENTS: a sector with fewer
+    # payments in a day is left out of that day's aggregate.
+    data_platform_url: str | None = None
+    data_platform_secret: str = Field(default="dev-data-platform-secret", repr=False)
+    data_platform_pseudonym_key: str = Field(default="dev-data-platform-pseudonym-key", repr=False)
+    data_platform_min_payments: int = Field(default=3, ge=1)
+
     # Region defaults, copied into a region when it is created; operators change them per region.
     default_balance_cap: int = 100_000
     default_topup_min: int = 1_000

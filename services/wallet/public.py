@@ -144,6 +144,10 @@ Regions, merchants, residents and notices (for coupons' segments and transit)
     region's stores, each with its merchant and whether it may take payments now (e.g. for a
     region-wide coupon valid at a listed set of stores); an id of another region or of no store is
     left out.
+    `resident_wallet_account(session, clock, region=, subject=) -> uuid.UUID`: the coin account of
+    the resident `subject` names (their wallet, created on their first call as every request
+    does), the `wallet_account_id` that `OnPaid` hooks are given: e.g. the data platform's
+    sharing choices, so that its hook recognises a payer by one lookup of its own.
 
 Hooks
     `register_hooks(paid=, refunded=)`, called by the composition root (app/wiring.py) only:
@@ -186,21 +190,74 @@ from services.wallet.payments import service as payments
 from services.wallet.payments.discounts import Discount, DiscountFunder, PaymentDiscount
 from services.wallet.payments.hooks import OnPaid, OnRefunded
 from services.wallet.payments.schemas import PaymentOut
+from services.wallet.schemas import MerchantCreate as MerchantDetails
 from services.wallet.statements import service as statements
 from services.wallet.statements.service import Activity, KindTotal, MonthActivity, RefundDay, SalesDay, UnusedBalance
-from services.wallet.schemas import MerchantCreate as MerchantDetails
 from shared.audit import Actor
 from shared.clock import Clock
 
 __all__ = [
-    "Activity", "Actor", "Discount", "DiscountFunder", "DiscountRecord", "HistoryBatch", "Imported", "KindTotal",
-    "LineKind", "MerchantDetails", "MerchantNotFound", "MerchantProfile", "MerchantRow", "MonthActivity", "MovementRow",
-    "OnPaid", "OnRefunded", "OnboardedBankAccount", "PaidPayment", "Payout", "Progress", "Record", "RefundDay",
-    "RefundMade", "RequestedPayment", "ResidentRow", "RowProblem", "SalesDay", "ScannedStore", "Sector", "ShopStore",
-    "SponsorBudget", "SponsorPayment", "StatementLine", "UnusedBalance", "activity", "check_history", "create_sponsor",
-    "fund_sponsor", "import_history", "merchant", "onboarded_bank_accounts", "pay", "payers", "payment_discount",
-    "post_notices", "post_payout", "publish_paid", "refund", "region_codes", "region_id", "register_hooks", "residents",
-    "resolve_qr", "sponsor", "sponsor_pays", "statement_lines", "statement_lines_before", "stores", "unused_balance",
+    "Activity",
+    "Actor",
+    "Discount",
+    "DiscountFunder",
+    "DiscountRecord",
+    "HistoryBatch",
+    "Imported",
+    "KindTotal",
+    "LineKind",
+    "MerchantDetails",
+    "MerchantNotFound",
+    "MerchantProfile",
+    "MerchantRow",
+    "MonthActivity",
+    "MovementRow",
+    "OnPaid",
+    "OnRefunded",
+    "OnboardedBankAccount",
+    "PaidPayment",
+    "Payout",
+    "Progress",
+    "Record",
+    "RefundDay",
+    "RefundMade",
+    "RequestedPayment",
+    "ResidentRow",
+    "RowProblem",
+    "SalesDay",
+    "ScannedStore",
+    "Sector",
+    "ShopStore",
+    "SponsorBudget",
+    "SponsorPayment",
+    "StatementLine",
+    "UnusedBalance",
+    "activity",
+    "check_history",
+    "create_sponsor",
+    "fund_sponsor",
+    "import_history",
+    "merchant",
+    "onboarded_bank_accounts",
+    "pay",
+    "payers",
+    "payment_discount",
+    "post_notices",
+    "post_payout",
+    "publish_paid",
+    "refund",
+    "region_codes",
+    "region_id",
+    "register_hooks",
+    "resident_wallet_account",
+    "residents",
+    "resolve_qr",
+    "sponsor",
+    "sponsor_pays",
+    "statement_lines",
+    "statement_lines_before",
+    "stores",
+    "unused_balance",
 ]
 
 
@@ -621,6 +678,12 @@ async def residents(session: AsyncSession, *, region: str, among: Collection[str
     identity = await directory.region_identity(session, region)
     found = await directory.active_residents(session, identity.id, None if among is None else list(among))
     return [subject for _, subject in found]
+
+
+async def resident_wallet_account(session: AsyncSession, clock: Clock, *, region: str, subject: str) -> uuid.UUID:
+    found = await directory.hosted_region(session, region)
+    async with session.begin_nested():
+        return (await directory.wallet_for(session, clock, found, subject)).account.id
 
 
 async def payers(

@@ -41,7 +41,7 @@ class CityIdProvider:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 provider.requests.append(self.path)
                 if self.path == "/realms/residents/.well-known/openid-configuration":
                     body = {"issuer": provider.discovery_issuer or provider.issuer,
