@@ -17,6 +17,9 @@ import jsonschema_rs
 import jwt
 import pytest
 from sqlalchemy import text
+from typer.testing import CliRunner
+
+from app.cli import app as cli
 
 from services.platform.outbox import tasks
 from services.platform.outbox.service import RetryPolicy
@@ -25,9 +28,12 @@ from services.platform.sharing import service as sharing
 from services.wallet import public as wallet
 from services.wallet.directory.models import Sector
 from shared.auth import KEY_RECHECK_SECONDS
+from shared.config import get_settings
 from tests.helpers import assert_problem, idem, snapshot
 from tests.platform.partner_app import PartnerApp
 from tests.wallet.test_payments import store_of
+
+runner = CliRunner()
 
 SECRET = "whsec_test-data-platform"
 PSEUDONYM_KEY = b"test-pseudonym-key"
@@ -271,3 +277,28 @@ async def _region_id(sessionmaker):
     async with sessionmaker() as session:
         return await wallet.region_id(session, region="aizu")
 
+
+
+
+@pytest.fixture
+def cli_env(settings, sessionmaker, monkeypatch, data_platform):
+    """The CLI pointed at the test database and Redis, and at the data platform."""
+    for name, value in {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+                        "DATA_DIR": str(settings.data_dir), "DATA_PLATFORM_URL": data_platform.url}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    configured = sharing.configured()
+    yield settings
+    sharing.configure(configured)  # the command configures data sharing from the environment
+    get_settings.cache_clear()
+
+
+def test_the_aggregate_command_writes_each_region_and_day_once(cli_env, town):
+    """`chiikipay data-platform aggregate`, as cron runs it (on the system clock the demo's day has ended)."""
+    first = runner.invoke(cli, ["data-platform", "aggregate", "--day", "2026-04-01"])
+    assert first.exit_code == 0, first.output
+    assert "aggregates written for 1 region(s): aizu" in first.output
+    again = runner.invoke(cli, ["data-platform", "aggregate", "--day", "2026-04-01"])
+    assert again.exit_code == 0 and "aggregates written for 0 region(s)" in again.output
+    bad = runner.invoke(cli, ["data-platform", "aggregate", "--day", "yesterday"])
+    assert bad.exit_code != 0 and "not a date" in bad.output

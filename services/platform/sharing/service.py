@@ -245,3 +245,12 @@ async def write_daily_aggregate(session: AsyncSession, clock: Clock, *, region: 
         payload=events.payments_daily(region=region, day=day, sectors=sectors, min_payments=_platform.min_payments),
     )
     return True
+
+
+async def write_daily_aggregates(session: AsyncSession, clock: Clock, *, day: date | None = None) -> list[str]:
+    """Every region's aggregate of `day` (default: yesterday in Tokyo), those not yet written;
+    the codes of the regions written. Run daily (`chiikipay data-platform aggregate`); running
+    it again, or for a day long past, writes only what is missing."""
+    day = day or tokyo_date(clock.now()) - timedelta(days=1)
+    return [code for code in await wallet.region_codes(session)
+            if await write_daily_aggregate(session, clock, region=code, day=day)]
