@@ -20,7 +20,6 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from app.cli import app as cli
-
 from services.platform.outbox import tasks
 from services.platform.outbox.service import RetryPolicy
 from services.platform.sharing import events
