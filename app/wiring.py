@@ -29,8 +29,9 @@ def wire() -> None:
     """Register every hook (idempotent: each app and CLI command calls it). Other services
     register theirs through services.wallet.public.register_hooks."""
     # A payment of a resident who shares their results becomes an event for the data platform,
-    # checked again before its delivery (a resident who withdrew meanwhile is not sent).
-    wallet.register_hooks(paid=sharing.share_payment)
+    # and so do its refunds, each checked again before its delivery (a resident who withdrew
+    # meanwhile is not sent).
+    wallet.register_hooks(paid=sharing.share_payment, refunded=sharing.share_refund)
     outbox.register_destination(sharing.DESTINATION_KIND, sharing.sign_or_withdraw)
     # A reward campaign pays points back on a payment and takes the refunded share back.
     payment_hooks.register(paid=rewards.reward_payment, refunded=rewards.claw_back)

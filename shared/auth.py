@@ -28,6 +28,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from urllib.request import Request as HttpRequest
 from urllib.request import urlopen
 
@@ -297,8 +298,9 @@ class ProviderKeys:
                     f"the discovery document's issuer {discovery.get('issuer')!r} is not {self.settings.jwt_issuer!r}"
                 )
             jwks_url = discovery.get("jwks_uri")
-            if not isinstance(jwks_url, str):
-                raise ProviderKeyError("the discovery document names no jwks_uri")
+            # Fetched like the configured URLs: only over HTTP(S), never a file or another scheme.
+            if not isinstance(jwks_url, str) or urlsplit(jwks_url).scheme not in ("https", "http"):
+                raise ProviderKeyError(f"the discovery document names no HTTP(S) jwks_uri: {jwks_url!r}")
         document = _fetch_json(jwks_url)
         if not isinstance(document.get("keys"), list):
             raise ProviderKeyError(f"{jwks_url} is not a JWK set")

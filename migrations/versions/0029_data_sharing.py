@@ -1,6 +1,7 @@
 """Data sharing (issue 15, item 4): each resident's choice whether their payment results go to
-the city's data platform (the city's ID's claim and their own setting, the later in force), and
-the days whose aggregate has been written. The events themselves go through the outbox (0028).
+the city's data platform (the city's ID's claim and their own setting, the later in force), the
+payments whose results were shared (their refunds follow them), and the days whose aggregate has
+been written. The events themselves go through the outbox (0028).
 
 Revision ID: 0029
 Revises: 0028
@@ -35,6 +36,14 @@ STATEMENTS = [
 )""",
     """CREATE UNIQUE INDEX uq_sharing_choices_sharing_account ON platform.sharing_choices (wallet_account_id)
         WHERE opted_in""",
+    """CREATE TABLE platform.shared_payments (
+        payment_id UUID NOT NULL,
+        region_id UUID NOT NULL,
+        region_code TEXT NOT NULL,
+        pseudonym TEXT NOT NULL,
+        created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+        CONSTRAINT pk_shared_payments PRIMARY KEY (payment_id)
+)""",
     """CREATE TABLE platform.sharing_aggregate_days (
         region_id UUID NOT NULL,
         day DATE NOT NULL,
@@ -51,4 +60,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP TABLE platform.sharing_aggregate_days")
+    op.execute("DROP TABLE platform.shared_payments")
     op.execute("DROP TABLE platform.sharing_choices")

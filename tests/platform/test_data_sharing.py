@@ -140,18 +140,44 @@ async def test_the_payments_of_a_resident_who_shares_reach_the_platform_under_a_
 
     got = received(data_platform)
     assert [e["type"] for e in got] == ["payment.result", "payment.result"]
+    # Each payment's result is a stream of its own: delivered side by side, in no fixed order.
+    results = {e["data"]["payment_id"]: e["data"] for e in got}
     region_id = await _region_id(sessionmaker)
     pseudonym = hmac.new(PSEUDONYM_KEY, f"{region_id}:{HANAKO}".encode(), hashlib.sha256).hexdigest()
-    first = got[0]["data"]
+    first = results[paid["id"]]
     assert first == {
         "payment_id": paid["id"], "resident": pseudonym, "region": "aizu", "area": None,
         "merchant": {"id": town.merchants[TEAHOUSE], "name": TEAHOUSE, "sector": "food_service"},
         "amount": 1_200, "point_amount": 0, "currency": "JPY", "paid_at": first["paid_at"],
     }
-    assert (got[1]["data"]["payment_id"], got[1]["data"]["resident"]) == (second["id"], pseudonym)
-    assert got[1]["data"]["merchant"]["sector"] == "agriculture"
+    later = results[second["id"]]
+    assert (later["resident"], later["merchant"]["sector"]) == (pseudonym, "agriculture")
     # Nothing identifies the resident but the pseudonym: neither their subject nor their wallet.
     assert HANAKO not in json.dumps(got) and town.residents[HANAKO][0] not in json.dumps(got)
+
+
+async def refund(client, tokens, town, payment: dict, amount: int) -> None:
+    response = await client.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": amount},
+                                 headers=idem(tokens.merchant_staff(payment["merchant_id"])))
+    assert response.status_code == 201, response.text
+
+
+async def test_a_shared_payments_refunds_follow_it_and_no_one_elses_are_sent(
+    client, tokens, town, sessionmaker, clock, data_platform
+):
+    assert (await choose(client, tokens, True)).status_code == 200
+    shared = await pay(client, tokens, town, TEAHOUSE, 1_200)
+    unshared = await pay(client, tokens, town, TEAHOUSE, 800, resident=TARO)
+    await refund(client, tokens, town, shared, 200)
+    await refund(client, tokens, town, unshared, 800)
+    await refund(client, tokens, town, shared, 300)
+    await deliver(sessionmaker, clock)
+    got = received(data_platform)
+    # One stream: the result first, then its refunds in order; Taro's refund is nowhere.
+    assert [(e["type"], e["data"]["payment_id"], e["data"].get("refunded_total")) for e in got] == [
+        ("payment.result", shared["id"], None), ("payment.refunded", shared["id"], 200),
+        ("payment.refunded", shared["id"], 500)]
+    assert got[1]["data"]["resident"] == got[0]["data"]["resident"]
 
 
 async def test_a_result_of_a_resident_who_withdrew_before_delivery_is_not_sent(

@@ -15,7 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shared.auth import KEY_RECHECK_SECONDS, TokenVerifier
+from shared.auth import KEY_RECHECK_SECONDS, TokenVerifier, principal_from_claims
 from shared.errors import InvalidToken
 from tests.helpers import assert_problem, snapshot
 
@@ -33,6 +33,7 @@ class CityIdProvider:
         self.published: list[tuple[str, rsa.RSAPrivateKey]] = [("city-2026-1", KEYS[0])]
         self.requests: list[str] = []
         self.discovery_issuer: str | None = None  # None: the issuer itself
+        self.jwks_uri: str | None = None  # None: its own
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.issuer = f"http://127.0.0.1:{self.server.server_port}/realms/residents"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -45,7 +46,7 @@ class CityIdProvider:
                 provider.requests.append(self.path)
                 if self.path == "/realms/residents/.well-known/openid-configuration":
                     body = {"issuer": provider.discovery_issuer or provider.issuer,
-                            "jwks_uri": provider.issuer + "/protocol/openid-connect/certs",
+                            "jwks_uri": provider.jwks_uri or provider.issuer + "/protocol/openid-connect/certs",
                             "id_token_signing_alg_values_supported": ["RS256"]}
                 elif self.path == "/realms/residents/protocol/openid-connect/certs":
                     body = {"keys": [
@@ -109,7 +110,7 @@ def city_app(app, settings, clock, provider):
     """The test app's verifier replaced by one configured for the city's provider, fresh per test."""
     provider.published = [("city-2026-1", KEYS[0])]
     provider.requests.clear()
-    provider.discovery_issuer = None
+    provider.discovery_issuer = provider.jwks_uri = None
     dev_verifier = app.state.token_verifier
     app.state.token_verifier = TokenVerifier(city_settings(settings, provider), clock, dev_issuer=None)
     yield app
@@ -120,7 +121,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_a_city_id_token_without_role_or_region_opens_the_residents_wallet(client, city_app, clock, provider, town):
+async def test_a_city_id_token_without_role_or_region_opens_the_residents_wallet(
+    client, city_app, clock, provider, town
+):
     response = await client.get("/v1/wallet", headers=bearer(provider.sign(clock)))
     assert response.status_code == 200, response.text
     assert response.json()["subject"] == "city-id-7f3a9c"
@@ -134,14 +137,13 @@ async def test_a_city_id_token_without_role_or_region_opens_the_residents_wallet
 
 async def test_the_claims_are_mapped_to_the_resident(settings, clock, provider, city_app):
     verifier: TokenVerifier = city_app.state.token_verifier
-    from shared.auth import principal_from_claims
-
     claims = await verifier.verify(provider.sign(clock, chiikipay_data_sharing=True, district="kitamachi"))
     principal = principal_from_claims(claims)
     assert (principal.subject, principal.role.value, principal.region_code) == ("city-id-7f3a9c", "resident", "aizu")
     assert (principal.data_sharing, principal.area) == (True, "kitamachi")
     # A staff role is asserted by the provider, never defaulted; a region claim wins over the default.
-    staff = principal_from_claims(await verifier.verify(provider.sign(clock, sub="op-1", role="operator", region="kita")))
+    staff_token = provider.sign(clock, sub="op-1", role="operator", region="kita")
+    staff = principal_from_claims(await verifier.verify(staff_token))
     assert (staff.role.value, staff.region_code, staff.data_sharing) == ("operator", "kita", None)
 
 
@@ -170,7 +172,9 @@ async def test_a_key_rotated_in_after_start_is_taken_and_the_one_rotated_out_ref
     assert await snapshot(sessionmaker) == before
 
 
-async def test_unknown_key_ids_prompt_at_most_one_fetch_per_interval(client, city_app, clock, provider, town, sessionmaker):
+async def test_unknown_key_ids_prompt_at_most_one_fetch_per_interval(
+    client, city_app, clock, provider, town, sessionmaker
+):
     assert (await client.get("/v1/wallet", headers=bearer(provider.sign(clock)))).status_code == 200
     before = await snapshot(sessionmaker)
     for n in range(5):  # made-up key ids, signed by a key the provider never had
@@ -235,6 +239,17 @@ async def test_a_discovery_document_of_another_issuer_is_not_trusted(settings, c
         assert provider.requests == ["/realms/residents/.well-known/openid-configuration"] * 2
     finally:
         provider.discovery_issuer = None
+
+
+async def test_a_discovery_document_naming_a_file_as_its_keys_is_not_followed(settings, clock, provider):
+    provider.jwks_uri = "file:///etc/passwd"
+    provider.requests.clear()
+    try:
+        verifier = TokenVerifier(city_settings(settings, provider), clock, dev_issuer=None)
+        with pytest.raises(InvalidToken, match="no HTTP\\(S\\) jwks_uri"):
+            await verifier.verify(provider.sign(clock))
+    finally:
+        provider.jwks_uri = None
 
 
 async def test_an_explicit_jwks_url_needs_no_discovery(settings, clock, provider):

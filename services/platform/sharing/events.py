@@ -5,6 +5,8 @@ Each delivery is the outbox's envelope `{"id", "type", "created_at", "data"}`, s
 outgoing webhook is (shared/webhooks.py); `data` is one of:
 
 - `payment.result`: one payment of a resident who shares their results, under their pseudonym;
+- `payment.refunded`: a refund of such a payment, after it (the same stream), with the payment's
+  refunds so far;
 - `payments.daily`: one region's payments of one Tokyo day per merchant sector, everyone's, the
   only form in which those who do not share appear at all.
 """
@@ -20,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 PAYMENT_RESULT = "payment.result"
+PAYMENT_REFUNDED = "payment.refunded"
 PAYMENTS_DAILY = "payments.daily"
+# The events that name a resident (by pseudonym): withdrawn at delivery if they stopped sharing.
+RESIDENTS_EVENTS = frozenset({PAYMENT_RESULT, PAYMENT_REFUNDED})
 SCHEMA_PATH = Path(__file__).with_name("events.schema.json")
 
 
@@ -43,6 +48,15 @@ def payment_result(
         "payment_id": str(payment_id), "resident": resident, "region": region, "area": area,
         "merchant": {"id": str(merchant_id), "name": merchant_name, "sector": sector},
         "amount": amount, "point_amount": point_amount, "currency": "JPY", "paid_at": paid_at.isoformat(),
+    }
+
+
+def payment_refunded(
+    *, payment_id: uuid.UUID, resident: str, region: str, amount: int, refunded_total: int, refunded_at: datetime
+) -> dict[str, Any]:
+    return {
+        "payment_id": str(payment_id), "resident": resident, "region": region, "amount": amount,
+        "refunded_total": refunded_total, "currency": "JPY", "refunded_at": refunded_at.isoformat(),
     }
 
 

@@ -1,5 +1,6 @@
 """Tables of data sharing (schema `platform`): each resident's choice whether their payment
-results go to the city's data platform, and the days whose aggregates have been written.
+results go to the city's data platform, the payments whose results were shared (so that their
+refunds follow), and the days whose aggregates have been written.
 
 Region ids and wallet account ids are the wallet's, without foreign keys: the platform never
 touches the wallet's tables, not even by a constraint."""
@@ -50,6 +51,20 @@ class SharingChoice(Base):
     resident_chosen_at: Mapped[datetime | None]
     area: Mapped[str | None]  # the city's ID's area attribute: what the resident's results are tagged with
     updated_at: Mapped[datetime]
+
+
+class SharedPayment(Base):
+    """A payment whose result was written for the data platform: its refunds are sent after it,
+    under the same pseudonym; a payment not here (its payer did not share) is never mentioned."""
+
+    __tablename__ = "shared_payments"
+    __table_args__ = {"schema": SCHEMA}
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_id: Mapped[uuid.UUID]
+    region_code: Mapped[str]
+    pseudonym: Mapped[str]
+    created_at: Mapped[datetime]
 
 
 class AggregateDay(Base):

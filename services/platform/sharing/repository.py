@@ -6,11 +6,11 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.platform.sharing.models import AggregateDay, SharingChoice
+from services.platform.sharing.models import AggregateDay, SharedPayment, SharingChoice
 
 
 async def choice(
@@ -43,6 +43,14 @@ async def shares(session: AsyncSession, region_id: uuid.UUID, pseudonym: str) ->
         SharingChoice.region_id == region_id, SharingChoice.pseudonym == pseudonym
     )
     return bool((await session.execute(query)).scalar_one_or_none())
+
+
+async def record_shared_payment(session: AsyncSession, **values: Any) -> None:
+    await session.execute(insert(SharedPayment).values(**values))
+
+
+async def shared_payment(session: AsyncSession, payment_id: uuid.UUID) -> SharedPayment | None:
+    return await session.get(SharedPayment, payment_id)
 
 
 async def claim_aggregate_day(session: AsyncSession, *, region_id: uuid.UUID, day: date, now: datetime) -> bool:

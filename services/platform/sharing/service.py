@@ -196,11 +196,15 @@ async def share_payment(
     if sharer is None:
         return 0
     shop = await wallet.merchant(session, region=sharer.region_code, merchant_id=merchant_id)
+    await repo.record_shared_payment(
+        session, payment_id=payment_id, region_id=region_id, region_code=sharer.region_code,
+        pseudonym=sharer.pseudonym, created_at=clock.now(),
+    )
     await outbox.enqueue(
         session, clock, region_id=region_id, event_type=events.PAYMENT_RESULT,
         # One stream per payment: results need no order among themselves (each carries its time),
-        # and one that fails must not hold back everyone else's.
-        stream=f"payment-result:{payment_id}",
+        # and one that fails must not hold back everyone else's; its refunds come after it.
+        stream=_stream(payment_id),
         destination=outbox.Destination(DESTINATION_KIND, sharer.region_code, _platform.url),
         payload=events.payment_result(
             payment_id=payment_id, resident=sharer.pseudonym, region=sharer.region_code, area=sharer.area,
@@ -211,10 +215,37 @@ async def share_payment(
     return 0
 
 
+def _stream(payment_id: uuid.UUID) -> str:
+    return f"payment-result:{payment_id}"
+
+
+async def share_refund(
+    session: AsyncSession, clock: Clock, *, payment_id: uuid.UUID, region_id: uuid.UUID, amount: int,
+    refunded_total: int, points: object,  # the payer's point account (the wallet's type): not needed here
+) -> int:
+    """The wallet's `on_refunded` hook: a refund of a payment whose result was shared becomes a
+    `payment.refunded` event after it, in the refund's transaction; any other refund costs one
+    primary-key probe. Takes no points back."""
+    if _platform.url is None:
+        return 0
+    shared = await repo.shared_payment(session, payment_id)
+    if shared is None:
+        return 0
+    await outbox.enqueue(
+        session, clock, region_id=region_id, event_type=events.PAYMENT_REFUNDED, stream=_stream(payment_id),
+        destination=outbox.Destination(DESTINATION_KIND, shared.region_code, _platform.url),
+        payload=events.payment_refunded(
+            payment_id=payment_id, resident=shared.pseudonym, region=shared.region_code, amount=amount,
+            refunded_total=refunded_total, refunded_at=clock.now(),
+        ),
+    )
+    return 0
+
+
 async def sign_or_withdraw(session: AsyncSession, message: outbox.Message) -> str | None:
     """The outbox's signer for the data platform, asked before each delivery attempt: a payment
-    result of a resident who no longer shares is withdrawn (None), never sent."""
-    if message.event_type == events.PAYMENT_RESULT and not await repo.shares(
+    result (or refund) of a resident who no longer shares is withdrawn (None), never sent."""
+    if message.event_type in events.RESIDENTS_EVENTS and not await repo.shares(
         session, message.region_id, message.payload["resident"]
     ):
         return None
