@@ -25,8 +25,10 @@ from services.coupons.endpoints import router as coupons_router
 from services.coupons.segments.endpoints import router as segments_router
 from services.coupons.transit.endpoints import router as transit_router
 from services.platform import jobs as platform_jobs
+from services.platform.checkouts.endpoints import router as checkouts_router
 from services.platform.outbox.endpoints import router as outbox_router
 from services.platform.outbox.service import RetryPolicy
+from services.platform.partners.endpoints import router as partners_router
 from services.platform.sharing.endpoints import router as sharing_router
 from services.settlement.basedate.endpoints import router as basedate_router
 from services.settlement.endpoints import router as settlement_router
@@ -63,7 +65,7 @@ ROUTERS: dict[str, list[APIRouter]] = {
     "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
     "coupons": [coupons_router, counts_router, bundles_router, segments_router, transit_router],
     "settlement": [settlement_router, runs_router, basedate_router, kpi_router, surveys_router, history_import_router],
-    "platform": [outbox_router, sharing_router],
+    "platform": [partners_router, checkouts_router, outbox_router, sharing_router],
 }
 SERVICES = tuple(ROUTERS)
 # Each service's answers given before routing and dependencies (shared/early.py).

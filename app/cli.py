@@ -5,12 +5,13 @@ reports, and import a previous platform's history."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -40,14 +41,14 @@ from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, V
 from services.platform.outbox import tasks as outbox_tasks
 from services.platform.outbox.service import RetryPolicy
 from services.platform.sharing import service as sharing
+from services.settlement import service as settlement
 from services.settlement.basedate import service as basedate
+from services.settlement.history import service as history_imports
 from services.settlement.kpi import render as kpi_render
 from services.settlement.kpi import service as kpi_service
-from services.settlement import service as settlement
+from services.settlement.runs import service as runs
 from services.settlement.schemas import PayoutAccountIn
 from services.settlement.zengin import AccountType
-from services.settlement.history import service as history_imports
-from services.settlement.runs import service as runs
 from services.wallet import onboarding, verify
 from services.wallet import public as wallet_public
 from services.wallet.directory import repository as directory_repo
@@ -120,16 +121,23 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
     return asyncio.run(run())
 
 
-def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, read_only: bool = False) -> T:
-    """`work` in one transaction on the migrated database (embedded unless configured); a refusal
-    exits 1 with its detail, as the API would answer it."""
+@contextlib.contextmanager
+def _migrated(settings: Settings) -> Iterator[Settings]:
+    """The settings of the migrated database (embedded unless configured) and Redis; a refusal
+    raised inside exits 1 with its detail, as the API would answer it."""
     with embedded_servers(settings) as resolved:
         upgrade_sync(resolved.database_url)
         try:
-            return _in_transaction(resolved, work, read_only=read_only)
+            yield resolved
         except Problem as refused:
             print(f"refused: {refused.detail}", file=sys.stderr)
             raise typer.Exit(1) from None
+
+
+def _refusable(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, read_only: bool = False) -> T:
+    """`work` in one transaction on the migrated database; a refusal exits 1 with its detail."""
+    with _migrated(settings) as resolved:
+        return _in_transaction(resolved, work, read_only=read_only)
 
 
 def _refusable_at_once(settings: Settings, *works: Callable[[AsyncSession], Awaitable[T]]) -> list[T]:
@@ -149,13 +157,8 @@ def _refusable_at_once(settings: Settings, *works: Callable[[AsyncSession], Awai
         finally:
             await engine.dispose()
 
-    with embedded_servers(settings) as resolved:
-        upgrade_sync(resolved.database_url)
-        try:
-            return asyncio.run(run(resolved))
-        except Problem as refused:
-            print(f"refused: {refused.detail}", file=sys.stderr)
-            raise typer.Exit(1) from None
+    with _migrated(settings) as resolved:
+        return asyncio.run(run(resolved))
 
 
 def _seed_demo(settings: Settings) -> None:
@@ -181,7 +184,7 @@ def serve(
     workers: int = 1,
     demo: Annotated[bool, typer.Option(help="seed the demo town first")] = False,
 ) -> None:
-    """Run the services (all three in one process by default) on the embedded default unless
+    """Run the services (all of them in one process by default) on the embedded default unless
     DATABASE_URL and REDIS_URL point elsewhere."""
     import uvicorn
 

@@ -55,6 +55,9 @@ class Role(StrEnum):
     TERMINAL = "terminal"  # a merchant POS terminal authenticated by API key
     PARTNER = "partner"  # a partner system's API key, scoped to one grant campaign
     VALIDATOR = "validator"  # a bus validator device's API key, scoped to one bus operator
+    # A partner service's API key (an online shop, a clinic's booking site), scoped to that one
+    # partner service: it creates and manages its own checkouts only (services/platform).
+    PARTNER_SERVICE = "partner_service"
     # Runs the platform that hosts the regions: onboards a region, lists them. Not of any region:
     # its token's `region` claim is PLATFORM_REGION, and no region's endpoint admits it.
     PLATFORM_OPERATOR = "platform_operator"
@@ -64,7 +67,7 @@ class Role(StrEnum):
 PLATFORM_REGION = "*"
 MERCHANT_ROLES = frozenset({Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.TERMINAL})
 # Roles that only API keys carry, never a token.
-KEY_ROLES = frozenset({Role.TERMINAL, Role.PARTNER, Role.VALIDATOR})
+KEY_ROLES = frozenset({Role.TERMINAL, Role.PARTNER, Role.VALIDATOR, Role.PARTNER_SERVICE})
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Principal:
     merchant_id: uuid.UUID | None = None  # a merchant role's merchant; a validator's bus operator
     api_key_id: uuid.UUID | None = None
     campaign_id: uuid.UUID | None = None  # a partner key's one campaign
+    partner_service_id: uuid.UUID | None = None  # a partner service key's one partner service
     request_id: str | None = None
     source_address: str | None = None
     # A resident's token from the city's ID: their opt-in to share payment results with the city's
@@ -477,6 +481,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
 API_KEY_PREFIX = "ckpos_"
 PARTNER_KEY_PREFIX = "ckgrant_"  # a partner system's key for one grant campaign
 VALIDATOR_KEY_PREFIX = "ckbus_"  # a bus validator's key for one bus operator
+PARTNER_SERVICE_KEY_PREFIX = "ckpay_"  # a partner service's key for its checkouts
 
 
 def new_api_key_secret() -> str:
@@ -501,7 +506,8 @@ ClaimsObserver = Callable[[AsyncSession, Clock, Principal], Awaitable[None]]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="OAuth2 bearer JWT")
 api_key_scheme = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="Merchant POS terminal key, a partner system's grant key, or a bus validator's key"
+    name="X-API-Key", auto_error=False,
+    description="Merchant POS terminal key, a partner system's grant key, a bus validator's key, or a partner service's checkout key",
 )
 
 
@@ -546,11 +552,12 @@ def require(*roles: Role) -> Any:
 
     A partner key may grant points in its one campaign and read its own grants, nothing else: it
     passes only gates that name `Role.PARTNER` among a chosen few, never an "every role" gate; a
-    validator key likewise only the transit gates that name `Role.VALIDATOR`. Nor does a platform
+    validator key likewise only the transit gates that name `Role.VALIDATOR`, and a partner
+    service's key only the checkout gates that name `Role.PARTNER_SERVICE`. Nor does a platform
     operator, whose work is hosting regions, not acting inside one."""
     allowed = frozenset(roles)
     if allowed == frozenset(Role):
-        allowed -= {Role.PARTNER, Role.VALIDATOR, Role.PLATFORM_OPERATOR}
+        allowed -= {Role.PARTNER, Role.VALIDATOR, Role.PARTNER_SERVICE, Role.PLATFORM_OPERATOR}
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:

@@ -54,7 +54,8 @@ TAG_DESCRIPTIONS = {
     "settlement runs": "Settlement runs per period: merchants paid, statements (CSV, PDF), the operator summary, held-back merchants, the 全銀 transfer file.",
     "kpi": "The city's KPI report per fiscal year (JSON, CSV, XLSX, PNG), its baseline cashless rates and targets.",
     "surveys": "In-app surveys: one 1–5 rating per resident and survey, the KPI 満足度.",
-    "platform": "The smart-city platform: outgoing events (the outbox) and their delivery state.",
+    "platform": "Partner services' online checkouts (with their API key), the resident's approval in the app, "
+                "and the outbox of signed webhooks (the operator's view).",
     "data sharing": "A resident's choice whether their payment results go to the city's data platform.",
 }
 

@@ -74,19 +74,22 @@ def test_coupons_reaching_past_the_public_surface_breaks_the_contract(tmp_path):
 
 # Who may look at the caller (a `Principal`): the endpoints, which authenticate; access.py, which
 # holds every rule of who may see or do what; and the API-key resolvers, whose product is a
-# principal (only inside those functions). Every other wallet module takes an explicit `Actor`
-# and the scope it works in (DESIGN.md), so that jobs and other services need no made-up caller.
-PRINCIPAL_READERS = {"services/wallet/access.py", "services/wallet/endpoints.py"}
+# principal (only inside those functions). Every other wallet (and platform) module takes an
+# explicit `Actor` and the scope it works in (DESIGN.md), so that jobs and other services need no
+# made-up caller.
+PRINCIPAL_READERS = {"services/wallet/access.py", "services/wallet/endpoints.py", "services/platform/access.py"}
 PRINCIPAL_MAKERS = {
     "services/wallet/directory/service.py": {"resolve_api_key"},
     "services/wallet/grants/service.py": {"resolve_partner_key"},
+    "services/platform/partners/service.py": {"resolve_partner_service_key"},
 }
+CHECKED = ("wallet", "platform")
 
 
 def _principal_users(root: Path) -> list[str]:
-    """Where a wallet module outside those named above uses `Principal`: "path:line"."""
+    """Where a wallet or platform module outside those named above uses `Principal`: "path:line"."""
     found = []
-    for path in sorted((root / "services" / "wallet").rglob("*.py")):
+    for path in sorted(p for service in CHECKED for p in (root / "services" / service).rglob("*.py")):
         name = path.relative_to(root).as_posix()
         if name in PRINCIPAL_READERS or path.name == "endpoints.py":
             continue

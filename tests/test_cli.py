@@ -117,7 +117,7 @@ def test_token_refuses_a_malformed_merchant_id_without_a_traceback(token_env):
     assert result.stdout == "" and not (token_env / "dev-issuer-key.pem").exists()
 
 
-@pytest.mark.parametrize("role", ["partner", "terminal"])
+@pytest.mark.parametrize("role", ["partner", "terminal", "partner_service"])
 def test_token_refuses_the_roles_that_only_api_keys_carry(token_env, role):
     """The server refuses a token with these roles (principal_from_claims), so none is minted."""
     result = runner.invoke(cli, ["token", role, "pos-1"])
@@ -190,6 +190,15 @@ def test_serve_on_the_embedded_default_starts_and_stops_its_servers(data_folder:
         wanted = _wanted_settings()
         pages = int(wanted["shared_buffers"].removesuffix("MB")) * 1024 // 8  # in 8 kB pages, as pg_settings says
         assert asyncio.run(settings()) == {"shared_buffers": f"{pages}8kB", "max_wal_size": "4096MB"}
+        # The operator's monthly command on the same embedded servers (adopted, as a deployment's
+        # cron would): the run's read sessions and the KPI's reach the embedded database too.
+        out = data_dir.parent / "settled"
+        settled = subprocess.run([sys.executable, "-m", "app.cli", "settle", "--period", "2026-04", "--out", str(out)],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert settled.returncode == 0, settled.stderr
+        assert "2026-04: settled;" in settled.stdout
+        assert {p.name for p in out.iterdir()} >= {"summary.csv", "held-back.csv", "kpi-2026.xlsx"}
+        assert zipfile.is_zipfile(out / "kpi-2026.xlsx")
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0].decode()

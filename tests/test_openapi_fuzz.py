@@ -16,6 +16,8 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.application import create_app
+from services.platform.partners import service as partners
+from shared.audit import Actor
 from shared.auth import PLATFORM_REGION, DevIssuer, Role
 from shared.clock import SystemClock
 from shared.config import Settings
@@ -71,6 +73,18 @@ def platform_caller(settings):
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.fixture
+async def partner_caller(sessionmaker, clock, town):
+    """A partner service's API key, sent only to the partner's checkout operations (every other
+    one refuses it), so that the fuzz reaches the handlers behind them."""
+    async with sessionmaker() as session, session.begin():
+        _, key, _ = await partners.register(
+            session, clock, Actor("operator-aizu", Role.OPERATOR.value), region="aizu", name="fuzzed partner",
+            merchant_id=uuid.UUID(town.merchants["Tsurugajo Teahouse"]), callback_urls=["https://partner.example/"],
+        )
+    return {"X-API-Key": key}
+
+
 # The OpenAPI document needs no running app; the requests go to `fuzzed_app`, started by
 # schemathesis on first use against the test database.
 schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).openapi())
@@ -86,10 +100,13 @@ schema.config.generation.update(with_security_parameters=False)
     max_examples=25, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_no_server_errors_and_documented_responses(case, callers, platform_caller, fuzzed_app):
+def test_no_server_errors_and_documented_responses(case, callers, platform_caller, partner_caller, fuzzed_app):
     """Each generated request is sent once per role, so that role gates and the handlers behind
     them are both reached."""
-    for headers in [*callers, *([platform_caller] if case.path == "/v1/regions" else [])]:
+    own = [platform_caller] if case.path == "/v1/regions" else []
+    if case.path.startswith("/v1/platform/checkouts"):
+        own.append(partner_caller)
+    for headers in [*callers, *own]:
         # A fresh valid key per call: schemathesis would otherwise reuse one generated key for
         # different bodies, which the API rightly refuses (422 idempotency-key-reused). Its
         # deliberately invalid keys (missing, too long, not printable ASCII) are sent as generated.

@@ -144,6 +144,10 @@ Regions, merchants, residents and notices (for coupons' segments and transit)
     region's stores, each with its merchant and whether it may take payments now (e.g. for a
     region-wide coupon valid at a listed set of stores); an id of another region or of no store is
     left out.
+    `balance(session, clock, region=, subject=) -> Balance`: what the resident's wallet can pay
+    with now (yen and points; not yet usable or expired value left out), e.g. for a partner
+    service's checkout to show before the resident approves it. A resident's first call makes
+    their wallet, as the wallet's own `GET /v1/wallet` does.
     `resident_wallet_account(session, clock, region=, subject=) -> uuid.UUID`: the coin account of
     the resident `subject` names (their wallet, created on their first call as every request
     does), the `wallet_account_id` that `OnPaid` hooks are given: e.g. the data platform's
@@ -195,13 +199,14 @@ from services.wallet.statements.service import Activity, KindTotal, MonthActivit
 from services.wallet.schemas import MerchantCreate as MerchantDetails
 from shared.audit import Actor
 from shared.clock import Clock
+from shared.money import Unit
 
 __all__ = [
-    "Activity", "Actor", "Discount", "DiscountFunder", "DiscountRecord", "HistoryBatch", "Imported", "KindTotal",
+    "Activity", "Actor", "Balance", "Discount", "DiscountFunder", "DiscountRecord", "HistoryBatch", "Imported", "KindTotal",
     "LineKind", "MerchantDetails", "MerchantNotFound", "MerchantProfile", "MerchantRow", "MonthActivity", "MovementRow",
     "OnPaid", "OnRefunded", "OnboardedBankAccount", "PaidPayment", "Payout", "Progress", "Record", "RefundDay",
     "RefundMade", "RequestedPayment", "ResidentRow", "RowProblem", "SalesDay", "ScannedStore", "Sector", "ShopStore",
-    "SponsorBudget", "SponsorPayment", "StatementLine", "UnusedBalance", "activity", "check_history", "create_sponsor",
+    "SponsorBudget", "SponsorPayment", "StatementLine", "UnusedBalance", "activity", "balance", "check_history", "create_sponsor",
     "fund_sponsor", "import_history", "merchant", "onboarded_bank_accounts", "pay", "payers", "payment_discount",
     "post_notices", "post_payout", "publish_paid", "refund", "region_codes", "region_id", "register_hooks",
     "resident_wallet_account", "residents", "resolve_qr", "sponsor", "sponsor_pays", "statement_lines",
@@ -620,6 +625,18 @@ async def stores(session: AsyncSession, *, region: str, store_ids: Sequence[uuid
         ShopStore(store.id, shop.id, store.name_ja, shop.status == Status.ACTIVE)
         for store, shop in await payments.stores_in_region(session, identity.id, list(store_ids))
     ]
+
+
+@dataclass(frozen=True)
+class Balance:
+    yen: int  # usable now (at some shop)
+    points: int  # usable now (at some shop; some points only at local shops)
+
+
+async def balance(session: AsyncSession, clock: Clock, *, region: str, subject: str) -> Balance:
+    found = await directory.hosted_region(session, region)
+    view = await statements.balance(session, clock, await directory.wallet_for(session, clock, found, subject))
+    return Balance(view.usable[Unit.YEN.value], view.usable[Unit.POINT.value])
 
 
 async def residents(session: AsyncSession, *, region: str, among: Collection[str] | None = None) -> list[str]:

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 
 from services.platform.outbox import public as outbox
-from services.platform.outbox import service, tasks
+from services.platform.outbox import tasks
 from services.platform.outbox.models import EventStatus
 from services.platform.outbox.service import RetryPolicy
 from services.wallet import public as wallet
@@ -215,3 +215,28 @@ from app.cli import app
 sys.argv = ["chiikipay", "webhooks", "deliver"]
 app()
 """
+
+
+async def test_a_receiver_down_for_an_hour_gets_every_event_in_order_when_it_is_back(
+    settings, sessionmaker, clock, town, partner
+):
+    """With the server's own retry policy, the worker ticking every few seconds for an hour."""
+    policy = RetryPolicy.of(settings)
+    region_id = await _region(sessionmaker)
+    partner.stop()
+    stream = [await _enqueue(sessionmaker, clock, region_id, partner.url, "checkout:h", t)
+              for t in ("checkout.paid", "checkout.refunded", "checkout.refunded")]
+    other = await _enqueue(sessionmaker, clock, region_id, partner.url, "checkout:i", "checkout.cancelled")
+    start, tried = clock.now(), 0
+    async with httpx.AsyncClient() as http:
+        while clock.now() - start < timedelta(hours=1):
+            tried += len(await tasks.deliver_all_due(sessionmaker, clock, http, policy))
+            clock.advance(timedelta(seconds=settings.platform_every_seconds * 15))
+        status, attempts, _ = await _status(sessionmaker, stream[0])
+        assert status == "pending" and 10 <= attempts < policy.max_attempts  # still trying, with back-off
+        assert tried == 2 * attempts and partner.deliveries == []
+        partner.start()
+        clock.advance(policy.delay(attempts))
+        await tasks.deliver_all_due(sessionmaker, clock, http, policy)
+    assert [e for e in partner.event_ids() if e in map(str, stream)] == [str(e) for e in stream]
+    assert sorted(partner.event_ids()) == sorted(str(e) for e in [*stream, other])

@@ -30,7 +30,8 @@ Overseer = Annotated[Principal, require(Role.OPERATOR, Role.AUDITOR)]
 async def list_outbox_events(
     principal: Overseer, session: SessionDep,
     status: Annotated[EventStatus | None, Query(description="only events in this state")] = None,
-    stream: Annotated[str | None, Query(max_length=200, description='only this stream\'s, e.g. "checkout:<id>"')] = None,
+    stream: Annotated[str | None, Query(pattern=r"^[!-~]{1,200}$",
+                                        description='only this stream\'s, e.g. "checkout:<id>"')] = None,
     cursor: CursorParam = None, limit: LimitParam = 50,
 ) -> Page[OutboxEventOut]:
     """The region's outgoing events, newest first, with their delivery state."""

@@ -3,14 +3,14 @@ the city's data platform (the city's ID's claim and their own setting, the later
 payments whose results were shared (their refunds follow them), and the days whose aggregate has
 been written. The events themselves go through the outbox (0028).
 
-Revision ID: 0029
-Revises: 0028
+Revision ID: 0030
+Revises: 0029
 Create Date: 2026-12-03
 """
 from alembic import op
 
-revision = "0029"
-down_revision = "0028"
+revision = "0030"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Partner services: the smart-city services that take payment in the currency online."""
