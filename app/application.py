@@ -29,6 +29,7 @@ from services.platform.checkouts.endpoints import router as checkouts_router
 from services.platform.outbox.endpoints import router as outbox_router
 from services.platform.outbox.service import RetryPolicy
 from services.platform.partners.endpoints import router as partners_router
+from services.platform.sharing.endpoints import router as sharing_router
 from services.settlement.basedate.endpoints import router as basedate_router
 from services.settlement.endpoints import router as settlement_router
 from services.settlement.history import tasks as history_imports
@@ -64,7 +65,7 @@ ROUTERS: dict[str, list[APIRouter]] = {
     "wallet": [wallet_router, payments_router, campaigns_router, grants_router, premium_router],
     "coupons": [coupons_router, counts_router, bundles_router, segments_router, transit_router],
     "settlement": [settlement_router, runs_router, basedate_router, kpi_router, surveys_router, history_import_router],
-    "platform": [partners_router, checkouts_router, outbox_router],
+    "platform": [partners_router, checkouts_router, outbox_router, sharing_router],
 }
 SERVICES = tuple(ROUTERS)
 # Each service's answers given before routing and dependencies (shared/early.py).
@@ -82,6 +83,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     wiring.wire()
+    wiring.configure(settings)
     clock = clock or SystemClock()
     metrics = Metrics()
 
@@ -106,6 +108,7 @@ def create_app(
             app.state.dev_issuer = dev_issuer
             app.state.token_verifier = TokenVerifier(resolved, clock, dev_issuer)
             app.state.api_key_resolver = wiring.resolve_api_key
+            app.state.claims_observer = wiring.record_city_id_claims
             jobs_task = None
             if "wallet" in services and resolved.jobs_scheduler:
                 jobs_task = asyncio.create_task(

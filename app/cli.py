@@ -40,6 +40,7 @@ from services.coupons.transit.codes import ProductKind, RiderCategory
 from services.coupons.transit.schemas import Fares, ProductCreate, ProductOut, ValidatorCreate
 from services.platform.outbox import tasks as outbox_tasks
 from services.platform.outbox.service import RetryPolicy
+from services.platform.sharing import service as sharing
 from services.settlement import service as settlement
 from services.settlement.basedate import service as basedate
 from services.settlement.history import service as history_imports
@@ -98,6 +99,8 @@ accounts_cli = typer.Typer(help="Merchants' payout bank accounts.", no_args_is_h
 settlement_cli.add_typer(accounts_cli, name="accounts")
 webhooks_cli = typer.Typer(help="The outbox: webhooks to partner services and the data platform.", no_args_is_help=True)
 app.add_typer(webhooks_cli, name="webhooks")
+data_platform_cli = typer.Typer(help="The city's data platform: what is sent to it.", no_args_is_help=True)
+app.add_typer(data_platform_cli, name="data-platform")
 console = Console()
 T = TypeVar("T")
 RegionOption = Annotated[str, typer.Option(help="the region's code")]
@@ -314,6 +317,7 @@ def webhooks_deliver(
     by one worker at a time; one cut off mid-delivery is sent again."""
     wiring.wire()
     settings = get_settings()
+    wiring.configure(settings)
 
     async def run(resolved: Settings) -> list[outbox_tasks.Attempt]:
         engine = create_engine(resolved)
@@ -337,6 +341,27 @@ def webhooks_deliver(
         print(f"{attempt.event_id}: {attempt.status.value}" + (f" ({attempt.error})" if attempt.error else ""))
     delivered = sum(a.status.value == "delivered" for a in made)
     print(f"{delivered} delivered, {len(made) - delivered} not (yet)")
+
+
+@data_platform_cli.command("aggregate")
+def data_platform_aggregate(
+    day: Annotated[str | None, typer.Option(help="the Tokyo day (YYYY-MM-DD); default: yesterday")] = None,
+) -> None:
+    """Write every region's daily payment aggregate to the outbox for the data platform (once a
+    region and day: run it daily after midnight, Asia/Tokyo; again, it writes only what is
+    missing). `chiikipay webhooks deliver` or the server's worker sends it."""
+    try:
+        chosen = date.fromisoformat(day) if day is not None else None
+    except ValueError:
+        raise typer.BadParameter(f"{day!r} is not a date like 2026-12-02", param_hint="--day") from None
+    wiring.wire()
+    settings = get_settings()
+    wiring.configure(settings)
+    if settings.data_platform_url is None:
+        print("refused: DATA_PLATFORM_URL is not set: there is no data platform to send to", file=sys.stderr)
+        raise typer.Exit(1)
+    written = _refusable(settings, lambda session: sharing.write_daily_aggregates(session, SystemClock(), day=chosen))
+    print(f"aggregates written for {len(written)} region(s)" + (f": {', '.join(written)}" if written else ""))
 
 
 @jobs.command("expire")

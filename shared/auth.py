@@ -2,15 +2,21 @@
 systems and bus validators.
 
 Tokens are RS256, checked for signature, issuer, audience and expiry. In production the keys come
-from the city's OpenID Connect provider (a JWKS URL or a configured public key); on the embedded
-default a built-in dev issuer signs them with a key kept in the data folder. Claims besides the
-standard ones: `role`, `region` (the region code) and, for merchant roles, `merchant` (its id).
+from the city's OpenID Connect provider (its JWKS, named by a URL or found through the issuer's
+discovery document, or a configured public key); on the embedded default a built-in dev issuer
+signs them with a key kept in the data folder. Claims besides the standard ones: `role`, `region`
+(the region code) and, for merchant roles, `merchant` (its id); a resident's token may carry the
+data-sharing opt-in and an area attribute. A provider that names them otherwise is mapped by the
+settings (`JWT_*_CLAIM`, README "Sign-in with the city's ID").
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import logging
+import math
 import os
 import re
 import secrets
@@ -22,6 +28,9 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
+from urllib.request import Request as HttpRequest
+from urllib.request import urlopen
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -74,6 +83,10 @@ class Principal:
     partner_service_id: uuid.UUID | None = None  # a partner service key's one partner service
     request_id: str | None = None
     source_address: str | None = None
+    # A resident's token from the city's ID: their opt-in to share payment results with the city's
+    # data platform and their area attribute, as the provider asserts them (None: not asserted).
+    data_sharing: bool | None = None
+    area: str | None = None
 
     @property
     def caller(self) -> str:
@@ -175,14 +188,146 @@ def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
     return key
 
 
+log = logging.getLogger(__name__)
+
 # Verified tokens remembered per process, by their text: a resident's app sends the same token with
 # every request for its lifetime, and checking its RS256 signature and its encoding (PyJWT walks
 # the token character by character) costs about 60 µs of app CPU each time. Bounded (LRU), and an
-# entry is trusted for KEY_RECHECK_SECONDS at most, the lifetime of PyJWKClient's key cache, so
-# that a key the provider withdraws stops being accepted as soon as it would without the cache.
+# entry is trusted for KEY_RECHECK_SECONDS at most, the lifetime of the provider's fetched keys
+# (ProviderKeys), so that a key the provider withdraws stops being accepted at the next fetch of
+# its JWKS at the latest: a remembered token whose key is no longer published is checked afresh.
 # Times (expiry, not-before) are checked against the clock on every use, never remembered.
 VERIFIED_TOKENS = 4096
 KEY_RECHECK_SECONDS = 300
+# What the provider's discovery document and JWKS may be: a few keys, never megabytes.
+PROVIDER_DOCUMENT_BYTES = 256 * 1024
+PROVIDER_TIMEOUT_SECONDS = 5.0
+
+
+class ProviderKeyError(Exception):
+    """The provider's discovery document or JWKS could not be fetched or made no sense."""
+
+
+def _fetch_json(url: str) -> dict[str, Any]:
+    """One GET of a provider's JSON document (blocking: run it in a thread)."""
+    request = HttpRequest(url, headers={"Accept": "application/json", "User-Agent": "chiikipay"})
+    try:
+        with urlopen(request, timeout=PROVIDER_TIMEOUT_SECONDS) as response:
+            body = response.read(PROVIDER_DOCUMENT_BYTES + 1)
+    except OSError as exc:  # URLError, HTTPError and timeouts are all OSErrors
+        raise ProviderKeyError(f"GET {url} failed: {exc}") from None
+    if len(body) > PROVIDER_DOCUMENT_BYTES:
+        raise ProviderKeyError(f"GET {url}: the document is larger than {PROVIDER_DOCUMENT_BYTES} bytes")
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise ProviderKeyError(f"GET {url}: not JSON") from None
+    if not isinstance(document, dict):
+        raise ProviderKeyError(f"GET {url}: not a JSON object")
+    return document
+
+
+class ProviderKeys:
+    """The signing keys the city's OpenID Connect provider publishes in its JWKS, by key id.
+
+    Fetched on first use and again once KEY_RECHECK_SECONDS old (the clock's time, so tests move
+    time instead of waiting). A token naming a key id not in the set prompts one fetch at once —
+    the provider has rotated its key and signs with the new one — but at most one such fetch per
+    `jwt_jwks_refetch_seconds`, so that tokens with made-up key ids cannot make the server hammer
+    the provider; within that interval an unknown key id is refused without a fetch. With
+    `jwt_discovery`, the JWKS URL is read from the issuer's discovery document
+    (`<issuer>/.well-known/openid-configuration`) at each fetch, its `issuer` checked against ours
+    (OpenID Connect Discovery 1.0, section 4.3). A failed fetch keeps the keys already known."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        assert settings.jwt_jwks_url or settings.jwt_discovery
+        self.settings = settings
+        self.clock = clock
+        self.keys: dict[str, Any] = {}  # kid -> public key
+        self.fetched_at: float | None = None
+        self.last_error: str | None = None
+        self._unknown_kid_fetch_at = -math.inf
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str | None) -> Any:
+        now = self.clock.now().timestamp()
+        refreshed = not self._fresh(now)
+        if refreshed:
+            await self._refresh(now, force=False)
+        if kid is None:
+            # A provider with one key may leave `kid` out (RFC 7515 makes it optional).
+            if len(self.keys) == 1:
+                return next(iter(self.keys.values()))
+            if not self.keys:
+                raise InvalidToken(f"The identity provider's keys could not be fetched: {self.last_error}.")
+            raise InvalidToken("The token names no key (`kid`) and the identity provider publishes several.")
+        if kid not in self.keys and self._lock.locked():
+            # A fetch is in flight (a rotation's first tokens arrive together): its keys decide.
+            async with self._lock:
+                pass
+        if (kid not in self.keys and not refreshed
+                and now >= self._unknown_kid_fetch_at + self.settings.jwt_jwks_refetch_seconds):
+            self._unknown_kid_fetch_at = now
+            await self._refresh(now, force=True)
+        found = self.keys.get(kid)
+        if found is None:
+            if self.last_error is not None and not self.keys:
+                raise InvalidToken(f"The identity provider's keys could not be fetched: {self.last_error}.")
+            raise InvalidToken(f"The token is signed by a key the identity provider does not publish (kid {kid!r}).")
+        return found
+
+    def _fresh(self, now: float) -> bool:
+        return self.fetched_at is not None and self.fetched_at <= now < self.fetched_at + KEY_RECHECK_SECONDS
+
+    async def _refresh(self, now: float, *, force: bool) -> None:
+        async with self._lock:
+            if not force and self._fresh(now):
+                return  # fetched by another request while this one waited for the lock
+            try:
+                self.keys = await asyncio.to_thread(self._fetch_keys)
+                self.last_error = None
+            except ProviderKeyError as exc:
+                # The known keys stay (a provider's brief outage must not sign everyone out), and
+                # the next try waits as a fresh fetch would: no fetch per request while it is down.
+                self.last_error = str(exc)
+                log.warning("identity provider keys not refreshed, %d known kept: %s", len(self.keys), exc)
+            self.fetched_at = now
+
+    def _fetch_keys(self) -> dict[str, Any]:
+        jwks_url = self.settings.jwt_jwks_url
+        if jwks_url is None:
+            discovery = _fetch_json(discovery_url(self.settings.jwt_issuer))
+            if discovery.get("issuer") != self.settings.jwt_issuer:
+                raise ProviderKeyError(
+                    f"the discovery document's issuer {discovery.get('issuer')!r} is not {self.settings.jwt_issuer!r}"
+                )
+            jwks_url = discovery.get("jwks_uri")
+            # Fetched like the configured URLs: only over HTTP(S), never a file or another scheme.
+            if not isinstance(jwks_url, str) or urlsplit(jwks_url).scheme not in ("https", "http"):
+                raise ProviderKeyError(f"the discovery document names no HTTP(S) jwks_uri: {jwks_url!r}")
+        document = _fetch_json(jwks_url)
+        if not isinstance(document.get("keys"), list):
+            raise ProviderKeyError(f"{jwks_url} is not a JWK set")
+        keys = {}
+        for jwk in document["keys"]:
+            # Only RS256 signing keys with an id: an encryption key, or another algorithm's, is
+            # not one a token of ours may be signed with.
+            if not isinstance(jwk, dict) or jwk.get("use", "sig") != "sig" or jwk.get("alg", ALGORITHM) != ALGORITHM:
+                continue
+            if jwk.get("kty") != "RSA" or not isinstance(jwk.get("kid"), str):
+                continue
+            try:
+                keys[jwk["kid"]] = jwt.PyJWK(jwk, algorithm=ALGORITHM).key
+            except jwt.PyJWTError:
+                continue
+        if not keys:
+            raise ProviderKeyError(f"{jwks_url} publishes no RS256 signing key")
+        return keys
+
+
+def discovery_url(issuer: str) -> str:
+    """OpenID Connect Discovery 1.0, section 4: the issuer with the well-known path appended."""
+    return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
 class TokenVerifier:
@@ -192,24 +337,27 @@ class TokenVerifier:
     def __init__(self, settings: Settings, clock: Clock, dev_issuer: DevIssuer | None) -> None:
         self.settings = settings
         self.clock = clock
-        self._verified: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        # token -> (when it was checked, its claims, the key id it was checked with)
+        self._verified: OrderedDict[str, tuple[float, dict[str, Any], str | None]] = OrderedDict()
         self.static_key: Any = None
-        self.jwks: jwt.PyJWKClient | None = None
-        if settings.jwt_jwks_url:
-            self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True)
+        self.provider_keys: ProviderKeys | None = None
+        if settings.jwt_jwks_url or settings.jwt_discovery:
+            self.provider_keys = ProviderKeys(settings, clock)
         elif settings.jwt_public_key:
             self.static_key = serialization.load_pem_public_key(settings.jwt_public_key.encode())
         elif dev_issuer is not None:
             self.static_key = dev_issuer.public_key
         else:
-            raise RuntimeError("no token keys: set JWT_JWKS_URL or JWT_PUBLIC_KEY, or enable the dev issuer")
+            raise RuntimeError(
+                "no token keys: set JWT_JWKS_URL, JWT_DISCOVERY or JWT_PUBLIC_KEY, or enable the dev issuer"
+            )
 
     async def verify(self, token: str) -> dict[str, Any]:
         now = self.clock.now().timestamp()
         claims = self._remembered(token, now)
         if claims is None:
-            claims = await self._signed_claims(token)
-            self._remember(token, claims, now)
+            claims, kid = await self._signed_claims(token)
+            self._remember(token, claims, kid, now)
         for claim in ("exp", "iat", "nbf"):
             # NumericDate (RFC 7519): a number of seconds. A signed token may still carry a string.
             if claim in claims and (isinstance(claims[claim], bool) or not isinstance(claims[claim], (int, float))):
@@ -224,25 +372,31 @@ class TokenVerifier:
         found = self._verified.get(token)
         if found is None:
             return None
-        checked_at, claims = found
-        if not checked_at <= now < checked_at + KEY_RECHECK_SECONDS:
+        checked_at, claims, kid = found
+        withdrawn = self.provider_keys is not None and kid not in self.provider_keys.keys
+        if withdrawn or not checked_at <= now < checked_at + KEY_RECHECK_SECONDS:
             del self._verified[token]
             return None
         self._verified.move_to_end(token)
         return claims
 
-    def _remember(self, token: str, claims: dict[str, Any], now: float) -> None:
-        self._verified[token] = (now, claims)
+    def _remember(self, token: str, claims: dict[str, Any], kid: str | None, now: float) -> None:
+        self._verified[token] = (now, claims, kid)
         if len(self._verified) > VERIFIED_TOKENS:
             self._verified.popitem(last=False)
 
-    async def _signed_claims(self, token: str) -> dict[str, Any]:
-        """The token's claims once its signature, issuer, audience and required claims are checked."""
+    async def _signed_claims(self, token: str) -> tuple[dict[str, Any], str | None]:
+        """The token's claims, in our names (`mapped_claims`), once its signature, issuer,
+        audience and required claims are checked; and the id of the provider's key it was checked with."""
         try:
-            key = self.static_key
-            if self.jwks is not None:
-                # PyJWKClient fetches over blocking HTTP (and caches); keep it off the event loop.
-                key = (await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)).key
+            key, kid = self.static_key, None
+            if self.provider_keys is not None:
+                kid = jwt.get_unverified_header(token).get("kid")
+                if kid is not None and not isinstance(kid, str):
+                    raise InvalidToken("The token's key id (`kid`) is not a string.")
+                key = await self.provider_keys.key(kid)
+                if kid is None:
+                    kid = next(k for k, v in self.provider_keys.keys.items() if v is key)
             claims = jwt.decode(
                 token,
                 key,
@@ -255,7 +409,25 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"The bearer token was rejected: {exc}.") from None
-        return claims
+        return mapped_claims(self.settings, claims), kid
+
+
+def mapped_claims(settings: Settings, claims: dict[str, Any]) -> dict[str, Any]:
+    """The provider's claims under the names principal_from_claims reads (`role`, `region`,
+    `data_sharing`, `area`): a city's provider names its own (JWT_ROLE_CLAIM …), and its
+    residents' tokens may carry no role or region at all (JWT_DEFAULT_ROLE, JWT_DEFAULT_REGION).
+    Done once per token, as the signature is."""
+    names = {"role": settings.jwt_role_claim, "region": settings.jwt_region_claim,
+             "data_sharing": settings.jwt_data_sharing_claim, "area": settings.jwt_area_claim}
+    mapped = {k: v for k, v in claims.items() if k not in names}
+    for ours, theirs in names.items():
+        if theirs in claims:
+            mapped[ours] = claims[theirs]
+    if "role" not in mapped and settings.jwt_default_role is not None:
+        mapped["role"] = settings.jwt_default_role
+    if "region" not in mapped and settings.jwt_default_region is not None:
+        mapped["region"] = settings.jwt_default_region
+    return mapped
 
 
 # OpenID Connect Core: `sub` is a case-sensitive string of at most 255 ASCII characters. Only
@@ -265,6 +437,8 @@ SUBJECT = re.compile(r"[!-~]{1,255}")
 # A region's code names it in tokens and URLs, and its QR GUID is "jp.chiikipay.<code>", which
 # EMVCo caps at 32 characters: hence 2 to 19 characters.
 REGION_CODE = re.compile(r"[a-z][a-z0-9-]{0,17}[a-z0-9]")
+# An area attribute: a code the region publishes (a district, a school zone), as segments store it.
+AREA_CODE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -289,7 +463,17 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
             merchant_id = uuid.UUID(str(claims.get("merchant")))
         except ValueError:
             raise InvalidToken("A merchant role needs the merchant's id in the `merchant` claim.") from None
-    return Principal(subject=subject, role=role, region_code=region, merchant_id=merchant_id)
+    data_sharing, area = claims.get("data_sharing"), claims.get("area")
+    if role is Role.RESIDENT:
+        if data_sharing is not None and not isinstance(data_sharing, bool):
+            raise InvalidToken("The token's data-sharing opt-in claim must be true or false.")
+        if area is not None and not (isinstance(area, str) and AREA_CODE.fullmatch(area)):
+            raise InvalidToken("The token's area claim must be an area code (lower-case letters, digits, '-', '_').")
+    else:
+        # Only a resident's own sharing is theirs to assert; on staff tokens the claims mean nothing here.
+        data_sharing = area = None
+    return Principal(subject=subject, role=role, region_code=region, merchant_id=merchant_id,
+                     data_sharing=data_sharing, area=area)
 
 
 # --- API keys ---------------------------------------------------------------------------------
@@ -311,6 +495,11 @@ def hash_api_key(secret: str) -> str:
 
 # The service that owns merchants resolves a presented key to its principal (None: no such key).
 ApiKeyResolver = Callable[[AsyncSession, str], Awaitable[Principal | None]]
+# What a resident's token asserts about them (Principal.data_sharing, .area), handed to whoever
+# keeps it (the composition root registers it as app.state.claims_observer), in the request's
+# session: the city's ID is where a resident may opt in to data sharing. It must be cheap when
+# nothing changed: it runs on every request whose token carries those claims.
+ClaimsObserver = Callable[[AsyncSession, Clock, Principal], Awaitable[None]]
 
 
 # --- dependencies -----------------------------------------------------------------------------
@@ -342,6 +531,10 @@ async def current_principal(
         principal = found
     elif credentials is not None:
         principal = await token_principal(request, credentials.credentials)
+        if principal.data_sharing is not None or principal.area is not None:
+            observer: ClaimsObserver | None = getattr(request.app.state, "claims_observer", None)
+            if observer is not None:
+                await observer(session, request.app.state.clock, principal)
     else:
         raise Unauthenticated("Send `Authorization: Bearer <token>` (or `X-API-Key` from a terminal).")
     return replace(

@@ -7,6 +7,7 @@ gets. Production sets both URLs and the OpenID Connect issuer of the city.
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,11 +24,38 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".chiikipay")
 
     # Authentication. The built-in dev issuer signs tokens with a key kept in the data folder;
-    # production turns it off and points at the city's OpenID Connect provider.
+    # production turns it off (DEV_ISSUER_ENABLED=false) and points at the city's OpenID Connect
+    # provider (README "Sign-in with the city's ID"). Tokens are RS256 either way.
+    #
+    # JWT_ISSUER: the provider's issuer identifier, exactly as its tokens' `iss` and its discovery
+    # document's `issuer` spell it (e.g. https://id.city.example/realms/residents).
     jwt_issuer: str = "chiikipay-dev"
+    # JWT_AUDIENCE: the client id chiikipay is registered under at the provider; a token whose
+    # `aud` does not name it was issued for another service and is refused.
     jwt_audience: str = "chiikipay"
+    # The provider's keys, one of: JWT_JWKS_URL, its JWK set's URL; JWT_DISCOVERY=true, the JWK
+    # set's URL read from <JWT_ISSUER>/.well-known/openid-configuration (whose `issuer` must equal
+    # JWT_ISSUER); or JWT_PUBLIC_KEY, one PEM public key (no rotation without a restart). A JWK
+    # set is fetched on first use and every 300 s; a token naming a key id not in it prompts one
+    # fetch at once (the provider rotated its key), at most one per JWT_JWKS_REFETCH_SECONDS.
     jwt_jwks_url: str | None = None
+    jwt_discovery: bool = False
+    jwt_jwks_refetch_seconds: float = 30
     jwt_public_key: str | None = None
+    # The claims mapped to a chiikipay principal, by their name in the provider's tokens:
+    # the role (resident, merchant_staff, operator …), the region's code, a resident's opt-in to
+    # share payment results with the city's data platform (a JSON boolean) and their area (a code
+    # the region publishes: a district). The subject is always `sub`: it is the resident, and
+    # their wallet is created on their first call (services/wallet/directory).
+    jwt_role_claim: str = "role"
+    jwt_region_claim: str = "region"
+    jwt_data_sharing_claim: str = "data_sharing"
+    jwt_area_claim: str = "area"
+    # A city's provider issues its residents' tokens without chiikipay's role or region: with
+    # these set, a token that carries no role claim is a resident's, and one without a region
+    # claim is of this region. Only "resident" may be defaulted: staff roles must be asserted.
+    jwt_default_role: Literal["resident"] | None = None
+    jwt_default_region: str | None = None
     dev_issuer_enabled: bool = True
     dev_token_ttl_seconds: int = 3600
 
@@ -53,6 +81,18 @@ class Settings(BaseSettings):
     platform_every_seconds: float = 2
     # The link a partner's checkout page opens in the resident's app (the checkout id appended).
     checkout_link_base: str = "chiikipay://checkout/"
+
+    # The city's data platform (services/platform/sharing, README "Payment results to the data
+    # platform"). DATA_PLATFORM_URL: where the events are POSTed through the outbox (unset: none
+    # are written, and payments pay nothing for it); DATA_PLATFORM_SECRET: their HMAC signing
+    # secret, shared with the platform; DATA_PLATFORM_PSEUDONYM_KEY: the key of the residents'
+    # pseudonyms (HMAC-SHA256 of region and subject), kept only here: changing it gives every
+    # resident a new pseudonym, so set it once; DATA_PLATFORM_MIN_PAYMENTS: a sector with fewer
+    # payments in a day is left out of that day's aggregate.
+    data_platform_url: str | None = None
+    data_platform_secret: str = Field(default="dev-data-platform-secret", repr=False)
+    data_platform_pseudonym_key: str = Field(default="dev-data-platform-pseudonym-key", repr=False)
+    data_platform_min_payments: int = Field(default=3, ge=1)
 
     # Region defaults, copied into a region when it is created; operators change them per region.
     default_balance_cap: int = 100_000

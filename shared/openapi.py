@@ -56,6 +56,7 @@ TAG_DESCRIPTIONS = {
     "surveys": "In-app surveys: one 1–5 rating per resident and survey, the KPI 満足度.",
     "platform": "Partner services' online checkouts (with their API key), the resident's approval in the app, "
                 "and the outbox of signed webhooks (the operator's view).",
+    "data sharing": "A resident's choice whether their payment results go to the city's data platform.",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

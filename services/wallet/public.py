@@ -158,6 +158,10 @@ Regions, merchants, residents and notices (for coupons' segments and transit)
     with now (yen and points; not yet usable or expired value left out), e.g. for a partner
     service's checkout to show before the resident approves it. A resident's first call makes
     their wallet, as the wallet's own `GET /v1/wallet` does.
+    `resident_wallet_account(session, clock, region=, subject=) -> uuid.UUID`: the coin account of
+    the resident `subject` names (their wallet, created on their first call as every request
+    does), the `wallet_account_id` that `OnPaid` hooks are given: e.g. the data platform's
+    sharing choices, so that its hook recognises a payer by one lookup of its own.
 
 Hooks
     `register_hooks(paid=, refunded=)`, called by the composition root (app/wiring.py) only:
@@ -214,8 +218,9 @@ __all__ = [
     "RefundMade", "RequestedPayment", "ResidentRow", "RowProblem", "SalesDay", "ScannedStore", "Sector", "ShopStore",
     "SponsorBudget", "SponsorPayment", "StatementLine", "UnusedBalance", "activity", "balance", "check_history", "create_sponsor",
     "fund_sponsor", "import_history", "merchant", "onboarded_bank_accounts", "pay", "payers", "payment_discount",
-    "post_notices", "post_payout", "publish_paid", "refund", "region_codes", "region_id", "register_hooks", "residents",
-    "redeem_points", "resolve_qr", "sponsor", "sponsor_pays", "statement_lines", "statement_lines_before", "stores", "unused_balance",
+    "post_notices", "post_payout", "publish_paid", "redeem_points", "refund", "region_codes", "region_id",
+    "register_hooks", "resident_wallet_account", "residents", "resolve_qr", "sponsor", "sponsor_pays",
+    "statement_lines", "statement_lines_before", "stores", "unused_balance",
 ]
 
 
@@ -663,6 +668,12 @@ async def residents(session: AsyncSession, *, region: str, among: Collection[str
     identity = await directory.region_identity(session, region)
     found = await directory.active_residents(session, identity.id, None if among is None else list(among))
     return [subject for _, subject in found]
+
+
+async def resident_wallet_account(session: AsyncSession, clock: Clock, *, region: str, subject: str) -> uuid.UUID:
+    found = await directory.hosted_region(session, region)
+    async with session.begin_nested():
+        return (await directory.wallet_for(session, clock, found, subject)).account.id
 
 
 async def payers(
