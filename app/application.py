@@ -44,7 +44,7 @@ from services.wallet.grants.endpoints import router as grants_router
 from services.wallet.jobs import scheduler
 from services.wallet.payments.endpoints import router as payments_router
 from services.wallet.premium.endpoints import router as premium_router
-from shared import openapi
+from shared import openapi, routing
 from shared.auth import DevIssuer, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
@@ -174,6 +174,9 @@ def create_app(
     # in the flat list; bench/RESULTS.md 2026-12-01).
     for router in (_operations_router(metrics, services), *(r for s in services for r in _routers(s))):
         app.router.routes.extend(router.routes)
+    # And a request tries only the routes its path's first segments allow, in the same order
+    # (shared/routing.py: 200 routes, the last ones ≈ 165 µs away in the flat list).
+    routing.install(app.router)
     openapi.install(app)
     return app
 
