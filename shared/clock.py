@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Protocol
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -71,8 +71,22 @@ def _iso_only(value: object) -> object:
     return value
 
 
-# A moment given by a client: ISO 8601 with an explicit offset (a bare local time is ambiguous).
-Instant = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+def _storable(value: datetime) -> datetime:
+    # asyncpg writes the first and the last instant a datetime holds (datetime.min and .max, in
+    # UTC) as PostgreSQL's -infinity and infinity, and reads those back as naive datetimes; and an
+    # instant whose UTC time falls outside the years 1–9999 has no datetime at all.
+    try:
+        utc = value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError("the instant is outside the years 1 to 9999 (UTC)") from None
+    if utc in (datetime.min, datetime.max):
+        raise ValueError("the instant is the first or last of the years 1 to 9999 (UTC); give one between")
+    return value
+
+
+# A moment given by a client: ISO 8601 with an explicit offset (a bare local time is ambiguous),
+# one the database stores as that moment.
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(_storable)]
 
 
 def _iso_day(value: object) -> object:

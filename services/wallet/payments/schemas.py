@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from services.wallet.payments.models import FeeKind, PaymentMethod, Rounding
+from shared.clock import Instant
 from shared.money import Amount, BasisPoints
 from shared.schemas import Memo, Schema, Text100
 from shared.text import romanised, text
@@ -122,7 +123,7 @@ class FeePlanCreate(Schema):
     rate_bp: BasisPoints
     rounding: Rounding = Rounding.DOWN
     yearly_cap: Amount | None = Field(default=None, description="most fees per fiscal year, yen")
-    effective_from: AwareDatetime | None = Field(default=None, description="default: now")
+    effective_from: Instant | None = Field(default=None, description="default: now")
 
 
 class FeePlanOut(Schema):
