@@ -71,6 +71,10 @@ def _iso_only(value: object) -> object:
     return value
 
 
+# A rule JSON Schema's date-time cannot state (the fuzz test knows it by this text).
+UNSTORABLE = "a moment strictly between the first and the last of the years 1 to 9999 (UTC) is required"
+
+
 def _storable(value: datetime) -> datetime:
     # asyncpg writes the first and the last instant a datetime holds (datetime.min and .max, in
     # UTC) as PostgreSQL's -infinity and infinity, and reads those back as naive datetimes; and an
@@ -78,9 +82,9 @@ def _storable(value: datetime) -> datetime:
     try:
         utc = value.astimezone(UTC).replace(tzinfo=None)
     except OverflowError:
-        raise ValueError("the instant is outside the years 1 to 9999 (UTC)") from None
+        raise ValueError(UNSTORABLE) from None
     if utc in (datetime.min, datetime.max):
-        raise ValueError("the instant is the first or last of the years 1 to 9999 (UTC); give one between")
+        raise ValueError(UNSTORABLE)
     return value
 
 
