@@ -63,13 +63,15 @@ async def post_journal(
     reference: str | None = None,
     memo: str | None = None,
     even_if_inactive: bool = False,
+    journal_id: uuid.UUID | None = None,
 ) -> Posted:
     """Record one immutable journal. Checks and locks residents' wallet accounts first, then the
     others, each in account-id order — the order every posting takes (a payment holds its wallet
     when it draws a reward from a campaign budget) — so two journals never deadlock; refuses (and
     changes nothing) if any debit would overdraw, any credit would pass its ceiling, or any
     account is not active (unless `even_if_inactive`: expiry follows the rules a lot was given,
-    whatever the wallet's status)."""
+    whatever the wallet's status). `journal_id`: the id a record written before it names (a
+    payment's discount record names its sponsor's credit journal); else a new one."""
     _assert_balanced(region_id, kind, legs)
     balances_after: dict[uuid.UUID, int] = {}
     for leg in sorted(legs, key=lock_order):
@@ -91,7 +93,7 @@ async def post_journal(
                     balance=available,
                     required=-leg.amount,
                 )
-    journal_id, now = new_id(), clock.now()
+    journal_id, now = journal_id or new_id(), clock.now()
     await repo.insert_journal(
         session,
         {"id": journal_id, "region_id": region_id, "kind": kind.value, "actor": actor,

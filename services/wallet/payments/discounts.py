@@ -84,28 +84,42 @@ async def budget_for(session: AsyncSession, region_id: uuid.UUID, discount: Disc
     return (await sponsor(session, region_id, discount.sponsor_id)).budget_account
 
 
+def pay_arguments(discount: Discount | None, credit_journal_id: uuid.UUID | None, actor: str | None) -> dict:
+    """What `wallet.pay` records the payment's discount from (NULLs: no discount). A sponsor's
+    names the journal `apply` posts next by `credit_journal_id`."""
+    return {
+        "discount": discount.amount if discount else None,
+        "discount_funder": discount.funded_by.value if discount else None,
+        "sponsor_id": discount.sponsor_id if discount else None,
+        "credit_journal_id": credit_journal_id,
+        "discount_reference": discount.reference if discount else None,
+        "discount_by": actor if discount else None,
+    }
+
+
 async def apply(
-    session: AsyncSession, clock: Clock, *, payment: Payment, discount: Discount, budget: Account | None, actor: str
+    session: AsyncSession, clock: Clock, *, payment: Payment, discount: Discount, budget: Account | None,
+    credit_journal_id: uuid.UUID | None, actor: str,
 ) -> PaymentDiscount:
-    """Record the discount of a payment just written and, for a sponsor's, pay the shop. The
-    record carries the payment's time, so a statement puts the credit in the payment's period."""
-    credit_journal_id = None
+    """For a sponsor's discount of a payment just written (with its record, by `wallet.pay`), pay
+    the shop by the journal the record names; the record, as written. It carries the payment's
+    time, so a statement puts the credit in the payment's period."""
     if budget is not None:
+        assert credit_journal_id is not None, "a sponsor's discount names its credit journal"
         merchant = await directory.merchant_account(session, payment.merchant_id, Unit.YEN.value)
         try:
-            posted = await ledger.post_journal(
+            await ledger.post_journal(
                 session, clock, region_id=payment.region_id, kind=JournalKind.SPONSOR_CREDIT, actor=actor,
                 legs=[ledger.Leg(budget, -discount.amount), ledger.Leg(merchant, discount.amount)],
-                reference=str(payment.id),
+                reference=str(payment.id), journal_id=credit_journal_id,
             )
         except InsufficientBalance as exc:
             raise SponsorBudgetExhausted(
                 f"The sponsor's budget holds {exc.extra['balance']} yen; the discount is {discount.amount}.",
                 budget=exc.extra["balance"], discount=discount.amount,
             ) from None
-        credit_journal_id = posted.journal_id
-    return await repo.insert_payment_discount(
-        session, payment_id=payment.id, region_id=payment.region_id, merchant_id=payment.merchant_id,
+    return PaymentDiscount(
+        payment_id=payment.id, region_id=payment.region_id, merchant_id=payment.merchant_id,
         price=payment.amount + discount.amount, discount=discount.amount, funded_by=discount.funded_by.value,
         sponsor_id=discount.sponsor_id, credit_journal_id=credit_journal_id, reversed=0,
         reference=discount.reference, created_by=actor, created_at=payment.created_at,

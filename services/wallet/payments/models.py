@@ -268,7 +268,10 @@ class PaymentDiscount(Base):
     discount: Mapped[int]
     funded_by: Mapped[str]
     sponsor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.sponsors.id"))
-    credit_journal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.journals.id"))
+    # Checked at the commit: wallet.pay writes the record before the sponsor's journal is posted.
+    credit_journal_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.journals.id", deferrable=True, initially="DEFERRED")
+    )
     reversed: Mapped[int] = mapped_column(server_default=text("0"))
     reference: Mapped[str | None]  # the caller's, e.g. the coupon redemption that gave the discount
     created_by: Mapped[str]

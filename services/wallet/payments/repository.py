@@ -274,18 +274,6 @@ async def merchant_payments(
 # --- discounts and sponsors ---------------------------------------------------------------------
 
 
-# Built once and run with parameters: a payment with a coupon writes its discount on the hot path,
-# where building the ORM's insert per call, and reading the row back, cost more than running it.
-_discounts = PaymentDiscount.__table__
-_INSERT_DISCOUNT = insert(_discounts).values({column.name: bindparam(column.name) for column in _discounts.c})
-
-
-async def insert_payment_discount(session: AsyncSession, **values: Any) -> PaymentDiscount:
-    """Every column is given, so the record is what was written (nothing to read back)."""
-    await session.execute(_INSERT_DISCOUNT, values)
-    return PaymentDiscount(**values)
-
-
 async def payment_discount(session: AsyncSession, payment_id: uuid.UUID) -> PaymentDiscount | None:
     query = select(PaymentDiscount).where(PaymentDiscount.payment_id == payment_id)
     return (await session.execute(query.execution_options(populate_existing=True))).scalar_one_or_none()

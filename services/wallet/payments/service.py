@@ -342,20 +342,21 @@ async def pay(
     (`wallet.charge_fee`, which transfers are charged by too: the plan in force, its rounding
     `wallet.fee_for`, and under a capped plan the merchant's fiscal-year total, the one lock a
     payment takes besides the payer's, taken after them), write the journal, its entries, the
-    payment and which lots paid it. Merchant and fee income are credited without a lock, in the
-    units the payer paid in: the fee is split between yen and points in proportion (the points
-    share rounded down)."""
+    payment, which lots paid it and the discount's record. Merchant and fee income are credited
+    without a lock, in the units the payer paid in: the fee is split between yen and points in
+    proportion (the points share rounded down)."""
     assert discount is None or actor is not None, "a discount is given by someone"
     budget = await discounts.budget_for(session, region.id, discount) if discount is not None else None
     now = clock.now()
     payment_id, journal_id = new_id(), new_id()
+    credit_journal_id = new_id() if budget is not None else None
     row = (
         await session.execute(
             PAY,
             {"region_id": region.id, "account_id": account_id, "subject": subject, "store_id": store_id,
              "amount": amount, "method": method.value, "order_reference": order_reference, "card_id": card_id,
              "now": now, "fiscal_year": fiscal_year(now), "payment_id": payment_id, "journal_id": journal_id,
-             "entry_ids": [new_id() for _ in range(6)]},
+             "entry_ids": [new_id() for _ in range(6)], **discounts.pay_arguments(discount, credit_journal_id, actor)},
         )
     ).one()
     if row.outcome == "no_store":
@@ -385,7 +386,8 @@ async def pay(
     applied = None
     if discount is not None:
         applied = await discounts.apply(
-            session, clock, payment=payment, discount=discount, budget=budget, actor=actor
+            session, clock, payment=payment, discount=discount, budget=budget, credit_journal_id=credit_journal_id,
+            actor=actor,
         )
     for paid in hooks.on_paid:
         payment.reward_points += await paid(
@@ -399,14 +401,18 @@ async def pay(
 
 PAY = text(
     "SELECT * FROM wallet.pay(:region_id, :account_id, :subject, :store_id, :amount, :method, :order_reference,"
-    " :card_id, :now, :fiscal_year, :payment_id, :journal_id, :entry_ids)"
+    " :card_id, :now, :fiscal_year, :payment_id, :journal_id, :entry_ids, :discount, :discount_funder, :sponsor_id,"
+    " :credit_journal_id, :discount_reference, :discount_by)"
 ).bindparams(
     bindparam("region_id", type_=UUID), bindparam("account_id", type_=UUID), bindparam("subject", type_=Text),
     bindparam("store_id", type_=UUID), bindparam("amount", type_=BigInteger), bindparam("method", type_=Text),
     bindparam("order_reference", type_=Text), bindparam("card_id", type_=UUID),
     bindparam("now", type_=DateTime(timezone=True)), bindparam("fiscal_year", type_=SmallInteger),
     bindparam("payment_id", type_=UUID), bindparam("journal_id", type_=UUID),
-    bindparam("entry_ids", type_=ARRAY(UUID)),
+    bindparam("entry_ids", type_=ARRAY(UUID)), bindparam("discount", type_=BigInteger),
+    bindparam("discount_funder", type_=Text), bindparam("sponsor_id", type_=UUID),
+    bindparam("credit_journal_id", type_=UUID), bindparam("discount_reference", type_=Text),
+    bindparam("discount_by", type_=Text),
 )
 
 
