@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from app.demo import MERCHANTS
 from services.wallet import onboarding, public
@@ -229,6 +230,30 @@ async def test_a_budget_that_cannot_cover_the_discount_refuses_the_whole_payment
     ))
     assert (problem.slug, problem.extra) == ("sponsor-budget-exhausted", {"budget": 200, "discount": 300})
     assert await snapshot(sessionmaker) == before  # no payment, no lot taken, the budget untouched
+
+
+async def test_a_discount_record_naming_a_credit_journal_never_posted_is_refused_at_commit(
+    sessionmaker, clock, town, store_id
+):
+    """wallet.pay writes a sponsor's discount record before the wallet posts the credit journal it
+    names, so the record's foreign key to it is checked at the commit: a record whose journal never
+    came (a caller of the function that skipped the credit) is refused with everything else."""
+    sponsor = await funded_sponsor(sessionmaker, clock, 1_000)
+    before = await snapshot(sessionmaker)
+    async with sessionmaker() as s:
+        region = await directory.region_identity(s, REGION)
+        row = (await s.execute(payments.PAY, {
+            "region_id": region.id, "account_id": None, "subject": HANAKO, "store_id": store_id, "amount": 700,
+            "method": "mpm_static", "order_reference": None, "card_id": None, "now": clock.now(),
+            "fiscal_year": 2026, "payment_id": uuid.uuid4(), "journal_id": uuid.uuid4(),
+            "entry_ids": [uuid.uuid4() for _ in range(6)], "discount": 300, "discount_funder": "sponsor",
+            "sponsor_id": sponsor.sponsor_id, "credit_journal_id": uuid.uuid4(), "discount_reference": None,
+            "discount_by": COUPONS.subject,
+        })).one()
+        assert row.outcome == "ok"  # the payment and its record are written; the credit is not
+        with pytest.raises(IntegrityError, match="fk_payment_discounts_credit_journal_id_journals"):
+            await s.commit()
+    assert await snapshot(sessionmaker) == before
 
 
 async def test_a_sponsors_budget_never_goes_negative_under_concurrent_payments(sessionmaker, clock, town, store_id):
