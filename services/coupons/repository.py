@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coupons.models import Claim, ClaimStatus, Coupon, CouponStatus, CouponStock, Holding, Redemption
+from shared.db import fetch_on_driver
 from shared.models import IdempotencyRecord
 
 # --- coupons ------------------------------------------------------------------------------------
@@ -213,25 +214,25 @@ class CouponTerms:
 
 
 _claims, _coupons = Claim.__table__, Coupon.__table__
-# Built once, plain columns (no ORM objects): paying with a coupon reads its claim on the hot path.
+# Plain columns (no ORM objects), on the session's driver (shared.db.fetch_on_driver): paying with
+# a coupon reads its claim on the hot path.
 _CLAIM_IN_USE = (
-    select(_claims.c.region_id.label("claim_region_id"), _claims.c.subject, _claims.c.status.label("claim_status"),
-           *(_coupons.c[name] for name in CouponTerms.__dataclass_fields__))
-    .join_from(_claims, _coupons, _coupons.c.id == _claims.c.coupon_id)
-    .where(_claims.c.id == bindparam("claim_id"))
+    "SELECT c.region_id, c.subject, c.status, "
+    + ", ".join(f"k.{name}" for name in CouponTerms.__dataclass_fields__)
+    + " FROM coupons.claims c JOIN coupons.coupons k ON k.id = c.coupon_id WHERE c.id = $1"
 )
-_CLAIM_IN_USE_LOCKED = _CLAIM_IN_USE.with_for_update(of=_claims)
+_CLAIM_IN_USE_LOCKED = _CLAIM_IN_USE + " FOR UPDATE OF c"
 
 
 async def claim_in_use(
     session: AsyncSession, claim_id: uuid.UUID, *, lock: bool
 ) -> tuple[ClaimInUse, CouponTerms] | None:
     """A claim and its coupon's terms, the claim's row locked (`lock`) until the commit."""
-    row = (await session.execute(_CLAIM_IN_USE_LOCKED if lock else _CLAIM_IN_USE, {"claim_id": claim_id})).first()
-    if row is None:
+    rows = await fetch_on_driver(session, _CLAIM_IN_USE_LOCKED if lock else _CLAIM_IN_USE, claim_id)
+    if not rows:
         return None
-    terms = CouponTerms(*(getattr(row, name) for name in CouponTerms.__dataclass_fields__))
-    return ClaimInUse(claim_id, row.claim_region_id, row.subject, row.claim_status), terms
+    region_id, subject, status, *terms = rows[0]
+    return ClaimInUse(claim_id, region_id, subject, status), CouponTerms(*terms)
 
 
 async def claim_by_code(session: AsyncSession, code: str) -> tuple[Claim, Coupon] | None:
@@ -283,17 +284,19 @@ async def restock(session: AsyncSession, coupon_id: uuid.UUID, bucket: int) -> N
 # The redemption and its claim marked redeemed, in one statement built once (every column is
 # given: nothing to read back).
 _redemptions = Redemption.__table__
-_REDEEM = text(
-    f"WITH made AS (INSERT INTO coupons.redemptions ({', '.join(c.name for c in _redemptions.c)})"
-    f" VALUES ({', '.join(':' + c.name for c in _redemptions.c)}))"
-    f" UPDATE coupons.claims SET status = '{ClaimStatus.REDEEMED.value}', redeemed_at = :redeemed_at"
-    " WHERE id = :claim_id"
+_REDEMPTION_COLUMNS = tuple(c.name for c in _redemptions.c)
+_REDEEM = (
+    f"WITH made AS (INSERT INTO coupons.redemptions ({', '.join(_REDEMPTION_COLUMNS)})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(_REDEMPTION_COLUMNS) + 1))}))"
+    f" UPDATE coupons.claims SET status = '{ClaimStatus.REDEEMED.value}',"
+    f" redeemed_at = ${_REDEMPTION_COLUMNS.index('redeemed_at') + 1} WHERE id = ${_REDEMPTION_COLUMNS.index('claim_id') + 1}"
 )
 
 
 async def redeem(session: AsyncSession, **values: Any) -> Redemption:
-    """Record the claim's redemption and mark the claim redeemed, at `redeemed_at`."""
-    await session.execute(_REDEEM, values)
+    """Record the claim's redemption and mark the claim redeemed, at `redeemed_at` (on the
+    session's driver: the hot path of a payment with a coupon)."""
+    await fetch_on_driver(session, _REDEEM, *(values[name] for name in _REDEMPTION_COLUMNS))
     return Redemption(**values)
 
 
